@@ -1,0 +1,115 @@
+/* backflow run / backflow plan */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "core/runner.h"
+
+static void print_human(const char *verb, const char *sync, const struct bf_run_result *res) {
+  const struct bf_run_counts *c = &res->counts;
+  if (!strcmp(verb, "plan")) {
+    printf("plan %s: %lld to add, %lld to change, %lld to remove, %lld unchanged, %lld skipped, "
+           "%lld rejected (%lld rows read in %.2fs)\n",
+           sync, c->added, c->changed, c->removed, c->unchanged, c->skipped, c->rejected,
+           c->rows_read, (double)res->duration_ms / 1000.0);
+  } else {
+    printf("run %lld %s: %s: %lld added, %lld changed, %lld removed, %lld unchanged, %lld skipped, "
+           "%lld rejected, %lld failed (%lld rows read in %.2fs)\n",
+           res->run_id, sync, res->status, c->added, c->changed, c->removed, c->unchanged,
+           c->skipped, c->rejected, c->failed, c->rows_read, (double)res->duration_ms / 1000.0);
+    if (c->rejected || c->failed)
+      printf("  see the rows with: backflow errors %s --run %lld\n", sync, res->run_id);
+  }
+}
+
+int bf_cmd_plan(struct bf_cli *cli, struct bf_error *err) {
+  const char *sample = bf_cli_option(cli, "--sample");
+  const char *usage = "plan SYNC [--json] [--sample N]";
+  if (bf_cli_no_more_options(cli, usage, err)) return 2;
+  if (cli->argc != 1) return bf_error_set(err, BF_E_USAGE, "plan takes exactly one sync"), 2;
+  struct bf_project *p = NULL;
+  if (bf_cli_project(cli, &p, err)) return bf_code_exit_status(err->code);
+  struct bf_run_options opts = {.plan_only = true, .sample_limit = sample ? (size_t)atol(sample) : 5,
+                                .progress = isatty(2)};
+  struct bf_run_result res;
+  int rc = bf_sync_run(p, cli->argv[0], &opts, &res, err);
+  int status = rc ? bf_code_exit_status(rc) : 0;
+  if (cli->json) {
+    struct bf_buf out = {0};
+    bf_cli_result_json(&out, cli->argv[0], &res, rc ? err->msg : NULL);
+    out.len--; /* reopen the object to add the sample */
+    bf_buf_puts(&out, ",\"sample\":[");
+    for (size_t i = 0; i < res.sample.len; i++) {
+      char ch = res.sample.data[i];
+      if (ch == '\n') {
+        if (i + 1 < res.sample.len) bf_buf_putc(&out, ',');
+      } else {
+        bf_buf_putc(&out, ch);
+      }
+    }
+    bf_buf_puts(&out, "]}\n");
+    fwrite(out.data, 1, out.len, stdout);
+    bf_buf_release(&out);
+  } else if (rc == 0) {
+    print_human("plan", cli->argv[0], &res);
+    if (res.sample.len) {
+      printf("sample:\n");
+      const char *s = bf_buf_cstr(&res.sample);
+      while (*s) {
+        const char *nl = strchr(s, '\n');
+        printf("  %.*s\n", (int)(nl - s), s);
+        s = nl + 1;
+      }
+    }
+  }
+  bf_run_result_release(&res);
+  bf_project_free(p);
+  return status;
+}
+
+int bf_cmd_run(struct bf_cli *cli, struct bf_error *err) {
+  const char *usage = "run SYNC... | --all [--full-resync] [--json]";
+  bool all = bf_cli_flag(cli, "--all");
+  bool full = bf_cli_flag(cli, "--full-resync");
+  if (bf_cli_no_more_options(cli, usage, err)) return 2;
+  if (all == (cli->argc > 0))
+    return bf_error_set(err, BF_E_USAGE, "name the syncs to run, or --all"), 2;
+  struct bf_project *p = NULL;
+  if (bf_cli_project(cli, &p, err)) return bf_code_exit_status(err->code);
+  size_t n = all ? p->cfg->n_syncs : (size_t)cli->argc;
+  for (size_t i = 0; !all && i < n; i++) {
+    if (!bf_project_find_sync(p, cli->argv[i], err)) {
+      bf_project_free(p);
+      return 2;
+    }
+  }
+  struct bf_buf json = {0};
+  bf_buf_puts(&json, "{\"runs\":[");
+  int status = 0;
+  struct bf_error first_err = {0};
+  for (size_t i = 0; i < n; i++) {
+    const char *name = all ? p->cfg->syncs[i].name : cli->argv[i];
+    struct bf_run_options opts = {.full_resync = full, .progress = isatty(2) && !cli->json};
+    struct bf_run_result res;
+    struct bf_error run_err = {0};
+    int rc = bf_sync_run(p, name, &opts, &res, &run_err);
+    if (i) bf_buf_putc(&json, ',');
+    bf_cli_result_json(&json, name, &res, rc ? run_err.msg : NULL);
+    if (rc) {
+      if (!first_err.code) first_err = run_err;
+      else fprintf(stderr, "backflow run: %s\n", run_err.msg);
+      if (status == 0 || status == 1) status = bf_code_exit_status(rc);
+    } else {
+      if (!cli->json) print_human("run", name, &res);
+      if ((res.counts.rejected || res.counts.failed) && status == 0) status = 1;
+    }
+    bf_run_result_release(&res);
+  }
+  bf_buf_puts(&json, "]}\n");
+  if (cli->json) fwrite(json.data, 1, json.len, stdout);
+  bf_buf_release(&json);
+  bf_project_free(p);
+  if (first_err.code) *err = first_err;
+  return status;
+}

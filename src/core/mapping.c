@@ -1,0 +1,222 @@
+#include "core/mapping.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <sodium.h>
+
+static int find_column(char *const *columns, size_t ncols, const char *name, size_t *out) {
+  for (size_t i = 0; i < ncols; i++) {
+    if (strcmp(columns[i], name) == 0) {
+      *out = i;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+static int missing_column(const struct bf_loc *loc, const char *what, const char *column,
+                          const struct bf_model_config *model, char *const *columns, size_t ncols,
+                          struct bf_error *err) {
+  char list[512] = "";
+  for (size_t i = 0; i < ncols; i++) {
+    if (i) strncat(list, ", ", sizeof list - strlen(list) - 1);
+    strncat(list, columns[i], sizeof list - strlen(list) - 1);
+  }
+  const char *cands[65];
+  size_t n = ncols < 64 ? ncols : 64;
+  for (size_t i = 0; i < n; i++) cands[i] = columns[i];
+  cands[n] = NULL;
+  const char *guess = bf_did_you_mean(column, cands);
+  return bf_error_set(err, BF_E_CONFIG,
+                      "%s:%d:%d: %s '%s' is not a column of model '%s'%s%s%s (its columns: %s)",
+                      loc->file, loc->line, loc->col, what, column, model->name,
+                      guess ? "; did you mean '" : "", guess ? guess : "", guess ? "'?" : "", list);
+}
+
+/* Constants keep YAML's plain-scalar typing: `3` is a number, `"3"` text. */
+static struct bf_value constant_value(const struct bf_node *node, const char *text) {
+  struct bf_value v = {.type = BF_TEXT};
+  if (node && !node->quoted) {
+    char *end;
+    long long i = strtoll(text, &end, 10);
+    if (*text && *end == '\0') return (struct bf_value){.type = BF_INT, .u.i = i};
+    double f = strtod(text, &end);
+    if (*text && *end == '\0') return (struct bf_value){.type = BF_FLOAT, .u.f = f};
+    if (!strcmp(text, "true") || !strcmp(text, "false"))
+      return (struct bf_value){.type = BF_BOOL, .u.i = text[0] == 't'};
+    if (!strcmp(text, "null") || !strcmp(text, "~") || !*text) return (struct bf_value){0};
+  }
+  v.len = (uint32_t)strlen(text);
+  v.u.s = bf_xstrdup(text);
+  return v;
+}
+
+int bf_mapping_build(const struct bf_config *cfg, const struct bf_sync_config *sync,
+                     const struct bf_model_config *model, char *const *columns, size_t ncols,
+                     struct bf_mapping *m, struct bf_error *err) {
+  memset(m, 0, sizeof *m);
+  if (find_column(columns, ncols, model->primary_key, &m->pk_col) < 0)
+    return missing_column(&model->primary_key_loc, "primary key", model->primary_key, model,
+                          columns, ncols, err);
+  m->n_match = sync->match.n;
+  m->match_names = bf_xcalloc(m->n_match, sizeof *m->match_names);
+  m->match_cols = bf_xcalloc(m->n_match, sizeof *m->match_cols);
+  for (size_t i = 0; i < sync->match.n; i++) {
+    const struct bf_pair *p = &sync->match.items[i];
+    m->match_names[i] = p->key;
+    if (find_column(columns, ncols, p->value, &m->match_cols[i]) < 0) {
+      int rc = missing_column(&p->loc, "match column", p->value, model, columns, ncols, err);
+      bf_mapping_release(m);
+      return rc;
+    }
+  }
+  m->field_names = bf_xcalloc(sync->fields.n, sizeof *m->field_names);
+  m->field_cols = bf_xcalloc(sync->fields.n, sizeof *m->field_cols);
+  m->field_actions = bf_xcalloc(sync->fields.n, sizeof *m->field_actions);
+  m->field_pii_kinds = bf_xcalloc(sync->fields.n, sizeof *m->field_pii_kinds);
+  for (size_t i = 0; i < sync->fields.n; i++) {
+    const struct bf_pair *p = &sync->fields.items[i];
+    size_t col;
+    if (find_column(columns, ncols, p->value, &col) < 0) {
+      int rc = missing_column(&p->loc, "field column", p->value, model, columns, ncols, err);
+      bf_mapping_release(m);
+      return rc;
+    }
+    const char *policy = bf_pairs_get(&sync->pii_policy, p->value);
+    enum bf_pii_action action = BF_PII_ALLOW;
+    if (policy && !strcmp(policy, "drop")) action = BF_PII_DROP;
+    if (policy && !strcmp(policy, "hash")) action = BF_PII_HASH;
+    if (action == BF_PII_DROP) continue; /* never leaves the warehouse */
+    size_t k = m->n_fields++;
+    m->field_names[k] = p->key;
+    m->field_cols[k] = col;
+    m->field_actions[k] = action;
+    m->field_pii_kinds[k] = bf_pairs_get(&model->pii, p->value);
+  }
+  const struct bf_node *sync_node = bf_node_get(bf_node_get(cfg->root, "syncs"), sync->name);
+  const struct bf_node *const_map = bf_node_get(sync_node, "constants");
+  m->constant_names = bf_xcalloc(sync->constants.n, sizeof *m->constant_names);
+  m->constant_values = bf_xcalloc(sync->constants.n, sizeof *m->constant_values);
+  for (size_t i = 0; i < sync->constants.n; i++) {
+    const struct bf_pair *p = &sync->constants.items[i];
+    m->constant_names[i] = p->key;
+    m->constant_values[i] = constant_value(bf_node_get(const_map, p->key), p->value);
+    m->n_constants++;
+  }
+  /* The signature covers everything that shapes a record, so editing the
+   * mapping (a new field, a new constant, a policy) resends every row. */
+  struct bf_buf sig = {0};
+  bf_buf_printf(&sig, "v1|%s|%s|", bf_sync_mode_name(sync->mode), sync->object ? sync->object : "");
+  for (size_t i = 0; i < m->n_match; i++) bf_buf_printf(&sig, "m:%s|", m->match_names[i]);
+  for (size_t i = 0; i < m->n_fields; i++)
+    bf_buf_printf(&sig, "f:%s:%d|", m->field_names[i], (int)m->field_actions[i]);
+  for (size_t i = 0; i < sync->constants.n; i++)
+    bf_buf_printf(&sig, "c:%s=%s|", sync->constants.items[i].key, sync->constants.items[i].value);
+  unsigned char h[8];
+  crypto_generichash(h, sizeof h, (const unsigned char *)sig.data, sig.len, NULL, 0);
+  memcpy(&m->signature, h, 8);
+  bf_buf_release(&sig);
+  return 0;
+}
+
+void bf_mapping_release(struct bf_mapping *m) {
+  for (size_t i = 0; i < m->n_constants; i++)
+    if (m->constant_values[i].type == BF_TEXT) free((char *)m->constant_values[i].u.s);
+  free(m->match_names);
+  free(m->match_cols);
+  free(m->field_names);
+  free(m->field_cols);
+  free(m->field_actions);
+  free(m->field_pii_kinds);
+  free(m->constant_names);
+  free(m->constant_values);
+  memset(m, 0, sizeof *m);
+}
+
+bool bf_mapping_key_bytes(const struct bf_value *v, struct bf_buf *out) {
+  bf_buf_reset(out);
+  char tmp[40];
+  switch (v->type) {
+  case BF_NULL: return false;
+  case BF_INT:
+  case BF_BOOL: bf_buf_append(out, tmp, (size_t)snprintf(tmp, sizeof tmp, "%lld", (long long)v->u.i)); break;
+  case BF_FLOAT: bf_buf_append(out, tmp, (size_t)snprintf(tmp, sizeof tmp, "%.17g", v->u.f)); break;
+  case BF_TEXT:
+  case BF_BLOB: bf_buf_append(out, v->u.s, v->len); break;
+  }
+  return true;
+}
+
+static void put_value(struct bf_buf *out, const struct bf_value *v) {
+  unsigned char tag = (unsigned char)v->type;
+  bf_buf_append(out, &tag, 1);
+  switch (v->type) {
+  case BF_NULL: break;
+  case BF_INT:
+  case BF_BOOL: bf_buf_append(out, &v->u.i, 8); break;
+  case BF_FLOAT: bf_buf_append(out, &v->u.f, 8); break;
+  case BF_TEXT:
+  case BF_BLOB:
+    bf_buf_append(out, &v->len, 4);
+    bf_buf_append(out, v->u.s, v->len);
+    break;
+  }
+}
+
+void bf_mapping_fingerprint_bytes(const struct bf_mapping *m, const struct bf_value *row,
+                                  struct bf_buf *out) {
+  bf_buf_reset(out);
+  bf_buf_append(out, &m->signature, 8);
+  for (size_t i = 0; i < m->n_match; i++) put_value(out, &row[m->match_cols[i]]);
+  for (size_t i = 0; i < m->n_fields; i++) put_value(out, &row[m->field_cols[i]]);
+}
+
+void bf_mapping_match_json(const struct bf_mapping *m, const struct bf_value *row, struct bf_buf *out) {
+  bf_buf_reset(out);
+  bf_buf_putc(out, '{');
+  for (size_t i = 0; i < m->n_match; i++) {
+    if (i) bf_buf_putc(out, ',');
+    bf_json_cstr(out, m->match_names[i]);
+    bf_buf_putc(out, ':');
+    bf_json_value(out, &row[m->match_cols[i]]);
+  }
+  bf_buf_putc(out, '}');
+}
+
+struct bf_value bf_mapping_field_value(const struct bf_mapping *m, size_t field,
+                                       const struct bf_value *v, struct bf_buf *tmp) {
+  if (m->field_actions[field] != BF_PII_HASH || v->type == BF_NULL) return *v;
+  /* Normalise before hashing so the destination can match its own hashes:
+   * trimmed and lower-cased text; phones keep digits only. */
+  struct bf_buf norm = {0};
+  char num[40];
+  const char *s;
+  size_t n;
+  if (v->type == BF_TEXT || v->type == BF_BLOB) {
+    s = v->u.s;
+    n = v->len;
+  } else {
+    n = v->type == BF_FLOAT ? (size_t)snprintf(num, sizeof num, "%.17g", v->u.f)
+                            : (size_t)snprintf(num, sizeof num, "%lld", (long long)v->u.i);
+    s = num;
+  }
+  while (n && isspace((unsigned char)*s)) s++, n--;
+  while (n && isspace((unsigned char)s[n - 1])) n--;
+  const char *kind = m->field_pii_kinds[field];
+  bool phone = kind && !strcmp(kind, "phone");
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (phone && !isdigit(c)) continue;
+    bf_buf_putc(&norm, (char)tolower(c));
+  }
+  unsigned char digest[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256(digest, (const unsigned char *)(norm.data ? norm.data : ""), norm.len);
+  bf_buf_release(&norm);
+  bf_buf_reset(tmp);
+  bf_buf_reserve(tmp, 65);
+  sodium_bin2hex(tmp->data, 65, digest, sizeof digest);
+  tmp->len = 64;
+  return (struct bf_value){.type = BF_TEXT, .len = 64, .u.s = tmp->data};
+}

@@ -1,0 +1,550 @@
+#include "core/runner.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "core/log.h"
+#include "core/mapping.h"
+#include "core/state.h"
+#include "core/vault.h"
+#include "destinations/destination.h"
+#include "sources/source.h"
+
+volatile sig_atomic_t bf_stop_requested;
+
+#define CHUNK_ROWS 2048
+
+/* A batch being filled: values and strings are copied out of the row chunk
+ * (which the reader thread reuses), offsets are turned into pointers just
+ * before the push. */
+struct pending_batch {
+  struct bf_record *records;
+  struct bf_value *values; /* nvals per record */
+  size_t *match_off;       /* offset of each record's match JSON in arena */
+  size_t n, cap, nvals;
+  struct bf_buf arena;
+};
+
+struct run {
+  struct bf_project *p;
+  const struct bf_sync_config *sync;
+  const struct bf_model_config *model;
+  const struct bf_run_options *opts;
+  struct bf_run_result *res;
+  struct bf_state *state;
+  struct bf_vault *vault;
+  struct bf_runlog *log;
+  struct bf_destination *dest;
+  struct bf_mapping map;
+  struct bf_prf prf;
+  size_t batch_size;
+  unsigned record_retries;
+  struct pending_batch batch;
+  struct bf_buf keybuf, fpbuf, jsonbuf, tmp;
+  long long started_ms, last_progress_ms;
+  long long sent;
+};
+
+static void progress(struct run *r, bool final) {
+  if (!r->opts->progress) return;
+  long long now = bf_now_ms();
+  if (!final && now - r->last_progress_ms < 250) return;
+  r->last_progress_ms = now;
+  double secs = (double)(now - r->started_ms) / 1000.0;
+  const struct bf_run_counts *c = &r->res->counts;
+  fprintf(stderr, "\r[%s] %lld rows read, %lld sent, %lld rejected  (%.0f rows/s, %.1fs)%s",
+          r->sync->name, c->rows_read, r->sent, c->rejected,
+          secs > 0 ? (double)c->rows_read / secs : 0.0, secs, final ? "\n" : "  ");
+  fflush(stderr);
+}
+
+/* A destination's reason may quote the value it refused: take out every
+ * value of the record before it is stored (design.md §2). */
+static char *scrub_reason(const struct run *r, const struct bf_record *rec, const char *reason) {
+  char *out = bf_xstrdup(reason ? reason : "rejected");
+  size_t nvals = r->map.n_match + r->map.n_fields;
+  for (size_t i = 0; rec->values && i < nvals; i++) {
+    const struct bf_value *v = &rec->values[i];
+    char num[40];
+    const char *s;
+    size_t len;
+    if (v->type == BF_TEXT) {
+      s = v->u.s;
+      len = v->len;
+    } else if (v->type == BF_INT) {
+      len = (size_t)snprintf(num, sizeof num, "%lld", (long long)v->u.i);
+      s = num;
+    } else {
+      continue;
+    }
+    if (len < 3) continue; /* too short to identify anyone; scrubbing would garble reasons */
+    for (;;) {
+      char *hit = memmem(out, strlen(out), s, len);
+      if (!hit) break;
+      char *joined = bf_xasprintf("%.*s[value]%s", (int)(hit - out), out, hit + len);
+      free(out);
+      out = joined;
+    }
+  }
+  return out;
+}
+
+static void reject_row(struct run *r, const unsigned char *key, const char *column, const char *reason) {
+  r->res->counts.rejected++;
+  if (r->opts->plan_only) return;
+  char hex[33] = "";
+  if (key) bf_key_hex(key, hex);
+  bf_runlog_add_error(r->log, r->res->run_id, hex, column, reason);
+}
+
+static void batch_reserve(struct pending_batch *b) {
+  if (b->n < b->cap) return;
+  b->cap = b->cap ? b->cap * 2 : 64;
+  b->records = bf_xrealloc(b->records, b->cap * sizeof *b->records);
+  b->values = bf_xrealloc(b->values, b->cap * (b->nvals ? b->nvals : 1) * sizeof *b->values);
+  b->match_off = bf_xrealloc(b->match_off, b->cap * sizeof *b->match_off);
+}
+
+static void batch_add(struct run *r, enum bf_op op, enum bf_change change, const unsigned char key[16],
+                      uint64_t fp, const struct bf_value *row, const char *match_json, size_t match_len,
+                      unsigned attempts) {
+  struct pending_batch *b = &r->batch;
+  batch_reserve(b);
+  struct bf_record *rec = &b->records[b->n];
+  memset(rec, 0, sizeof *rec);
+  rec->op = op;
+  rec->change = change;
+  memcpy(rec->key, key, 16);
+  rec->fp = fp;
+  rec->attempts = attempts;
+  rec->match_json_len = match_len;
+  b->match_off[b->n] = b->arena.len;
+  bf_buf_append(&b->arena, match_json, match_len);
+  if (row) {
+    struct bf_value *vals = b->values + b->n * b->nvals;
+    for (size_t i = 0; i < b->nvals; i++) {
+      const struct bf_value *src = i < r->map.n_match ? &row[r->map.match_cols[i]]
+                                                      : &row[r->map.field_cols[i - r->map.n_match]];
+      vals[i] = *src;
+      if (src->type == BF_TEXT || src->type == BF_BLOB) {
+        vals[i].u.off = b->arena.len;
+        bf_buf_append(&b->arena, src->u.s, src->len);
+      }
+    }
+    rec->values = vals; /* marks "has values"; fixed up before the push */
+  }
+  b->n++;
+}
+
+static void batch_fixup(struct pending_batch *b) {
+  for (size_t i = 0; i < b->n; i++) {
+    struct bf_record *rec = &b->records[i];
+    rec->match_json = b->arena.data + b->match_off[i];
+    if (!rec->values) continue;
+    struct bf_value *vals = b->values + i * b->nvals;
+    for (size_t k = 0; k < b->nvals; k++)
+      if (vals[k].type == BF_TEXT || vals[k].type == BF_BLOB) vals[k].u.s = b->arena.data + vals[k].u.off;
+    rec->values = vals;
+  }
+}
+
+static void batch_clear(struct pending_batch *b) {
+  b->n = 0;
+  bf_buf_reset(&b->arena);
+}
+
+static void sleep_ms(long long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0) {
+  }
+}
+
+/* Sends the batch; records the destination asks to retry go again (a new
+ * batch) up to record_retries times. Returns non-zero when the destination
+ * is unavailable or the state cannot be written: the run must stop. */
+static int flush_batch(struct run *r, struct bf_error *err) {
+  struct pending_batch *b = &r->batch;
+  if (b->n == 0) return 0;
+  batch_fixup(b);
+  int rc = 0;
+  /* 1. What the destination may hold from now on must be known first. */
+  if (r->vault) {
+    if ((rc = bf_vault_begin(r->vault, err))) return rc;
+    for (size_t i = 0; i < b->n && !rc; i++)
+      if (b->records[i].op != BF_OP_DELETE)
+        rc = bf_vault_put(r->vault, b->records[i].key, b->records[i].match_json,
+                          b->records[i].match_json_len, err);
+    if (rc) return rc;
+    if ((rc = bf_vault_commit(r->vault, err))) return rc;
+  }
+  for (size_t i = 0; i < b->n; i++) bf_state_mark_pending(r->state, b->records[i].key);
+  if ((rc = bf_state_flush(r->state, true, err))) return rc;
+
+  /* 2. Send. */
+  struct bf_batch batch = {r->sync->name, r->sync->object, &r->map, b->n, b->records};
+  struct bf_outcome *outcomes = bf_xcalloc(b->n, sizeof *outcomes);
+  bool deletes = b->records[0].op == BF_OP_DELETE;
+  rc = deletes ? r->dest->type->remove(r->dest, &batch, outcomes, err)
+               : r->dest->type->push(r->dest, &batch, outcomes, err);
+  if (rc) {
+    r->res->counts.failed += (long long)b->n;
+    free(outcomes);
+    batch_clear(b);
+    return rc;
+  }
+
+  /* 3. Record outcomes; keep retries aside (they reference the arena). */
+  size_t n_retry = 0;
+  size_t *retry_idx = bf_xcalloc(b->n, sizeof *retry_idx);
+  for (size_t i = 0; i < b->n; i++) {
+    struct bf_record *rec = &b->records[i];
+    struct bf_run_counts *c = &r->res->counts;
+    switch (outcomes[i].status) {
+    case BF_OUT_OK:
+      if (rec->op == BF_OP_DELETE) {
+        bf_state_mark_deleted(r->state, rec->key);
+        c->removed++;
+      } else {
+        bf_state_mark_acked(r->state, rec->key, rec->fp);
+        if (rec->change == BF_CHANGE_ADD) c->added++;
+        else c->changed++;
+      }
+      r->sent++;
+      break;
+    case BF_OUT_REJECT: {
+      char *reason = scrub_reason(r, rec, outcomes[i].reason);
+      reject_row(r, rec->key, NULL, reason);
+      free(reason);
+      break;
+    }
+    case BF_OUT_RETRY:
+      if (rec->attempts + 1 < r->record_retries) {
+        retry_idx[n_retry++] = i;
+      } else {
+        char *reason = scrub_reason(r, rec, outcomes[i].reason);
+        char *msg = bf_xasprintf("not accepted after %u attempts: %s", rec->attempts + 1, reason);
+        c->failed++;
+        char hex[33];
+        bf_key_hex(rec->key, hex);
+        bf_runlog_add_error(r->log, r->res->run_id, hex, NULL, msg);
+        free(msg);
+        free(reason);
+      }
+      break;
+    }
+  }
+  if ((rc = bf_state_flush(r->state, false, err)) == 0) rc = bf_runlog_flush(r->log, err);
+  if (rc == 0 && deletes && r->vault) {
+    /* The identifier is no longer needed once the destination let go of it. */
+    rc = bf_vault_begin(r->vault, err);
+    for (size_t i = 0; i < b->n && rc == 0; i++)
+      if (outcomes[i].status == BF_OUT_OK) rc = bf_vault_delete(r->vault, b->records[i].key, err);
+    if (rc == 0) rc = bf_vault_commit(r->vault, err);
+  }
+  for (size_t i = 0; i < b->n; i++) free(outcomes[i].reason);
+  free(outcomes);
+  progress(r, false);
+
+  if (rc == 0 && n_retry > 0) {
+    /* Move the retried records into a fresh batch and send it after a pause. */
+    struct pending_batch old = *b;
+    memset(b, 0, sizeof *b);
+    b->nvals = old.nvals;
+    unsigned attempt = 0;
+    for (size_t k = 0; k < n_retry; k++) {
+      struct bf_record *rec = &old.records[retry_idx[k]];
+      attempt = rec->attempts + 1;
+      batch_add(r, rec->op, rec->change, rec->key, rec->fp,
+                NULL, rec->match_json, rec->match_json_len, attempt);
+      if (rec->values) {
+        /* copy the values verbatim (they are already resolved pointers) */
+        struct bf_value *vals = b->values + (b->n - 1) * b->nvals;
+        for (size_t v = 0; v < b->nvals; v++) {
+          vals[v] = rec->values[v];
+          if (vals[v].type == BF_TEXT || vals[v].type == BF_BLOB) {
+            vals[v].u.off = b->arena.len;
+            bf_buf_append(&b->arena, rec->values[v].u.s, rec->values[v].len);
+          }
+        }
+        b->records[b->n - 1].values = vals;
+      }
+    }
+    free(old.records);
+    free(old.values);
+    free(old.match_off);
+    bf_buf_release(&old.arena);
+    sleep_ms(100LL << (attempt < 6 ? attempt : 6));
+    rc = flush_batch(r, err);
+  } else {
+    batch_clear(b);
+  }
+  free(retry_idx);
+  return rc;
+}
+
+static void add_sample(struct run *r, enum bf_op op, const struct bf_value *row, const char *match_json,
+                       size_t match_len) {
+  struct bf_buf *s = &r->res->sample;
+  if (r->opts->sample_limit == 0) return;
+  size_t count = 0;
+  for (size_t i = 0; i < s->len; i++) count += s->data[i] == '\n';
+  if (count >= r->opts->sample_limit) return;
+  struct bf_record rec = {.op = op, .match_json = match_json, .match_json_len = match_len};
+  struct bf_value *vals = NULL;
+  if (row) {
+    size_t nvals = r->map.n_match + r->map.n_fields;
+    vals = bf_xcalloc(nvals ? nvals : 1, sizeof *vals);
+    for (size_t i = 0; i < nvals; i++)
+      vals[i] = i < r->map.n_match ? row[r->map.match_cols[i]] : row[r->map.field_cols[i - r->map.n_match]];
+    rec.values = vals;
+  }
+  struct bf_batch batch = {r->sync->name, r->sync->object, &r->map, 1, &rec};
+  bf_record_json(&batch, &rec, s, &r->tmp);
+  bf_buf_putc(s, '\n'); /* separator, turned into commas by the caller */
+  free(vals);
+}
+
+static int process_row(struct run *r, const struct bf_value *row, struct bf_error *err) {
+  struct bf_run_counts *c = &r->res->counts;
+  c->rows_read++;
+  const struct bf_value *pk = &row[r->map.pk_col];
+  if (!bf_mapping_key_bytes(pk, &r->keybuf)) {
+    reject_row(r, NULL, r->model->primary_key, "primary key is NULL");
+    return 0;
+  }
+  unsigned char key[16];
+  bf_prf_key(&r->prf, r->keybuf.data, r->keybuf.len, key);
+  struct bf_state_entry *e = bf_state_upsert(r->state, key);
+  if (e->flags & BF_ST_SEEN) {
+    reject_row(r, key, r->model->primary_key,
+               "duplicate primary key: an earlier row with this key was kept");
+    return 0;
+  }
+  e->flags |= BF_ST_SEEN;
+  bf_mapping_fingerprint_bytes(&r->map, row, &r->fpbuf);
+  uint64_t fp = bf_prf_fingerprint(&r->prf, r->fpbuf.data, r->fpbuf.len);
+  bool present = e->flags & BF_ST_PRESENT, pending = e->flags & BF_ST_PENDING;
+  if (present && !pending && e->fp == fp && !r->opts->full_resync) {
+    c->unchanged++;
+    return 0;
+  }
+  enum bf_change change = present ? BF_CHANGE_CHANGE : BF_CHANGE_ADD;
+  enum bf_op op = BF_OP_UPSERT;
+  switch (r->sync->mode) {
+  case BF_MODE_INSERT:
+    if (change == BF_CHANGE_CHANGE) {
+      c->skipped++;
+      return 0;
+    }
+    op = BF_OP_INSERT;
+    break;
+  case BF_MODE_UPDATE: op = BF_OP_UPDATE; break;
+  default: break;
+  }
+  bf_mapping_match_json(&r->map, row, &r->jsonbuf);
+  if (r->opts->plan_only) {
+    if (change == BF_CHANGE_ADD) c->added++;
+    else c->changed++;
+    add_sample(r, op, row, r->jsonbuf.data, r->jsonbuf.len);
+    return 0;
+  }
+  batch_add(r, op, change, key, fp, row, r->jsonbuf.data, r->jsonbuf.len, 0);
+  if (r->batch.n >= r->batch_size) return flush_batch(r, err);
+  return 0;
+}
+
+static int removals(struct run *r, struct bf_error *err) {
+  size_t cursor = 0;
+  struct bf_state_entry *e;
+  int rc = 0;
+  /* Collect first: flushing journals into the table we are walking. */
+  size_t n = 0, cap = 0;
+  unsigned char (*keys)[16] = NULL;
+  while ((e = bf_state_next(r->state, &cursor))) {
+    if (!(e->flags & BF_ST_PERSISTED) || (e->flags & BF_ST_SEEN)) continue;
+    if (n == cap) {
+      cap = cap ? cap * 2 : 256;
+      keys = bf_xrealloc(keys, cap * sizeof *keys);
+    }
+    memcpy(keys[n++], e->key, 16);
+  }
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    if (r->opts->plan_only) {
+      r->res->counts.removed++;
+      if (i < r->opts->sample_limit) add_sample(r, BF_OP_DELETE, NULL, "{}", 2);
+      continue;
+    }
+    char *match = NULL;
+    size_t len = 0;
+    if (r->vault) {
+      match = bf_vault_get(r->vault, keys[i], &len);
+      if (!match) {
+        reject_row(r, keys[i], NULL,
+                   "cannot delete: its identifier was not kept (the sync was not in mirror mode when "
+                   "the record was sent); run `backflow reset` and a full resync");
+        continue;
+      }
+    }
+    batch_add(r, BF_OP_DELETE, BF_CHANGE_REMOVE, keys[i], 0, NULL, match ? match : "{}", match ? len : 2, 0);
+    free(match);
+    if (r->batch.n >= r->batch_size) rc = flush_batch(r, err);
+    if (bf_stop_requested && rc == 0)
+      rc = bf_error_set(err, BF_E_INTERRUPTED, "interrupted; the run stopped after the batch in flight");
+  }
+  if (rc == 0 && !r->opts->plan_only) rc = flush_batch(r, err);
+  free(keys);
+  return rc;
+}
+
+static int scan(struct run *r, struct bf_cursor *cur, struct bf_error *err) {
+  struct bf_prefetch *pf = bf_prefetch_new(cur, CHUNK_ROWS);
+  const struct bf_rowbuf *rb;
+  bool failed = false;
+  int rc = 0;
+  struct bf_error read_err = {0};
+  while (rc == 0 && (rb = bf_prefetch_next(pf, &failed, &read_err))) {
+    for (size_t i = 0; i < rb->nrows && rc == 0; i++) rc = process_row(r, bf_rowbuf_row(rb, i), err);
+    progress(r, false);
+    if (rc == 0 && bf_stop_requested)
+      rc = bf_error_set(err, BF_E_INTERRUPTED, "interrupted; the run stopped after the batch in flight");
+  }
+  if (rc == 0 && failed) {
+    *err = read_err;
+    rc = bf_error_prefix(err, "%s:%d:%d: model '%s'", r->model->sql_loc.file, r->model->sql_loc.line,
+                         r->model->sql_loc.col, r->model->name);
+  }
+  bf_prefetch_free(pf);
+  if (rc == 0 && !r->opts->plan_only) rc = flush_batch(r, err);
+  return rc;
+}
+
+int bf_sync_run(struct bf_project *p, const char *sync_name, const struct bf_run_options *opts,
+                struct bf_run_result *res, struct bf_error *err) {
+  memset(res, 0, sizeof *res);
+  struct run r = {.p = p, .opts = opts, .res = res};
+  r.started_ms = bf_now_ms();
+  struct bf_source *src = NULL;
+  struct bf_cursor *cur = NULL;
+  char *sync_dir = NULL;
+  bool logged = false;
+  int rc = 0;
+
+  r.sync = bf_project_find_sync(p, sync_name, err);
+  if (!r.sync) return err->code;
+  r.model = bf_config_model(p->cfg, r.sync->model);
+  const struct bf_warehouse_config *wh = bf_config_warehouse(p->cfg, r.model->warehouse);
+  const struct bf_destination_config *dc = bf_config_destination(p->cfg, r.sync->destination);
+  const struct bf_destination_type *dtype = bf_destination_find(dc->type);
+  r.record_retries = opts->record_retries ? opts->record_retries : 3;
+
+  /* Configuration problems first, before anything is touched. */
+  if (!dtype) {
+    struct bf_destination *unused = NULL;
+    rc = bf_destination_open(dc, p->cfg, &unused, err); /* reports the unknown type */
+    bf_destination_close(unused);
+    return rc ? rc : bf_error_set(err, BF_E_CONFIG, "unknown destination type");
+  }
+  char *what = bf_xasprintf("destination '%s' (%s)", dc->name, dc->type);
+  rc = bf_params_check(dc->params, dtype->params, what, err);
+  free(what);
+  if (rc) return rc;
+  if ((rc = bf_source_open(wh, p->cfg, &src, err))) goto out;
+  if ((rc = bf_source_query(src, r.model->sql, &cur, err))) {
+    bf_error_prefix(err, "%s:%d:%d: model '%s': SQL error", r.model->sql_loc.file, r.model->sql_loc.line,
+                    r.model->sql_loc.col, r.model->name);
+    goto out;
+  }
+  if ((rc = bf_mapping_build(p->cfg, r.sync, r.model, cur->column_names, cur->ncols, &r.map, err)))
+    goto out;
+  r.batch.nvals = r.map.n_match + r.map.n_fields;
+  r.batch_size = r.sync->batch_size ? (size_t)r.sync->batch_size : dtype->default_batch;
+  if (r.batch_size > dtype->max_batch) r.batch_size = dtype->max_batch;
+
+  int secret_rc = bf_project_secret(p, !opts->plan_only, err);
+  if (secret_rc < 0) {
+    rc = secret_rc;
+    goto out;
+  }
+  if (secret_rc == 1) {
+    /* Plan before the first run: there is no state, any key will do. */
+    unsigned char ephemeral[32];
+    randombytes_buf(ephemeral, sizeof ephemeral);
+    bf_prf_init(&r.prf, ephemeral, sizeof ephemeral, err);
+  } else {
+    r.prf = p->prf;
+  }
+  sync_dir = bf_project_sync_dir(p, r.sync->name);
+  if (!opts->plan_only) {
+    char *syncs = bf_xasprintf("%s/syncs", p->state_dir);
+    mkdir(p->state_dir, 0700);
+    mkdir(syncs, 0700);
+    free(syncs);
+  }
+  if ((rc = bf_state_open(sync_dir, !opts->plan_only, &r.state, err))) goto out;
+
+  if (!opts->plan_only) {
+    if ((rc = bf_runlog_open(p->state_dir, &r.log, err))) goto out;
+    bf_runlog_mark_crashed(r.log, r.sync->name);
+    if ((rc = bf_runlog_begin(r.log, r.sync->name, &res->run_id, err))) goto out;
+    logged = true;
+    if (r.sync->mode == BF_MODE_MIRROR && dtype->needs_identifier_for_delete &&
+        (rc = bf_vault_open(sync_dir, &r.prf, &r.vault, err)))
+      goto out;
+    if ((rc = bf_destination_open(dc, p->cfg, &r.dest, err))) goto out;
+  }
+
+  rc = scan(&r, cur, err);
+  cur = NULL; /* owned and freed by the prefetcher */
+  /* Removals only after a complete scan: a partial read says nothing about
+   * which keys left the model. */
+  if (rc == 0 && r.sync->mode == BF_MODE_MIRROR) rc = removals(&r, err);
+
+out:
+  if (r.state && !opts->plan_only) {
+    struct bf_error fold_err = {0};
+    if (bf_state_fold(r.state, &fold_err) && rc == 0) {
+      *err = fold_err;
+      rc = fold_err.code;
+    }
+  }
+  progress(&r, true);
+  res->duration_ms = bf_now_ms() - r.started_ms;
+  res->code = rc;
+  if (opts->plan_only) res->status = rc ? "failed" : "planned";
+  else if (rc) res->status = "failed";
+  else if (res->counts.rejected || res->counts.failed) res->status = "partial";
+  else res->status = "succeeded";
+  if (logged) {
+    struct bf_error log_err = {0};
+    if (bf_runlog_finish(r.log, res->run_id, res->status, &res->counts, rc ? err->msg : NULL, &log_err) &&
+        rc == 0) {
+      *err = log_err;
+      rc = log_err.code;
+    }
+  }
+  bf_destination_close(r.dest);
+  bf_vault_close(r.vault);
+  bf_runlog_close(r.log);
+  bf_state_free(r.state);
+  bf_cursor_free(cur);
+  bf_source_close(src);
+  bf_mapping_release(&r.map);
+  free(r.batch.records);
+  free(r.batch.values);
+  free(r.batch.match_off);
+  bf_buf_release(&r.batch.arena);
+  bf_buf_release(&r.keybuf);
+  bf_buf_release(&r.fpbuf);
+  bf_buf_release(&r.jsonbuf);
+  bf_buf_release(&r.tmp);
+  sodium_memzero(&r.prf, sizeof r.prf);
+  free(sync_dir);
+  return rc;
+}
+
+void bf_run_result_release(struct bf_run_result *res) { bf_buf_release(&res->sample); }

@@ -1,0 +1,417 @@
+#include "core/state.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/jsonw.h"
+
+#define BASE_MAGIC "BFSTATE1"
+#define JOURNAL_MAGIC "BFJRNL01"
+#define HEADER_SIZE 32
+#define RECORD_SIZE 32
+
+enum journal_op { OP_PENDING = 1, OP_ACK = 2, OP_DELETED = 3 };
+
+struct bf_state {
+  char *dir;
+  bool writable;
+  int lock_fd;
+  int journal_fd;
+  uint64_t generation;
+  struct bf_state_entry *slots;
+  size_t cap;   /* power of two */
+  size_t used;  /* occupied slots */
+  struct bf_buf pending_records; /* journal records not yet written */
+};
+
+void (*bf_state_crash_hook)(const char *point);
+
+static void crash_point(const char *point) {
+  if (bf_state_crash_hook) bf_state_crash_hook(point);
+}
+
+static uint32_t check_word(const unsigned char *rec, uint64_t generation) {
+  uint32_t h = 2166136261u ^ (uint32_t)generation;
+  for (int i = 0; i < 28; i++) h = (h ^ rec[i]) * 16777619u;
+  return h ? h : 1; /* a zeroed (preallocated) record never checks out */
+}
+
+static size_t slot_of(const unsigned char key[16], size_t mask) {
+  uint64_t h;
+  memcpy(&h, key, 8);
+  return (size_t)h & mask;
+}
+
+static void table_init(struct bf_state *st, size_t expected) {
+  size_t cap = 1024;
+  while (cap < expected + expected / 2 + 16) cap *= 2;
+  st->slots = bf_xcalloc(cap, sizeof *st->slots);
+  st->cap = cap;
+  st->used = 0;
+}
+
+static struct bf_state_entry *table_insert_new(struct bf_state *st, const unsigned char key[16]);
+
+static void table_grow(struct bf_state *st) {
+  struct bf_state_entry *old = st->slots;
+  size_t old_cap = st->cap;
+  st->cap *= 2;
+  st->slots = bf_xcalloc(st->cap, sizeof *st->slots);
+  st->used = 0;
+  for (size_t i = 0; i < old_cap; i++) {
+    if (!(old[i].flags & BF_ST_USED)) continue;
+    *table_insert_new(st, old[i].key) = old[i];
+  }
+  free(old);
+}
+
+/* Caller knows key is absent. */
+static struct bf_state_entry *table_insert_new(struct bf_state *st, const unsigned char key[16]) {
+  size_t mask = st->cap - 1;
+  size_t i = slot_of(key, mask);
+  while (st->slots[i].flags & BF_ST_USED) i = (i + 1) & mask;
+  struct bf_state_entry *e = &st->slots[i];
+  memcpy(e->key, key, 16);
+  e->fp = 0;
+  e->flags = BF_ST_USED;
+  e->aux = 0;
+  st->used++;
+  return e;
+}
+
+struct bf_state_entry *bf_state_find(struct bf_state *st, const unsigned char key[16]) {
+  size_t mask = st->cap - 1;
+  size_t i = slot_of(key, mask);
+  for (;;) {
+    struct bf_state_entry *e = &st->slots[i];
+    if (!(e->flags & BF_ST_USED)) return NULL;
+    if (memcmp(e->key, key, 16) == 0) return e;
+    i = (i + 1) & mask;
+  }
+}
+
+struct bf_state_entry *bf_state_upsert(struct bf_state *st, const unsigned char key[16]) {
+  struct bf_state_entry *e = bf_state_find(st, key);
+  if (e) return e;
+  if ((st->used + 1) * 10 > st->cap * 7) table_grow(st);
+  return table_insert_new(st, key);
+}
+
+struct bf_state_entry *bf_state_next(struct bf_state *st, size_t *cursor) {
+  while (*cursor < st->cap) {
+    struct bf_state_entry *e = &st->slots[(*cursor)++];
+    if (e->flags & BF_ST_USED) return e;
+  }
+  return NULL;
+}
+
+size_t bf_state_count(const struct bf_state *st) {
+  size_t n = 0;
+  for (size_t i = 0; i < st->cap; i++)
+    if (st->slots[i].flags & BF_ST_PERSISTED) n++;
+  return n;
+}
+
+static void apply(struct bf_state *st, int op, const unsigned char key[16], uint64_t fp) {
+  struct bf_state_entry *e = bf_state_upsert(st, key);
+  switch (op) {
+  case OP_PENDING: e->flags |= BF_ST_PENDING; break;
+  case OP_ACK:
+    e->flags = (e->flags & ~BF_ST_PERSISTED) | BF_ST_PRESENT;
+    e->fp = fp;
+    break;
+  case OP_DELETED:
+    e->flags &= ~BF_ST_PERSISTED;
+    e->fp = 0;
+    break;
+  }
+}
+
+static void journal_add(struct bf_state *st, int op, const unsigned char key[16], uint64_t fp) {
+  apply(st, op, key, fp);
+  unsigned char rec[RECORD_SIZE] = {0};
+  memcpy(rec, key, 16);
+  memcpy(rec + 16, &fp, 8);
+  rec[24] = (unsigned char)op;
+  uint32_t check = check_word(rec, st->generation);
+  memcpy(rec + 28, &check, 4);
+  bf_buf_append(&st->pending_records, rec, sizeof rec);
+}
+
+void bf_state_mark_pending(struct bf_state *st, const unsigned char key[16]) {
+  journal_add(st, OP_PENDING, key, 0);
+}
+void bf_state_mark_acked(struct bf_state *st, const unsigned char key[16], uint64_t fp) {
+  journal_add(st, OP_ACK, key, fp);
+}
+void bf_state_mark_deleted(struct bf_state *st, const unsigned char key[16]) {
+  journal_add(st, OP_DELETED, key, 0);
+}
+
+static int write_all(int fd, const void *p, size_t n) {
+  const char *c = p;
+  while (n > 0) {
+    ssize_t w = write(fd, c, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    c += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+static int read_file(const char *path, unsigned char **out, size_t *len) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  struct stat sb;
+  if (fstat(fd, &sb) < 0) {
+    close(fd);
+    return -1;
+  }
+  unsigned char *buf = bf_xmalloc((size_t)sb.st_size + 1);
+  size_t got = 0;
+  while (got < (size_t)sb.st_size) {
+    ssize_t r = read(fd, buf + got, (size_t)sb.st_size - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    got += (size_t)r;
+  }
+  close(fd);
+  *out = buf;
+  *len = got;
+  return 0;
+}
+
+static int fsync_dir(const char *dir) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  int rc = fsync(fd);
+  close(fd);
+  return rc;
+}
+
+static void make_header(unsigned char h[HEADER_SIZE], const char *magic, uint64_t gen, uint64_t count) {
+  memset(h, 0, HEADER_SIZE);
+  memcpy(h, magic, 8);
+  memcpy(h + 8, &gen, 8);
+  memcpy(h + 16, &count, 8);
+}
+
+/* Writes path atomically: tmp file, fsync, rename, fsync of the folder. */
+static int write_atomic(struct bf_state *st, const char *name, const unsigned char *header,
+                        const struct bf_buf *body, struct bf_error *err) {
+  char *path = bf_xasprintf("%s/%s", st->dir, name);
+  char *tmp = bf_xasprintf("%s.tmp", path);
+  int rc = 0;
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0 || write_all(fd, header, HEADER_SIZE) < 0 ||
+      (body && write_all(fd, body->data, body->len) < 0) || fsync(fd) < 0) {
+    rc = bf_error_set(err, BF_E_STATE, "%s: cannot write: %s", tmp, strerror(errno));
+    if (fd >= 0) close(fd);
+    unlink(tmp);
+    goto out;
+  }
+  close(fd);
+  if (rename(tmp, path) < 0 || fsync_dir(st->dir) < 0) {
+    rc = bf_error_set(err, BF_E_STATE, "%s: cannot replace: %s", path, strerror(errno));
+    unlink(tmp);
+  }
+out:
+  free(tmp);
+  free(path);
+  return rc;
+}
+
+static int open_journal(struct bf_state *st, struct bf_error *err) {
+  char *path = bf_xasprintf("%s/journal.bin", st->dir);
+  if (st->journal_fd >= 0) close(st->journal_fd);
+  st->journal_fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+  int rc = 0;
+  if (st->journal_fd < 0)
+    rc = bf_error_set(err, BF_E_STATE, "%s: cannot open: %s", path, strerror(errno));
+  free(path);
+  return rc;
+}
+
+static int reset_journal(struct bf_state *st, struct bf_error *err) {
+  unsigned char header[HEADER_SIZE];
+  make_header(header, JOURNAL_MAGIC, st->generation, 0);
+  int rc = write_atomic(st, "journal.bin", header, NULL, err);
+  if (rc == 0) rc = open_journal(st, err);
+  return rc;
+}
+
+static int load(struct bf_state *st, struct bf_error *err) {
+  char *base_path = bf_xasprintf("%s/state.bin", st->dir);
+  char *journal_path = bf_xasprintf("%s/journal.bin", st->dir);
+  unsigned char *base = NULL, *journal = NULL;
+  size_t base_len = 0, journal_len = 0;
+  int rc = 0;
+  uint64_t count = 0;
+
+  if (read_file(base_path, &base, &base_len) == 0) {
+    if (base_len < HEADER_SIZE || memcmp(base, BASE_MAGIC, 8) != 0) {
+      rc = bf_error_set(err, BF_E_STATE, "%s: not a Backflow state file", base_path);
+      goto out;
+    }
+    memcpy(&st->generation, base + 8, 8);
+    memcpy(&count, base + 16, 8);
+    if (count > (base_len - HEADER_SIZE) / RECORD_SIZE ||
+        base_len != HEADER_SIZE + count * RECORD_SIZE) {
+      rc = bf_error_set(err, BF_E_STATE, "%s: damaged: %llu entries announced, %zu bytes present",
+                        base_path, (unsigned long long)count, base_len);
+      goto out;
+    }
+  } else if (errno != ENOENT) {
+    rc = bf_error_set(err, BF_E_STATE, "%s: cannot read: %s", base_path, strerror(errno));
+    goto out;
+  }
+  table_init(st, count);
+  for (uint64_t i = 0; i < count; i++) {
+    const unsigned char *rec = base + HEADER_SIZE + i * RECORD_SIZE;
+    struct bf_state_entry *e = table_insert_new(st, rec);
+    memcpy(&e->fp, rec + 16, 8);
+    uint32_t flags;
+    memcpy(&flags, rec + 24, 4);
+    e->flags = BF_ST_USED | (flags & BF_ST_PERSISTED);
+  }
+
+  if (read_file(journal_path, &journal, &journal_len) == 0) {
+    uint64_t jgen = 0;
+    if (journal_len >= HEADER_SIZE && memcmp(journal, JOURNAL_MAGIC, 8) == 0)
+      memcpy(&jgen, journal + 8, 8);
+    size_t valid = HEADER_SIZE;
+    if (journal_len >= HEADER_SIZE && jgen == st->generation) {
+      for (size_t off = HEADER_SIZE; off + RECORD_SIZE <= journal_len; off += RECORD_SIZE) {
+        const unsigned char *rec = journal + off;
+        uint32_t check;
+        memcpy(&check, rec + 28, 4);
+        if (check != check_word(rec, st->generation) || rec[24] < OP_PENDING || rec[24] > OP_DELETED)
+          break; /* torn tail: everything after it was never acknowledged */
+        uint64_t fp;
+        memcpy(&fp, rec + 16, 8);
+        apply(st, rec[24], rec, fp);
+        valid = off + RECORD_SIZE;
+      }
+    }
+    if (st->writable) {
+      if (jgen != st->generation || journal_len < HEADER_SIZE) {
+        rc = reset_journal(st, err); /* already folded, or unreadable header */
+      } else {
+        if (valid != journal_len && truncate(journal_path, (off_t)valid) < 0) {
+          rc = bf_error_set(err, BF_E_STATE, "%s: cannot repair: %s", journal_path, strerror(errno));
+          goto out;
+        }
+        rc = open_journal(st, err);
+      }
+    }
+  } else if (errno != ENOENT) {
+    rc = bf_error_set(err, BF_E_STATE, "%s: cannot read: %s", journal_path, strerror(errno));
+  } else if (st->writable) {
+    rc = reset_journal(st, err);
+  }
+out:
+  free(base);
+  free(journal);
+  free(base_path);
+  free(journal_path);
+  return rc;
+}
+
+int bf_state_open(const char *dir, bool writable, struct bf_state **out, struct bf_error *err) {
+  struct bf_state *st = bf_xcalloc(1, sizeof *st);
+  st->dir = bf_xstrdup(dir);
+  st->writable = writable;
+  st->lock_fd = -1;
+  st->journal_fd = -1;
+  int rc = 0;
+  if (writable) {
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+      rc = bf_error_set(err, BF_E_STATE, "%s: cannot create: %s", dir, strerror(errno));
+      goto fail;
+    }
+    char *lock_path = bf_xasprintf("%s/lock", dir);
+    st->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    free(lock_path);
+    if (st->lock_fd < 0) {
+      rc = bf_error_set(err, BF_E_STATE, "%s/lock: cannot open: %s", dir, strerror(errno));
+      goto fail;
+    }
+    if (flock(st->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+      rc = bf_error_set(err, BF_E_LOCKED, "%s: another run of this sync holds the lock", dir);
+      goto fail;
+    }
+  }
+  rc = load(st, err);
+  if (rc) goto fail;
+  *out = st;
+  return 0;
+fail:
+  bf_state_free(st);
+  return rc;
+}
+
+void bf_state_free(struct bf_state *st) {
+  if (!st) return;
+  if (st->journal_fd >= 0) close(st->journal_fd);
+  if (st->lock_fd >= 0) close(st->lock_fd); /* releases the flock */
+  bf_buf_release(&st->pending_records);
+  free(st->slots);
+  free(st->dir);
+  free(st);
+}
+
+int bf_state_flush(struct bf_state *st, bool sync, struct bf_error *err) {
+  BF_ASSERT(st->writable);
+  if (st->pending_records.len > 0) {
+    crash_point("journal-write");
+    if (write_all(st->journal_fd, st->pending_records.data, st->pending_records.len) < 0)
+      return bf_error_set(err, BF_E_STATE, "%s/journal.bin: cannot append: %s", st->dir,
+                          strerror(errno));
+    bf_buf_reset(&st->pending_records);
+  }
+  if (sync && fdatasync(st->journal_fd) < 0)
+    return bf_error_set(err, BF_E_STATE, "%s/journal.bin: cannot sync: %s", st->dir,
+                        strerror(errno));
+  return 0;
+}
+
+int bf_state_fold(struct bf_state *st, struct bf_error *err) {
+  int rc = bf_state_flush(st, true, err);
+  if (rc) return rc;
+  struct bf_buf body = {0};
+  uint64_t count = 0;
+  for (size_t i = 0; i < st->cap; i++) {
+    const struct bf_state_entry *e = &st->slots[i];
+    if (!(e->flags & BF_ST_PERSISTED)) continue;
+    unsigned char rec[RECORD_SIZE] = {0};
+    memcpy(rec, e->key, 16);
+    memcpy(rec + 16, &e->fp, 8);
+    uint32_t flags = e->flags & BF_ST_PERSISTED;
+    memcpy(rec + 24, &flags, 4);
+    bf_buf_append(&body, rec, sizeof rec);
+    count++;
+  }
+  unsigned char header[HEADER_SIZE];
+  make_header(header, BASE_MAGIC, st->generation + 1, count);
+  crash_point("fold-base");
+  rc = write_atomic(st, "state.bin", header, &body, err);
+  bf_buf_release(&body);
+  if (rc) return rc;
+  st->generation++;
+  crash_point("fold-journal");
+  return reset_journal(st, err);
+}
+
+int bf_state_clear(struct bf_state *st, struct bf_error *err) {
+  for (size_t i = 0; i < st->cap; i++) st->slots[i].flags &= ~BF_ST_PERSISTED;
+  bf_buf_reset(&st->pending_records);
+  return bf_state_fold(st, err);
+}

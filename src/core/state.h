@@ -1,0 +1,76 @@
+/* The diff state of one sync: for every key the destination holds (or may
+ * hold), its keyed hash and the fingerprint of the values last acknowledged.
+ * No plaintext: 32 bytes per key.
+ *
+ * On disk, in the sync's state folder:
+ *   state.bin    header + fixed-size entries, replaced atomically (tmp, fsync,
+ *                rename) when a run ends ("fold");
+ *   journal.bin  append-only log of what happened since the fold: PENDING
+ *                (about to send), ACK (acknowledged with fingerprint), DELETED.
+ *                Each record carries a check word, so a torn tail written by
+ *                a crash is recognised and ignored.
+ * Both carry a generation; a journal whose generation differs from the base
+ * was already folded into it and is ignored. Loading = base + journal replay.
+ *
+ * In memory the entries live in an open-addressing hash table; the key hash
+ * is already uniformly random, so its low bits index the table directly. */
+#ifndef BF_STATE_H
+#define BF_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+/* Persisted flags. */
+#define BF_ST_PRESENT 0x1u /* the destination acknowledged fp */
+#define BF_ST_PENDING 0x2u /* sent or about to be, not acknowledged */
+#define BF_ST_PERSISTED (BF_ST_PRESENT | BF_ST_PENDING)
+/* Memory-only flags, cleared on load, never written. */
+#define BF_ST_SEEN 0x100u      /* key is in this run's model */
+#define BF_ST_USED 0x80000000u /* table slot is occupied */
+
+struct bf_state_entry {
+  unsigned char key[16];
+  uint64_t fp;
+  uint32_t flags;
+  uint32_t aux; /* memory only: free for the planner's use */
+};
+
+struct bf_state;
+
+/* Opens the state in dir (created when writable and absent) and loads it.
+ * writable: takes an exclusive lock (BF_E_LOCKED if another run holds it)
+ * and repairs a torn journal tail. Caller frees with bf_state_free(). */
+int bf_state_open(const char *dir, bool writable, struct bf_state **out, struct bf_error *err);
+void bf_state_free(struct bf_state *st);
+
+/* Lookup; NULL when absent. */
+struct bf_state_entry *bf_state_find(struct bf_state *st, const unsigned char key[16]);
+/* Lookup or insert a zeroed entry (flags = USED). The pointer stays valid
+ * until the next insert. */
+struct bf_state_entry *bf_state_upsert(struct bf_state *st, const unsigned char key[16]);
+
+/* Iteration over occupied slots: for (i = 0; (e = bf_state_next(st, &i));) */
+struct bf_state_entry *bf_state_next(struct bf_state *st, size_t *cursor);
+/* Keys with PRESENT or PENDING. */
+size_t bf_state_count(const struct bf_state *st);
+
+/* Journal operations: applied to memory at once, buffered for the file. */
+void bf_state_mark_pending(struct bf_state *st, const unsigned char key[16]);
+void bf_state_mark_acked(struct bf_state *st, const unsigned char key[16], uint64_t fp);
+void bf_state_mark_deleted(struct bf_state *st, const unsigned char key[16]);
+/* Writes buffered journal records; durable (fdatasync) when sync is true. */
+int bf_state_flush(struct bf_state *st, bool sync, struct bf_error *err);
+/* Writes a new base from memory and empties the journal (crash-safe). */
+int bf_state_fold(struct bf_state *st, struct bf_error *err);
+/* Forgets everything (reset): empty base, empty journal. */
+int bf_state_clear(struct bf_state *st, struct bf_error *err);
+
+/* Test hook: when set, bf_state_flush/fold call it at named points
+ * ("journal-write", "fold-base", "fold-journal") so a crash test can kill
+ * the process exactly there. */
+extern void (*bf_state_crash_hook)(const char *point);
+
+#endif

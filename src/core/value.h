@@ -1,0 +1,24 @@
+/* Typed values as read from a warehouse row. Text values point into a
+ * buffer owned by whoever produced them (a row chunk or a batch arena). */
+#ifndef BF_VALUE_H
+#define BF_VALUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum bf_type { BF_NULL = 0, BF_INT, BF_FLOAT, BF_TEXT, BF_BLOB, BF_BOOL };
+
+struct bf_value {
+  enum bf_type type;
+  uint32_t len;  /* BF_TEXT / BF_BLOB: bytes */
+  union {
+    int64_t i;   /* BF_INT, BF_BOOL (0/1) */
+    double f;    /* BF_FLOAT */
+    const char *s; /* BF_TEXT / BF_BLOB (not NUL-terminated) */
+    size_t off;  /* while a chunk is being filled: offset into its data */
+  } u;
+};
+
+const char *bf_type_name(enum bf_type t);
+
+#endif

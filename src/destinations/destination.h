@@ -1,0 +1,95 @@
+/* Destinations. Each is a const table of operations (struct
+ * bf_destination_type) plus a private context; the registry lists them all.
+ * A push reports one outcome per record: ok, retry (429, 5xx, timeouts:
+ * worth sending again), or reject (the destination refused it, with its
+ * reason). Only ok records advance the sync's state. */
+#ifndef BF_DESTINATION_H
+#define BF_DESTINATION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/mapping.h"
+#include "core/params.h"
+
+enum bf_op { BF_OP_UPSERT, BF_OP_UPDATE, BF_OP_INSERT, BF_OP_DELETE };
+const char *bf_op_name(enum bf_op op);
+
+enum bf_change { BF_CHANGE_ADD, BF_CHANGE_CHANGE, BF_CHANGE_REMOVE };
+
+struct bf_record {
+  enum bf_op op;
+  enum bf_change change;
+  unsigned char key[16];
+  uint64_t fp;
+  unsigned attempts;
+  const char *match_json; /* {"user_id":7}; owned by the batch */
+  size_t match_json_len;
+  /* n_match + n_fields values as read (before PII policy); NULL for deletes.
+   * Text points into the batch's arena. Constants come from the mapping. */
+  const struct bf_value *values;
+};
+
+enum bf_outcome_status { BF_OUT_OK = 0, BF_OUT_RETRY, BF_OUT_REJECT };
+struct bf_outcome {
+  enum bf_outcome_status status;
+  char *reason; /* malloc'd or NULL; freed by the runner */
+};
+
+struct bf_batch {
+  const char *sync_name;
+  const char *object; /* sync's `object:`, may be NULL */
+  const struct bf_mapping *mapping;
+  size_t n;
+  struct bf_record *records;
+};
+
+struct bf_destination;
+struct bf_destination_type {
+  const char *name;
+  const struct bf_param_spec *params; /* config keys besides `type` */
+  size_t max_batch;                   /* the API's hard limit */
+  size_t default_batch;
+  /* Deletes need the record's match values, which the state holds only
+   * sealed (design.md §2); true makes mirror syncs keep them. */
+  bool needs_identifier_for_delete;
+  int (*open)(const struct bf_destination_config *dc, const struct bf_config *cfg,
+              struct bf_destination **out, struct bf_error *err);
+  /* Cheap authenticated call proving the destination is reachable. */
+  int (*check)(struct bf_destination *d, struct bf_error *err);
+  /* Sends batch (upserts/updates/inserts) and fills outcomes[batch->n].
+   * Returns 0 when every record has an outcome, BF_E_DESTINATION when the
+   * destination is unavailable after retries (the run stops; nothing lost). */
+  int (*push)(struct bf_destination *d, const struct bf_batch *batch, struct bf_outcome *outcomes,
+              struct bf_error *err);
+  /* Same for deletes. */
+  int (*remove)(struct bf_destination *d, const struct bf_batch *batch,
+                struct bf_outcome *outcomes, struct bf_error *err);
+  void (*close)(struct bf_destination *d);
+};
+
+struct bf_destination {
+  const struct bf_destination_type *type;
+  char *name;
+};
+
+/* Looks up dc->type (unknown -> "did you mean"), checks its params and opens
+ * it. Caller closes with bf_destination_close(). */
+int bf_destination_open(const struct bf_destination_config *dc, const struct bf_config *cfg,
+                        struct bf_destination **out, struct bf_error *err);
+void bf_destination_close(struct bf_destination *d);
+const struct bf_destination_type *bf_destination_find(const char *name);
+/* NULL-terminated list of every destination type. */
+extern const struct bf_destination_type *const bf_destination_types[];
+
+/* Writes one record as the webhook/file JSON object:
+ * {"op":..,"sync":..,"key":{..},"fields":{..}} */
+void bf_record_json(const struct bf_batch *batch, const struct bf_record *rec, struct bf_buf *out,
+                    struct bf_buf *tmp);
+
+extern const struct bf_destination_type bf_destination_file;
+extern const struct bf_destination_type bf_destination_webhook;
+
+#endif

@@ -1,0 +1,92 @@
+/* The table of destination types and what every destination shares. */
+#include <string.h>
+
+#include "destinations/destination.h"
+
+const struct bf_destination_type *const bf_destination_types[] = {
+    &bf_destination_file,
+    &bf_destination_webhook,
+    NULL,
+};
+
+const char *bf_op_name(enum bf_op op) {
+  switch (op) {
+  case BF_OP_UPSERT: return "upsert";
+  case BF_OP_UPDATE: return "update";
+  case BF_OP_INSERT: return "insert";
+  case BF_OP_DELETE: return "delete";
+  }
+  return "?";
+}
+
+const struct bf_destination_type *bf_destination_find(const char *name) {
+  for (size_t i = 0; bf_destination_types[i]; i++)
+    if (!strcmp(bf_destination_types[i]->name, name)) return bf_destination_types[i];
+  return NULL;
+}
+
+int bf_destination_open(const struct bf_destination_config *dc, const struct bf_config *cfg,
+                        struct bf_destination **out, struct bf_error *err) {
+  const struct bf_destination_type *type = bf_destination_find(dc->type);
+  if (!type) {
+    const char *names[32];
+    char known[512] = "";
+    size_t n = 0;
+    for (; bf_destination_types[n] && n < 31; n++) {
+      names[n] = bf_destination_types[n]->name;
+      if (n) strncat(known, ", ", sizeof known - strlen(known) - 1);
+      strncat(known, names[n], sizeof known - strlen(known) - 1);
+    }
+    names[n] = NULL;
+    const char *guess = bf_did_you_mean(dc->type, names);
+    return bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: unknown destination type '%s'%s%s%s (known: %s)",
+                        dc->type_loc.file, dc->type_loc.line, dc->type_loc.col, dc->type,
+                        guess ? "; did you mean '" : "", guess ? guess : "", guess ? "'?" : "",
+                        known);
+  }
+  char *what = bf_xasprintf("destination '%s' (%s)", dc->name, dc->type);
+  int rc = bf_params_check(dc->params, type->params, what, err);
+  free(what);
+  if (rc) return rc;
+  rc = type->open(dc, cfg, out, err);
+  if (rc) return rc;
+  (*out)->type = type;
+  (*out)->name = bf_xstrdup(dc->name);
+  return 0;
+}
+
+void bf_destination_close(struct bf_destination *d) {
+  if (!d) return;
+  free(d->name);
+  d->type->close(d);
+}
+
+void bf_record_json(const struct bf_batch *batch, const struct bf_record *rec, struct bf_buf *out,
+                    struct bf_buf *tmp) {
+  const struct bf_mapping *m = batch->mapping;
+  bf_buf_puts(out, "{\"op\":\"");
+  bf_buf_puts(out, bf_op_name(rec->op));
+  bf_buf_puts(out, "\",\"sync\":");
+  bf_json_cstr(out, batch->sync_name);
+  bf_buf_puts(out, ",\"key\":");
+  bf_buf_append(out, rec->match_json, rec->match_json_len);
+  if (rec->op != BF_OP_DELETE && rec->values) {
+    bf_buf_puts(out, ",\"fields\":{");
+    size_t k = 0;
+    for (size_t i = 0; i < m->n_fields; i++, k++) {
+      if (k) bf_buf_putc(out, ',');
+      bf_json_cstr(out, m->field_names[i]);
+      bf_buf_putc(out, ':');
+      struct bf_value v = bf_mapping_field_value(m, i, &rec->values[m->n_match + i], tmp);
+      bf_json_value(out, &v);
+    }
+    for (size_t i = 0; i < m->n_constants; i++, k++) {
+      if (k) bf_buf_putc(out, ',');
+      bf_json_cstr(out, m->constant_names[i]);
+      bf_buf_putc(out, ':');
+      bf_json_value(out, &m->constant_values[i]);
+    }
+    bf_buf_putc(out, '}');
+  }
+  bf_buf_putc(out, '}');
+}

@@ -1,0 +1,159 @@
+/* SQLite warehouse: the embedded one for laptops and the demo. Rows are
+ * stepped one at a time from a prepared statement, never materialised. */
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "sources/source.h"
+
+struct sqlite_source {
+  struct bf_source base;
+  sqlite3 *db;
+  char *path;
+};
+
+struct sqlite_cursor {
+  struct bf_cursor base;
+  sqlite3_stmt *stmt;
+  struct sqlite_source *src;
+  bool done;
+};
+
+static int sqlite_next_chunk(struct bf_cursor *cur_, struct bf_rowbuf *rb, struct bf_error *err) {
+  struct sqlite_cursor *cur = (struct sqlite_cursor *)cur_;
+  if (cur->done) return 0;
+  size_t ncols = rb->ncols;
+  while (rb->nrows < rb->cap_rows) {
+    int rc = sqlite3_step(cur->stmt);
+    if (rc == SQLITE_DONE) {
+      cur->done = true;
+      break;
+    }
+    if (rc != SQLITE_ROW)
+      return bf_error_set(err, BF_E_WAREHOUSE, "warehouse '%s' (%s): reading rows failed: %s",
+                          cur->src->base.name, cur->src->path, sqlite3_errmsg(cur->src->db));
+    struct bf_value *row = rb->values + rb->nrows * ncols;
+    for (size_t c = 0; c < ncols; c++) {
+      struct bf_value *v = &row[c];
+      switch (sqlite3_column_type(cur->stmt, (int)c)) {
+      case SQLITE_INTEGER:
+        v->type = BF_INT;
+        v->u.i = sqlite3_column_int64(cur->stmt, (int)c);
+        break;
+      case SQLITE_FLOAT:
+        v->type = BF_FLOAT;
+        v->u.f = sqlite3_column_double(cur->stmt, (int)c);
+        break;
+      case SQLITE_TEXT: {
+        const unsigned char *t = sqlite3_column_text(cur->stmt, (int)c);
+        int n = sqlite3_column_bytes(cur->stmt, (int)c);
+        v->type = BF_TEXT;
+        v->len = (uint32_t)n;
+        v->u.off = bf_rowbuf_put_bytes(rb, t, (size_t)n);
+        break;
+      }
+      case SQLITE_BLOB: {
+        const void *b = sqlite3_column_blob(cur->stmt, (int)c);
+        int n = sqlite3_column_bytes(cur->stmt, (int)c);
+        v->type = BF_BLOB;
+        v->len = (uint32_t)n;
+        v->u.off = bf_rowbuf_put_bytes(rb, b, (size_t)n);
+        break;
+      }
+      default:
+        v->type = BF_NULL;
+        break;
+      }
+    }
+    rb->nrows++;
+  }
+  return (int)rb->nrows;
+}
+
+static void sqlite_cursor_free(struct bf_cursor *cur_) {
+  struct sqlite_cursor *cur = (struct sqlite_cursor *)cur_;
+  sqlite3_finalize(cur->stmt);
+  bf_cursor_release_names(&cur->base);
+  free(cur);
+}
+
+static const struct bf_cursor_ops sqlite_cursor_ops = {sqlite_next_chunk, sqlite_cursor_free};
+
+static int sqlite_open(const struct bf_warehouse_config *wh, const struct bf_config *cfg,
+                       struct bf_source **out, struct bf_error *err) {
+  const struct bf_node *path_node = bf_node_get(wh->params, "path");
+  if (!path_node || path_node->kind != BF_NODE_SCALAR)
+    return bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: warehouse '%s' (sqlite) needs 'path'",
+                        wh->loc.file, wh->loc.line, wh->loc.col, wh->name);
+  struct sqlite_source *src = bf_xcalloc(1, sizeof *src);
+  src->base.type = &bf_source_sqlite;
+  src->path = bf_config_path(cfg, path_node->scalar);
+  /* Read-only: a model is a query, and Backflow must never write to the
+   * warehouse through it. A missing file is an error, not a new database. */
+  int rc = sqlite3_open_v2(src->path, &src->db, SQLITE_OPEN_READONLY, NULL);
+  if (rc != SQLITE_OK) {
+    bf_error_set(err, BF_E_WAREHOUSE, "%s:%d:%d: warehouse '%s': cannot open %s: %s",
+                 path_node->loc.file, path_node->loc.line, path_node->loc.col, wh->name,
+                 src->path, src->db ? sqlite3_errmsg(src->db) : sqlite3_errstr(rc));
+    sqlite3_close(src->db);
+    free(src->path);
+    free(src);
+    return BF_E_WAREHOUSE;
+  }
+  sqlite3_busy_timeout(src->db, 10000);
+  *out = &src->base;
+  return 0;
+}
+
+static int sqlite_query(struct bf_source *src_, const char *sql, struct bf_cursor **out,
+                        struct bf_error *err) {
+  struct sqlite_source *src = (struct sqlite_source *)src_;
+  sqlite3_stmt *stmt = NULL;
+  const char *tail = NULL;
+  int rc = sqlite3_prepare_v2(src->db, sql, -1, &stmt, &tail);
+  if (rc != SQLITE_OK)
+    return bf_error_set(err, BF_E_WAREHOUSE, "%s", sqlite3_errmsg(src->db));
+  if (!stmt) return bf_error_set(err, BF_E_WAREHOUSE, "the SQL is empty");
+  while (tail && (*tail == ' ' || *tail == '\n' || *tail == '\t' || *tail == ';' || *tail == '\r'))
+    tail++;
+  if (tail && *tail) {
+    sqlite3_finalize(stmt);
+    return bf_error_set(err, BF_E_WAREHOUSE, "the SQL holds more than one statement");
+  }
+  if (!sqlite3_stmt_readonly(stmt)) {
+    sqlite3_finalize(stmt);
+    return bf_error_set(err, BF_E_WAREHOUSE, "the SQL must be a read-only query (SELECT)");
+  }
+  int ncols = sqlite3_column_count(stmt);
+  if (ncols == 0) {
+    sqlite3_finalize(stmt);
+    return bf_error_set(err, BF_E_WAREHOUSE, "the SQL returns no columns");
+  }
+  struct sqlite_cursor *cur = bf_xcalloc(1, sizeof *cur);
+  cur->base.ops = &sqlite_cursor_ops;
+  cur->base.ncols = (size_t)ncols;
+  cur->base.column_names = bf_xcalloc((size_t)ncols, sizeof(char *));
+  for (int i = 0; i < ncols; i++)
+    cur->base.column_names[i] = bf_xstrdup(sqlite3_column_name(stmt, i));
+  cur->stmt = stmt;
+  cur->src = src;
+  *out = &cur->base;
+  return 0;
+}
+
+static void sqlite_close(struct bf_source *src_) {
+  struct sqlite_source *src = (struct sqlite_source *)src_;
+  sqlite3_close(src->db);
+  free(src->path);
+  free(src);
+}
+
+static const char *const sqlite_keys[] = {"type", "path", NULL};
+
+const struct bf_source_type bf_source_sqlite = {
+    .name = "sqlite",
+    .config_keys = sqlite_keys,
+    .open = sqlite_open,
+    .query = sqlite_query,
+    .close = sqlite_close,
+};
