@@ -8,6 +8,7 @@
 
 #include <sodium.h>
 
+#include "core/crashpoint.h"
 #include "core/log.h"
 #include "core/mapping.h"
 #include "core/state.h"
@@ -189,6 +190,7 @@ static int flush_batch(struct run *r, struct bf_error *err) {
   struct bf_batch batch = {r->sync->name, r->sync->object, &r->map, b->n, b->records};
   struct bf_outcome *outcomes = bf_xcalloc(b->n, sizeof *outcomes);
   bool deletes = b->records[0].op == BF_OP_DELETE;
+  bf_crashpoint("before-push");
   rc = deletes ? r->dest->type->remove(r->dest, &batch, outcomes, err)
                : r->dest->type->push(r->dest, &batch, outcomes, err);
   if (rc) {
@@ -198,6 +200,7 @@ static int flush_batch(struct run *r, struct bf_error *err) {
     return rc;
   }
 
+  bf_crashpoint("after-push");
   /* 3. Record outcomes; keep retries aside (they reference the arena). */
   size_t n_retry = 0;
   size_t *retry_idx = bf_xcalloc(b->n, sizeof *retry_idx);

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/crashpoint.h"
 #include "core/jsonw.h"
 
 #define BASE_MAGIC "BFSTATE1"
@@ -29,11 +30,7 @@ struct bf_state {
   struct bf_buf pending_records; /* journal records not yet written */
 };
 
-void (*bf_state_crash_hook)(const char *point);
-
-static void crash_point(const char *point) {
-  if (bf_state_crash_hook) bf_state_crash_hook(point);
-}
+static void crash_point(const char *point) { bf_crashpoint(point); }
 
 static uint32_t check_word(const unsigned char *rec, uint64_t generation) {
   uint32_t h = 2166136261u ^ (uint32_t)generation;

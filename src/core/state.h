@@ -68,9 +68,4 @@ int bf_state_fold(struct bf_state *st, struct bf_error *err);
 /* Forgets everything (reset): empty base, empty journal. */
 int bf_state_clear(struct bf_state *st, struct bf_error *err);
 
-/* Test hook: when set, bf_state_flush/fold call it at named points
- * ("journal-write", "fold-base", "fold-journal") so a crash test can kill
- * the process exactly there. */
-extern void (*bf_state_crash_hook)(const char *point);
-
 #endif
