@@ -152,6 +152,17 @@ static bool strset_add(struct strset *s, const char *key, size_t val, size_t *ex
   return false;
 }
 
+static bool strset_get(const struct strset *s, const char *key, size_t *val) {
+  if (!s->cap) return false;
+  for (size_t i = (size_t)str_hash(key) & (s->cap - 1); s->keys[i]; i = (i + 1) & (s->cap - 1)) {
+    if (!strcmp(s->keys[i], key)) {
+      if (val) *val = s->vals[i];
+      return true;
+    }
+  }
+  return false;
+}
+
 /* ---------------------------------------------------------------------- */
 /* Nodes */
 
@@ -733,7 +744,7 @@ static int get_string(const struct bf_node *map, const char *key, const char *ct
                      in_ctx(where, sizeof where, ctx), expected);
   }
   if (n->kind != BF_NODE_SCALAR)
-    return loc_error(err, n->loc, "expected a string for '%s'%s, found %s; expected %s", key,
+    return loc_error(err, n->loc, "'%s'%s is %s; expected a string: %s", key,
                      in_ctx(where, sizeof where, ctx), kind_name(n), expected);
   if (!n->scalar[0])
     return loc_error(err, n->loc, "'%s'%s is empty%s; expected %s", key,
@@ -866,22 +877,16 @@ static int load_typed_section(struct bf_config *cfg, const char *section, const 
                        ctx);
     if (v->kind != BF_NODE_MAP)
       return loc_error(err, v->loc, "expected a mapping for %s, found %s", ctx, kind_name(v));
-    char **type, **pname;
-    struct bf_loc *type_loc, *obj_loc, dummy;
-    const struct bf_node **params;
-    if (is_destination) {
-      struct bf_destination_config *d = &cfg->destinations[i];
-      pname = &d->name, type = &d->type, type_loc = &d->type_loc, obj_loc = &d->loc,
-      params = &d->params;
-    } else {
-      struct bf_warehouse_config *w = &cfg->warehouses[i];
-      pname = &w->name, type = &w->type, type_loc = &dummy, obj_loc = &w->loc,
-      params = &w->params;
-    }
-    *pname = bf_xstrdup(name);
-    *obj_loc = loc;
-    *params = v;
-    if ((rc = get_string(v, "type", ctx, loc, true, expected, type, type_loc, err))) return rc;
+    char *type = NULL;
+    struct bf_loc type_loc = loc;
+    rc = get_string(v, "type", ctx, loc, true, expected, &type, &type_loc, err);
+    if (is_destination)
+      cfg->destinations[i] = (struct bf_destination_config){
+          .name = bf_xstrdup(name), .type = type, .params = v, .loc = loc, .type_loc = type_loc};
+    else
+      cfg->warehouses[i] = (struct bf_warehouse_config){
+          .name = bf_xstrdup(name), .type = type, .params = v, .loc = loc};
+    if (rc) return rc;
   }
   return 0;
 }
@@ -914,8 +919,9 @@ static int load_model(struct bf_config *cfg, struct bf_model_config *m, const ch
                        &m->primary_key, &m->primary_key_loc, err)) ||
       (rc = get_pairs(v, "pii", ctx, true, "a PII kind", &m->pii, err)))
     return rc;
+  const struct bf_node *pii = bf_node_get(v, "pii");
   for (size_t i = 0; i < m->pii.n; i++) {
-    const struct bf_node *kv = bf_node_get(bf_node_get(v, "pii"), m->pii.items[i].key);
+    const struct bf_node *kv = pii->items[i]; /* get_pairs keeps the node's order */
     size_t k = 0;
     while (pii_kinds[k] && strcmp(pii_kinds[k], kv->scalar)) k++;
     if (pii_kinds[k]) continue;
@@ -1084,7 +1090,7 @@ static int load_pii_policy(const struct bf_node *v, struct bf_sync_config *s,
     const char *column = pol->keys[i];
     const struct bf_node *act = pol->items[i];
     struct shown b, c;
-    if (!strset_add(&pii, column, 0, NULL)) {
+    if (!strset_get(&pii, column, NULL)) {
       const char **names = bf_xcalloc(model->pii.n + 1, sizeof *names);
       char list[LIST_MAX + 64];
       for (size_t k = 0; k < model->pii.n; k++) names[k] = model->pii.items[k].key;
@@ -1207,21 +1213,38 @@ static int load_sync(struct bf_config *cfg, const struct bf_node *syncs_node,
   return 0;
 }
 
-/* `after` chains must end: a cycle would leave every sync in it waiting. */
+/* `after` chains must end: a cycle would leave every sync in it waiting.
+ * Each sync has at most one successor, so one walk per unvisited sync with
+ * three colours finds every cycle in linear time. */
 static int check_after_cycles(const struct bf_config *cfg, struct bf_error *err) {
-  for (size_t i = 0; i < cfg->n_syncs; i++) {
-    const struct bf_sync_config *s = &cfg->syncs[i];
-    for (size_t steps = 0; s && s->schedule == BF_SCHEDULE_AFTER && steps < cfg->n_syncs;
-         steps++) {
-      s = bf_config_sync(cfg, s->after);
-      if (s == &cfg->syncs[i])
-        return loc_error(err, s->loc,
-                         "sync '%s' is part of a cycle of 'schedule: {after: ...}'; expected "
-                         "a chain that starts with a sync scheduled some other way",
-                         s->name);
+  enum { UNSEEN, ON_PATH, DONE };
+  size_t n = cfg->n_syncs, none = (size_t)-1;
+  size_t *next = bf_xcalloc(n, sizeof *next);
+  unsigned char *colour = bf_xcalloc(n, 1);
+  struct strset index = {0};
+  int rc = 0;
+  for (size_t i = 0; i < n; i++) strset_add(&index, cfg->syncs[i].name, i, NULL);
+  for (size_t i = 0; i < n; i++)
+    if (cfg->syncs[i].schedule != BF_SCHEDULE_AFTER ||
+        !strset_get(&index, cfg->syncs[i].after, &next[i]))
+      next[i] = none;
+  for (size_t i = 0; i < n && !rc; i++) {
+    size_t j = i;
+    while (j != none && colour[j] == UNSEEN) {
+      colour[j] = ON_PATH;
+      j = next[j];
     }
+    if (j != none && colour[j] == ON_PATH)
+      rc = loc_error(err, cfg->syncs[j].loc,
+                     "sync '%s' is part of a cycle of 'schedule: {after: ...}'; expected a "
+                     "chain that starts with a sync scheduled some other way",
+                     cfg->syncs[j].name);
+    for (j = i; j != none && colour[j] == ON_PATH; j = next[j]) colour[j] = DONE;
   }
-  return 0;
+  strset_free(&index);
+  free(colour);
+  free(next);
+  return rc;
 }
 
 static int load_server(struct bf_config *cfg, struct bf_error *err) {

@@ -89,6 +89,10 @@ extern const struct bf_destination_type *const bf_destination_types[];
 void bf_record_json(const struct bf_batch *batch, const struct bf_record *rec, struct bf_buf *out,
                     struct bf_buf *tmp);
 
+/* Standard Webhooks signature "v1,<base64 HMAC-SHA256(key, id.ts.body)>". */
+void bf_webhook_signature(const unsigned char *key, size_t key_len, const char *id, long long ts,
+                          const char *body, size_t body_len, char *out, size_t cap);
+
 extern const struct bf_destination_type bf_destination_file;
 extern const struct bf_destination_type bf_destination_webhook;
 

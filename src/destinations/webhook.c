@@ -161,18 +161,25 @@ fail:
   return rc;
 }
 
-static void sign(struct webhook_destination *d, const char *id, long long ts, char *out, size_t cap) {
+void bf_webhook_signature(const unsigned char *key, size_t key_len, const char *id, long long ts,
+                          const char *body, size_t body_len, char *out, size_t cap) {
   unsigned char mac[crypto_auth_hmacsha256_BYTES];
   crypto_auth_hmacsha256_state st;
   char prefix[128];
   int n = snprintf(prefix, sizeof prefix, "%s.%lld.", id, ts);
-  crypto_auth_hmacsha256_init(&st, d->key, d->key_len);
+  crypto_auth_hmacsha256_init(&st, key, key_len);
   crypto_auth_hmacsha256_update(&st, (const unsigned char *)prefix, (size_t)n);
-  crypto_auth_hmacsha256_update(&st, (const unsigned char *)d->body.data, d->body.len);
+  crypto_auth_hmacsha256_update(&st, (const unsigned char *)body, body_len);
   crypto_auth_hmacsha256_final(&st, mac);
   char b64[sodium_base64_ENCODED_LEN(sizeof mac, sodium_base64_VARIANT_ORIGINAL)];
   sodium_bin2base64(b64, sizeof b64, mac, sizeof mac, sodium_base64_VARIANT_ORIGINAL);
-  snprintf(out, cap, "webhook-signature: v1,%s", b64);
+  snprintf(out, cap, "v1,%s", b64);
+}
+
+static void sign(struct webhook_destination *d, const char *id, long long ts, char *out, size_t cap) {
+  char sig[96];
+  bf_webhook_signature(d->key, d->key_len, id, ts, d->body.data, d->body.len, sig, sizeof sig);
+  snprintf(out, cap, "webhook-signature: %s", sig);
 }
 
 /* Milliseconds to wait before the next attempt. */

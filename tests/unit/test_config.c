@@ -552,7 +552,8 @@ Test(config, required_keys) {
              "t.yml:5:5: 'sql' in model 'm' has no value; expected the SQL query that selects "
              "the rows");
   assert_msg_has("warehouses: {w: {type: [a]}}\n", "t.yml:1:24: ",
-                 "expected a string for 'type' in warehouse 'w', found a sequence");
+                 "'type' in warehouse 'w' is a sequence; expected a string: the warehouse "
+                 "type");
   assert_msg_has("warehouses: {w: {type: sqlite}}\n"
                  "models: {m: {warehouse: w, sql: s, primary_key: id, live: {table: t}}}\n",
                  "t.yml:2:53: ", "'live' of model 'm' is missing 'key'");
@@ -640,6 +641,41 @@ Test(config, after_cycle_is_rejected) {
                       "    match: {user_id: id}\n"
                       "    schedule: {after: vip_to_hook}\n",
                  "t.yml:13:3: ", "sync 'vip_to_hook' is part of a cycle");
+}
+
+Test(config, long_after_chain_parses_and_later_cycles_are_found) {
+  /* s0 <- s1 <- ... <- s2999: a long legal chain (linear-time check). */
+  size_t n = 3000, cap = n * 128 + 512, o = 0;
+  char *yaml = malloc(cap);
+  o += (size_t)snprintf(yaml + o, cap - o,
+                        "warehouses: {w: {type: sqlite}}\n"
+                        "models: {m: {warehouse: w, sql: s, primary_key: id}}\n"
+                        "destinations: {d: {type: file}}\n"
+                        "syncs:\n");
+  for (size_t i = 0; i < n; i++) {
+    o += (size_t)snprintf(yaml + o, cap - o, "  s%zu: {model: m, destination: d, match: {k: id}",
+                          i);
+    if (i) o += (size_t)snprintf(yaml + o, cap - o, ", schedule: {after: s%zu}", i - 1);
+    o += (size_t)snprintf(yaml + o, cap - o, "}\n");
+  }
+  struct bf_config *cfg = parse_ok(yaml);
+  cr_assert_eq(cfg->n_syncs, n);
+  cr_assert_str_eq(cfg->syncs[n - 1].after, "s2998");
+  bf_config_free(cfg);
+
+  /* A cycle among syncs that the first sync does not lead into. */
+  snprintf(yaml, cap,
+           "warehouses: {w: {type: sqlite}}\n"
+           "models: {m: {warehouse: w, sql: s, primary_key: id}}\n"
+           "destinations: {d: {type: file}}\n"
+           "syncs:\n"
+           "  a: {model: m, destination: d, match: {k: id}, schedule: {every: 1h}}\n"
+           "  b: {model: m, destination: d, match: {k: id}, schedule: {after: c}}\n"
+           "  c: {model: m, destination: d, match: {k: id}, schedule: {after: e}}\n"
+           "  e: {model: m, destination: d, match: {k: id}, schedule: {after: b}}\n");
+  assert_msg(yaml, "t.yml:6:3: sync 'b' is part of a cycle of 'schedule: {after: ...}'; "
+                   "expected a chain that starts with a sync scheduled some other way");
+  free(yaml);
 }
 
 Test(config, pii_kinds_and_policy) {

@@ -1,0 +1,154 @@
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/state.h"
+
+static char dir[64];
+
+static void setup(void) {
+  strcpy(dir, "/tmp/bf-state-XXXXXX");
+  cr_assert_not_null(mkdtemp(dir));
+}
+static void teardown(void) {
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  cr_assert_eq(system(cmd), 0);
+}
+
+static void key_of(unsigned i, unsigned char key[16]) {
+  memset(key, 0, 16);
+  /* spread keys over the table like real PRF output would */
+  for (int b = 0; b < 16; b++) key[b] = (unsigned char)((i * 2654435761u) >> ((b % 4) * 8)) ^ (unsigned char)b;
+  memcpy(key + 12, &i, 4);
+}
+
+static struct bf_state *open_state(bool writable) {
+  struct bf_state *st = NULL;
+  struct bf_error err = {0};
+  cr_assert_eq(bf_state_open(dir, writable, &st, &err), 0, "%s", err.msg);
+  return st;
+}
+
+TestSuite(state, .init = setup, .fini = teardown);
+
+Test(state, acked_entries_survive_fold_and_reload) {
+  struct bf_state *st = open_state(true);
+  struct bf_error err = {0};
+  unsigned char key[16];
+  for (unsigned i = 0; i < 5000; i++) {
+    key_of(i, key);
+    bf_state_mark_pending(st, key);
+    bf_state_mark_acked(st, key, 1000 + i);
+  }
+  cr_assert_eq(bf_state_fold(st, &err), 0, "%s", err.msg);
+  bf_state_free(st);
+  st = open_state(false);
+  cr_assert_eq(bf_state_count(st), 5000);
+  for (unsigned i = 0; i < 5000; i++) {
+    key_of(i, key);
+    struct bf_state_entry *e = bf_state_find(st, key);
+    cr_assert_not_null(e);
+    cr_assert_eq(e->fp, 1000 + i);
+    cr_assert_eq(e->flags & BF_ST_PERSISTED, BF_ST_PRESENT);
+  }
+  key_of(99999, key);
+  cr_assert_null(bf_state_find(st, key));
+  bf_state_free(st);
+}
+
+Test(state, journal_is_replayed_without_a_fold) {
+  struct bf_state *st = open_state(true);
+  struct bf_error err = {0};
+  unsigned char a[16], b[16], c[16];
+  key_of(1, a);
+  key_of(2, b);
+  key_of(3, c);
+  bf_state_mark_acked(st, a, 11);
+  bf_state_mark_pending(st, b); /* sent, never acknowledged */
+  bf_state_mark_acked(st, c, 33);
+  bf_state_mark_deleted(st, c);
+  cr_assert_eq(bf_state_flush(st, true, &err), 0);
+  bf_state_free(st); /* as if the process died here: no fold */
+  st = open_state(true);
+  struct bf_state_entry *e = bf_state_find(st, a);
+  cr_assert(e && (e->flags & BF_ST_PRESENT) && e->fp == 11);
+  e = bf_state_find(st, b);
+  cr_assert(e && (e->flags & BF_ST_PENDING) && !(e->flags & BF_ST_PRESENT));
+  e = bf_state_find(st, c);
+  cr_assert(!e || !(e->flags & BF_ST_PERSISTED));
+  cr_assert_eq(bf_state_count(st), 2);
+  bf_state_free(st);
+}
+
+Test(state, torn_journal_tail_is_ignored_and_repaired) {
+  struct bf_state *st = open_state(true);
+  struct bf_error err = {0};
+  unsigned char a[16], b[16];
+  key_of(1, a);
+  key_of(2, b);
+  bf_state_mark_acked(st, a, 7);
+  bf_state_mark_acked(st, b, 8);
+  cr_assert_eq(bf_state_flush(st, true, &err), 0);
+  bf_state_free(st);
+  /* Tear the last record in half and add garbage, as a crash mid-write would. */
+  char path[128];
+  snprintf(path, sizeof path, "%s/journal.bin", dir);
+  struct stat sb;
+  cr_assert_eq(stat(path, &sb), 0);
+  cr_assert_eq(truncate(path, sb.st_size - 10), 0);
+  st = open_state(true);
+  cr_assert_eq(bf_state_count(st), 1);
+  cr_assert_not_null(bf_state_find(st, a));
+  bf_state_mark_acked(st, b, 9); /* appends after the repaired tail */
+  cr_assert_eq(bf_state_flush(st, true, &err), 0);
+  bf_state_free(st);
+  st = open_state(false);
+  struct bf_state_entry *e = bf_state_find(st, b);
+  cr_assert(e && e->fp == 9);
+  bf_state_free(st);
+}
+
+Test(state, second_writer_is_refused) {
+  struct bf_state *st = open_state(true);
+  struct bf_state *other = NULL;
+  struct bf_error err = {0};
+  cr_assert_eq(bf_state_open(dir, true, &other, &err), BF_E_LOCKED);
+  cr_assert_null(other);
+  cr_assert(strstr(err.msg, "lock"));
+  bf_state_free(st);
+}
+
+Test(state, clear_forgets_everything) {
+  struct bf_state *st = open_state(true);
+  struct bf_error err = {0};
+  unsigned char a[16];
+  key_of(1, a);
+  bf_state_mark_acked(st, a, 1);
+  cr_assert_eq(bf_state_clear(st, &err), 0);
+  bf_state_free(st);
+  st = open_state(false);
+  cr_assert_eq(bf_state_count(st), 0);
+  bf_state_free(st);
+}
+
+Test(state, base_file_is_32_bytes_per_key_and_private) {
+  struct bf_state *st = open_state(true);
+  struct bf_error err = {0};
+  unsigned char key[16];
+  for (unsigned i = 0; i < 1000; i++) {
+    key_of(i, key);
+    bf_state_mark_acked(st, key, i);
+  }
+  cr_assert_eq(bf_state_fold(st, &err), 0);
+  bf_state_free(st);
+  char path[128];
+  snprintf(path, sizeof path, "%s/state.bin", dir);
+  struct stat sb;
+  cr_assert_eq(stat(path, &sb), 0);
+  cr_assert_eq(sb.st_size, 32 + 1000 * 32);
+  cr_assert_eq(sb.st_mode & 0777, 0600);
+}
