@@ -89,8 +89,8 @@ static int generate(const char *path, long long rows) {
     return fail(db, "prepare insert");
 
   uint64_t seed = 20240501;
-  double start = now_s(), last = start;
-  long long step = rows / 20 > 0 ? rows / 20 : 1;
+  double start = now_s();
+  long long step = rows / 10 > 0 ? rows / 10 : 1;
   for (long long id = 1; id <= rows; id++) {
     uint64_t r1 = next_random(&seed), r2 = next_random(&seed);
     const char *first = first_names[r1 % N_OF(first_names)];
@@ -113,14 +113,9 @@ static int generate(const char *path, long long rows) {
       return fail(db, "insert");
     }
     sqlite3_reset(st);
-    if (id % step == 0 || id == rows) {
-      double t = now_s();
-      if (t - last >= 1.0 || id == rows) {
-        fprintf(stderr, "gen_warehouse: %lld/%lld rows (%.0f%%, %.1fs)\n", id, rows, 100.0 * (double)id / (double)rows,
-                t - start);
-        last = t;
-      }
-    }
+    if (id % step == 0 || id == rows)
+      fprintf(stderr, "gen_warehouse: %lld/%lld rows (%.0f%%, %.1fs)\n", id, rows, 100.0 * (double)id / (double)rows,
+              now_s() - start);
   }
   sqlite3_finalize(st);
   if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) return fail(db, "commit");

@@ -1,7 +1,7 @@
 /* The floor for `backflow plan`: run a model's query with the sqlite3 API,
  * step every row and read every column (type + value, text/blob + bytes),
- * nothing else. Opened read-only with default settings, as Backflow's SQLite
- * source does.
+ * nothing else. Opened read-only and without SQLite's mutexes (one thread
+ * uses the connection), as Backflow's SQLite source does: the strictest floor.
  *
  *   scan DB SQL    prints "rows=N cols=C checksum=X seconds=S" on stdout */
 #include <stdint.h>
@@ -25,7 +25,7 @@ int main(int argc, char **argv) {
   double start = now_s();
   sqlite3 *db = NULL;
   sqlite3_stmt *st = NULL;
-  if (sqlite3_open_v2(argv[1], &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+  if (sqlite3_open_v2(argv[1], &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
       sqlite3_prepare_v2(db, argv[2], -1, &st, NULL) != SQLITE_OK) {
     fprintf(stderr, "scan: %s: %s\n", argv[1], db ? sqlite3_errmsg(db) : "out of memory");
     sqlite3_close(db);

@@ -28,15 +28,9 @@ int bf_cmd_reset(struct bf_cli *cli, struct bf_error *err) {
     goto out;
   }
   /* The sealed identifiers go too: nothing is kept for a sync that forgot. */
-  char *vault = bf_xasprintf("%s/vault.db", dir);
-  char *wal = bf_xasprintf("%s/vault.db-wal", dir);
-  char *shm = bf_xasprintf("%s/vault.db-shm", dir);
+  char *vault = bf_xasprintf("%s/vault.bin", dir);
   unlink(vault);
-  unlink(wal);
-  unlink(shm);
   free(vault);
-  free(wal);
-  free(shm);
   printf("%s: state cleared; the next run sends every row\n", cli->argv[0]);
 out:
   bf_state_free(st);

@@ -1281,7 +1281,7 @@ static int load_server(struct bf_config *cfg, struct bf_error *err) {
 static int check_config(struct bf_config *cfg, struct bf_error *err) {
   static const char *const top_keys[] = {
       "version", "state_dir", "secret", "server", "warehouses", "models",
-      "destinations", "syncs", "write_back", "alerts", NULL};
+      "destinations", "syncs", "write_back", "alerts", "durability", NULL};
   const struct bf_node *root = cfg->root;
   struct bf_loc top = {cfg->path, 1, 1};
   int rc;
@@ -1316,6 +1316,12 @@ static int check_config(struct bf_config *cfg, struct bf_error *err) {
       (rc = load_server(cfg, err)))
     return rc;
   if (!cfg->state_dir) cfg->state_dir = bf_xstrdup(".backflow");
+  const struct bf_node *dur = bf_node_get(root, "durability");
+  if (dur) {
+    if (dur->kind != BF_NODE_SCALAR || (strcmp(dur->scalar, "process") && strcmp(dur->scalar, "power")))
+      return loc_error(err, dur->loc, "durability must be 'process' or 'power'");
+    cfg->durability_power = !strcmp(dur->scalar, "power");
+  }
 
   if ((rc = load_typed_section(cfg, "warehouses", "warehouse", "sqlite or postgres", false,
                                err)) ||

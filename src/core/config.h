@@ -126,6 +126,9 @@ struct bf_config {
   char *secret;     /* optional; NULL -> generated into <state_dir>/secret */
   char *server_listen; /* default "127.0.0.1:8420" */
   char *server_token;  /* optional */
+  /* durability: process (default) survives a killed process; power also
+   * fsyncs before every send, to survive a power cut, at ~10 ms a batch. */
+  bool durability_power;
   size_t n_warehouses, n_models, n_destinations, n_syncs;
   struct bf_warehouse_config *warehouses;
   struct bf_model_config *models;

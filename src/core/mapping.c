@@ -141,7 +141,18 @@ bool bf_mapping_key_bytes(const struct bf_value *v, struct bf_buf *out) {
   switch (v->type) {
   case BF_NULL: return false;
   case BF_INT:
-  case BF_BOOL: bf_buf_append(out, tmp, (size_t)snprintf(tmp, sizeof tmp, "%lld", (long long)v->u.i)); break;
+  case BF_BOOL: {
+    /* Hot path (one per row): plain digit loop instead of snprintf. */
+    uint64_t u = v->u.i < 0 ? 0 - (uint64_t)v->u.i : (uint64_t)v->u.i;
+    char *end = tmp + sizeof tmp, *p = end;
+    do {
+      *--p = (char)('0' + u % 10);
+      u /= 10;
+    } while (u);
+    if (v->u.i < 0) *--p = '-';
+    bf_buf_append(out, p, (size_t)(end - p));
+    break;
+  }
   case BF_FLOAT: bf_buf_append(out, tmp, (size_t)snprintf(tmp, sizeof tmp, "%.17g", v->u.f)); break;
   case BF_TEXT:
   case BF_BLOB: bf_buf_append(out, v->u.s, v->len); break;

@@ -38,7 +38,7 @@ int bf_params_check(const struct bf_node *params, const struct bf_param_spec *sp
     case BF_PARAM_DURATION: rc = bf_node_as_duration_ms(v, &i, err); break;
     default: break;
     }
-    if (rc) return bf_error_prefix(err, "%s", what);
+    if (rc) return rc; /* the message already names file:line:col */
   }
   return 0;
 }

@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include "core/mapping.h"
 #include "core/state.h"
 #include "core/vault.h"
+#include "core/writeback.h"
 #include "destinations/destination.h"
 #include "sources/source.h"
 
@@ -49,6 +51,9 @@ struct run {
   struct bf_buf keybuf, fpbuf, jsonbuf, tmp;
   long long started_ms, last_progress_ms;
   long long sent;
+  size_t sampled;
+  unsigned char (*chunk_keys)[16]; /* key hashes of the chunk being processed */
+  size_t chunk_keys_cap;
 };
 
 static void progress(struct run *r, bool final) {
@@ -64,32 +69,57 @@ static void progress(struct run *r, bool final) {
   fflush(stderr);
 }
 
-/* A destination's reason may quote the value it refused: take out every
- * value of the record before it is stored (design.md §2). */
-static char *scrub_reason(const struct run *r, const struct bf_record *rec, const char *reason) {
+/* Case-insensitive memmem: destinations often echo a value normalised. */
+static char *find_ci(char *hay, size_t hay_len, const char *needle, size_t n) {
+  for (size_t i = 0; n && i + n <= hay_len; i++)
+    if (strncasecmp(hay + i, needle, n) == 0) return hay + i;
+  return NULL;
+}
+
+static char *replace_all(char *out, const char *s, size_t len) {
+  if (len < 3) return out; /* too short to identify anyone; scrubbing would garble reasons */
+  for (;;) {
+    char *hit = find_ci(out, strlen(out), s, len);
+    if (!hit) return out;
+    char *joined = bf_xasprintf("%.*s[value]%s", (int)(hit - out), out, hit + len);
+    free(out);
+    out = joined;
+  }
+}
+
+/* A destination's reason may quote a value it refused: every value of the
+ * given records is taken out before the reason is stored (design.md §2). */
+static char *scrub_reason(const struct run *r, const struct bf_record *recs, size_t n_recs,
+                          const char *reason) {
   char *out = bf_xstrdup(reason ? reason : "rejected");
   size_t nvals = r->map.n_match + r->map.n_fields;
-  for (size_t i = 0; rec->values && i < nvals; i++) {
-    const struct bf_value *v = &rec->values[i];
-    char num[40];
-    const char *s;
-    size_t len;
-    if (v->type == BF_TEXT) {
-      s = v->u.s;
-      len = v->len;
-    } else if (v->type == BF_INT) {
-      len = (size_t)snprintf(num, sizeof num, "%lld", (long long)v->u.i);
-      s = num;
-    } else {
-      continue;
+  for (size_t k = 0; k < n_recs; k++) {
+    const struct bf_record *rec = &recs[k];
+    for (size_t i = 0; rec->values && i < nvals; i++) {
+      const struct bf_value *v = &rec->values[i];
+      char num[48];
+      if (v->type == BF_TEXT) {
+        out = replace_all(out, v->u.s, v->len);
+      } else if (v->type == BF_INT) {
+        out = replace_all(out, num, (size_t)snprintf(num, sizeof num, "%lld", (long long)v->u.i));
+      } else if (v->type == BF_FLOAT) {
+        out = replace_all(out, num, (size_t)snprintf(num, sizeof num, "%.17g", v->u.f));
+        out = replace_all(out, num, (size_t)snprintf(num, sizeof num, "%.15g", v->u.f));
+        out = replace_all(out, num, (size_t)snprintf(num, sizeof num, "%g", v->u.f));
+      }
     }
-    if (len < 3) continue; /* too short to identify anyone; scrubbing would garble reasons */
-    for (;;) {
-      char *hit = memmem(out, strlen(out), s, len);
-      if (!hit) break;
-      char *joined = bf_xasprintf("%.*s[value]%s", (int)(hit - out), out, hit + len);
-      free(out);
-      out = joined;
+    /* The match JSON holds the identifiers, also for deletes (no values). */
+    if (!rec->values && rec->match_json) {
+      const char *p = rec->match_json, *end = rec->match_json + rec->match_json_len;
+      while (p < end) {
+        const char *colon = memchr(p, ':', (size_t)(end - p));
+        if (!colon) break;
+        const char *v = colon + 1, *ve = v;
+        while (ve < end && *ve != ',' && *ve != '}') ve++;
+        if (*v == '"' && ve - v >= 2) out = replace_all(out, v + 1, (size_t)(ve - v - 2));
+        else out = replace_all(out, v, (size_t)(ve - v));
+        p = ve;
+      }
     }
   }
   return out;
@@ -184,7 +214,7 @@ static int flush_batch(struct run *r, struct bf_error *err) {
     if ((rc = bf_vault_commit(r->vault, err))) return rc;
   }
   for (size_t i = 0; i < b->n; i++) bf_state_mark_pending(r->state, b->records[i].key);
-  if ((rc = bf_state_flush(r->state, true, err))) return rc;
+  if ((rc = bf_state_flush(r->state, r->p->cfg->durability_power, err))) return rc;
 
   /* 2. Send. */
   struct bf_batch batch = {r->sync->name, r->sync->object, &r->map, b->n, b->records};
@@ -204,6 +234,8 @@ static int flush_batch(struct run *r, struct bf_error *err) {
   /* 3. Record outcomes; keep retries aside (they reference the arena). */
   size_t n_retry = 0;
   size_t *retry_idx = bf_xcalloc(b->n, sizeof *retry_idx);
+  const char *shared_raw = NULL;
+  char *shared_scrubbed = NULL;
   for (size_t i = 0; i < b->n; i++) {
     struct bf_record *rec = &b->records[i];
     struct bf_run_counts *c = &r->res->counts;
@@ -220,7 +252,24 @@ static int flush_batch(struct run *r, struct bf_error *err) {
       r->sent++;
       break;
     case BF_OUT_REJECT: {
-      char *reason = scrub_reason(r, rec, outcomes[i].reason);
+      /* A reason shared by the batch (a whole-batch 4xx) may quote any of
+       * its records: scrub it against all of them, once. */
+      bool shared = outcomes[i].reason && ((i > 0 && outcomes[i - 1].reason &&
+                                            !strcmp(outcomes[i].reason, outcomes[i - 1].reason)) ||
+                                           (i + 1 < b->n && outcomes[i + 1].reason &&
+                                            !strcmp(outcomes[i].reason, outcomes[i + 1].reason)));
+      char *reason;
+      if (shared && shared_raw && !strcmp(shared_raw, outcomes[i].reason)) {
+        reason = bf_xstrdup(shared_scrubbed);
+      } else {
+        reason = shared ? scrub_reason(r, b->records, b->n, outcomes[i].reason)
+                        : scrub_reason(r, rec, 1, outcomes[i].reason);
+        if (shared) {
+          free(shared_scrubbed);
+          shared_raw = outcomes[i].reason;
+          shared_scrubbed = bf_xstrdup(reason);
+        }
+      }
       reject_row(r, rec->key, NULL, reason);
       free(reason);
       break;
@@ -229,7 +278,7 @@ static int flush_batch(struct run *r, struct bf_error *err) {
       if (rec->attempts + 1 < r->record_retries) {
         retry_idx[n_retry++] = i;
       } else {
-        char *reason = scrub_reason(r, rec, outcomes[i].reason);
+        char *reason = scrub_reason(r, rec, 1, outcomes[i].reason);
         char *msg = bf_xasprintf("not accepted after %u attempts: %s", rec->attempts + 1, reason);
         c->failed++;
         char hex[33];
@@ -241,6 +290,7 @@ static int flush_batch(struct run *r, struct bf_error *err) {
       break;
     }
   }
+  free(shared_scrubbed);
   if ((rc = bf_state_flush(r->state, false, err)) == 0) rc = bf_runlog_flush(r->log, err);
   if (rc == 0 && deletes && r->vault) {
     /* The identifier is no longer needed once the destination let go of it. */
@@ -293,10 +343,8 @@ static int flush_batch(struct run *r, struct bf_error *err) {
 static void add_sample(struct run *r, enum bf_op op, const struct bf_value *row, const char *match_json,
                        size_t match_len) {
   struct bf_buf *s = &r->res->sample;
-  if (r->opts->sample_limit == 0) return;
-  size_t count = 0;
-  for (size_t i = 0; i < s->len; i++) count += s->data[i] == '\n';
-  if (count >= r->opts->sample_limit) return;
+  if (r->sampled >= r->opts->sample_limit) return;
+  r->sampled++;
   struct bf_record rec = {.op = op, .match_json = match_json, .match_json_len = match_len};
   struct bf_value *vals = NULL;
   if (row) {
@@ -312,16 +360,15 @@ static void add_sample(struct run *r, enum bf_op op, const struct bf_value *row,
   free(vals);
 }
 
-static int process_row(struct run *r, const struct bf_value *row, struct bf_error *err) {
+/* key is NULL when the row's primary key is NULL. */
+static int process_row(struct run *r, const struct bf_value *row, const unsigned char *key,
+                       struct bf_error *err) {
   struct bf_run_counts *c = &r->res->counts;
   c->rows_read++;
-  const struct bf_value *pk = &row[r->map.pk_col];
-  if (!bf_mapping_key_bytes(pk, &r->keybuf)) {
+  if (!key) {
     reject_row(r, NULL, r->model->primary_key, "primary key is NULL");
     return 0;
   }
-  unsigned char key[16];
-  bf_prf_key(&r->prf, r->keybuf.data, r->keybuf.len, key);
   struct bf_state_entry *e = bf_state_upsert(r->state, key);
   if (e->flags & BF_ST_SEEN) {
     reject_row(r, key, r->model->primary_key,
@@ -349,13 +396,16 @@ static int process_row(struct run *r, const struct bf_value *row, struct bf_erro
   case BF_MODE_UPDATE: op = BF_OP_UPDATE; break;
   default: break;
   }
-  bf_mapping_match_json(&r->map, row, &r->jsonbuf);
   if (r->opts->plan_only) {
     if (change == BF_CHANGE_ADD) c->added++;
     else c->changed++;
-    add_sample(r, op, row, r->jsonbuf.data, r->jsonbuf.len);
+    if (r->sampled < r->opts->sample_limit) {
+      bf_mapping_match_json(&r->map, row, &r->jsonbuf);
+      add_sample(r, op, row, r->jsonbuf.data, r->jsonbuf.len);
+    }
     return 0;
   }
+  bf_mapping_match_json(&r->map, row, &r->jsonbuf);
   batch_add(r, op, change, key, fp, row, r->jsonbuf.data, r->jsonbuf.len, 0);
   if (r->batch.n >= r->batch_size) return flush_batch(r, err);
   return 0;
@@ -411,7 +461,26 @@ static int scan(struct run *r, struct bf_cursor *cur, struct bf_error *err) {
   int rc = 0;
   struct bf_error read_err = {0};
   while (rc == 0 && (rb = bf_prefetch_next(pf, &failed, &read_err))) {
-    for (size_t i = 0; i < rb->nrows && rc == 0; i++) rc = process_row(r, bf_rowbuf_row(rb, i), err);
+    /* Two passes: hash every key of the chunk and prefetch its slot, then
+     * diff. The state lookups' cache misses overlap instead of queueing. */
+    if (r->chunk_keys_cap < rb->nrows) {
+      r->chunk_keys_cap = rb->nrows;
+      r->chunk_keys = bf_xrealloc(r->chunk_keys, rb->nrows * sizeof *r->chunk_keys);
+    }
+    for (size_t i = 0; i < rb->nrows; i++) {
+      const struct bf_value *pk = &bf_rowbuf_row(rb, i)[r->map.pk_col];
+      if (!bf_mapping_key_bytes(pk, &r->keybuf)) {
+        memset(r->chunk_keys[i], 0, 16);
+        continue;
+      }
+      bf_prf_key(&r->prf, r->keybuf.data, r->keybuf.len, r->chunk_keys[i]);
+      bf_state_prefetch(r->state, r->chunk_keys[i]);
+    }
+    for (size_t i = 0; i < rb->nrows && rc == 0; i++) {
+      const struct bf_value *row = bf_rowbuf_row(rb, i);
+      bool null_key = row[r->map.pk_col].type == BF_NULL;
+      rc = process_row(r, row, null_key ? NULL : r->chunk_keys[i], err);
+    }
     progress(r, false);
     if (rc == 0 && bf_stop_requested)
       rc = bf_error_set(err, BF_E_INTERRUPTED, "interrupted; the run stopped after the batch in flight");
@@ -496,7 +565,7 @@ int bf_sync_run(struct bf_project *p, const char *sync_name, const struct bf_run
     if ((rc = bf_runlog_begin(r.log, r.sync->name, &res->run_id, err))) goto out;
     logged = true;
     if (r.sync->mode == BF_MODE_MIRROR && dtype->needs_identifier_for_delete &&
-        (rc = bf_vault_open(sync_dir, &r.prf, &r.vault, err)))
+        (rc = bf_vault_open(sync_dir, &r.prf, p->cfg->durability_power, &r.vault, err)))
       goto out;
     if ((rc = bf_destination_open(dc, p->cfg, &r.dest, err))) goto out;
   }
@@ -537,6 +606,7 @@ out:
   bf_cursor_free(cur);
   bf_source_close(src);
   bf_mapping_release(&r.map);
+  free(r.chunk_keys);
   free(r.batch.records);
   free(r.batch.values);
   free(r.batch.match_off);
@@ -547,6 +617,7 @@ out:
   bf_buf_release(&r.tmp);
   sodium_memzero(&r.prf, sizeof r.prf);
   free(sync_dir);
+  if (logged) bf_writeback_run(p, r.sync->name); /* warns on failure, never fails the run */
   return rc;
 }
 

@@ -57,7 +57,7 @@ static struct bf_state_entry *table_insert_new(struct bf_state *st, const unsign
 static void table_grow(struct bf_state *st) {
   struct bf_state_entry *old = st->slots;
   size_t old_cap = st->cap;
-  st->cap *= 2;
+  st->cap *= st->cap < (1u << 20) ? 4 : 2; /* fewer rehashes while a first run fills it */
   st->slots = bf_xcalloc(st->cap, sizeof *st->slots);
   st->used = 0;
   for (size_t i = 0; i < old_cap; i++) {
@@ -93,10 +93,27 @@ struct bf_state_entry *bf_state_find(struct bf_state *st, const unsigned char ke
 }
 
 struct bf_state_entry *bf_state_upsert(struct bf_state *st, const unsigned char key[16]) {
-  struct bf_state_entry *e = bf_state_find(st, key);
-  if (e) return e;
   if ((st->used + 1) * 10 > st->cap * 7) table_grow(st);
-  return table_insert_new(st, key);
+  /* One probe sequence finds the key or the empty slot it belongs in. */
+  size_t mask = st->cap - 1;
+  size_t i = slot_of(key, mask);
+  for (;;) {
+    struct bf_state_entry *e = &st->slots[i];
+    if (!(e->flags & BF_ST_USED)) break;
+    if (memcmp(e->key, key, 16) == 0) return e;
+    i = (i + 1) & mask;
+  }
+  struct bf_state_entry *e = &st->slots[i];
+  memcpy(e->key, key, 16);
+  e->fp = 0;
+  e->flags = BF_ST_USED;
+  e->aux = 0;
+  st->used++;
+  return e;
+}
+
+void bf_state_prefetch(const struct bf_state *st, const unsigned char key[16]) {
+  __builtin_prefetch(&st->slots[slot_of(key, st->cap - 1)], 1, 1);
 }
 
 struct bf_state_entry *bf_state_next(struct bf_state *st, size_t *cursor) {

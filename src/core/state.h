@@ -52,6 +52,10 @@ struct bf_state_entry *bf_state_find(struct bf_state *st, const unsigned char ke
  * until the next insert. */
 struct bf_state_entry *bf_state_upsert(struct bf_state *st, const unsigned char key[16]);
 
+/* Hints the CPU to load key's slot: lookups for a chunk of rows are issued
+ * together so their cache misses overlap. */
+void bf_state_prefetch(const struct bf_state *st, const unsigned char key[16]);
+
 /* Iteration over occupied slots: for (i = 0; (e = bf_state_next(st, &i));) */
 struct bf_state_entry *bf_state_next(struct bf_state *st, size_t *cursor);
 /* Keys with PRESENT or PENDING. */

@@ -1,85 +1,326 @@
+/* The vault is an append-only log, vault.bin:
+ *   header "BFVAULT1"
+ *   records: u32 payload_len | u8 op (1 put, 2 delete) | key[16] | payload | u32 check
+ * A put's payload is the sealed identifier. Appends are one write() per batch
+ * (random-key B-tree inserts cost thousands of page writes per batch; a log
+ * costs one). The index (key -> latest record) is built only when a run needs
+ * to read identifiers back, i.e. when it has deletes to send; the log is then
+ * compacted if most of it is dead. A torn tail (crash mid-write) fails its
+ * check word and is cut off. */
 #include "core/vault.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
-#include <sqlite3.h>
+#include "core/jsonw.h"
 
-struct bf_vault {
-  sqlite3 *db;
-  char *path;
-  const struct bf_prf *prf;
-  sqlite3_stmt *put, *get, *del;
+#define MAGIC "BFVAULT1"
+#define REC_HEADER 21 /* len + op + key */
+#define MAX_PAYLOAD 65536
+enum { OP_PUT = 1, OP_DELETE = 2 };
+
+struct slot {
+  unsigned char key[16];
+  uint64_t off; /* of the record in data; 0 = empty slot */
 };
 
-static int vault_error(struct bf_vault *v, struct bf_error *err) {
-  return bf_error_set(err, BF_E_STATE, "%s: %s", v->path, sqlite3_errmsg(v->db));
+struct bf_vault {
+  char *path;
+  char *dir;
+  int fd;
+  bool durable;
+  const struct bf_prf *prf;
+  struct bf_buf pending; /* records not yet written */
+  /* Index, built on first get. */
+  unsigned char *data;
+  size_t data_len;
+  struct slot *slots;
+  size_t cap, live, dead;
+};
+
+static uint32_t check_word(const unsigned char *p, size_t n) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
+  return h ? h : 1;
 }
 
-int bf_vault_open(const char *sync_dir, const struct bf_prf *prf, struct bf_vault **out,
-                  struct bf_error *err) {
-  struct bf_vault *v = bf_xcalloc(1, sizeof *v);
-  v->path = bf_xasprintf("%s/vault.db", sync_dir);
-  v->prf = prf;
-  int rc = 0;
-  if (sqlite3_open_v2(v->path, &v->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK ||
-      sqlite3_exec(v->db,
-                   "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-                   "CREATE TABLE IF NOT EXISTS ids (key BLOB PRIMARY KEY, sealed BLOB NOT NULL) WITHOUT ROWID;",
-                   NULL, NULL, NULL) != SQLITE_OK ||
-      sqlite3_prepare_v2(v->db, "INSERT OR REPLACE INTO ids VALUES (?, ?)", -1, &v->put, NULL) != SQLITE_OK ||
-      sqlite3_prepare_v2(v->db, "SELECT sealed FROM ids WHERE key = ?", -1, &v->get, NULL) != SQLITE_OK ||
-      sqlite3_prepare_v2(v->db, "DELETE FROM ids WHERE key = ?", -1, &v->del, NULL) != SQLITE_OK) {
-    rc = vault_error(v, err);
-    bf_vault_close(v);
-    return rc;
+/* Length of the valid prefix of a log. */
+static size_t valid_prefix(const unsigned char *data, size_t len) {
+  if (len < 8 || memcmp(data, MAGIC, 8) != 0) return 0;
+  size_t off = 8;
+  while (off + REC_HEADER + 4 <= len) {
+    uint32_t plen;
+    memcpy(&plen, data + off, 4);
+    if (plen > MAX_PAYLOAD || off + REC_HEADER + plen + 4 > len) break;
+    uint32_t check;
+    memcpy(&check, data + off + REC_HEADER + plen, 4);
+    unsigned char op = data[off + 4];
+    if ((op != OP_PUT && op != OP_DELETE) || check != check_word(data + off, REC_HEADER + plen)) break;
+    off += REC_HEADER + plen + 4;
   }
-  chmod(v->path, 0600);
-  *out = v;
+  return off;
+}
+
+static int vault_io_error(struct bf_vault *v, const char *what, struct bf_error *err) {
+  return bf_error_set(err, BF_E_STATE, "%s: cannot %s: %s", v->path, what, strerror(errno));
+}
+
+static int read_all(const char *path, unsigned char **out, size_t *len) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  struct stat sb;
+  if (fstat(fd, &sb) < 0) {
+    close(fd);
+    return -1;
+  }
+  unsigned char *buf = bf_xmalloc((size_t)sb.st_size + 1);
+  size_t got = 0;
+  while (got < (size_t)sb.st_size) {
+    ssize_t r = read(fd, buf + got, (size_t)sb.st_size - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    got += (size_t)r;
+  }
+  close(fd);
+  *out = buf;
+  *len = got;
   return 0;
 }
 
-void bf_vault_close(struct bf_vault *v) {
-  if (!v) return;
-  sqlite3_finalize(v->put);
-  sqlite3_finalize(v->get);
-  sqlite3_finalize(v->del);
-  sqlite3_close(v->db);
-  free(v->path);
-  free(v);
+int bf_vault_open(const char *sync_dir, const struct bf_prf *prf, bool durable,
+                  struct bf_vault **out, struct bf_error *err) {
+  struct bf_vault *v = bf_xcalloc(1, sizeof *v);
+  v->dir = bf_xstrdup(sync_dir);
+  v->path = bf_xasprintf("%s/vault.bin", sync_dir);
+  v->prf = prf;
+  v->durable = durable;
+  v->fd = open(v->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  int rc = 0;
+  if (v->fd < 0) {
+    rc = vault_io_error(v, "open", err);
+    goto fail;
+  }
+  struct stat sb;
+  if (fstat(v->fd, &sb) < 0) {
+    rc = vault_io_error(v, "stat", err);
+    goto fail;
+  }
+  if (sb.st_size == 0) {
+    if (write(v->fd, MAGIC, 8) != 8) {
+      rc = vault_io_error(v, "write", err);
+      goto fail;
+    }
+  } else {
+    /* Cut a torn tail so appends follow valid records. */
+    unsigned char *data;
+    size_t len;
+    if (read_all(v->path, &data, &len) < 0) {
+      rc = vault_io_error(v, "read", err);
+      goto fail;
+    }
+    size_t valid = valid_prefix(data, len);
+    free(data);
+    if (valid == 0) {
+      rc = bf_error_set(err, BF_E_STATE, "%s: not a Backflow vault", v->path);
+      goto fail;
+    }
+    if (valid != len && ftruncate(v->fd, (off_t)valid) < 0) {
+      rc = vault_io_error(v, "repair", err);
+      goto fail;
+    }
+  }
+  if (lseek(v->fd, 0, SEEK_END) < 0) {
+    rc = vault_io_error(v, "seek", err);
+    goto fail;
+  }
+  *out = v;
+  return 0;
+fail:
+  bf_vault_close(v);
+  return rc;
+}
+
+static void append(struct bf_vault *v, int op, const unsigned char key[16], const void *payload,
+                   uint32_t len) {
+  size_t start = v->pending.len;
+  bf_buf_append(&v->pending, &len, 4);
+  unsigned char opb = (unsigned char)op;
+  bf_buf_append(&v->pending, &opb, 1);
+  bf_buf_append(&v->pending, key, 16);
+  if (len) bf_buf_append(&v->pending, payload, len);
+  uint32_t check = check_word((unsigned char *)v->pending.data + start, REC_HEADER + len);
+  bf_buf_append(&v->pending, &check, 4);
+}
+
+static struct slot *index_find(struct bf_vault *v, const unsigned char key[16], bool *found) {
+  uint64_t h;
+  memcpy(&h, key, 8);
+  size_t mask = v->cap - 1, i = (size_t)h & mask;
+  while (v->slots[i].off) {
+    if (memcmp(v->slots[i].key, key, 16) == 0) {
+      *found = true;
+      return &v->slots[i];
+    }
+    i = (i + 1) & mask;
+  }
+  *found = false;
+  return &v->slots[i];
+}
+
+static void build_index(struct bf_vault *v) {
+  if (read_all(v->path, &v->data, &v->data_len) < 0) {
+    v->data = NULL;
+    v->data_len = 0;
+  }
+  size_t end = v->data ? valid_prefix(v->data, v->data_len) : 0;
+  size_t records = 0;
+  for (size_t off = 8; off < end;) {
+    uint32_t plen;
+    memcpy(&plen, v->data + off, 4);
+    off += REC_HEADER + plen + 4;
+    records++;
+  }
+  v->cap = 1024;
+  while (v->cap < records * 2) v->cap *= 2;
+  v->slots = bf_xcalloc(v->cap, sizeof *v->slots);
+  v->live = v->dead = 0;
+  for (size_t off = 8; off < end;) {
+    uint32_t plen;
+    memcpy(&plen, v->data + off, 4);
+    const unsigned char *key = v->data + off + 5;
+    bool found;
+    struct slot *s = index_find(v, key, &found);
+    if (!found) {
+      memcpy(s->key, key, 16);
+      v->live++;
+    } else {
+      v->dead++;
+    }
+    s->off = off;
+    off += REC_HEADER + plen + 4;
+  }
+}
+
+/* Adds the records just written (v->pending) to a loaded index. */
+static void index_append(struct bf_vault *v) {
+  if ((v->live + v->dead + v->pending.len / (REC_HEADER + 4)) * 10 > v->cap * 7) {
+    free(v->data); /* rare: rebuild from the file, which now holds them */
+    free(v->slots);
+    v->data = NULL;
+    v->slots = NULL;
+    build_index(v);
+    return;
+  }
+  size_t base = v->data_len;
+  v->data = bf_xrealloc(v->data, v->data_len + v->pending.len + 1);
+  memcpy(v->data + base, v->pending.data, v->pending.len);
+  v->data_len += v->pending.len;
+  for (size_t off = base; off < v->data_len;) {
+    uint32_t plen;
+    memcpy(&plen, v->data + off, 4);
+    bool found;
+    struct slot *s = index_find(v, v->data + off + 5, &found);
+    if (!found) {
+      memcpy(s->key, v->data + off + 5, 16);
+      v->live++;
+    } else {
+      v->dead++;
+    }
+    s->off = off;
+    off += REC_HEADER + plen + 4;
+  }
 }
 
 int bf_vault_begin(struct bf_vault *v, struct bf_error *err) {
-  return sqlite3_exec(v->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK ? 0 : vault_error(v, err);
-}
-
-int bf_vault_commit(struct bf_vault *v, struct bf_error *err) {
-  return sqlite3_exec(v->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK ? 0 : vault_error(v, err);
+  bf_buf_reset(&v->pending);
+  return 0;
 }
 
 int bf_vault_put(struct bf_vault *v, const unsigned char key[16], const char *plain, size_t len,
                  struct bf_error *err) {
+  if (len > MAX_PAYLOAD - 64)
+    return bf_error_set(err, BF_E_STATE, "%s: identifier of %zu bytes is too long to keep", v->path, len);
   size_t sealed_len;
   unsigned char *sealed = bf_prf_seal(v->prf, plain, len, &sealed_len);
-  sqlite3_bind_blob(v->put, 1, key, 16, SQLITE_STATIC);
-  sqlite3_bind_blob(v->put, 2, sealed, (int)sealed_len, SQLITE_STATIC);
-  int rc = sqlite3_step(v->put) == SQLITE_DONE ? 0 : vault_error(v, err);
-  sqlite3_reset(v->put);
+  append(v, OP_PUT, key, sealed, (uint32_t)sealed_len);
   free(sealed);
-  return rc;
+  return 0;
 }
 
 int bf_vault_delete(struct bf_vault *v, const unsigned char key[16], struct bf_error *err) {
-  sqlite3_bind_blob(v->del, 1, key, 16, SQLITE_STATIC);
-  int rc = sqlite3_step(v->del) == SQLITE_DONE ? 0 : vault_error(v, err);
-  sqlite3_reset(v->del);
-  return rc;
+  append(v, OP_DELETE, key, NULL, 0);
+  return 0;
+}
+
+int bf_vault_commit(struct bf_vault *v, struct bf_error *err) {
+  const char *p = v->pending.data;
+  size_t left = v->pending.len;
+  while (left > 0) {
+    ssize_t w = write(v->fd, p, left);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return vault_io_error(v, "append", err);
+    p += w;
+    left -= (size_t)w;
+  }
+  if (v->durable && fdatasync(v->fd) < 0) return vault_io_error(v, "sync", err);
+  if (v->slots) index_append(v);
+  bf_buf_reset(&v->pending);
+  return 0;
 }
 
 char *bf_vault_get(struct bf_vault *v, const unsigned char key[16], size_t *len) {
-  sqlite3_bind_blob(v->get, 1, key, 16, SQLITE_STATIC);
-  char *out = NULL;
-  if (sqlite3_step(v->get) == SQLITE_ROW)
-    out = bf_prf_open(v->prf, sqlite3_column_blob(v->get, 0), (size_t)sqlite3_column_bytes(v->get, 0), len);
-  sqlite3_reset(v->get);
-  return out;
+  if (!v->slots) build_index(v);
+  bool found;
+  struct slot *s = index_find(v, key, &found);
+  if (!found || v->data[s->off + 4] != OP_PUT) return NULL;
+  uint32_t plen;
+  memcpy(&plen, v->data + s->off, 4);
+  return bf_prf_open(v->prf, v->data + s->off + REC_HEADER, plen, len);
+}
+
+/* Rewrites the log with only the latest put of each key, when most of it is
+ * dead. Crash-safe: tmp file, fsync, rename. */
+static void compact(struct bf_vault *v) {
+  if (!v->slots || v->dead < v->live || v->data_len < (1u << 20)) return;
+  struct bf_buf out = {0};
+  bf_buf_append(&out, MAGIC, 8);
+  for (size_t i = 0; i < v->cap; i++) {
+    if (!v->slots[i].off || v->data[v->slots[i].off + 4] != OP_PUT) continue;
+    uint32_t plen;
+    memcpy(&plen, v->data + v->slots[i].off, 4);
+    bf_buf_append(&out, v->data + v->slots[i].off, REC_HEADER + plen + 4);
+  }
+  char *tmp = bf_xasprintf("%s.tmp", v->path);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  bool ok = fd >= 0 && write(fd, out.data, out.len) == (ssize_t)out.len && fsync(fd) == 0;
+  if (fd >= 0) close(fd);
+  if (ok && rename(tmp, v->path) == 0) {
+    int dfd = open(v->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      fsync(dfd);
+      close(dfd);
+    }
+  } else {
+    unlink(tmp);
+  }
+  free(tmp);
+  bf_buf_release(&out);
+}
+
+void bf_vault_close(struct bf_vault *v) {
+  if (!v) return;
+  if (v->fd >= 0) {
+    compact(v);
+    close(v->fd);
+  }
+  bf_buf_release(&v->pending);
+  free(v->data);
+  free(v->slots);
+  free(v->path);
+  free(v->dir);
+  free(v);
 }

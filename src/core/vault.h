@@ -1,10 +1,11 @@
 /* The identifier vault: for destinations that can delete a record only by
  * its match values (webhook, file), a mirror sync keeps those values sealed
  * (XSalsa20-Poly1305 under a key derived from the project secret), indexed
- * by keyed hash, in <sync state>/vault.db. Nothing else is kept. */
+ * by keyed hash, in <sync state>/vault.bin. Nothing else is kept. */
 #ifndef BF_VAULT_H
 #define BF_VAULT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "core/error.h"
@@ -13,8 +14,9 @@
 struct bf_vault;
 
 /* Caller frees with bf_vault_close(). */
-int bf_vault_open(const char *sync_dir, const struct bf_prf *prf, struct bf_vault **out,
-                  struct bf_error *err);
+/* durable: every commit is fsynced (durability: power). */
+int bf_vault_open(const char *sync_dir, const struct bf_prf *prf, bool durable,
+                  struct bf_vault **out, struct bf_error *err);
 void bf_vault_close(struct bf_vault *v);
 
 /* Stores (replaces) the identifier of key inside the current transaction. */

@@ -95,5 +95,7 @@ void bf_webhook_signature(const unsigned char *key, size_t key_len, const char *
 
 extern const struct bf_destination_type bf_destination_file;
 extern const struct bf_destination_type bf_destination_webhook;
+extern const struct bf_destination_type bf_destination_postgres;
+extern const struct bf_destination_type bf_destination_redis;
 
 #endif

@@ -6,6 +6,7 @@
 
 static const struct bf_source_type *const source_types[] = {
     &bf_source_sqlite,
+    &bf_source_postgres,
     NULL,
 };
 

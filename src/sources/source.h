@@ -85,5 +85,6 @@ const struct bf_rowbuf *bf_prefetch_next(struct bf_prefetch *pf, bool *failed, s
 void bf_prefetch_free(struct bf_prefetch *pf);
 
 extern const struct bf_source_type bf_source_sqlite;
+extern const struct bf_source_type bf_source_postgres;
 
 #endif

@@ -90,7 +90,7 @@ static int sqlite_open(const struct bf_warehouse_config *wh, const struct bf_con
   src->path = bf_config_path(cfg, path_node->scalar);
   /* Read-only: a model is a query, and Backflow must never write to the
    * warehouse through it. A missing file is an error, not a new database. */
-  int rc = sqlite3_open_v2(src->path, &src->db, SQLITE_OPEN_READONLY, NULL);
+  int rc = sqlite3_open_v2(src->path, &src->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
   if (rc != SQLITE_OK) {
     bf_error_set(err, BF_E_WAREHOUSE, "%s:%d:%d: warehouse '%s': cannot open %s: %s",
                  path_node->loc.file, path_node->loc.line, path_node->loc.col, wh->name,

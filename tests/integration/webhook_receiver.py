@@ -304,8 +304,9 @@ class Handler(BaseHTTPRequestHandler):
         self._reply(code, _dumps({"error": msg}), extra=extra)
         self._reason = msg
 
-    def _read_body(self):
-        """Return the body bytes, or None after having answered an error."""
+    def _read_body(self, allow_missing_length=False):
+        """Return the body bytes, or None after having answered an error.
+        Control routes pass allow_missing_length=True (no Content-Length = empty)."""
         te = self.headers.get("Transfer-Encoding")
         if te is not None and "chunked" in te.lower():
             parts, total = [], 0
@@ -331,6 +332,8 @@ class Handler(BaseHTTPRequestHandler):
             return b"".join(parts)
         cl = self.headers.get("Content-Length")
         if cl is None:
+            if allow_missing_length:
+                return b""
             self.close_connection = True
             self._error(411, "Content-Length required")
             return None
@@ -381,7 +384,7 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/_control":
             return self._control()
         if path == "/_shutdown":
-            body = self._read_body()
+            body = self._read_body(True)
             if body is None:
                 return
             self.close_connection = True
@@ -405,7 +408,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _control(self):
         st = self.server.state
-        body = self._read_body()
+        body = self._read_body(True)
         if body is None:
             return
         try:

@@ -1,0 +1,718 @@
+/* PostgreSQL warehouse (libpq). Also Redshift and other servers speaking
+ * the PostgreSQL protocol, with `read: cursor`.
+ *
+ * The model's SQL is prepared first (so a bad query, an unknown table or a
+ * missing privilege is reported before anything runs, with the column types
+ * known), then streamed inside one read-only REPEATABLE READ transaction:
+ *   read: copy   (default) COPY (sql) TO STDOUT in text format: the fastest
+ *                way out of PostgreSQL; one row in memory at a time.
+ *   read: cursor DECLARE ... NO SCROLL CURSOR, FETCH FORWARD <chunk>: for
+ *                servers without COPY TO STDOUT (Redshift).
+ * Values arrive as text and are typed by column OID: int2/4/8 and oid ->
+ * int, float4/8 -> float, bool -> bool, bytea -> blob, timestamps -> ISO 8601
+ * text ("2024-05-01T12:00:00Z" for timestamptz, sessions run in UTC),
+ * numeric, date, json/jsonb and everything else -> text as PostgreSQL
+ * prints it. The password of a DSN never appears in any message. */
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "core/params.h"
+#include "core/writeback.h"
+#include "sources/source.h"
+
+/* Column OIDs (pg_type.dat; stable across versions). */
+#define OID_BOOL 16
+#define OID_BYTEA 17
+#define OID_INT8 20
+#define OID_INT2 21
+#define OID_INT4 23
+#define OID_OID 26
+#define OID_FLOAT4 700
+#define OID_FLOAT8 701
+#define OID_TIMESTAMP 1114
+#define OID_TIMESTAMPTZ 1184
+
+enum col_kind { K_TEXT, K_INT, K_FLOAT, K_BOOL, K_BLOB, K_TS, K_TSTZ };
+
+static const struct bf_param_spec pg_params[] = {
+    {"dsn", BF_PARAM_STRING, NULL, true, true,
+     "libpq connection string or URI, e.g. postgresql://user:pass@host:5432/db"},
+    {"sslmode", BF_PARAM_STRING, NULL, false, false,
+     "disable | allow | prefer | require | verify-ca | verify-full (overrides the DSN)"},
+    {"sslrootcert", BF_PARAM_STRING, NULL, false, false, "CA certificate file for verify-ca/verify-full"},
+    {"sslcert", BF_PARAM_STRING, NULL, false, false, "client certificate file"},
+    {"sslkey", BF_PARAM_STRING, NULL, false, true, "client key file"},
+    {"connect_timeout", BF_PARAM_DURATION, "10s", false, false, "time allowed to connect"},
+    {"statement_timeout", BF_PARAM_DURATION, "0s", false, false,
+     "longest time the model's query may run (0: the server's setting)"},
+    {"read", BF_PARAM_STRING, "copy", false, false,
+     "copy (COPY ... TO STDOUT, fastest) | cursor (DECLARE/FETCH, for Redshift)"},
+    {NULL, 0, NULL, false, false, NULL},
+};
+
+static const char *const pg_keys[] = {"type",           "dsn",     "sslmode",
+                                      "sslrootcert",    "sslcert", "sslkey",
+                                      "connect_timeout", "statement_timeout", "read",
+                                      NULL};
+
+/* ---- shared connection helpers (declared in core/writeback.h) ---------- */
+
+/* The password as libpq would read it from dsn, or NULL. Caller frees. */
+static char *dsn_password(const char *dsn) {
+  if (!dsn) return NULL;
+  PQconninfoOption *opts = PQconninfoParse(dsn, NULL);
+  char *pw = NULL;
+  for (PQconninfoOption *o = opts; o && o->keyword; o++)
+    if (!strcmp(o->keyword, "password") && o->val && *o->val) pw = bf_xstrdup(o->val);
+  PQconninfoFree(opts);
+  return pw;
+}
+
+static void replace_all(char **s, const char *needle, const char *with) {
+  size_t nl = strlen(needle);
+  if (nl == 0) return;
+  char *hit;
+  size_t from = 0;
+  while ((hit = strstr(*s + from, needle))) {
+    size_t at = (size_t)(hit - *s);
+    char *joined = bf_xasprintf("%.*s%s%s", (int)at, *s, with, hit + nl);
+    free(*s);
+    *s = joined;
+    from = at + strlen(with);
+  }
+}
+
+char *bf_pg_redact_dsn(const char *dsn) {
+  if (!dsn) return bf_xstrdup("");
+  char *out = bf_xstrdup(dsn);
+  const char *scheme = strstr(out, "://");
+  if (scheme && (!strncmp(out, "postgresql://", 13) || !strncmp(out, "postgres://", 11))) {
+    /* URI: user:password@host... -> user:***@host... */
+    char *auth = (char *)scheme + 3;
+    char *auth_end = auth + strcspn(auth, "/?");
+    char *at = NULL;
+    for (char *p = auth; p < auth_end; p++)
+      if (*p == '@') at = p;
+    if (at) {
+      char *colon = memchr(auth, ':', (size_t)(at - auth));
+      if (colon) {
+        char *joined = bf_xasprintf("%.*s***%s", (int)(colon + 1 - out), out, at);
+        free(out);
+        out = joined;
+      }
+    }
+    /* ?password=... in the query string */
+    char *q = strchr(out, '?');
+    char *pw = q ? strstr(q, "password=") : NULL;
+    if (pw) {
+      char *v = pw + 9;
+      char *end = v + strcspn(v, "&");
+      char *joined = bf_xasprintf("%.*s***%s", (int)(v - out), out, end);
+      free(out);
+      out = joined;
+    }
+  } else {
+    /* key=value: password = 'quoted \' value' or bare */
+    char *p = out;
+    while ((p = strstr(p, "password"))) {
+      bool at_word = p == out || isspace((unsigned char)p[-1]);
+      char *v = p + 8;
+      while (isspace((unsigned char)*v)) v++;
+      if (!at_word || *v != '=') {
+        p += 8;
+        continue;
+      }
+      v++;
+      while (isspace((unsigned char)*v)) v++;
+      char *end = v;
+      if (*end == '\'') {
+        for (end++; *end && *end != '\''; end++)
+          if (*end == '\\' && end[1]) end++;
+        if (*end) end++;
+      } else {
+        while (*end && !isspace((unsigned char)*end)) end++;
+      }
+      char *joined = bf_xasprintf("%.*s***%s", (int)(v - out), out, end);
+      size_t off = (size_t)(v - out) + 3;
+      free(out);
+      out = joined;
+      p = out + off;
+    }
+  }
+  /* Belt and braces: any other spelling of the password (percent-encoded
+   * forms decode to the same value) is taken out too. */
+  char *pw = dsn_password(dsn);
+  if (pw && strlen(pw) >= 3) replace_all(&out, pw, "***");
+  free(pw);
+  return out;
+}
+
+static void one_line(char *s) {
+  char *w = s;
+  bool space = false;
+  for (char *r = s; *r; r++) {
+    if (*r == '\n' || *r == '\r' || *r == '\t' || *r == ' ') {
+      space = true;
+      continue;
+    }
+    if (space && w != s) *w++ = ' ';
+    space = false;
+    *w++ = *r;
+  }
+  *w = '\0';
+}
+
+void bf_pg_error_text(PGconn *conn, const PGresult *res, const char *dsn, char *out, size_t cap) {
+  char *text;
+  const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+  if (primary) {
+    /* DETAIL is left out: servers quote row values there ("Failing row
+     * contains (...)"), and errors must not carry values. */
+    const char *hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    text = bf_xasprintf("%s%s%s%s%s%s", primary, hint ? " (hint: " : "", hint ? hint : "",
+                        hint ? ")" : "", state ? " [SQLSTATE " : "", state ? state : "");
+    if (state) {
+      char *t = bf_xasprintf("%s]", text);
+      free(text);
+      text = t;
+    }
+  } else {
+    const char *m = res ? PQresultErrorMessage(res) : NULL;
+    if (!m || !*m) m = conn ? PQerrorMessage(conn) : "";
+    if (!m || !*m) m = "unknown error";
+    text = bf_xstrdup(m);
+  }
+  one_line(text);
+  char *pw = dsn_password(dsn);
+  if (pw && strlen(pw) >= 3) replace_all(&text, pw, "***");
+  free(pw);
+  snprintf(out, cap, "%s", text);
+  free(text);
+}
+
+bool bf_pg_connection_lost(PGconn *conn, const PGresult *res) {
+  if (!conn || PQstatus(conn) == CONNECTION_BAD) return true;
+  const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+  if (!state) return false;
+  return !strncmp(state, "08", 2) || !strcmp(state, "57P01") || !strcmp(state, "57P02") ||
+         !strcmp(state, "57P03");
+}
+
+static void exec_ignore(PGconn *conn, const char *sql) { PQclear(PQexec(conn, sql)); }
+
+/* Server notices ("... does not exist, skipping") are not for our users. */
+static void ignore_notice(void *arg, const char *message) {}
+
+PGconn *bf_pg_connect(const struct bf_node *params, const char *what, int code,
+                      struct bf_error *err) {
+  const char *dsn = bf_node_get_str(params, "dsn");
+  if (!dsn || !*dsn) {
+    bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: %s needs 'dsn' (a libpq connection string)",
+                 params ? params->loc.file : "?", params ? params->loc.line : 0,
+                 params ? params->loc.col : 0, what);
+    return NULL;
+  }
+  const char *keys[12], *vals[12];
+  size_t n = 0;
+  keys[n] = "dbname", vals[n++] = dsn;
+  static const char *const passthrough[] = {"sslmode", "sslrootcert", "sslcert", "sslkey", NULL};
+  for (size_t i = 0; passthrough[i]; i++) {
+    const char *v = bf_node_get_str(params, passthrough[i]);
+    if (v && *v) keys[n] = passthrough[i], vals[n++] = v;
+  }
+  long long timeout_ms = 10000;
+  const struct bf_node *tn = bf_node_get(params, "connect_timeout");
+  if (tn) bf_node_as_duration_ms(tn, &timeout_ms, NULL);
+  char timeout_s[32];
+  snprintf(timeout_s, sizeof timeout_s, "%lld", timeout_ms <= 0 ? 0 : (timeout_ms + 999) / 1000);
+  keys[n] = "connect_timeout", vals[n++] = timeout_s;
+  keys[n] = "fallback_application_name", vals[n++] = "backflow";
+  keys[n] = "client_encoding", vals[n++] = "UTF8";
+  keys[n] = NULL, vals[n] = NULL;
+  PGconn *conn = PQconnectdbParams(keys, vals, 1);
+  if (!conn || PQstatus(conn) != CONNECTION_OK) {
+    char msg[768];
+    bf_pg_error_text(conn, NULL, dsn, msg, sizeof msg);
+    char *shown = bf_pg_redact_dsn(dsn);
+    bf_error_set(err, code, "%s (%s): cannot connect: %s", what, shown, msg);
+    free(shown);
+    PQfinish(conn);
+    return NULL;
+  }
+  PQsetNoticeProcessor(conn, ignore_notice, NULL);
+  /* Text output we can parse without guessing; settings a server does not
+   * know (Redshift lacks some) are simply skipped. */
+  exec_ignore(conn, "SET datestyle TO 'ISO, YMD'");
+  exec_ignore(conn, "SET timezone TO 'UTC'");
+  exec_ignore(conn, "SET intervalstyle TO 'iso_8601'");
+  exec_ignore(conn, "SET extra_float_digits TO 3");
+  exec_ignore(conn, "SET bytea_output TO 'hex'");
+  return conn;
+}
+
+/* ---- the source -------------------------------------------------------- */
+
+struct pg_source {
+  struct bf_source base;
+  PGconn *conn;
+  char *dsn;
+  char *dsn_shown;
+  long long statement_timeout_ms;
+  bool use_cursor;
+  bool busy; /* a cursor is open */
+};
+
+struct pg_cursor {
+  struct bf_cursor base;
+  struct pg_source *src;
+  char *sql;
+  enum col_kind *kinds;
+  bool started, done, in_copy;
+  long long rows;
+};
+
+static int pg_fail(struct pg_source *src, const PGresult *res, const char *doing,
+                   struct bf_error *err) {
+  char msg[768];
+  bf_pg_error_text(src->conn, res, src->dsn, msg, sizeof msg);
+  if (bf_pg_connection_lost(src->conn, res))
+    return bf_error_set(err, BF_E_WAREHOUSE, "warehouse '%s' (%s): connection lost %s: %s",
+                        src->base.name, src->dsn_shown, doing, msg);
+  return bf_error_set(err, BF_E_WAREHOUSE, "warehouse '%s': %s", src->base.name, msg);
+}
+
+/* Runs a command expecting no rows. */
+static int pg_command(struct pg_source *src, const char *sql, const char *doing, struct bf_error *err) {
+  PGresult *res = PQexec(src->conn, sql);
+  int rc = 0;
+  if (PQresultStatus(res) != PGRES_COMMAND_OK) rc = pg_fail(src, res, doing, err);
+  PQclear(res);
+  return rc;
+}
+
+static void rollback(struct pg_source *src) {
+  if (PQstatus(src->conn) == CONNECTION_OK && PQtransactionStatus(src->conn) != PQTRANS_IDLE)
+    exec_ignore(src->conn, "ROLLBACK");
+}
+
+static int parse_int(const char *s, size_t n, int64_t *out) {
+  if (n == 0 || n > 20) return -1;
+  size_t i = 0;
+  bool neg = false;
+  if (s[0] == '-' || s[0] == '+') neg = s[i++] == '-';
+  if (i == n) return -1;
+  uint64_t v = 0;
+  for (; i < n; i++) {
+    unsigned d = (unsigned)(s[i] - '0');
+    if (d > 9) return -1;
+    if (v > (UINT64_MAX - d) / 10) return -1;
+    v = v * 10 + d;
+  }
+  if (neg ? v > (uint64_t)INT64_MAX + 1 : v > (uint64_t)INT64_MAX) return -1;
+  *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+  return 0;
+}
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+static void put_bytes(struct bf_rowbuf *rb, struct bf_value *v, enum bf_type t, const char *s, size_t n) {
+  v->type = t;
+  v->len = (uint32_t)n;
+  v->u.off = bf_rowbuf_put_bytes(rb, s, n);
+}
+
+/* Types one value from PostgreSQL's text output. s is writable and has a
+ * byte to spare at s[n] (a delimiter or the terminating NUL). */
+static void put_value(struct bf_rowbuf *rb, struct bf_value *v, enum col_kind kind, char *s, size_t n) {
+  switch (kind) {
+  case K_INT:
+    if (parse_int(s, n, &v->u.i) == 0) {
+      v->type = BF_INT;
+      return;
+    }
+    break;
+  case K_FLOAT: {
+    char save = s[n];
+    s[n] = '\0';
+    char *end;
+    double f = strtod(s, &end);
+    s[n] = save;
+    if (end == s + n && n > 0) {
+      v->type = BF_FLOAT;
+      v->u.f = f;
+      return;
+    }
+    break;
+  }
+  case K_BOOL:
+    if (n == 1 && (s[0] == 't' || s[0] == 'f')) {
+      v->type = BF_BOOL;
+      v->u.i = s[0] == 't';
+      return;
+    }
+    break;
+  case K_BLOB:
+    if (n >= 2 && s[0] == '\\' && s[1] == 'x' && n % 2 == 0) {
+      size_t m = (n - 2) / 2;
+      for (size_t i = 0; i < m; i++) {
+        int hi = hexval(s[2 + 2 * i]), lo = hexval(s[3 + 2 * i]);
+        if (hi < 0 || lo < 0) {
+          put_bytes(rb, v, BF_TEXT, s, n);
+          return;
+        }
+        s[i] = (char)(hi << 4 | lo); /* in place: writes trail reads */
+      }
+      put_bytes(rb, v, BF_BLOB, s, m);
+      return;
+    }
+    break;
+  case K_TS:
+  case K_TSTZ:
+    /* "2024-05-01 12:00:00.5+00" -> "2024-05-01T12:00:00.5Z" */
+    if (n >= 19 && s[4] == '-' && s[10] == ' ' && s[13] == ':') {
+      s[10] = 'T';
+      if (kind == K_TSTZ && n >= 22 && !memcmp(s + n - 3, "+00", 3) && isdigit((unsigned char)s[n - 4])) {
+        s[n - 3] = 'Z';
+        n -= 2;
+      }
+    }
+    break;
+  case K_TEXT: break;
+  }
+  put_bytes(rb, v, BF_TEXT, s, n);
+}
+
+/* Decodes COPY text-format escapes in place; returns the new length. */
+static size_t copy_unescape(char *s, size_t n) {
+  char *w = s;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    if (c != '\\' || i + 1 == n) {
+      *w++ = c;
+      continue;
+    }
+    c = s[++i];
+    switch (c) {
+    case 'b': *w++ = '\b'; break;
+    case 'f': *w++ = '\f'; break;
+    case 'n': *w++ = '\n'; break;
+    case 'r': *w++ = '\r'; break;
+    case 't': *w++ = '\t'; break;
+    case 'v': *w++ = '\v'; break;
+    case 'x':
+      if (i + 1 < n && hexval(s[i + 1]) >= 0) {
+        int v = hexval(s[++i]);
+        if (i + 1 < n && hexval(s[i + 1]) >= 0) v = v * 16 + hexval(s[++i]);
+        *w++ = (char)v;
+      } else {
+        *w++ = 'x';
+      }
+      break;
+    default:
+      if (c >= '0' && c <= '7') {
+        int v = c - '0';
+        for (int k = 0; k < 2 && i + 1 < n && s[i + 1] >= '0' && s[i + 1] <= '7'; k++) v = v * 8 + (s[++i] - '0');
+        *w++ = (char)v;
+      } else {
+        *w++ = c;
+      }
+    }
+  }
+  return (size_t)(w - s);
+}
+
+/* One COPY line (with its '\n') into the next row of rb. */
+static int parse_copy_line(struct pg_cursor *cur, struct bf_rowbuf *rb, char *line, size_t len,
+                           struct bf_error *err) {
+  if (len && line[len - 1] == '\n') len--;
+  char *end = line + len;
+  struct bf_value *row = rb->values + rb->nrows * rb->ncols;
+  char *p = line;
+  for (size_t c = 0; c < rb->ncols; c++) {
+    if (p > end)
+      return bf_error_set(err, BF_E_WAREHOUSE, "warehouse '%s': malformed COPY row (too few columns)",
+                          cur->src->base.name);
+    char *tab = memchr(p, '\t', (size_t)(end - p));
+    char *fend = tab ? tab : end;
+    size_t n = (size_t)(fend - p);
+    struct bf_value *v = &row[c];
+    if (n == 2 && p[0] == '\\' && p[1] == 'N') {
+      v->type = BF_NULL;
+    } else {
+      if (memchr(p, '\\', n)) n = copy_unescape(p, n);
+      put_value(rb, v, cur->kinds[c], p, n);
+    }
+    p = fend + 1;
+  }
+  rb->nrows++;
+  return 0;
+}
+
+static int start_copy(struct pg_cursor *cur, struct bf_error *err) {
+  struct pg_source *src = cur->src;
+  char *q = src->use_cursor ? bf_xasprintf("DECLARE backflow_model NO SCROLL CURSOR FOR\n%s\n", cur->sql)
+                            : bf_xasprintf("COPY (\n%s\n) TO STDOUT", cur->sql);
+  PGresult *res = PQexec(src->conn, q);
+  free(q);
+  int rc = 0;
+  ExecStatusType want = src->use_cursor ? PGRES_COMMAND_OK : PGRES_COPY_OUT;
+  if (PQresultStatus(res) != want) rc = pg_fail(src, res, "starting the query", err);
+  PQclear(res);
+  if (rc == 0) cur->in_copy = !src->use_cursor;
+  cur->started = true;
+  return rc;
+}
+
+static int finish_read(struct pg_cursor *cur, struct bf_error *err) {
+  struct pg_source *src = cur->src;
+  int rc = 0;
+  if (cur->in_copy) {
+    PGresult *res;
+    while ((res = PQgetResult(src->conn))) {
+      if (rc == 0 && PQresultStatus(res) != PGRES_COMMAND_OK) {
+        char doing[96];
+        snprintf(doing, sizeof doing, "after %lld rows", cur->rows);
+        rc = pg_fail(src, res, doing, err);
+      }
+      PQclear(res);
+    }
+    cur->in_copy = false;
+  } else if (src->use_cursor) {
+    rc = pg_command(src, "CLOSE backflow_model", "closing the cursor", err);
+  }
+  if (rc == 0) rc = pg_command(src, "COMMIT", "ending the read transaction", err);
+  cur->done = true;
+  return rc;
+}
+
+static int pg_next_copy(struct pg_cursor *cur, struct bf_rowbuf *rb, struct bf_error *err) {
+  struct pg_source *src = cur->src;
+  while (rb->nrows < rb->cap_rows) {
+    char *line = NULL;
+    int n = PQgetCopyData(src->conn, &line, 0);
+    if (n == -1) return finish_read(cur, err);
+    if (n < 0) {
+      char doing[96];
+      snprintf(doing, sizeof doing, "after %lld rows", cur->rows);
+      cur->done = true;
+      return pg_fail(src, NULL, doing, err);
+    }
+    int rc = parse_copy_line(cur, rb, line, (size_t)n, err);
+    PQfreemem(line);
+    if (rc) {
+      cur->done = true;
+      return rc;
+    }
+    cur->rows++;
+  }
+  return 0;
+}
+
+static int pg_next_fetch(struct pg_cursor *cur, struct bf_rowbuf *rb, struct bf_error *err) {
+  struct pg_source *src = cur->src;
+  char q[64];
+  snprintf(q, sizeof q, "FETCH FORWARD %zu FROM backflow_model", rb->cap_rows);
+  PGresult *res = PQexec(src->conn, q);
+  if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+    char doing[96];
+    snprintf(doing, sizeof doing, "after %lld rows", cur->rows);
+    int rc = pg_fail(src, res, doing, err);
+    PQclear(res);
+    cur->done = true;
+    return rc;
+  }
+  int nt = PQntuples(res);
+  for (int r = 0; r < nt && rb->nrows < rb->cap_rows; r++) {
+    struct bf_value *row = rb->values + rb->nrows * rb->ncols;
+    for (size_t c = 0; c < rb->ncols; c++) {
+      if (PQgetisnull(res, r, (int)c)) {
+        row[c].type = BF_NULL;
+        continue;
+      }
+      /* libpq's values are writable and NUL-terminated. */
+      put_value(rb, &row[c], cur->kinds[c], PQgetvalue(res, r, (int)c),
+                (size_t)PQgetlength(res, r, (int)c));
+    }
+    rb->nrows++;
+    cur->rows++;
+  }
+  PQclear(res);
+  if (nt == 0) return finish_read(cur, err);
+  return 0;
+}
+
+static int pg_next_chunk(struct bf_cursor *cur_, struct bf_rowbuf *rb, struct bf_error *err) {
+  struct pg_cursor *cur = (struct pg_cursor *)cur_;
+  if (cur->done) return 0;
+  if (!cur->started) {
+    int rc = start_copy(cur, err);
+    if (rc) {
+      cur->done = true;
+      return rc;
+    }
+  }
+  int rc = cur->src->use_cursor ? pg_next_fetch(cur, rb, err) : pg_next_copy(cur, rb, err);
+  if (rc) {
+    rollback(cur->src);
+    return rc;
+  }
+  return (int)rb->nrows;
+}
+
+static void pg_cursor_free(struct bf_cursor *cur_) {
+  struct pg_cursor *cur = (struct pg_cursor *)cur_;
+  struct pg_source *src = cur->src;
+  if (cur->in_copy && PQstatus(src->conn) == CONNECTION_OK) {
+    /* Stopped early (an error elsewhere, or validate): cancel the COPY
+     * rather than read the rest of the model. */
+    PGcancel *cancel = PQgetCancel(src->conn);
+    char buf[256];
+    if (cancel) PQcancel(cancel, buf, sizeof buf);
+    PQfreeCancel(cancel);
+    char *line;
+    int n;
+    while ((n = PQgetCopyData(src->conn, &line, 0)) >= 0) PQfreemem(line);
+    PGresult *res;
+    while ((res = PQgetResult(src->conn))) PQclear(res);
+  }
+  rollback(src);
+  src->busy = false;
+  bf_cursor_release_names(&cur->base);
+  free(cur->kinds);
+  free(cur->sql);
+  free(cur);
+}
+
+static const struct bf_cursor_ops pg_cursor_ops = {pg_next_chunk, pg_cursor_free};
+
+static enum col_kind kind_of(Oid t) {
+  switch (t) {
+  case OID_INT2:
+  case OID_INT4:
+  case OID_INT8:
+  case OID_OID: return K_INT;
+  case OID_FLOAT4:
+  case OID_FLOAT8: return K_FLOAT;
+  case OID_BOOL: return K_BOOL;
+  case OID_BYTEA: return K_BLOB;
+  case OID_TIMESTAMP: return K_TS;
+  case OID_TIMESTAMPTZ: return K_TSTZ;
+  default: return K_TEXT;
+  }
+}
+
+static int pg_query(struct bf_source *src_, const char *sql, struct bf_cursor **out,
+                    struct bf_error *err) {
+  struct pg_source *src = (struct pg_source *)src_;
+  if (src->busy) BF_BUG("postgres source: one query at a time");
+  /* COPY (...) and DECLARE take one bare query: no trailing semicolon. */
+  size_t n = strlen(sql);
+  while (n && (isspace((unsigned char)sql[n - 1]) || sql[n - 1] == ';')) n--;
+  if (n == 0) return bf_error_set(err, BF_E_WAREHOUSE, "the SQL is empty");
+  char *body = bf_xstrndup(sql, n);
+  PGresult *res = NULL;
+  struct pg_cursor *cur = NULL;
+  int rc = pg_command(src, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", "starting a transaction", err);
+  if (rc) goto fail;
+  if (src->statement_timeout_ms > 0) {
+    char q[64];
+    snprintf(q, sizeof q, "SET LOCAL statement_timeout = %lld", src->statement_timeout_ms);
+    if ((rc = pg_command(src, q, "setting statement_timeout", err))) goto fail;
+  }
+  /* Preparing checks the SQL, the tables and the privileges without running
+   * anything, and gives the column types. It also refuses several statements. */
+  res = PQprepare(src->conn, "", body, 0, NULL);
+  if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+    rc = pg_fail(src, res, "preparing the query", err);
+    goto fail;
+  }
+  PQclear(res);
+  res = PQdescribePrepared(src->conn, "");
+  if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+    rc = pg_fail(src, res, "describing the query", err);
+    goto fail;
+  }
+  int ncols = PQnfields(res);
+  if (ncols == 0) {
+    rc = bf_error_set(err, BF_E_WAREHOUSE, "warehouse '%s': the SQL returns no columns (a SELECT is needed)",
+                      src->base.name);
+    goto fail;
+  }
+  cur = bf_xcalloc(1, sizeof *cur);
+  cur->base.ops = &pg_cursor_ops;
+  cur->base.ncols = (size_t)ncols;
+  cur->base.column_names = bf_xcalloc((size_t)ncols, sizeof(char *));
+  cur->kinds = bf_xcalloc((size_t)ncols, sizeof *cur->kinds);
+  for (int i = 0; i < ncols; i++) {
+    cur->base.column_names[i] = bf_xstrdup(PQfname(res, i));
+    cur->kinds[i] = kind_of(PQftype(res, i));
+  }
+  PQclear(res);
+  cur->src = src;
+  cur->sql = body;
+  src->busy = true;
+  *out = &cur->base;
+  return 0;
+fail:
+  PQclear(res);
+  rollback(src);
+  free(body);
+  return rc;
+}
+
+static void pg_close(struct bf_source *src_) {
+  struct pg_source *src = (struct pg_source *)src_;
+  PQfinish(src->conn);
+  free(src->dsn);
+  free(src->dsn_shown);
+  free(src);
+}
+
+static int pg_open(const struct bf_warehouse_config *wh, const struct bf_config *cfg,
+                   struct bf_source **out, struct bf_error *err) {
+  char *what = bf_xasprintf("warehouse '%s' (postgres)", wh->name);
+  int rc = bf_params_check(wh->params, pg_params, what, err);
+  if (rc) {
+    free(what);
+    return rc;
+  }
+  const char *mode = bf_params_str(wh->params, pg_params, "read");
+  if (strcmp(mode, "copy") && strcmp(mode, "cursor")) {
+    const struct bf_node *mn = bf_node_get(wh->params, "read");
+    rc = bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: %s: read must be 'copy' or 'cursor', not '%s'",
+                      mn->loc.file, mn->loc.line, mn->loc.col, what, mode);
+    free(what);
+    return rc;
+  }
+  char *named = bf_xasprintf("warehouse '%s'", wh->name);
+  PGconn *conn = bf_pg_connect(wh->params, named, BF_E_WAREHOUSE, err);
+  free(named);
+  free(what);
+  if (!conn) return err ? err->code : BF_E_WAREHOUSE;
+  struct pg_source *src = bf_xcalloc(1, sizeof *src);
+  src->base.type = &bf_source_postgres;
+  src->conn = conn;
+  src->dsn = bf_xstrdup(bf_params_str(wh->params, pg_params, "dsn"));
+  src->dsn_shown = bf_pg_redact_dsn(src->dsn);
+  src->statement_timeout_ms = bf_params_duration_ms(wh->params, pg_params, "statement_timeout");
+  src->use_cursor = !strcmp(mode, "cursor");
+  *out = &src->base;
+  return 0;
+}
+
+const struct bf_source_type bf_source_postgres = {
+    .name = "postgres",
+    .config_keys = pg_keys,
+    .open = pg_open,
+    .query = pg_query,
+    .close = pg_close,
+};
