@@ -29,11 +29,12 @@ deps:
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	@echo "  CC $<"
+	@$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/libbackflow.a: $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@ar rcs $@ $^
 
 $(BUILD)/backflow: $(BUILD)/obj/src/cli/main.o $(BUILD)/libbackflow.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -178,7 +178,7 @@ static int connect_redis(struct redisdest *d, struct bf_error *err) {
     goto fail;
   }
   redisSetTimeout(d->c, tv);
-  redisReply *r;
+  redisReply *r = NULL;
   if (d->password) {
     r = d->user ? command(d, "AUTH %s %s", d->user, d->password) : command(d, "AUTH %s", d->password);
     if (!r) goto fail;

@@ -173,7 +173,15 @@ void bf_pg_error_text(PGconn *conn, const PGresult *res, const char *dsn, char *
      * contains (...)"), and errors must not carry values. */
     const char *hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    text = bf_xasprintf("%s%s%s%s%s%s", primary, hint ? " (hint: " : "", hint ? hint : "",
+    /* The column, when the server names it: directly, or in a COPY context
+     * ("COPY t, line 1, column ltv: "<value>"": only the name is kept). */
+    char column[96] = "";
+    const char *col = PQresultErrorField(res, PG_DIAG_COLUMN_NAME);
+    const char *ctx = PQresultErrorField(res, PG_DIAG_CONTEXT);
+    const char *at = !col && ctx ? strstr(ctx, ", column ") : NULL;
+    if (col) snprintf(column, sizeof column, " (column %s)", col);
+    else if (at) snprintf(column, sizeof column, " (column %.*s)", (int)strcspn(at + 9, ":\n"), at + 9);
+    text = bf_xasprintf("%s%s%s%s%s%s%s", primary, column, hint ? " (hint: " : "", hint ? hint : "",
                         hint ? ")" : "", state ? " [SQLSTATE " : "", state ? state : "");
     if (state) {
       char *t = bf_xasprintf("%s]", text);

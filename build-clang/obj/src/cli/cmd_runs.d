@@ -1,0 +1,19 @@
+build-clang/obj/src/cli/cmd_runs.o: src/cli/cmd_runs.c src/cli/cli.h \
+  src/core/error.h src/core/project.h src/core/config.h src/core/prf.h \
+  src/core/jsonw.h src/core/value.h src/core/runlog.h
+
+src/cli/cli.h:
+
+src/core/error.h:
+
+src/core/project.h:
+
+src/core/config.h:
+
+src/core/prf.h:
+
+src/core/jsonw.h:
+
+src/core/value.h:
+
+src/core/runlog.h:

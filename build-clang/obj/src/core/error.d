@@ -1,0 +1,3 @@
+build-clang/obj/src/core/error.o: src/core/error.c src/core/error.h
+
+src/core/error.h:

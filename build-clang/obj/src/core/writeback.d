@@ -1,0 +1,30 @@
+build-clang/obj/src/core/writeback.o: src/core/writeback.c \
+  src/core/writeback.h /usr/include/postgresql/libpq-fe.h \
+  /usr/include/postgresql/postgres_ext.h \
+  /usr/include/postgresql/pg_config_ext.h src/core/config.h \
+  src/core/error.h src/core/project.h src/core/prf.h src/core/runlog.h \
+  src/core/jsonw.h src/core/value.h src/core/log.h
+
+src/core/writeback.h:
+
+/usr/include/postgresql/libpq-fe.h:
+
+/usr/include/postgresql/postgres_ext.h:
+
+/usr/include/postgresql/pg_config_ext.h:
+
+src/core/config.h:
+
+src/core/error.h:
+
+src/core/project.h:
+
+src/core/prf.h:
+
+src/core/runlog.h:
+
+src/core/jsonw.h:
+
+src/core/value.h:
+
+src/core/log.h:
