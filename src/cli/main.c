@@ -23,6 +23,7 @@ static const struct command commands[] = {
     {"runs", bf_cmd_runs, "runs [SYNC] [--json] [--limit N]", "run history"},
     {"errors", bf_cmd_errors, "errors SYNC [--run ID] [--json]", "row-level errors of a run"},
     {"reset", bf_cmd_reset, "reset SYNC", "forget a sync's state: the next run is a full resync"},
+    {"serve", bf_cmd_serve, "serve [--listen HOST:PORT]", "scheduler, dashboard, API, /metrics and webhook intake"},
     {NULL, NULL, NULL, NULL},
 };
 

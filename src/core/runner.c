@@ -429,7 +429,13 @@ static int removals(struct run *r, struct bf_error *err) {
   for (size_t i = 0; i < n && rc == 0; i++) {
     if (r->opts->plan_only) {
       r->res->counts.removed++;
-      if (i < r->opts->sample_limit) add_sample(r, BF_OP_DELETE, NULL, "{}", 2);
+      if (r->sampled < r->opts->sample_limit) {
+        /* plan reads nothing sealed: the record is named by its keyed hash */
+        char hex[33], named[64];
+        bf_key_hex(keys[i], hex);
+        int len = snprintf(named, sizeof named, "{\"key_hash\":\"%s\"}", hex);
+        add_sample(r, BF_OP_DELETE, NULL, named, (size_t)len);
+      }
       continue;
     }
     char *match = NULL;

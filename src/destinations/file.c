@@ -39,24 +39,42 @@ static int file_open(const struct bf_destination_config *dc, const struct bf_con
   struct file_destination *d = bf_xcalloc(1, sizeof *d);
   d->path = bf_config_path(cfg, bf_params_str(dc->params, file_params, "path"));
   d->fsync_each_batch = bf_params_bool(dc->params, file_params, "fsync");
-  mkdir_parents(d->path);
-  d->fd = open(d->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  if (d->fd < 0) {
-    int rc = bf_error_set(err, BF_E_DESTINATION, "destination '%s': cannot open %s: %s", dc->name,
-                          d->path, strerror(errno));
-    free(d->path);
-    free(d);
-    return rc;
-  }
+  d->fd = -1; /* opened on the first write: validate and plan create nothing */
   *out = &d->base;
   return 0;
 }
 
-static int file_check(struct bf_destination *d_, struct bf_error *err) { return 0; }
+static int ensure_open(struct file_destination *d, struct bf_error *err) {
+  if (d->fd >= 0) return 0;
+  mkdir_parents(d->path);
+  d->fd = open(d->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (d->fd < 0)
+    return bf_error_set(err, BF_E_DESTINATION, "destination '%s': cannot open %s: %s", d->base.name,
+                        d->path, strerror(errno));
+  return 0;
+}
+
+/* The file's folder must exist (or be creatable) and be writable. */
+static int file_check(struct bf_destination *d_, struct bf_error *err) {
+  struct file_destination *d = (struct file_destination *)d_;
+  char *dir = bf_xstrdup(d->path);
+  char *slash = strrchr(dir, '/');
+  if (slash) *slash = '\0';
+  /* Walk up to the nearest folder that exists: that one must be writable. */
+  while (access(dir, F_OK) != 0 && (slash = strrchr(dir, '/')) && slash != dir) *slash = '\0';
+  int rc = 0;
+  if (access(dir, W_OK) != 0)
+    rc = bf_error_set(err, BF_E_DESTINATION, "destination '%s': cannot write to %s: %s", d->base.name,
+                      dir, strerror(errno));
+  free(dir);
+  return rc;
+}
 
 static int file_write(struct bf_destination *d_, const struct bf_batch *batch,
                       struct bf_outcome *outcomes, struct bf_error *err) {
   struct file_destination *d = (struct file_destination *)d_;
+  int rc = ensure_open(d, err);
+  if (rc) return rc;
   bf_buf_reset(&d->buf);
   for (size_t i = 0; i < batch->n; i++) {
     bf_record_json(batch, &batch->records[i], &d->buf, &d->tmp);

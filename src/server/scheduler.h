@@ -33,7 +33,7 @@ struct bf_sched_result {
   struct bf_run_counts counts;
   long long started_ms, duration_ms;
   int code;                  /* 0 or the bf_code that stopped the run */
-  char error[512];           /* "" when none */
+  char error[BF_ERROR_MSG_MAX]; /* "" when none */
 };
 
 struct bf_sched_ops {

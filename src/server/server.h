@@ -1,0 +1,113 @@
+/* `backflow serve`: the scheduler, the HTTP server (dashboard, JSON API,
+ * /metrics, /hooks), alerts. This header is shared by the files of
+ * src/server/; the CLI calls only bf_serve(). docs/server.md is the user's
+ * guide. */
+#ifndef BF_SERVER_H
+#define BF_SERVER_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/error.h"
+#include "core/jsonw.h"
+#include "core/project.h"
+#include "core/runlog.h"
+#include "server/scheduler.h"
+
+/* Runs the server until SIGTERM or SIGINT, then stops gracefully: no new
+ * run starts, runs in flight stop after their batch (nothing acknowledged
+ * is lost), threads are joined. listen (HOST:PORT, may be NULL) overrides
+ * server.listen; port 0 picks a free port. The first line on stdout is
+ * "listening on http://HOST:PORT". Returns 0 after a graceful stop. */
+int bf_serve(struct bf_project *p, const char *listen, struct bf_error *err);
+
+/* ---- metrics.c: counters for /metrics (Prometheus text format). */
+struct bf_metrics;
+struct bf_metrics *bf_metrics_new(const struct bf_config *cfg);
+void bf_metrics_free(struct bf_metrics *m);
+void bf_metrics_observe_run(struct bf_metrics *m, const char *sync, const struct bf_sched_result *res);
+/* Seeds the last success time of sync from the run log (unix ms). */
+void bf_metrics_set_last_success(struct bf_metrics *m, const char *sync, long long finished_ms);
+/* result: stored | bad_signature | bad_request | error */
+void bf_metrics_hook(struct bf_metrics *m, const char *destination, const char *result, long long events);
+/* Appends the exposition; running[i] tells whether sync i runs now. */
+void bf_metrics_write(struct bf_metrics *m, const bool *running, struct bf_buf *out);
+
+/* ---- alerts.c: `alerts:` webhooks, one per state change of a sync. */
+struct bf_alerts;
+/* Checks every `alerts:` list of cfg (top level, and per sync where a sync
+ * has its own list, which replaces the top-level one for that sync). */
+int bf_alerts_new(const struct bf_config *cfg, struct bf_alerts **out, struct bf_error *err);
+void bf_alerts_free(struct bf_alerts *a);
+/* The state of sync before the server started (its last logged run). */
+void bf_alerts_seed(struct bf_alerts *a, const struct bf_run_info *last);
+/* Evaluates a finished run; queues the alerts its state change calls for. */
+void bf_alerts_observe(struct bf_alerts *a, const char *sync, const struct bf_sched_result *res);
+int bf_alerts_start(struct bf_alerts *a, struct bf_error *err);
+/* Sends what is queued (each attempt bounded by a short timeout) and joins. */
+void bf_alerts_stop(struct bf_alerts *a);
+/* Number of rules (for the startup log). */
+size_t bf_alerts_count(const struct bf_alerts *a);
+
+/* ---- http.c: the HTTP server and its routes table. */
+struct bf_server {
+  struct bf_project *p;
+  struct bf_scheduler *sched;
+  struct bf_metrics *metrics;
+  struct bf_alerts *alerts;
+  unsigned char token_hash[32]; /* BLAKE2b of the bearer token */
+  long long started_ms;
+  volatile sig_atomic_t stopping;
+  struct MHD_Daemon *daemon;
+  char *url; /* http://HOST:PORT actually bound */
+};
+
+/* A request as handlers see it. */
+struct bf_http_req {
+  struct bf_server *srv;
+  const char *method;
+  const char *path;
+  char *params[2];   /* values of {placeholders} in the route, in order */
+  const char *body;  /* NUL-terminated; body_len bytes */
+  size_t body_len;
+  void *conn;        /* struct MHD_Connection */
+};
+
+struct bf_http_resp {
+  int status;
+  const char *content_type; /* static */
+  struct bf_buf body;
+  char allow[64];           /* Allow header (405); "" when none */
+  bool html;                /* adds the dashboard's security headers */
+};
+
+#define BF_HTTP_MAX_BODY (1024 * 1024)
+
+/* A header or query argument of the request; NULL when absent. */
+const char *bf_http_header(const struct bf_http_req *req, const char *name);
+const char *bf_http_query(const struct bf_http_req *req, const char *name);
+/* Sets a {"error": "..."} response. */
+void bf_http_error(struct bf_http_resp *resp, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Sets a JSON response whose body the caller then fills. */
+void bf_http_json(struct bf_http_resp *resp, int status);
+
+/* Starts the daemon on listen (HOST:PORT or [V6]:PORT); sets srv->url. */
+int bf_http_start(struct bf_server *srv, const char *listen, struct bf_error *err);
+void bf_http_stop(struct bf_server *srv);
+
+/* ---- api.c / hooks.c / dashboard.c: route handlers. */
+void bf_api_healthz(struct bf_http_req *req, struct bf_http_resp *resp);
+void bf_api_dashboard(struct bf_http_req *req, struct bf_http_resp *resp);
+void bf_api_syncs(struct bf_http_req *req, struct bf_http_resp *resp);
+void bf_api_sync(struct bf_http_req *req, struct bf_http_resp *resp);
+void bf_api_sync_runs(struct bf_http_req *req, struct bf_http_resp *resp);
+void bf_api_sync_trigger(struct bf_http_req *req, struct bf_http_resp *resp);
+void bf_api_run_errors(struct bf_http_req *req, struct bf_http_resp *resp);
+void bf_api_metrics(struct bf_http_req *req, struct bf_http_resp *resp);
+void bf_hooks_receive(struct bf_http_req *req, struct bf_http_resp *resp);
+
+extern const char bf_dashboard_html[];
+
+#endif
