@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/crashpoint.h"
+#include "core/fsutil.h"
 #include "core/jsonw.h"
 
 #define BASE_MAGIC "BFSTATE1"
@@ -167,50 +168,6 @@ void bf_state_mark_deleted(struct bf_state *st, const unsigned char key[16]) {
   journal_add(st, OP_DELETED, key, 0);
 }
 
-static int write_all(int fd, const void *p, size_t n) {
-  const char *c = p;
-  while (n > 0) {
-    ssize_t w = write(fd, c, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    c += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
-static int read_file(const char *path, unsigned char **out, size_t *len) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  struct stat sb;
-  if (fstat(fd, &sb) < 0) {
-    close(fd);
-    return -1;
-  }
-  unsigned char *buf = bf_xmalloc((size_t)sb.st_size + 1);
-  size_t got = 0;
-  while (got < (size_t)sb.st_size) {
-    ssize_t r = read(fd, buf + got, (size_t)sb.st_size - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    got += (size_t)r;
-  }
-  close(fd);
-  *out = buf;
-  *len = got;
-  return 0;
-}
-
-static int fsync_dir(const char *dir) {
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  int rc = fsync(fd);
-  close(fd);
-  return rc;
-}
-
 static void make_header(unsigned char h[HEADER_SIZE], const char *magic, uint64_t gen, uint64_t count) {
   memset(h, 0, HEADER_SIZE);
   memcpy(h, magic, 8);
@@ -225,15 +182,15 @@ static int write_atomic(struct bf_state *st, const char *name, const unsigned ch
   char *tmp = bf_xasprintf("%s.tmp", path);
   int rc = 0;
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0 || write_all(fd, header, HEADER_SIZE) < 0 ||
-      (body && write_all(fd, body->data, body->len) < 0) || fsync(fd) < 0) {
+  if (fd < 0 || bf_write_all(fd, header, HEADER_SIZE) < 0 ||
+      (body && bf_write_all(fd, body->data, body->len) < 0) || fsync(fd) < 0) {
     rc = bf_error_set(err, BF_E_STATE, "%s: cannot write: %s", tmp, strerror(errno));
     if (fd >= 0) close(fd);
     unlink(tmp);
     goto out;
   }
   close(fd);
-  if (rename(tmp, path) < 0 || fsync_dir(st->dir) < 0) {
+  if (rename(tmp, path) < 0 || bf_fsync_dir(st->dir) < 0) {
     rc = bf_error_set(err, BF_E_STATE, "%s: cannot replace: %s", path, strerror(errno));
     unlink(tmp);
   }
@@ -270,7 +227,7 @@ static int load(struct bf_state *st, struct bf_error *err) {
   int rc = 0;
   uint64_t count = 0;
 
-  if (read_file(base_path, &base, &base_len) == 0) {
+  if (bf_read_file(base_path, &base, &base_len) == 0) {
     if (base_len < HEADER_SIZE || memcmp(base, BASE_MAGIC, 8) != 0) {
       rc = bf_error_set(err, BF_E_STATE, "%s: not a Backflow state file", base_path);
       goto out;
@@ -297,7 +254,7 @@ static int load(struct bf_state *st, struct bf_error *err) {
     e->flags = BF_ST_USED | (flags & BF_ST_PERSISTED);
   }
 
-  if (read_file(journal_path, &journal, &journal_len) == 0) {
+  if (bf_read_file(journal_path, &journal, &journal_len) == 0) {
     uint64_t jgen = 0;
     if (journal_len >= HEADER_SIZE && memcmp(journal, JOURNAL_MAGIC, 8) == 0)
       memcpy(&jgen, journal + 8, 8);
@@ -386,7 +343,7 @@ int bf_state_flush(struct bf_state *st, bool sync, struct bf_error *err) {
   BF_ASSERT(st->writable);
   if (st->pending_records.len > 0) {
     crash_point("journal-write");
-    if (write_all(st->journal_fd, st->pending_records.data, st->pending_records.len) < 0)
+    if (bf_write_all(st->journal_fd, st->pending_records.data, st->pending_records.len) < 0)
       return bf_error_set(err, BF_E_STATE, "%s/journal.bin: cannot append: %s", st->dir,
                           strerror(errno));
     bf_buf_reset(&st->pending_records);

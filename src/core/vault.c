@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fsutil.h"
 #include "core/jsonw.h"
 
 #define MAGIC "BFVAULT1"
@@ -69,28 +70,6 @@ static int vault_io_error(struct bf_vault *v, const char *what, struct bf_error 
   return bf_error_set(err, BF_E_STATE, "%s: cannot %s: %s", v->path, what, strerror(errno));
 }
 
-static int read_all(const char *path, unsigned char **out, size_t *len) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  struct stat sb;
-  if (fstat(fd, &sb) < 0) {
-    close(fd);
-    return -1;
-  }
-  unsigned char *buf = bf_xmalloc((size_t)sb.st_size + 1);
-  size_t got = 0;
-  while (got < (size_t)sb.st_size) {
-    ssize_t r = read(fd, buf + got, (size_t)sb.st_size - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    got += (size_t)r;
-  }
-  close(fd);
-  *out = buf;
-  *len = got;
-  return 0;
-}
-
 int bf_vault_open(const char *sync_dir, const struct bf_prf *prf, bool durable,
                   struct bf_vault **out, struct bf_error *err) {
   struct bf_vault *v = bf_xcalloc(1, sizeof *v);
@@ -118,7 +97,7 @@ int bf_vault_open(const char *sync_dir, const struct bf_prf *prf, bool durable,
     /* Cut a torn tail so appends follow valid records. */
     unsigned char *data;
     size_t len;
-    if (read_all(v->path, &data, &len) < 0) {
+    if (bf_read_file(v->path, &data, &len) < 0) {
       rc = vault_io_error(v, "read", err);
       goto fail;
     }
@@ -172,7 +151,7 @@ static struct slot *index_find(struct bf_vault *v, const unsigned char key[16], 
 }
 
 static void build_index(struct bf_vault *v) {
-  if (read_all(v->path, &v->data, &v->data_len) < 0) {
+  if (bf_read_file(v->path, &v->data, &v->data_len) < 0) {
     v->data = NULL;
     v->data_len = 0;
   }
@@ -257,15 +236,7 @@ int bf_vault_delete(struct bf_vault *v, const unsigned char key[16], struct bf_e
 }
 
 int bf_vault_commit(struct bf_vault *v, struct bf_error *err) {
-  const char *p = v->pending.data;
-  size_t left = v->pending.len;
-  while (left > 0) {
-    ssize_t w = write(v->fd, p, left);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return vault_io_error(v, "append", err);
-    p += w;
-    left -= (size_t)w;
-  }
+  if (bf_write_all(v->fd, v->pending.data, v->pending.len) < 0) return vault_io_error(v, "append", err);
   if (v->durable && fdatasync(v->fd) < 0) return vault_io_error(v, "sync", err);
   if (v->slots) index_append(v);
   bf_buf_reset(&v->pending);
@@ -299,11 +270,7 @@ static void compact(struct bf_vault *v) {
   bool ok = fd >= 0 && write(fd, out.data, out.len) == (ssize_t)out.len && fsync(fd) == 0;
   if (fd >= 0) close(fd);
   if (ok && rename(tmp, v->path) == 0) {
-    int dfd = open(v->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-      fsync(dfd);
-      close(dfd);
-    }
+    bf_fsync_dir(v->dir);
   } else {
     unlink(tmp);
   }

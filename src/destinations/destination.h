@@ -93,6 +93,15 @@ void bf_record_json(const struct bf_batch *batch, const struct bf_record *rec, s
 void bf_webhook_signature(const unsigned char *key, size_t key_len, const char *id, long long ts,
                           const char *body, size_t body_len, char *out, size_t cap);
 
+/* The webhook receiver's answer to a 2xx POST of n records -> outcomes[n]:
+ * every record ok unless content_type names JSON and body (body_len bytes,
+ * need not be NUL-terminated) is {"results":[...]} with per-record statuses;
+ * malformed JSON or a wrong count makes every record retry. Reasons are
+ * malloc'd; the caller frees them. name and url_shown are for the warning. */
+void bf_webhook_parse_results(const char *name, const char *url_shown, const char *content_type,
+                              const char *body, size_t body_len, size_t n,
+                              struct bf_outcome *outcomes);
+
 extern const struct bf_destination_type bf_destination_file;
 extern const struct bf_destination_type bf_destination_webhook;
 extern const struct bf_destination_type bf_destination_postgres;

@@ -209,15 +209,14 @@ static void sleep_ms(long long ms) {
   }
 }
 
-/* Fills outcomes from a 2xx response. */
-static void parse_results(struct webhook_destination *d, size_t n, struct bf_outcome *outcomes) {
-  char *ctype = NULL;
-  curl_easy_getinfo(d->curl, CURLINFO_CONTENT_TYPE, &ctype);
-  bool is_json = ctype && strstr(ctype, "json");
+void bf_webhook_parse_results(const char *name, const char *url_shown, const char *content_type,
+                              const char *body, size_t body_len, size_t n,
+                              struct bf_outcome *outcomes) {
+  bool is_json = content_type && strstr(content_type, "json");
   for (size_t i = 0; i < n; i++) outcomes[i] = (struct bf_outcome){BF_OUT_OK, NULL};
-  if (!is_json || d->response.len == 0) return; /* plain 2xx: the whole batch is accepted */
+  if (!is_json || body_len == 0) return; /* plain 2xx: the whole batch is accepted */
   json_error_t jerr;
-  json_t *root = json_loadb(d->response.data, d->response.len, 0, &jerr);
+  json_t *root = json_loadb(body, body_len, 0, &jerr);
   const char *problem = NULL;
   char detail[256];
   json_t *results = root ? json_object_get(root, "results") : NULL;
@@ -233,8 +232,8 @@ static void parse_results(struct webhook_destination *d, size_t n, struct bf_out
   }
   if (problem) {
     /* We cannot tell which records landed: send them all again (at-least-once). */
-    bf_log_warn("destination '%s' (%s): %s; the batch will be sent again", d->base.name,
-                d->url_shown, problem);
+    bf_log_warn("destination '%s' (%s): %s; the batch will be sent again", name, url_shown,
+                problem);
     for (size_t i = 0; i < n; i++) outcomes[i] = (struct bf_outcome){BF_OUT_RETRY, bf_xstrdup(problem)};
     goto out;
   }
@@ -253,6 +252,14 @@ static void parse_results(struct webhook_destination *d, size_t n, struct bf_out
   }
 out:
   json_decref(root);
+}
+
+/* Fills outcomes from a 2xx response. */
+static void parse_results(struct webhook_destination *d, size_t n, struct bf_outcome *outcomes) {
+  char *ctype = NULL;
+  curl_easy_getinfo(d->curl, CURLINFO_CONTENT_TYPE, &ctype);
+  bf_webhook_parse_results(d->base.name, d->url_shown, ctype, d->response.data, d->response.len,
+                           n, outcomes);
 }
 
 static int post_batch(struct webhook_destination *d, const struct bf_batch *batch,

@@ -156,13 +156,29 @@ syncs:
         finally:
             server.destroy()
 
-    def test_password_in_url_not_printed(self):
-        p = self.project(url=f"redis://default:Sup3rSecretPw@127.0.0.1:{self.redis.port}/{self.rdb}")
-        r = p.run("run", "s", env=self.env)
-        # This server has no password: AUTH fails, the run stops before sending.
-        self.assertEqual(r.returncode, 4, r.stderr)
-        self.assertNotIn("Sup3rSecretPw", r.stdout + r.stderr)
-
+    def test_password_auth_and_not_printed(self):
+        port = pgredis.free_port()
+        server = pgredis.RedisServer()
+        server.port = port
+        server.proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                        "--appendonly", "no", "--dir", server.dir,
+                                        "--requirepass", "R1ghtPassw0rd"],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            pgredis.wait_until(lambda: server.cli("-a", "R1ghtPassw0rd", "--no-auth-warning", "PING",
+                                                  check=False) == "PONG", 30, "redis")
+            p = self.project(url=f"redis://:Wr0ngSecretPw@127.0.0.1:{port}/2")
+            r = p.run("run", "s", env=self.env)
+            self.assertEqual(r.returncode, 4, r.stderr)
+            self.assertNotIn("Wr0ngSecretPw", r.stdout + r.stderr)
+            self.assertIn("redis://:***@127.0.0.1", r.stderr)
+            p = self.project(url=f"redis://:R1ghtPassw0rd@127.0.0.1:{port}/2")
+            r = p.run("run", "s", env=self.env)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            n = server.cli("-a", "R1ghtPassw0rd", "--no-auth-warning", "DBSIZE", db=2)
+            self.assertEqual(int(n), N)
+        finally:
+            server.destroy()
 
 if __name__ == "__main__":
     unittest.main()
