@@ -291,7 +291,11 @@ static int flush_batch(struct run *r, struct bf_error *err) {
     }
   }
   free(shared_scrubbed);
-  if ((rc = bf_state_flush(r->state, false, err)) == 0) rc = bf_runlog_flush(r->log, err);
+  /* Under durability: power the deletions must be durable in the journal
+   * before their identifiers leave the vault, or a power cut would leave
+   * pending keys nobody can name any more. */
+  bool sync_acks = deletes && r->vault && r->p->cfg->durability_power;
+  if ((rc = bf_state_flush(r->state, sync_acks, err)) == 0) rc = bf_runlog_flush(r->log, err);
   if (rc == 0 && deletes && r->vault) {
     /* The identifier is no longer needed once the destination let go of it. */
     rc = bf_vault_begin(r->vault, err);

@@ -119,7 +119,8 @@ class Server:
         return [r for r in self.runs(sync) if r["status"] != "running"]
 
     def log(self):
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         with open(self.log_path) as f:
             return f.read()
 
