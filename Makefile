@@ -1,6 +1,9 @@
 # Backflow build. `make` builds build/backflow; `make test` runs every test;
 # `make demo` runs the example; `make asan` runs the unit tests under
 # AddressSanitizer + UBSan; `make bench` prints the speed figures.
+# `make fuzz-smoke` runs each libFuzzer target briefly and replays the
+# regression inputs; `make fuzz` runs each for FUZZ_TIME seconds; `make
+# valgrind` runs the unit tests and integration scenarios under valgrind.
 
 CC      ?= cc
 BUILD   ?= build
@@ -21,7 +24,8 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRC := $(wildcard tests/tools/*.c bench/*.c)
 TOOL_BIN := $(patsubst %.c,$(BUILD)/tools/%,$(notdir $(TOOL_SRC)))
 
-.PHONY: all deps test unit integration asan demo bench clean format check-format
+.PHONY: all deps test unit integration asan demo bench clean format check-format \
+        fuzz fuzz-smoke fuzz-bins valgrind
 all: $(BUILD)/backflow $(TOOL_BIN)
 
 deps:
@@ -56,12 +60,60 @@ unit: $(UNIT_BIN)
 integration: $(BUILD)/backflow $(TOOL_BIN)
 	python3 tests/integration/run.py --binary $(BUILD)/backflow
 
-test: deps all unit integration
+test: deps all unit integration fuzz-smoke
 	@echo "all tests passed"
 
 asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" unit
+
+# libFuzzer targets (tests/fuzz/fuzz_<name>.c), built with clang into
+# build-fuzz against the engine compiled with the same sanitizers.
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_TIME ?= 600
+FUZZ_SMOKE_TIME ?= 20
+FUZZ_MAKE = $(MAKE) --no-print-directory BUILD=build-fuzz CC=clang \
+  OPT="-O1 -g -fno-omit-frame-pointer" \
+  SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all" fuzz-bins
+
+$(BUILD)/fuzz/%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h $(BUILD)/libbackflow.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/fuzz -fsanitize=fuzzer -o $@ $< $(BUILD)/libbackflow.a $(LDFLAGS) $(LDLIBS)
+
+fuzz-bins: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
+
+fuzz:
+	@$(FUZZ_MAKE)
+	tests/fuzz/run.sh build-fuzz $(FUZZ_TIME) $(FUZZ_TARGETS)
+
+fuzz-smoke:
+	@$(FUZZ_MAKE)
+	@tests/fuzz/run.sh --smoke build-fuzz $(FUZZ_SMOKE_TIME) $(FUZZ_TARGETS)
+
+# Unit tests and integration scenarios under valgrind memcheck. Criterion
+# runs each test in a child whose exit status it does not pass on, so every
+# process logs to $(BUILD)/valgrind/ and any non-empty log (a memory error or
+# a definite leak) fails the target; integration runs also exit 99 on one.
+# bfhelp.Project.run prefixes each backflow command with $$BACKFLOW_VALGRIND.
+VALGRIND_OPTS = --quiet --leak-check=full --show-leak-kinds=definite \
+  --errors-for-leak-kinds=definite --error-exitcode=99 --num-callers=30
+VALGRIND_SCENARIOS ?= test_core_faults test_core_accounting test_core_privacy_and_errors \
+  test_security_
+valgrind: $(BUILD)/backflow $(TOOL_BIN) $(UNIT_BIN)
+	@rm -rf $(BUILD)/valgrind && mkdir -p $(BUILD)/valgrind
+	@for t in $(UNIT_BIN); do echo "== valgrind $$t"; \
+	  valgrind $(VALGRIND_OPTS) --trace-children=yes \
+	    --log-file=$(BUILD)/valgrind/$$(basename $$t).%p.log $$t --jobs 1 --timeout 900 \
+	    || echo "FAIL $$t" >>$(BUILD)/valgrind/failures; done
+	@for s in $(VALGRIND_SCENARIOS); do echo "== valgrind integration: $$s"; \
+	  BACKFLOW_VALGRIND="valgrind $(VALGRIND_OPTS) --log-file=$(CURDIR)/$(BUILD)/valgrind/$$s.%p.log" \
+	    python3 tests/integration/run.py --binary $(BUILD)/backflow -k $$s \
+	    || echo "FAIL $$s" >>$(BUILD)/valgrind/failures; done
+	@bad=$$(find $(BUILD)/valgrind -name '*.log' -size +0); \
+	for f in $$bad; do echo "== $$f"; cat $$f; done; \
+	if [ -n "$$bad" ] || [ -s $(BUILD)/valgrind/failures ]; then \
+	  cat $(BUILD)/valgrind/failures 2>/dev/null; echo "valgrind: FAILED"; exit 1; fi; \
+	echo "valgrind: no memory errors, no definite leaks ($$(ls $(BUILD)/valgrind | wc -l) processes)"
 
 demo: deps $(BUILD)/backflow
 	@scripts/demo.sh $(BUILD)/backflow

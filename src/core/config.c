@@ -1054,7 +1054,8 @@ static int load_schedule(const struct bf_node *syncs_node, struct bf_sync_config
       fields++;
       while (*c && *c != ' ' && *c != '\t') c++;
     }
-    if (fields != 5)
+    bool macro = val->scalar[strspn(val->scalar, " \t")] == '@'; /* @hourly, @daily... */
+    if (!(fields == 5 || (macro && fields == 1)))
       return loc_error(err, val->loc,
                        "cron expression %s in %s has %zu fields; expected 5 (minute hour "
                        "day-of-month month day-of-week), e.g. \"0 * * * *\"",

@@ -16,9 +16,10 @@ static int find_column(char *const *columns, size_t ncols, const char *name, siz
   return -1;
 }
 
+/* hide: the column name came from ${NAME} and may be a secret; not shown. */
 static int missing_column(const struct bf_loc *loc, const char *what, const char *column,
-                          const struct bf_model_config *model, char *const *columns, size_t ncols,
-                          struct bf_error *err) {
+                          bool hide, const struct bf_model_config *model, char *const *columns,
+                          size_t ncols, struct bf_error *err) {
   char list[512] = "";
   for (size_t i = 0; i < ncols; i++) {
     if (i) strncat(list, ", ", sizeof list - strlen(list) - 1);
@@ -28,12 +29,16 @@ static int missing_column(const struct bf_loc *loc, const char *what, const char
   size_t n = ncols < 64 ? ncols : 64;
   for (size_t i = 0; i < n; i++) cands[i] = columns[i];
   cands[n] = NULL;
-  const char *guess = bf_did_you_mean(column, cands);
+  const char *guess = hide ? NULL : bf_did_you_mean(column, cands);
   return bf_error_set(err, BF_E_CONFIG,
-                      "%s:%d:%d: %s '%s' is not a column of model '%s'%s%s%s (its columns: %s)",
-                      loc->file, loc->line, loc->col, what, column, model->name,
+                      "%s:%d:%d: %s %s%s%s is not a column of model '%s'%s%s%s (its columns: %s)",
+                      loc->file, loc->line, loc->col, what, hide ? "" : "'",
+                      hide ? "(a value from the environment, not shown)" : column,
+                      hide ? "" : "'", model->name,
                       guess ? "; did you mean '" : "", guess ? guess : "", guess ? "'?" : "", list);
 }
+
+static bool from_env(const struct bf_node *n) { return n && n->from_env; }
 
 /* Constants keep YAML's plain-scalar typing: `3` is a number, `"3"` text. */
 static struct bf_value constant_value(const struct bf_node *node, const char *text) {
@@ -57,9 +62,12 @@ int bf_mapping_build(const struct bf_config *cfg, const struct bf_sync_config *s
                      const struct bf_model_config *model, char *const *columns, size_t ncols,
                      struct bf_mapping *m, struct bf_error *err) {
   memset(m, 0, sizeof *m);
+  const struct bf_node *model_node = bf_node_get(bf_node_get(cfg->root, "models"), model->name);
+  const struct bf_node *sync_node = bf_node_get(bf_node_get(cfg->root, "syncs"), sync->name);
   if (find_column(columns, ncols, model->primary_key, &m->pk_col) < 0)
-    return missing_column(&model->primary_key_loc, "primary key", model->primary_key, model,
-                          columns, ncols, err);
+    return missing_column(&model->primary_key_loc, "primary key", model->primary_key,
+                          from_env(bf_node_get(model_node, "primary_key")), model, columns,
+                          ncols, err);
   m->n_match = sync->match.n;
   m->match_names = bf_xcalloc(m->n_match, sizeof *m->match_names);
   m->match_cols = bf_xcalloc(m->n_match, sizeof *m->match_cols);
@@ -67,7 +75,9 @@ int bf_mapping_build(const struct bf_config *cfg, const struct bf_sync_config *s
     const struct bf_pair *p = &sync->match.items[i];
     m->match_names[i] = p->key;
     if (find_column(columns, ncols, p->value, &m->match_cols[i]) < 0) {
-      int rc = missing_column(&p->loc, "match column", p->value, model, columns, ncols, err);
+      int rc = missing_column(&p->loc, "match column", p->value,
+                              from_env(bf_node_get(bf_node_get(sync_node, "match"), p->key)),
+                              model, columns, ncols, err);
       bf_mapping_release(m);
       return rc;
     }
@@ -80,7 +90,9 @@ int bf_mapping_build(const struct bf_config *cfg, const struct bf_sync_config *s
     const struct bf_pair *p = &sync->fields.items[i];
     size_t col;
     if (find_column(columns, ncols, p->value, &col) < 0) {
-      int rc = missing_column(&p->loc, "field column", p->value, model, columns, ncols, err);
+      int rc = missing_column(&p->loc, "field column", p->value,
+                              from_env(bf_node_get(bf_node_get(sync_node, "fields"), p->key)),
+                              model, columns, ncols, err);
       bf_mapping_release(m);
       return rc;
     }
@@ -95,7 +107,6 @@ int bf_mapping_build(const struct bf_config *cfg, const struct bf_sync_config *s
     m->field_actions[k] = action;
     m->field_pii_kinds[k] = bf_pairs_get(&model->pii, p->value);
   }
-  const struct bf_node *sync_node = bf_node_get(bf_node_get(cfg->root, "syncs"), sync->name);
   const struct bf_node *const_map = bf_node_get(sync_node, "constants");
   m->constant_names = bf_xcalloc(sync->constants.n, sizeof *m->constant_names);
   m->constant_values = bf_xcalloc(sync->constants.n, sizeof *m->constant_values);

@@ -19,6 +19,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core/value.h"
+
 #define BF_PII_MAX 320          /* longest normalised value (an email is <= 254) */
 #define BF_PII_SHA256_HEX 65    /* 64 hex digits + NUL */
 
@@ -89,6 +91,12 @@ bool bf_pii_is_sha256_hex(const char *s, size_t n);
  * lower-cased. Returns 0, or -1 with *why (the value was invalid). */
 int bf_pii_normalize_hash(bf_pii_fn fn, const char *s, size_t n, char out[BF_PII_SHA256_HEX],
                           const char **why);
+
+/* The text of a warehouse value as fed to a normaliser: text and blobs
+ * as they are, integers in decimal, floats without a fraction when they
+ * have none (a phone read as REAL), booleans as "true"/"false". buf (>= 48
+ * bytes) holds converted numbers. Returns false for NULL. */
+bool bf_pii_value_text(const struct bf_value *v, char *buf, size_t cap, const char **s, size_t *n);
 
 /* --- Generic kinds (models' `pii:` kinds, for `pii_policy: hash`) ----- */
 /* The normaliser for a model's pii kind ("email", "phone", "name", ...);

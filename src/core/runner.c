@@ -411,8 +411,11 @@ static int process_row(struct run *r, const struct bf_value *row, const unsigned
   }
   bf_mapping_match_json(&r->map, row, &r->jsonbuf);
   batch_add(r, op, change, key, fp, row, r->jsonbuf.data, r->jsonbuf.len, 0);
-  if (r->batch.n >= r->batch_size) return flush_batch(r, err);
-  return 0;
+  if (r->batch.n < r->batch_size) return 0;
+  int rc = flush_batch(r, err);
+  if (rc == 0 && bf_stop_requested)
+    rc = bf_error_set(err, BF_E_INTERRUPTED, "interrupted; the run stopped after the batch in flight");
+  return rc;
 }
 
 static int removals(struct run *r, struct bf_error *err) {

@@ -196,7 +196,7 @@ static void index_append(struct bf_vault *v) {
   }
   size_t base = v->data_len;
   v->data = bf_xrealloc(v->data, v->data_len + v->pending.len + 1);
-  memcpy(v->data + base, v->pending.data, v->pending.len);
+  if (v->pending.len) memcpy(v->data + base, v->pending.data, v->pending.len);
   v->data_len += v->pending.len;
   for (size_t off = base; off < v->data_len;) {
     uint32_t plen;

@@ -148,7 +148,7 @@ struct bf_http_request {
 };
 
 /* Headers the transport keeps from the final answer, by lower-case name. */
-#define BF_HTTP_MAX_KEPT_HEADERS 16
+#define BF_HTTP_MAX_KEPT_HEADERS 32
 
 struct bf_http_response {
   long status;              /* final HTTP status; 0 when there was no HTTP answer */
@@ -212,6 +212,16 @@ long long bf_http_backoff_ms(long long base_ms, long long max_wait_ms, unsigned 
 long long bf_http_parse_retry_after(const char *value, time_t now);
 /* url without user:password@ and ?query (replaced by "?…"). Caller frees. */
 char *bf_http_redact_url(const char *url);
+
+/* ---- payload helpers shared by SaaS destinations ---------------------- */
+
+/* Appends v as the plain text SaaS APIs expect in string-typed fields:
+ * integers in decimal, floats in the shortest form that reads back equal,
+ * booleans "true"/"false", NULL as "" (which clears a field in HubSpot),
+ * blobs as base64, and SQL timestamps "YYYY-MM-DD HH:MM[:SS[.fff]][zone]" as
+ * ISO 8601 "YYYY-MM-DDTHH:MM:SS[.fff]Z" (UTC when no zone is given); dates
+ * "YYYY-MM-DD" and other text are kept as they are. */
+void bf_http_value_text(struct bf_buf *out, const struct bf_value *v);
 
 /* ---- statistics (the server exposes these as metrics) ------------------ */
 

@@ -83,6 +83,9 @@ struct pgdest {
   char **cols_sql;   /* quoted column names */
   char *col_list;    /* "a","b","c" */
   char *sql_upsert, *sql_insert, *sql_update, *sql_delete;
+  char *sql_upsert_dedup; /* keeps the last record of each match value */
+  bool dedup;             /* this batch repeats a match value */
+  char last_state[6];     /* SQLSTATE of the last failure */
   char *copy_all, *copy_match;
   bool stage_dirty; /* rows in the stage from an earlier apply of this transaction */
 
@@ -115,10 +118,11 @@ static void reset_setup(struct pgdest *d) {
   free(d->sql_insert);
   free(d->sql_update);
   free(d->sql_delete);
+  free(d->sql_upsert_dedup);
   free(d->copy_all);
   free(d->copy_match);
   d->col_list = d->table_sql = d->table_shown = NULL;
-  d->sql_upsert = d->sql_insert = d->sql_update = d->sql_delete = NULL;
+  d->sql_upsert = d->sql_insert = d->sql_update = d->sql_delete = d->sql_upsert_dedup = NULL;
   d->copy_all = d->copy_match = NULL;
   d->mapping = NULL;
   d->ready = false;
@@ -129,6 +133,7 @@ static enum apply_result classify(struct pgdest *d, const PGresult *res) {
   bf_pg_error_text(d->conn, res, d->dsn, d->msg, sizeof d->msg);
   if (bf_pg_connection_lost(d->conn, res)) return A_LOST;
   const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+  snprintf(d->last_state, sizeof d->last_state, "%s", state ? state : "");
   if (!state) return A_LOST;
   if (!strcmp(state, "40001") || !strcmp(state, "40P01") || !strncmp(state, "53", 2) ||
       !strcmp(state, "57014") || !strcmp(state, "55P03"))
@@ -394,6 +399,20 @@ static enum apply_result setup(struct pgdest *d, const struct bf_batch *b, bool 
     bf_buf_puts(&s, "NOTHING");
   }
   d->sql_upsert = bf_xstrdup(bf_buf_cstr(&s));
+  /* Same, when the batch repeats a match value (match columns that are not
+   * the model's key): ON CONFLICT cannot touch a row twice in one statement,
+   * so only the last record of each match value is applied, as if the
+   * records had been written one after the other. */
+  {
+    struct bf_buf mcols = {0};
+    for (size_t c = 0; c < m->n_match; c++) bf_buf_printf(&mcols, "%s%s", c ? "," : "", d->cols_sql[c]);
+    const char *on_conflict = strstr(d->sql_upsert, " ON CONFLICT");
+    d->sql_upsert_dedup = bf_xasprintf("INSERT INTO %s AS t (%s) SELECT %s FROM (SELECT DISTINCT ON (%s) * FROM " STAGE
+                                       " ORDER BY %s, " ROW_COL " DESC) AS last%s",
+                                       d->table_sql, d->col_list, d->col_list, bf_buf_cstr(&mcols),
+                                       bf_buf_cstr(&mcols), on_conflict);
+    bf_buf_release(&mcols);
+  }
   /* update */
   bf_buf_reset(&s);
   bf_buf_printf(&s, "UPDATE %s AS t SET ", d->table_sql);
@@ -464,6 +483,7 @@ static enum apply_result apply(struct pgdest *d, const struct bf_batch *b, const
   const char *sql = op == BF_OP_DELETE   ? d->sql_delete
                     : op == BF_OP_INSERT ? d->sql_insert
                     : op == BF_OP_UPDATE ? d->sql_update
+                    : d->dedup           ? d->sql_upsert_dedup
                                          : d->sql_upsert;
   res = PQexec(d->conn, sql);
   ExecStatusType st = PQresultStatus(res);
@@ -528,6 +548,7 @@ static int pgdest_write(struct pgdest *d, const struct bf_batch *b, struct bf_ou
                         bool deletes, struct bf_error *err) {
   size_t *idx = bf_xcalloc(b->n ? b->n : 1, sizeof *idx);
   for (size_t i = 0; i < b->n; i++) idx[i] = i;
+  d->dedup = false;
   int rc = 0;
   enum apply_result r = A_OK;
   for (long long attempt = 0;; attempt++) {
@@ -560,6 +581,13 @@ static int pgdest_write(struct pgdest *d, const struct bf_batch *b, struct bf_ou
       r = exec_ok(d, "BEGIN");
       d->stage_dirty = false;
       if (r == A_OK) r = apply(d, b, idx, b->n, deletes, outcomes);
+      if (r == A_DATA && !strcmp(d->last_state, "21000") && !d->dedup) {
+        rollback(d);
+        clear_outcomes(b, outcomes);
+        d->dedup = true;
+        r = exec_ok(d, "BEGIN");
+        if (r == A_OK) r = apply(d, b, idx, b->n, deletes, outcomes);
+      }
       if (r == A_DATA) {
         /* Find the bad records; the rest of the batch goes in. */
         rollback(d);

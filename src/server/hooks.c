@@ -48,10 +48,12 @@ static const char *const schema =
 
 static void unauthorized(struct bf_http_req *req, struct bf_http_resp *resp, const char *dest,
                          const char *why) {
-  /* The client learns only that it is not authorized; the log says why. */
-  bf_log_warn("hooks: refused a request for destination '%.100s': %s", dest, why);
-  bf_metrics_hook(req->srv->metrics, bf_config_destination(req->srv->p->cfg, dest) ? dest : "(unknown)",
-                  "bad_signature", 0);
+  /* The client learns only that it is not authorized; the log says why.
+   * Only configured names are logged or used as labels: the path is the
+   * sender's text. */
+  const char *known = bf_config_destination(req->srv->p->cfg, dest) ? dest : "(unknown)";
+  bf_log_warn("hooks: refused a request for destination '%s': %s", known, why);
+  bf_metrics_hook(req->srv->metrics, known, "bad_signature", 0);
   bf_http_error(resp, 401, "missing or invalid webhook signature");
 }
 

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "destinations/http_transport.h"
 #include "server/server.h"
 
 static const char *const run_statuses[] = {"succeeded", "partial", "failed", "skipped", NULL};
@@ -205,6 +206,29 @@ void bf_metrics_write(struct bf_metrics *m, const bool *running, struct bf_buf *
     label(out, "sync", m->syncs[i].name);
     bf_buf_printf(out, "} %d\n", running && running[i] ? 1 : 0);
   }
+  /* The shared HTTP transport keeps process-wide totals only, so these
+   * carry no destination label (per-destination counts need a per-type
+   * hook in src/destinations). The webhook destination does not use the
+   * shared transport yet and is not counted. */
+  struct bf_http_stats hs;
+  bf_http_stats_totals(&hs);
+  family(out, "backflow_destination_requests_total", "counter",
+         "HTTP requests to destinations (all HTTP destinations on the shared transport), by status class.");
+  static const char *const classes[] = {"2xx", "3xx", "4xx", "429", "5xx", "transport_error"};
+  const uint64_t by_class[] = {hs.status_2xx, hs.status_3xx, hs.status_4xx,
+                               hs.status_429, hs.status_5xx, hs.transport_errors};
+  for (size_t i = 0; i < 6; i++)
+    bf_buf_printf(out, "backflow_destination_requests_total{status=\"%s\"} %llu\n", classes[i],
+                  (unsigned long long)by_class[i]);
+  family(out, "backflow_destination_retries_total", "counter", "Destination requests sent again after a retryable answer.");
+  bf_buf_printf(out, "backflow_destination_retries_total %llu\n", (unsigned long long)hs.retries);
+  family(out, "backflow_destination_throttles_total", "counter",
+         "Pauses a destination asked for (429, Retry-After, rate-limit headers).");
+  bf_buf_printf(out, "backflow_destination_throttles_total %llu\n", (unsigned long long)hs.server_throttles);
+  family(out, "backflow_rate_limit_waits_total", "counter", "Requests that waited for a destination's rate limit.");
+  bf_buf_printf(out, "backflow_rate_limit_waits_total %llu\n", (unsigned long long)hs.rate_limit_waits);
+  family(out, "backflow_rate_limit_wait_seconds_total", "counter", "Time spent waiting for destinations' rate limits.");
+  bf_buf_printf(out, "backflow_rate_limit_wait_seconds_total %.3f\n", (double)hs.rate_limit_wait_ms / 1000.0);
   family(out, "backflow_hook_requests_total", "counter",
          "Requests to /hooks/{destination} by result (stored, bad_signature, bad_request, error).");
   for (size_t i = 0; i < m->n_hooks; i++) {

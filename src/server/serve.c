@@ -15,6 +15,19 @@
 #include "core/runner.h"
 #include "server/server.h"
 
+/* A run that failed before the runner logged it (warehouse unreachable,
+ * SQL error, bad destination settings) still belongs in the history the
+ * dashboard and `backflow runs` show. */
+static void log_early_failure(struct bf_server *srv, const char *sync, struct bf_sched_result *res) {
+  struct bf_runlog *log = NULL;
+  struct bf_error err = {0};
+  if (bf_runlog_open(srv->p->state_dir, &log, &err) == 0 &&
+      bf_runlog_begin(log, sync, &res->run_id, &err) == 0)
+    bf_runlog_finish(log, res->run_id, "failed", &res->counts, res->error, &err);
+  if (err.code) bf_log_warn("[sync %s] cannot log the failed run: %s", sync, err.msg);
+  bf_runlog_close(log);
+}
+
 static void run_sync(void *ctx, const char *sync, struct bf_sched_result *res) {
   struct bf_server *srv = ctx;
   const struct bf_sync_config *sc = bf_config_sync(srv->p->cfg, sync);
@@ -34,6 +47,7 @@ static void run_sync(void *ctx, const char *sync, struct bf_sched_result *res) {
   if (rc == BF_E_LOCKED) res->status = "skipped"; /* `backflow run` holds it; the next run catches up */
   if (rc) snprintf(res->error, sizeof res->error, "%s", err.msg);
   bf_run_result_release(&rr);
+  if (rc && rc != BF_E_LOCKED && res->run_id == 0) log_early_failure(srv, sync, res);
   const struct bf_run_counts *c = &res->counts;
   if (rc == BF_E_LOCKED)
     bf_log_warn("[sync %s → %s] skipped: %s", sync, sc->destination, err.msg);

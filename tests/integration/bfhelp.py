@@ -2,6 +2,7 @@
 backflow binary, reading its JSON output."""
 import json
 import os
+import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -10,6 +11,9 @@ import tempfile
 BIN = os.environ.get("BACKFLOW_BIN") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "backflow")
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+# Optional command prefix for Project.run, e.g. "valgrind --error-exitcode=99"
+# (`make valgrind` sets it).
+RUN_PREFIX = shlex.split(os.environ.get("BACKFLOW_VALGRIND", ""))
 
 
 class Project:
@@ -48,7 +52,7 @@ class Project:
         full_env = dict(os.environ)
         if env:
             full_env.update(env)
-        return subprocess.run([BIN, "-p", self.dir, *args], capture_output=True, text=True,
+        return subprocess.run([*RUN_PREFIX, BIN, "-p", self.dir, *args], capture_output=True, text=True,
                               env=full_env, timeout=timeout)
 
     def run_json(self, *args, **kw):

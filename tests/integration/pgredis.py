@@ -120,9 +120,11 @@ class PgServer:
                 raise RuntimeError(f"initdb failed: {p.stdout}\n{p.stderr}")
         if self.port is None:
             self.port = free_port()
+        # fsync=off is safe for tests that kill the server (the OS keeps the
+        # written WAL); synchronous_commit stays on, or a commit Backflow saw
+        # acknowledged could vanish with `pg_ctl stop -m immediate`.
         opts = (f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 -c fsync=off "
-                f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=50 "
-                f"-c shared_buffers=128MB")
+                f"-c full_page_writes=off -c max_connections=50 -c shared_buffers=128MB")
         p = self._run([os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-l", self.log,
                        "-o", opts, "-W", "start"], timeout=60)
         if p.returncode != 0:

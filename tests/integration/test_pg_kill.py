@@ -100,5 +100,74 @@ syncs:
                                                            " WHERE status = 'failed'")[0][0])
 
 
+@unittest.skipUnless(pgredis.available(), "postgresql / redis-server not installed")
+class PgDestinationKillTest(unittest.TestCase):
+    """The PostgreSQL destination goes away mid-run: the run reconnects with
+    backoff, then stops with exit 4 (destination unavailable); after the
+    restart the next run completes and the table holds exactly the model."""
+
+    def setUp(self):
+        self.wh = pgredis.shared_pg()
+        self.db = self.wh.create_db("wh")
+        self.wh.psql(f"CREATE TABLE users (id bigint PRIMARY KEY, email text);"
+                     f" INSERT INTO users SELECT i, 'p' || i FROM generate_series(1, {N}) i", db=self.db)
+        self.dest = pgredis.PgServer().start()
+        self.p = Project(f"""version: 1
+warehouses:
+  pg: {{type: postgres, dsn: "${{PG_DSN}}"}}
+models:
+  users:
+    warehouse: pg
+    sql: SELECT id, email, pg_sleep(0.002) AS pause FROM users ORDER BY id
+    primary_key: id
+destinations:
+  table: {{type: postgres, dsn: "{self.dest.dsn()}", table: copy, create_table: true,
+          max_retries: 2, retry_base: 100ms}}
+syncs:
+  s:
+    model: users
+    destination: table
+    mode: mirror
+    match: {{user_id: id}}
+    fields: {{email: email}}
+    batch_size: 50
+""")
+        self.env = {"PG_DSN": self.wh.dsn(self.db)}
+
+    def tearDown(self):
+        self.dest.destroy()
+        self.p.cleanup()
+
+    def count(self):
+        try:
+            return int(self.dest.psql("SELECT count(*) FROM copy")[0][0])
+        except RuntimeError:
+            return 0
+
+    def test_destination_killed_mid_run(self):
+        proc = subprocess.Popen([BIN, "-p", self.p.dir, "run", "s"], env=dict(os.environ, **self.env),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            pgredis.wait_until(lambda: self.count() >= 200 or proc.poll() is not None, 60, "rows at the destination")
+            self.assertIsNone(proc.poll(), "the run finished before the kill")
+            self.dest.stop("immediate")
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self.assertEqual(proc.returncode, 4, err)
+        self.assertIn("destination 'table'", err)
+        self.assertNotIn(pgredis.PG_PASSWORD, out + err)
+        self.dest.start()
+        # Delete some rows meanwhile: mirror must remove them too.
+        self.wh.psql("DELETE FROM users WHERE id % 100 = 0", db=self.db)
+        r = self.p.run("run", "s", env=self.env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = self.dest.psql("SELECT user_id, email FROM copy ORDER BY user_id")
+        want = self.wh.psql("SELECT id, email FROM users ORDER BY id", db=self.db)
+        self.assertEqual(got, want)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -150,6 +150,26 @@ class PgSyncTest(unittest.TestCase):
         self.assertEqual(runs[0]["added"], len(bad))
         self.assertEqual(int(self.pg.psql("SELECT count(*) FROM crm", db=self.dest)[0][0]), N)
 
+    def test_repeated_match_values_last_record_wins(self):
+        """match columns that are not the model's key may repeat within a
+        batch: the batch still goes in, the last record of each value wins."""
+        p = pg_project(self.pg, self.wh, f'{{type: postgres, dsn: "{self.pg.dsn(self.dest)}", table: grp,'
+                       f' create_table: true}}', mode="upsert",
+                       model_sql="SELECT id, id % 10 AS grp, email FROM users ORDER BY id")
+        self.projects.append(p)
+        with open(os.path.join(p.dir, "backflow.yml")) as f:
+            text = f.read()
+        with open(os.path.join(p.dir, "backflow.yml"), "w") as f:
+            f.write(text.replace("match: {user_id: id}", "match: {grp: grp}").replace(
+                "fields: {email: email, first_name: first_name, ltv: ltv, score: score, active: active}",
+                "fields: {email: email}"))
+        r = p.run("run", "s", env=self.env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = self.pg.psql("SELECT grp, email FROM grp ORDER BY grp", db=self.dest)
+        want = self.pg.psql("SELECT DISTINCT ON (id % 10) id % 10, email FROM users ORDER BY id % 10, id DESC",
+                            db=self.wh)
+        self.assertEqual(got, want)
+
     def test_missing_table_without_create_stops_run(self):
         p = self.project(f'{{type: postgres, dsn: "{self.pg.dsn(self.dest)}", table: nosuch}}')
         r = p.run("run", "s", env=self.env)
@@ -234,6 +254,24 @@ class PgSyncTest(unittest.TestCase):
                 with open(f, "rb") as fh:
                     self.assertNotIn(secret.encode(), fh.read(), f)
         self.assertFalse(os.path.exists(os.path.join(p.dir, "out.jsonl")))
+
+    def test_tls_settings_passed_through(self):
+        # The test server has no TLS: sslmode=require must make libpq refuse.
+        p = self.project("{type: file, path: out.jsonl}", wh_extra=", sslmode: require")
+        r = p.run("run", "s", env=self.env)
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("SSL", r.stderr)
+        p = self.project("{type: file, path: out.jsonl}", wh_extra=", sslmode: disable, statement_timeout: 30s")
+        r = p.run("run", "s", env=self.env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_statement_timeout(self):
+        p = self.project("{type: file, path: out.jsonl}", wh_extra=", statement_timeout: 200ms",
+                         model_sql="SELECT *, pg_sleep(1) AS z FROM users")
+        r = p.run("run", "s", env=self.env)
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("statement timeout", r.stderr)
+        self.assertIn("model 'users'", r.stderr)
 
     def test_permission_denied(self):
         role = "reader_" + self.wh[-6:]

@@ -3,6 +3,7 @@ on a free port runs a sync scheduled `every: 1s`, takes triggers, answers
 the JSON API, refuses every route but /healthz (and the static dashboard
 page) without the right token, and serves /metrics that promtool accepts."""
 import json
+import os
 import re
 import shutil
 import socket
@@ -10,7 +11,8 @@ import signal
 import subprocess
 import unittest
 
-from test_serve_support import (TOKEN, new_project, serve_config, start_server, wait_for)
+from test_serve_support import (TOKEN, Project, Server, new_project, serve_config, start_server,
+                                users_table, wait_for)
 
 SYNCS = (
     "  ticker:\n    model: users\n    destination: out\n    match: {user_id: id}\n"
@@ -27,12 +29,10 @@ class ServeApi(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         # One server for the class: these tests only read, or trigger by_hand.
-        from bfhelp import Project, users_table
         cls.p = Project()
         users_table(cls.p, 20)
         cls.p.sql("INSERT INTO users VALUES (NULL, 'nokey@example.com', 'Nokey', 'free', 1, 'n')")
         cls.p.write_config(serve_config(SYNCS, DESTS))
-        from test_serve_support import Server
         cls.s = Server(cls.p)
 
     @classmethod
@@ -164,6 +164,8 @@ class ServeApi(unittest.TestCase):
         self.assertRegex(text, r'backflow_run_duration_seconds_bucket\{sync="ticker",le="\+Inf"\} [1-9]')
         self.assertRegex(text, r'backflow_last_success_timestamp_seconds\{sync="ticker"\} 1\d{9}\.\d+')
         self.assertIn('backflow_runs_total{sync="by_hand",status="failed"} 0', text)
+        self.assertIn('backflow_destination_requests_total{status="2xx"}', text)
+        self.assertIn("backflow_rate_limit_waits_total", text)
         if not shutil.which("promtool"):
             self.skipTest("promtool not installed (Debian package prometheus): format not linted")
         p = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True,
@@ -199,7 +201,6 @@ class ServeLifecycle(unittest.TestCase):
         self.assertEqual(s.stop(), 0)
 
     def test_without_token_in_config_one_is_generated_0600(self):
-        import os
         text = serve_config(SYNCS, DESTS).replace(f', token: "{TOKEN}"', "")
         p = new_project(self, text)
         s = start_server(self, p)
