@@ -59,6 +59,7 @@ unit: $(UNIT_BIN)
 
 integration: $(BUILD)/backflow $(TOOL_BIN)
 	python3 tests/integration/run.py --binary $(BUILD)/backflow
+	BACKFLOW_BIN=$(abspath $(BUILD)/backflow) tests/browser/run.sh
 
 test: deps all unit integration fuzz-smoke
 	@echo "all tests passed"

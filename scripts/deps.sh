@@ -6,7 +6,7 @@ packages=(
   build-essential pkg-config clang
   libsqlite3-dev sqlite3 libcurl4-openssl-dev libjansson-dev libsodium-dev libyaml-dev
   libpq-dev libhiredis-dev libmicrohttpd-dev libcriterion-dev
-  python3 valgrind postgresql redis-server prometheus
+  python3 valgrind postgresql redis-server prometheus chromium
 )
 missing=()
 for p in "${packages[@]}"; do
