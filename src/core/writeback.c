@@ -5,6 +5,7 @@
  * offers the few latest runs again. A run whose write-back failed (the
  * warehouse was down: the very run that failed because of it, say) lands
  * with the next one, and its errors with it. */
+#include "sources/pg.h"
 #include "core/writeback.h"
 
 #include <stdio.h>

@@ -34,6 +34,7 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
+#include "sources/pg.h"
 #include "core/log.h"
 #include "core/writeback.h"
 #include "destinations/destination.h"

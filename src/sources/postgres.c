@@ -19,6 +19,7 @@
 
 #include <libpq-fe.h>
 
+#include "sources/pg.h"
 #include "core/params.h"
 #include "core/writeback.h"
 #include "sources/source.h"
