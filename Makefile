@@ -24,7 +24,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRC := $(wildcard tests/tools/*.c bench/*.c)
 TOOL_BIN := $(patsubst %.c,$(BUILD)/tools/%,$(notdir $(TOOL_SRC)))
 
-.PHONY: all deps test unit integration asan demo bench clean format check-format \
+.PHONY: all deps test unit integration asan demo bench clean format check-format docs \
         fuzz fuzz-smoke fuzz-bins valgrind
 all: $(BUILD)/backflow $(TOOL_BIN)
 
@@ -122,9 +122,15 @@ demo: deps $(BUILD)/backflow
 bench: $(BUILD)/backflow $(TOOL_BIN)
 	python3 bench/run.py --binary $(BUILD)/backflow $(BENCH_ARGS)
 
+docs: $(BUILD)/backflow
+	python3 scripts/gen_docs.py $(BUILD)/backflow
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
-check-format:
+check-docs: $(BUILD)/backflow
+	python3 scripts/gen_docs.py $(BUILD)/backflow
+
+format:
 	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 
 clean:

@@ -23,6 +23,7 @@ int bf_cmd_run(struct bf_cli *cli, struct bf_error *err);
 int bf_cmd_runs(struct bf_cli *cli, struct bf_error *err);
 int bf_cmd_errors(struct bf_cli *cli, struct bf_error *err);
 int bf_cmd_reset(struct bf_cli *cli, struct bf_error *err);
+int bf_cmd_types(struct bf_cli *cli, struct bf_error *err);
 int bf_cmd_serve(struct bf_cli *cli, struct bf_error *err);
 
 /* Option helpers: returns the value of --name VALUE / --name=VALUE and

@@ -24,6 +24,7 @@ static const struct command commands[] = {
     {"errors", bf_cmd_errors, "errors SYNC [--run ID] [--json]", "row-level errors of a run"},
     {"reset", bf_cmd_reset, "reset SYNC", "forget a sync's state: the next run is a full resync"},
     {"serve", bf_cmd_serve, "serve [--listen HOST:PORT]", "scheduler, dashboard, API, /metrics and webhook intake"},
+    {"types", bf_cmd_types, "types [--markdown]", "warehouse and destination types and their config keys"},
     {NULL, NULL, NULL, NULL},
 };
 

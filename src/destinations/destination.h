@@ -108,6 +108,7 @@ extern const struct bf_destination_type bf_destination_postgres;
 extern const struct bf_destination_type bf_destination_redis;
 extern const struct bf_destination_type bf_destination_hubspot;
 extern const struct bf_destination_type bf_destination_salesforce;
+extern const struct bf_destination_type bf_destination_zendesk;
 extern const struct bf_destination_type bf_destination_meta_audience;
 
 #endif

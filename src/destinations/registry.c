@@ -10,6 +10,7 @@ const struct bf_destination_type *const bf_destination_types[] = {
     &bf_destination_redis,
     &bf_destination_hubspot,
     &bf_destination_salesforce,
+    &bf_destination_zendesk,
     &bf_destination_meta_audience,
     NULL,
 };

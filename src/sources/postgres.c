@@ -54,12 +54,8 @@ static const struct bf_param_spec pg_params[] = {
     {NULL, 0, NULL, false, false, NULL},
 };
 
-static const char *const pg_keys[] = {"type",           "dsn",     "sslmode",
-                                      "sslrootcert",    "sslcert", "sslkey",
-                                      "connect_timeout", "statement_timeout", "read",
-                                      NULL};
 
-/* ---- shared connection helpers (declared in core/writeback.h) ---------- */
+/* ---- shared connection helpers (declared in sources/pg.h) ---------- */
 
 /* The password as libpq would read it from dsn, or NULL. Caller frees. */
 static char *dsn_password(const char *dsn) {
@@ -720,7 +716,7 @@ static int pg_open(const struct bf_warehouse_config *wh, const struct bf_config 
 
 const struct bf_source_type bf_source_postgres = {
     .name = "postgres",
-    .config_keys = pg_keys,
+    .params = pg_params,
     .open = pg_open,
     .query = pg_query,
     .close = pg_close,

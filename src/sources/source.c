@@ -4,7 +4,7 @@
 #include <pthread.h>
 #include <string.h>
 
-static const struct bf_source_type *const source_types[] = {
+const struct bf_source_type *const bf_source_types[] = {
     &bf_source_sqlite,
     &bf_source_postgres,
     NULL,
@@ -53,15 +53,17 @@ int bf_source_open(const struct bf_warehouse_config *wh, const struct bf_config 
                    struct bf_source **out, struct bf_error *err) {
   const char *names[16];
   size_t n = 0;
-  for (size_t i = 0; source_types[i]; i++) {
-    if (strcmp(source_types[i]->name, wh->type) == 0) {
-      int rc = bf_node_check_keys(wh->params, "warehouse", source_types[i]->config_keys, err);
+  for (size_t i = 0; bf_source_types[i]; i++) {
+    if (strcmp(bf_source_types[i]->name, wh->type) == 0) {
+      char *what = bf_xasprintf("warehouse '%s' (%s)", wh->name, wh->type);
+      int rc = bf_params_check(wh->params, bf_source_types[i]->params, what, err);
+      free(what);
       if (rc) return rc;
-      rc = source_types[i]->open(wh, cfg, out, err);
+      rc = bf_source_types[i]->open(wh, cfg, out, err);
       if (rc == 0) (*out)->name = bf_xstrdup(wh->name);
       return rc;
     }
-    names[n++] = source_types[i]->name;
+    names[n++] = bf_source_types[i]->name;
   }
   names[n] = NULL;
   const char *guess = bf_did_you_mean(wh->type, names);

@@ -9,6 +9,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/params.h"
 #include "core/value.h"
 
 /* A chunk of rows: values[row * ncols + col]; text bytes live in data. */
@@ -48,7 +49,7 @@ struct bf_cursor {
 struct bf_source;
 struct bf_source_type {
   const char *name;
-  const char *const *config_keys; /* allowed keys besides `type` */
+  const struct bf_param_spec *params; /* config keys besides `type` */
   /* Opens a connection. cfg gives the project folder for relative paths. */
   int (*open)(const struct bf_warehouse_config *wh, const struct bf_config *cfg,
               struct bf_source **out, struct bf_error *err);
@@ -84,6 +85,8 @@ struct bf_prefetch *bf_prefetch_new(struct bf_cursor *cur, size_t chunk_rows);
 const struct bf_rowbuf *bf_prefetch_next(struct bf_prefetch *pf, bool *failed, struct bf_error *err);
 void bf_prefetch_free(struct bf_prefetch *pf);
 
+/* NULL-terminated list of every warehouse type. */
+extern const struct bf_source_type *const bf_source_types[];
 extern const struct bf_source_type bf_source_sqlite;
 extern const struct bf_source_type bf_source_postgres;
 

@@ -148,11 +148,14 @@ static void sqlite_close(struct bf_source *src_) {
   free(src);
 }
 
-static const char *const sqlite_keys[] = {"type", "path", NULL};
+static const struct bf_param_spec sqlite_params[] = {
+    {"path", BF_PARAM_STRING, NULL, true, false, "SQLite database file (opened read-only), relative to the project"},
+    {NULL, 0, NULL, false, false, NULL},
+};
 
 const struct bf_source_type bf_source_sqlite = {
     .name = "sqlite",
-    .config_keys = sqlite_keys,
+    .params = sqlite_params,
     .open = sqlite_open,
     .query = sqlite_query,
     .close = sqlite_close,
