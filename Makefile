@@ -127,13 +127,10 @@ docs: $(BUILD)/backflow
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
-check-docs: $(BUILD)/backflow
-	python3 scripts/gen_docs.py $(BUILD)/backflow
-
-format:
+check-format:
 	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-*
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
