@@ -135,16 +135,11 @@ void bf_json_double(struct bf_buf *b, double v) {
     bf_buf_append(b, "null", 4);
     return;
   }
-  char tmp[32];
-  int n = snprintf(tmp, sizeof tmp, "%.17g", v);
   /* Prefer 15 significant digits when they round-trip (readable 0.1, not
    * 0.10000000000000001); fall back to 17, which always does. */
-  char shorter[32];
-  int m = snprintf(shorter, sizeof shorter, "%.15g", v);
-  if (strtod(shorter, NULL) == v) {
-    memcpy(tmp, shorter, (size_t)m + 1);
-    n = m;
-  }
+  char tmp[32];
+  int n = snprintf(tmp, sizeof tmp, "%.15g", v);
+  if (strtod(tmp, NULL) != v) n = snprintf(tmp, sizeof tmp, "%.17g", v);
   bf_buf_append(b, tmp, (size_t)n);
 }
 

@@ -30,12 +30,16 @@ static int missing_column(const struct bf_loc *loc, const char *what, const char
   for (size_t i = 0; i < n; i++) cands[i] = columns[i];
   cands[n] = NULL;
   const char *guess = hide ? NULL : bf_did_you_mean(column, cands);
-  return bf_error_set(err, BF_E_CONFIG,
-                      "%s:%d:%d: %s %s%s%s is not a column of model '%s'%s%s%s (its columns: %s)",
-                      loc->file, loc->line, loc->col, what, hide ? "" : "'",
-                      hide ? "(a value from the environment, not shown)" : column,
-                      hide ? "" : "'", model->name,
-                      guess ? "; did you mean '" : "", guess ? guess : "", guess ? "'?" : "", list);
+  int rc = bf_error_set(err, BF_E_CONFIG,
+                        "%s:%d:%d: %s %s%s%s is not a column of model '%s'%s%s%s (its columns: %s)",
+                        loc->file, loc->line, loc->col, what, hide ? "" : "'",
+                        hide ? "(a value from the environment, not shown)" : column,
+                        hide ? "" : "'", model->name, guess ? "; did you mean '" : "",
+                        guess ? guess : "", guess ? "'?" : "", list);
+  /* Names from the config or the query may hold a newline: keep the message one line. */
+  for (char *c = err ? err->msg : NULL; c && *c; c++)
+    if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
+  return rc;
 }
 
 static bool from_env(const struct bf_node *n) { return n && n->from_env; }
@@ -171,28 +175,42 @@ bool bf_mapping_key_bytes(const struct bf_value *v, struct bf_buf *out) {
   return true;
 }
 
-static void put_value(struct bf_buf *out, const struct bf_value *v) {
-  unsigned char tag = (unsigned char)v->type;
-  bf_buf_append(out, &tag, 1);
+/* Appends a value's tag and bytes to p; returns the end. The caller has
+ * reserved value_size() bytes. One row's fingerprint input is built with
+ * plain stores: this runs once per value of every row. */
+static size_t value_size(const struct bf_value *v) {
+  return v->type == BF_TEXT || v->type == BF_BLOB ? 5 + (size_t)v->len : 9;
+}
+
+static unsigned char *put_value(unsigned char *p, const struct bf_value *v) {
+  *p++ = (unsigned char)v->type;
   switch (v->type) {
-  case BF_NULL: break;
+  case BF_NULL: memset(p, 0, 8); return p + 8;
   case BF_INT:
-  case BF_BOOL: bf_buf_append(out, &v->u.i, 8); break;
-  case BF_FLOAT: bf_buf_append(out, &v->u.f, 8); break;
+  case BF_BOOL: memcpy(p, &v->u.i, 8); return p + 8;
+  case BF_FLOAT: memcpy(p, &v->u.f, 8); return p + 8;
   case BF_TEXT:
   case BF_BLOB:
-    bf_buf_append(out, &v->len, 4);
-    bf_buf_append(out, v->u.s, v->len);
-    break;
+    memcpy(p, &v->len, 4);
+    memcpy(p + 4, v->u.s, v->len);
+    return p + 4 + v->len;
   }
+  return p;
 }
 
 void bf_mapping_fingerprint_bytes(const struct bf_mapping *m, const struct bf_value *row,
                                   struct bf_buf *out) {
+  size_t need = 8;
+  for (size_t i = 0; i < m->n_match; i++) need += value_size(&row[m->match_cols[i]]);
+  for (size_t i = 0; i < m->n_fields; i++) need += value_size(&row[m->field_cols[i]]);
   bf_buf_reset(out);
-  bf_buf_append(out, &m->signature, 8);
-  for (size_t i = 0; i < m->n_match; i++) put_value(out, &row[m->match_cols[i]]);
-  for (size_t i = 0; i < m->n_fields; i++) put_value(out, &row[m->field_cols[i]]);
+  bf_buf_reserve(out, need);
+  unsigned char *p = (unsigned char *)out->data;
+  memcpy(p, &m->signature, 8);
+  p += 8;
+  for (size_t i = 0; i < m->n_match; i++) p = put_value(p, &row[m->match_cols[i]]);
+  for (size_t i = 0; i < m->n_fields; i++) p = put_value(p, &row[m->field_cols[i]]);
+  out->len = (size_t)(p - (unsigned char *)out->data);
 }
 
 void bf_mapping_match_json(const struct bf_mapping *m, const struct bf_value *row, struct bf_buf *out) {

@@ -467,8 +467,7 @@ static int removals(struct run *r, struct bf_error *err) {
   return rc;
 }
 
-static int scan(struct run *r, struct bf_cursor *cur, struct bf_error *err) {
-  struct bf_prefetch *pf = bf_prefetch_new(cur, CHUNK_ROWS);
+static int scan(struct run *r, struct bf_prefetch *pf, struct bf_error *err) {
   const struct bf_rowbuf *rb;
   bool failed = false;
   int rc = 0;
@@ -503,7 +502,6 @@ static int scan(struct run *r, struct bf_cursor *cur, struct bf_error *err) {
     rc = bf_error_prefix(err, "%s:%d:%d: model '%s'", r->model->sql_loc.file, r->model->sql_loc.line,
                          r->model->sql_loc.col, r->model->name);
   }
-  bf_prefetch_free(pf);
   if (rc == 0 && !r->opts->plan_only) rc = flush_batch(r, err);
   return rc;
 }
@@ -515,6 +513,7 @@ int bf_sync_run(struct bf_project *p, const char *sync_name, const struct bf_run
   r.started_ms = bf_now_ms();
   struct bf_source *src = NULL;
   struct bf_cursor *cur = NULL;
+  struct bf_prefetch *pf = NULL;
   char *sync_dir = NULL;
   bool logged = false;
   int rc = 0;
@@ -546,6 +545,9 @@ int bf_sync_run(struct bf_project *p, const char *sync_name, const struct bf_run
   }
   if ((rc = bf_mapping_build(p->cfg, r.sync, r.model, cur->column_names, cur->ncols, &r.map, err)))
     goto out;
+  /* Start reading now: the warehouse streams while the state loads. */
+  pf = bf_prefetch_new(cur, CHUNK_ROWS);
+  cur = NULL; /* owned by the prefetcher */
   r.batch.nvals = r.map.n_match + r.map.n_fields;
   r.batch_size = r.sync->batch_size ? (size_t)r.sync->batch_size : dtype->default_batch;
   if (r.batch_size > dtype->max_batch) r.batch_size = dtype->max_batch;
@@ -583,13 +585,13 @@ int bf_sync_run(struct bf_project *p, const char *sync_name, const struct bf_run
     if ((rc = bf_destination_open(dc, p->cfg, &r.dest, err))) goto out;
   }
 
-  rc = scan(&r, cur, err);
-  cur = NULL; /* owned and freed by the prefetcher */
+  rc = scan(&r, pf, err);
   /* Removals only after a complete scan: a partial read says nothing about
    * which keys left the model. */
   if (rc == 0 && r.sync->mode == BF_MODE_MIRROR) rc = removals(&r, err);
 
 out:
+  bf_prefetch_free(pf); /* stops the reader before the source closes */
   if (r.state && !opts->plan_only) {
     struct bf_error fold_err = {0};
     if (bf_state_fold(r.state, &fold_err) && rc == 0) {

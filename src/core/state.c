@@ -219,40 +219,72 @@ static int reset_journal(struct bf_state *st, struct bf_error *err) {
   return rc;
 }
 
-static int load(struct bf_state *st, struct bf_error *err) {
-  char *base_path = bf_xasprintf("%s/state.bin", st->dir);
-  char *journal_path = bf_xasprintf("%s/journal.bin", st->dir);
-  unsigned char *base = NULL, *journal = NULL;
-  size_t base_len = 0, journal_len = 0;
-  int rc = 0;
+/* Reads the base file in slices straight into the table, so loading never
+ * holds the file and the table in memory at once. */
+static int load_base(struct bf_state *st, const char *path, struct bf_error *err) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno != ENOENT)
+      return bf_error_set(err, BF_E_STATE, "%s: cannot read: %s", path, strerror(errno));
+    table_init(st, 0);
+    return 0;
+  }
+  struct stat sb;
+  unsigned char header[HEADER_SIZE];
   uint64_t count = 0;
-
-  if (bf_read_file(base_path, &base, &base_len) == 0) {
-    if (base_len < HEADER_SIZE || memcmp(base, BASE_MAGIC, 8) != 0) {
-      rc = bf_error_set(err, BF_E_STATE, "%s: not a Backflow state file", base_path);
-      goto out;
-    }
-    memcpy(&st->generation, base + 8, 8);
-    memcpy(&count, base + 16, 8);
-    if (count > (base_len - HEADER_SIZE) / RECORD_SIZE ||
-        base_len != HEADER_SIZE + count * RECORD_SIZE) {
-      rc = bf_error_set(err, BF_E_STATE, "%s: damaged: %llu entries announced, %zu bytes present",
-                        base_path, (unsigned long long)count, base_len);
-      goto out;
-    }
-  } else if (errno != ENOENT) {
-    rc = bf_error_set(err, BF_E_STATE, "%s: cannot read: %s", base_path, strerror(errno));
+  int rc = 0;
+  if (fstat(fd, &sb) < 0 || read(fd, header, HEADER_SIZE) != HEADER_SIZE ||
+      memcmp(header, BASE_MAGIC, 8) != 0) {
+    rc = bf_error_set(err, BF_E_STATE, "%s: not a Backflow state file", path);
+    goto out;
+  }
+  memcpy(&st->generation, header + 8, 8);
+  memcpy(&count, header + 16, 8);
+  if (count > ((uint64_t)sb.st_size - HEADER_SIZE) / RECORD_SIZE ||
+      (uint64_t)sb.st_size != HEADER_SIZE + count * RECORD_SIZE) {
+    rc = bf_error_set(err, BF_E_STATE, "%s: damaged: %llu entries announced, %lld bytes present",
+                      path, (unsigned long long)count, (long long)sb.st_size);
     goto out;
   }
   table_init(st, count);
-  for (uint64_t i = 0; i < count; i++) {
-    const unsigned char *rec = base + HEADER_SIZE + i * RECORD_SIZE;
-    struct bf_state_entry *e = table_insert_new(st, rec);
-    memcpy(&e->fp, rec + 16, 8);
-    uint32_t flags;
-    memcpy(&flags, rec + 24, 4);
-    e->flags = BF_ST_USED | (flags & BF_ST_PERSISTED);
+  enum { SLICE = 4096 };
+  unsigned char *buf = bf_xmalloc(SLICE * RECORD_SIZE);
+  for (uint64_t done = 0; done < count;) {
+    size_t want = (size_t)((count - done) < SLICE ? (count - done) : SLICE) * RECORD_SIZE;
+    size_t got = 0;
+    while (got < want) {
+      ssize_t r = read(fd, buf + got, want - got);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      got += (size_t)r;
+    }
+    if (got != want) {
+      rc = bf_error_set(err, BF_E_STATE, "%s: short read", path);
+      break;
+    }
+    for (size_t k = 0; k < want / RECORD_SIZE; k++) {
+      const unsigned char *rec = buf + k * RECORD_SIZE;
+      struct bf_state_entry *e = table_insert_new(st, rec);
+      memcpy(&e->fp, rec + 16, 8);
+      uint32_t flags;
+      memcpy(&flags, rec + 24, 4);
+      e->flags = BF_ST_USED | (flags & BF_ST_PERSISTED);
+    }
+    done += want / RECORD_SIZE;
   }
+  free(buf);
+out:
+  close(fd);
+  return rc;
+}
+
+static int load(struct bf_state *st, struct bf_error *err) {
+  char *base_path = bf_xasprintf("%s/state.bin", st->dir);
+  char *journal_path = bf_xasprintf("%s/journal.bin", st->dir);
+  unsigned char *journal = NULL;
+  size_t journal_len = 0;
+  int rc = load_base(st, base_path, err);
+  if (rc) goto out;
 
   if (bf_read_file(journal_path, &journal, &journal_len) == 0) {
     uint64_t jgen = 0;
@@ -289,7 +321,6 @@ static int load(struct bf_state *st, struct bf_error *err) {
     rc = reset_journal(st, err);
   }
 out:
-  free(base);
   free(journal);
   free(base_path);
   free(journal_path);
