@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,7 +27,7 @@ struct bf_state {
   int journal_fd;
   uint64_t generation;
   struct bf_state_entry *slots;
-  size_t cap;   /* power of two */
+  size_t cap;   /* slots */
   size_t used;  /* occupied slots */
   struct bf_buf pending_records; /* journal records not yet written */
 };
@@ -39,16 +40,43 @@ static uint32_t check_word(const unsigned char *rec, uint64_t generation) {
   return h ? h : 1; /* a zeroed (preallocated) record never checks out */
 }
 
-static size_t slot_of(const unsigned char key[16], size_t mask) {
+/* Maps the key's first 64 bits onto [0, cap) without a power-of-two table
+ * (Lemire's fast range reduction), so the table is sized to the state at a
+ * 70% load instead of up to twice that. */
+static size_t slot_of(const unsigned char key[16], size_t cap) {
   uint64_t h;
   memcpy(&h, key, 8);
-  return (size_t)h & mask;
+  return (size_t)(((unsigned __int128)h * cap) >> 64);
+}
+
+static size_t next_slot(size_t i, size_t cap) { return i + 1 == cap ? 0 : i + 1; }
+
+/* The table is probed at random, one slot per row: with 4 KiB pages nearly
+ * every probe is also a TLB miss. Large tables ask for transparent huge
+ * pages (mmap'd memory is already zeroed). */
+#define HUGE_TABLE_BYTES (4u << 20)
+
+static struct bf_state_entry *slots_alloc(size_t cap) {
+  size_t bytes = cap * sizeof(struct bf_state_entry);
+  if (bytes < HUGE_TABLE_BYTES) return bf_xcalloc(cap, sizeof(struct bf_state_entry));
+  void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) BF_BUG("cannot map %zu bytes for the state table", bytes);
+#ifdef MADV_HUGEPAGE
+  madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+  return p;
+}
+
+static void slots_free(struct bf_state_entry *slots, size_t cap) {
+  if (!slots) return;
+  size_t bytes = cap * sizeof(struct bf_state_entry);
+  if (bytes < HUGE_TABLE_BYTES) free(slots);
+  else munmap(slots, bytes);
 }
 
 static void table_init(struct bf_state *st, size_t expected) {
-  size_t cap = 1024;
-  while (cap < expected + expected / 2 + 16) cap *= 2;
-  st->slots = bf_xcalloc(cap, sizeof *st->slots);
+  size_t cap = expected + expected / 2 + 1024; /* ~67% full once loaded */
+  st->slots = slots_alloc(cap);
   st->cap = cap;
   st->used = 0;
 }
@@ -59,20 +87,19 @@ static void table_grow(struct bf_state *st) {
   struct bf_state_entry *old = st->slots;
   size_t old_cap = st->cap;
   st->cap *= st->cap < (1u << 20) ? 4 : 2; /* fewer rehashes while a first run fills it */
-  st->slots = bf_xcalloc(st->cap, sizeof *st->slots);
+  st->slots = slots_alloc(st->cap);
   st->used = 0;
   for (size_t i = 0; i < old_cap; i++) {
     if (!(old[i].flags & BF_ST_USED)) continue;
     *table_insert_new(st, old[i].key) = old[i];
   }
-  free(old);
+  slots_free(old, old_cap);
 }
 
 /* Caller knows key is absent. */
 static struct bf_state_entry *table_insert_new(struct bf_state *st, const unsigned char key[16]) {
-  size_t mask = st->cap - 1;
-  size_t i = slot_of(key, mask);
-  while (st->slots[i].flags & BF_ST_USED) i = (i + 1) & mask;
+  size_t i = slot_of(key, st->cap);
+  while (st->slots[i].flags & BF_ST_USED) i = next_slot(i, st->cap);
   struct bf_state_entry *e = &st->slots[i];
   memcpy(e->key, key, 16);
   e->fp = 0;
@@ -83,26 +110,24 @@ static struct bf_state_entry *table_insert_new(struct bf_state *st, const unsign
 }
 
 struct bf_state_entry *bf_state_find(struct bf_state *st, const unsigned char key[16]) {
-  size_t mask = st->cap - 1;
-  size_t i = slot_of(key, mask);
+  size_t i = slot_of(key, st->cap);
   for (;;) {
     struct bf_state_entry *e = &st->slots[i];
     if (!(e->flags & BF_ST_USED)) return NULL;
     if (memcmp(e->key, key, 16) == 0) return e;
-    i = (i + 1) & mask;
+    i = next_slot(i, st->cap);
   }
 }
 
 struct bf_state_entry *bf_state_upsert(struct bf_state *st, const unsigned char key[16]) {
   if ((st->used + 1) * 10 > st->cap * 7) table_grow(st);
   /* One probe sequence finds the key or the empty slot it belongs in. */
-  size_t mask = st->cap - 1;
-  size_t i = slot_of(key, mask);
+  size_t i = slot_of(key, st->cap);
   for (;;) {
     struct bf_state_entry *e = &st->slots[i];
     if (!(e->flags & BF_ST_USED)) break;
     if (memcmp(e->key, key, 16) == 0) return e;
-    i = (i + 1) & mask;
+    i = next_slot(i, st->cap);
   }
   struct bf_state_entry *e = &st->slots[i];
   memcpy(e->key, key, 16);
@@ -114,7 +139,7 @@ struct bf_state_entry *bf_state_upsert(struct bf_state *st, const unsigned char 
 }
 
 void bf_state_prefetch(const struct bf_state *st, const unsigned char key[16]) {
-  __builtin_prefetch(&st->slots[slot_of(key, st->cap - 1)], 1, 1);
+  __builtin_prefetch(&st->slots[slot_of(key, st->cap)], 1, 1);
 }
 
 struct bf_state_entry *bf_state_next(struct bf_state *st, size_t *cursor) {
@@ -365,7 +390,7 @@ void bf_state_free(struct bf_state *st) {
   if (st->journal_fd >= 0) close(st->journal_fd);
   if (st->lock_fd >= 0) close(st->lock_fd); /* releases the flock */
   bf_buf_release(&st->pending_records);
-  free(st->slots);
+  slots_free(st->slots, st->cap);
   free(st->dir);
   free(st);
 }

@@ -97,16 +97,20 @@ void bf_cursor_release_names(struct bf_cursor *cur) {
   free(cur->column_names);
 }
 
-/* Two buffers: the reader fills one while the consumer reads the other. */
+/* A ring of chunks: the reader fills them in order while the consumer reads
+ * behind it; several chunks of slack let the reader run ahead while the
+ * consumer is busy elsewhere (loading state, sending a batch). */
+#define PREFETCH_CHUNKS 8
+
 struct bf_prefetch {
   struct bf_cursor *cur;
   pthread_t thread;
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  struct bf_rowbuf bufs[2];
-  int ready[2];     /* 1 = filled, waiting for the consumer */
-  int consumer_idx; /* buffer the consumer holds, or -1 */
-  int next_idx;     /* buffer the consumer reads next */
+  struct bf_rowbuf bufs[PREFETCH_CHUNKS];
+  int ready[PREFETCH_CHUNKS]; /* 1 = filled, waiting for the consumer */
+  int consumer_idx;           /* buffer the consumer holds, or -1 */
+  int next_idx;               /* buffer the consumer reads next */
   bool done, failed, stop;
   struct bf_error err;
 };
@@ -140,7 +144,7 @@ static void *prefetch_main(void *arg) {
     bool finished = pf->done;
     pthread_mutex_unlock(&pf->mu);
     if (finished) break;
-    idx ^= 1;
+    idx = (idx + 1) % PREFETCH_CHUNKS;
   }
   return NULL;
 }
@@ -150,8 +154,7 @@ struct bf_prefetch *bf_prefetch_new(struct bf_cursor *cur, size_t chunk_rows) {
   pf->cur = cur;
   pthread_mutex_init(&pf->mu, NULL);
   pthread_cond_init(&pf->cv, NULL);
-  bf_rowbuf_init(&pf->bufs[0], cur->ncols, chunk_rows);
-  bf_rowbuf_init(&pf->bufs[1], cur->ncols, chunk_rows);
+  for (int i = 0; i < PREFETCH_CHUNKS; i++) bf_rowbuf_init(&pf->bufs[i], cur->ncols, chunk_rows);
   pf->consumer_idx = -1;
   if (pthread_create(&pf->thread, NULL, prefetch_main, pf) != 0)
     BF_BUG("cannot start the reader thread");
@@ -171,7 +174,7 @@ const struct bf_rowbuf *bf_prefetch_next(struct bf_prefetch *pf, bool *failed, s
     pf->ready[pf->next_idx] = 0;
     pf->consumer_idx = pf->next_idx;
     out = &pf->bufs[pf->next_idx];
-    pf->next_idx ^= 1;
+    pf->next_idx = (pf->next_idx + 1) % PREFETCH_CHUNKS;
   } else if (pf->failed) {
     *failed = true;
     if (err) *err = pf->err;
@@ -187,8 +190,7 @@ void bf_prefetch_free(struct bf_prefetch *pf) {
   pthread_cond_broadcast(&pf->cv);
   pthread_mutex_unlock(&pf->mu);
   pthread_join(pf->thread, NULL);
-  bf_rowbuf_release(&pf->bufs[0]);
-  bf_rowbuf_release(&pf->bufs[1]);
+  for (int i = 0; i < PREFETCH_CHUNKS; i++) bf_rowbuf_release(&pf->bufs[i]);
   pthread_mutex_destroy(&pf->mu);
   pthread_cond_destroy(&pf->cv);
   bf_cursor_free(pf->cur);
