@@ -107,7 +107,7 @@ valgrind: $(BUILD)/backflow $(TOOL_BIN) $(UNIT_BIN)
 	    --log-file=$(BUILD)/valgrind/$$(basename $$t).%p.log $$t --jobs 1 --timeout 900 \
 	    || echo "FAIL $$t" >>$(BUILD)/valgrind/failures; done
 	@for s in $(VALGRIND_SCENARIOS); do echo "== valgrind integration: $$s"; \
-	  BACKFLOW_VALGRIND="valgrind $(VALGRIND_OPTS) --log-file=$(CURDIR)/$(BUILD)/valgrind/$$s.%p.log" \
+	  BACKFLOW_VALGRIND="valgrind $(VALGRIND_OPTS) --log-file=$(abspath $(BUILD))/valgrind/$$s.%p.log" \
 	    python3 tests/integration/run.py --binary $(BUILD)/backflow -k $$s \
 	    || echo "FAIL $$s" >>$(BUILD)/valgrind/failures; done
 	@bad=$$(find $(BUILD)/valgrind -name '*.log' -size +0); \

@@ -79,7 +79,7 @@ def main():
     port_file = os.path.join(work, "port")
     srv = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "contract", "meta_audience_server.py"),
                             "--port", "0", "--port-file", port_file, "--token", "bench-token",
-                            "--no-verify"], stdout=subprocess.DEVNULL)
+                            "--no-verify", "--lean"], stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
         while not os.path.exists(port_file):

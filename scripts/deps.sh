@@ -3,7 +3,7 @@
 # Runs apt-get as root (or through sudo); does nothing when all are present.
 set -euo pipefail
 packages=(
-  build-essential pkg-config clang
+  build-essential pkg-config clang libclang-rt-14-dev openssl
   libsqlite3-dev sqlite3 libcurl4-openssl-dev libjansson-dev libsodium-dev libyaml-dev
   libpq-dev libhiredis-dev libmicrohttpd-dev libcriterion-dev
   python3 valgrind postgresql redis-server prometheus chromium

@@ -1,5 +1,7 @@
 #include "core/mapping.h"
 
+#include "core/pii_normalize.h"
+
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
@@ -110,6 +112,7 @@ int bf_mapping_build(const struct bf_config *cfg, const struct bf_sync_config *s
     m->field_cols[k] = col;
     m->field_actions[k] = action;
     m->field_pii_kinds[k] = bf_pairs_get(&model->pii, p->value);
+    if (action == BF_PII_HASH) m->has_hashed_fields = true;
   }
   const struct bf_node *const_map = bf_node_get(sync_node, "constants");
   m->constant_names = bf_xcalloc(sync->constants.n, sizeof *m->constant_names);
@@ -228,35 +231,34 @@ void bf_mapping_match_json(const struct bf_mapping *m, const struct bf_value *ro
 struct bf_value bf_mapping_field_value(const struct bf_mapping *m, size_t field,
                                        const struct bf_value *v, struct bf_buf *tmp) {
   if (m->field_actions[field] != BF_PII_HASH || v->type == BF_NULL) return *v;
-  /* Normalise before hashing so the destination can match its own hashes:
-   * trimmed and lower-cased text; phones keep digits only. */
-  struct bf_buf norm = {0};
-  char num[40];
-  const char *s;
+  char num[48];
+  const char *s, *why;
   size_t n;
-  if (v->type == BF_TEXT || v->type == BF_BLOB) {
-    s = v->u.s;
-    n = v->len;
-  } else {
-    n = v->type == BF_FLOAT ? (size_t)snprintf(num, sizeof num, "%.17g", v->u.f)
-                            : (size_t)snprintf(num, sizeof num, "%lld", (long long)v->u.i);
-    s = num;
-  }
-  while (n && isspace((unsigned char)*s)) s++, n--;
-  while (n && isspace((unsigned char)s[n - 1])) n--;
-  const char *kind = m->field_pii_kinds[field];
-  bool phone = kind && !strcmp(kind, "phone");
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (phone && !isdigit(c)) continue;
-    bf_buf_putc(&norm, (char)tolower(c));
-  }
-  unsigned char digest[crypto_hash_sha256_BYTES];
-  crypto_hash_sha256(digest, (const unsigned char *)(norm.data ? norm.data : ""), norm.len);
-  bf_buf_release(&norm);
+  bf_pii_value_text(v, num, sizeof num, &s, &n);
   bf_buf_reset(tmp);
-  bf_buf_reserve(tmp, 65);
-  sodium_bin2hex(tmp->data, 65, digest, sizeof digest);
+  bf_buf_reserve(tmp, BF_PII_SHA256_HEX);
+  /* Rows with invalid values were rejected by bf_mapping_check_row; this
+   * is the belt to its braces: never the hash of garbage. */
+  if (bf_pii_normalize_hash(bf_pii_fn_for_kind(m->field_pii_kinds[field]), s, n, tmp->data, &why))
+    return (struct bf_value){.type = BF_NULL};
   tmp->len = 64;
   return (struct bf_value){.type = BF_TEXT, .len = 64, .u.s = tmp->data};
+}
+
+int bf_mapping_check_row(const struct bf_mapping *m, const struct bf_value *row, size_t *bad_field,
+                         const char **why) {
+  if (!m->has_hashed_fields) return 0;
+  char out[BF_PII_SHA256_HEX], num[48];
+  for (size_t i = 0; i < m->n_fields; i++) {
+    const struct bf_value *v = &row[m->field_cols[i]];
+    if (m->field_actions[i] != BF_PII_HASH || v->type == BF_NULL) continue;
+    const char *s;
+    size_t n;
+    bf_pii_value_text(v, num, sizeof num, &s, &n);
+    if (bf_pii_normalize_hash(bf_pii_fn_for_kind(m->field_pii_kinds[i]), s, n, out, why)) {
+      *bad_field = i;
+      return -1;
+    }
+  }
+  return 0;
 }

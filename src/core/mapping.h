@@ -3,6 +3,7 @@
 #ifndef BF_MAPPING_H
 #define BF_MAPPING_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/config.h"
@@ -22,6 +23,7 @@ struct bf_mapping {
   const char **constant_names;
   struct bf_value *constant_values;  /* strings owned by the mapping */
   uint64_t signature; /* hash of the mapping definition: changing it resends */
+  bool has_hashed_fields;
 };
 
 /* Resolves sync's mapping against the columns of model's query. A missing
@@ -44,5 +46,11 @@ void bf_mapping_match_json(const struct bf_mapping *m, const struct bf_value *ro
  * normalised value). tmp holds bytes for the returned value. */
 struct bf_value bf_mapping_field_value(const struct bf_mapping *m, size_t field,
                                        const struct bf_value *v, struct bf_buf *tmp);
+
+/* Checks that every field to be hashed normalises (a malformed email or
+ * phone is a row-level error, never the hash of garbage). Returns 0, or -1
+ * with the offending field's index and a reason that quotes no value. */
+int bf_mapping_check_row(const struct bf_mapping *m, const struct bf_value *row, size_t *bad_field,
+                         const char **why);
 
 #endif

@@ -380,6 +380,16 @@ static int process_row(struct run *r, const struct bf_value *row, const unsigned
     return 0;
   }
   e->flags |= BF_ST_SEEN;
+  size_t bad_field;
+  const char *why;
+  if (bf_mapping_check_row(&r->map, row, &bad_field, &why)) {
+    /* Seen (so mirror keeps it), not sent, state untouched: it goes once the
+     * value is fixed in the warehouse. */
+    char *reason = bf_xasprintf("cannot hash for pii_policy: %s", why);
+    reject_row(r, key, r->map.field_names[bad_field], reason);
+    free(reason);
+    return 0;
+  }
   bf_mapping_fingerprint_bytes(&r->map, row, &r->fpbuf);
   uint64_t fp = bf_prf_fingerprint(&r->prf, r->fpbuf.data, r->fpbuf.len);
   bool present = e->flags & BF_ST_PRESENT, pending = e->flags & BF_ST_PENDING;

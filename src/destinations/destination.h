@@ -110,5 +110,8 @@ extern const struct bf_destination_type bf_destination_hubspot;
 extern const struct bf_destination_type bf_destination_salesforce;
 extern const struct bf_destination_type bf_destination_zendesk;
 extern const struct bf_destination_type bf_destination_meta_audience;
+extern const struct bf_destination_type bf_destination_google_customer_match;
+extern const struct bf_destination_type bf_destination_mailchimp;
+extern const struct bf_destination_type bf_destination_braze;
 
 #endif

@@ -310,8 +310,7 @@ int bf_http_options_from_params(struct bf_http_options *o, const struct bf_node 
     if (rps && (rc = node_number(rps, 0, 1e9, &o->requests_per_second, what, "requests_per_second", err)))
       return rc;
     if (burst && (rc = node_number(burst, 1, 1e9, &o->burst, what, "burst", err))) return rc;
-    if (rps && !burst && o->requests_per_second > 0 && o->burst > o->requests_per_second)
-      o->burst = o->requests_per_second < 1 ? 1 : o->requests_per_second;
+    if (rps && !burst) o->burst = 1; /* a rate alone: evenly paced */
   }
   if (has_spec(specs, "max_in_flight") && bf_node_get(params, "max_in_flight")) {
     long long v = bf_params_int(params, specs, "max_in_flight");
@@ -363,7 +362,11 @@ struct bf_http *bf_http_new(const struct bf_http_options *o, struct bf_error *er
       free(ui);
     }
   }
-  bf_token_bucket_init(&t->bucket, t->o.requests_per_second, t->o.burst, bf_http_now_ms());
+  /* Headroom under the configured limit, so that network jitter between our
+   * clock and the server's never tips a request over it: 1% of the rate and
+   * one request of the burst. */
+  bf_token_bucket_init(&t->bucket, t->o.requests_per_second * 0.99, t->o.burst > 1 ? t->o.burst - 1 : 1,
+                       bf_http_now_ms());
   t->multi = curl_multi_init();
   if (!t->multi) {
     bf_error_set(err, BF_E_DESTINATION, "%s: cannot initialise libcurl", t->name);
@@ -627,8 +630,9 @@ static void server_pacing(struct bf_http *t, struct bf_http_response *r, double 
   }
   if (pause_ms > (double)t->o.retry_max_wait_ms) pause_ms = (double)t->o.retry_max_wait_ms;
   if (pause_ms > 0) {
+    /* Only a gate: the bucket keeps its own pace, so a pause that ends
+     * before the next token is due costs nothing. */
     if (now + pause_ms > t->paused_until_ms) t->paused_until_ms = now + pause_ms;
-    bf_token_bucket_pause(&t->bucket, now, pause_ms);
     STAT_ADD(t, server_throttles, 1);
     bf_log_debug("%s: server asked to pause %.0f ms", t->name, pause_ms);
   }

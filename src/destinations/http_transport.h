@@ -24,9 +24,11 @@
  * string replaced by "[redacted]" (bf_http_scrub does the same for callers).
  *
  * Rate limits: a token bucket admits at most burst + rps*T requests in any
- * interval T. A vendor limit of N requests per rolling window W is therefore
- * kept by rps = N/W and burst small enough that burst + rps*W <= N (the
- * destinations' defaults do this with a ~1% margin for network jitter).
+ * interval T. The transport keeps headroom under what it is given (it paces
+ * at 99% of requests_per_second and holds burst - 1 tokens, at least 1), so
+ * a limit configured exactly as the vendor documents it is never crossed by
+ * network jitter. A vendor limit of N requests per rolling window W is kept
+ * by rps = N/W and burst = 1 (HubSpot: 100 per 10 s -> rps 10).
  *
  * Threading: a struct bf_http is used by one thread at a time. The stats
  * totals (bf_http_stats_totals) are process-wide and thread-safe.
@@ -34,7 +36,7 @@
  * Typical use (see hubspot.c):
  *
  *   struct bf_http_options o;
- *   bf_http_options_defaults(&o, "hubspot:crm", "https://api.hubapi.com", 9.5, 5, 4);
+ *   bf_http_options_defaults(&o, "hubspot:crm", "https://api.hubapi.com", 10, 1, 4);
  *   rc = bf_http_options_from_params(&o, dc->params, specs, what, err);   // config overrides
  *   struct bf_http *t = bf_http_new(&o, err);
  *   bf_http_add_header(t, "Authorization: Bearer <token>", true);
@@ -90,6 +92,7 @@ void bf_http_options_defaults(struct bf_http_options *o, const char *name, const
  * bf_param_spec table (then the destination's own keys, then the NULL row).
  *   base_url       API root (sandboxes, proxies, tests)
  *   rate_limit     {requests_per_second: N, burst: M} (decimals allowed;
+ *                  burst defaults to 1 when only the rate is given;
  *                  requests_per_second: 0 turns the limiter off)
  *   max_in_flight  concurrent requests
  *   timeout, max_retries, retry_base, retry_max_wait, insecure */

@@ -30,11 +30,28 @@
 
 #define HS_MAX_INPUTS 100
 
+enum hs_type { HS_STRING = 0, HS_NUMBER, HS_BOOL, HS_DATE, HS_DATETIME };
+
+/* An object's property definitions, read once per run (GET
+ * /crm/v3/properties/{object}) so values are written as each property's
+ * type wants and a misspelt property stops the run before anything is sent. */
+struct hs_schema {
+  char *object;
+  size_t n;
+  char **names;
+  enum hs_type *types;
+  bool known; /* false: the token may not read schemas; send values as they are */
+};
+
 struct hubspot_destination {
   struct bf_destination base;
   struct bf_http *http;
   char *name;
   struct bf_buf tmp, text;
+  struct hs_schema *schemas;
+  size_t n_schemas;
+  enum hs_type *field_types; /* per push: type of each mapped field, then each constant */
+  size_t field_types_cap;
 };
 
 static const struct bf_param_spec hubspot_params[] = {
@@ -117,9 +134,9 @@ static int hubspot_open(const struct bf_destination_config *dc, const struct bf_
   char *name = bf_xasprintf("hubspot:%s", dc->name);
   struct bf_http_options o;
   /* Documented burst limit: 100 requests per rolling 10 s on the smallest
-   * tiers (more on Pro/Enterprise: raise rate_limit). 9.8/s with a bucket of
-   * 1 admits at most 1 + 98 = 99 requests in any 10 s. */
-  bf_http_options_defaults(&o, name, "https://api.hubapi.com", 9.8, 1, 4);
+   * tiers (more on Pro/Enterprise: raise rate_limit). 10/s with a bucket of
+   * 1, less the transport's 1% headroom, admits at most 1 + 99 in any 10 s. */
+  bf_http_options_defaults(&o, name, "https://api.hubapi.com", 10, 1, 4);
   rc = bf_http_options_from_params(&o, p, hubspot_params, what, err);
   free(what);
   if (rc) {
@@ -147,6 +164,15 @@ static void hubspot_close(struct bf_destination *d_) {
   bf_http_free(d->http);
   bf_buf_release(&d->tmp);
   bf_buf_release(&d->text);
+  for (size_t i = 0; i < d->n_schemas; i++) {
+    struct hs_schema *sc = &d->schemas[i];
+    for (size_t k = 0; k < sc->n; k++) free(sc->names[k]);
+    free(sc->names);
+    free(sc->types);
+    free(sc->object);
+  }
+  free(d->schemas);
+  free(d->field_types);
   free(d->name);
   free(d);
 }
@@ -193,6 +219,123 @@ static int hubspot_check(struct bf_destination *d_, struct bf_error *err) {
   if (rc == 0 && !bf_http_ok(&resp)) rc = unavailable(d, "contacts", &resp, err);
   bf_http_response_release(&resp);
   return rc;
+}
+
+/* ---- property types ---------------------------------------------------------- */
+
+static enum hs_type type_of(const char *t) {
+  if (!t) return HS_STRING;
+  if (!strcmp(t, "number")) return HS_NUMBER;
+  if (!strcmp(t, "bool")) return HS_BOOL;
+  if (!strcmp(t, "date")) return HS_DATE;
+  if (!strcmp(t, "datetime")) return HS_DATETIME;
+  return HS_STRING;
+}
+
+static int load_schema(struct hubspot_destination *d, const char *object, struct hs_schema **out,
+                       struct bf_error *err) {
+  for (size_t i = 0; i < d->n_schemas; i++)
+    if (!strcmp(d->schemas[i].object, object)) {
+      *out = &d->schemas[i];
+      return 0;
+    }
+  char *path = bf_xasprintf("/crm/v3/properties/%s?archived=false", object);
+  struct bf_http_request req = {.method = "GET", .path = path};
+  struct bf_http_response r;
+  int rc = bf_http_perform_one(d->http, &req, &r, err);
+  free(path);
+  if (rc) return rc;
+  d->schemas = bf_xrealloc(d->schemas, (d->n_schemas + 1) * sizeof *d->schemas);
+  struct hs_schema *sc = &d->schemas[d->n_schemas++];
+  memset(sc, 0, sizeof *sc);
+  sc->object = bf_xstrdup(object);
+  if (r.status == 403) {
+    bf_log_warn("destination '%s': the token cannot read %s property definitions (scope "
+                "crm.schemas.%s.read); values are sent without type conversion",
+                d->base.name, object, object);
+  } else if (r.status == 401 || r.status == 404 || !bf_http_ok(&r)) {
+    rc = unavailable(d, object, &r, err);
+  } else {
+    json_t *root = json_loadb(r.body.data ? r.body.data : "", r.body.len, 0, NULL);
+    json_t *results = json_object_get(root, "results");
+    size_t i;
+    json_t *p;
+    sc->names = bf_xcalloc(json_array_size(results) + 1, sizeof *sc->names);
+    sc->types = bf_xcalloc(json_array_size(results) + 1, sizeof *sc->types);
+    json_array_foreach(results, i, p) {
+      const char *name = json_string_value(json_object_get(p, "name"));
+      if (!name) continue;
+      sc->names[sc->n] = bf_xstrdup(name);
+      sc->types[sc->n++] = type_of(json_string_value(json_object_get(p, "type")));
+    }
+    sc->known = true;
+    json_decref(root);
+  }
+  bf_http_response_release(&r);
+  *out = sc;
+  return rc;
+}
+
+static int property_type(struct hubspot_destination *d, const struct hs_schema *sc, const char *object,
+                         const char *name, enum hs_type *out, struct bf_error *err) {
+  *out = HS_STRING;
+  if (!sc->known) return 0;
+  for (size_t i = 0; i < sc->n; i++)
+    if (!strcmp(sc->names[i], name)) {
+      *out = sc->types[i];
+      return 0;
+    }
+  const char *guess = bf_did_you_mean(name, (const char *const *)sc->names);
+  return bf_error_set(err, BF_E_CONFIG, "destination '%s': HubSpot %s have no property '%s'%s%s%s",
+                      d->base.name, object, name, guess ? "; did you mean '" : "", guess ? guess : "",
+                      guess ? "'?" : "");
+}
+
+/* Types of the batch's mapped fields and constants, in d->field_types. */
+static int resolve_field_types(struct hubspot_destination *d, const struct bf_batch *batch,
+                               const char *object, struct bf_error *err) {
+  const struct bf_mapping *m = batch->mapping;
+  size_t need = m->n_fields + m->n_constants + 1;
+  if (need > d->field_types_cap) {
+    d->field_types = bf_xrealloc(d->field_types, need * sizeof *d->field_types);
+    d->field_types_cap = need;
+  }
+  struct hs_schema *sc;
+  int rc = load_schema(d, object, &sc, err);
+  for (size_t i = 0; i < m->n_fields && rc == 0; i++)
+    rc = property_type(d, sc, object, m->field_names[i], &d->field_types[i], err);
+  for (size_t i = 0; i < m->n_constants && rc == 0; i++)
+    rc = property_type(d, sc, object, m->constant_names[i], &d->field_types[m->n_fields + i], err);
+  return rc;
+}
+
+/* A value as the property's type wants it: bool "true"/"false" (from 0/1,
+ * t/f, yes/no too), date "YYYY-MM-DD" (a timestamp's date part), the rest
+ * as bf_http_value_text writes it. */
+static void hs_value_text(struct bf_buf *out, const struct bf_value *v, enum hs_type type) {
+  if (type == HS_BOOL && v->type != BF_NULL) {
+    if (v->type == BF_INT || v->type == BF_BOOL) {
+      bf_buf_puts(out, v->u.i ? "true" : "false");
+      return;
+    }
+    if (v->type == BF_TEXT && v->len <= 5) {
+      char low[6] = {0};
+      for (uint32_t i = 0; i < v->len; i++) low[i] = (char)tolower((unsigned char)v->u.s[i]);
+      static const char *const yes[] = {"1", "t", "true", "y", "yes"}, *const no[] = {"0", "f", "false", "n", "no"};
+      for (size_t i = 0; i < 5; i++) {
+        if (!strcmp(low, yes[i]) || !strcmp(low, no[i])) {
+          bf_buf_puts(out, !strcmp(low, yes[i]) ? "true" : "false");
+          return;
+        }
+      }
+    }
+  }
+  if (type == HS_DATE && v->type == BF_TEXT && v->len > 10 && v->u.s[4] == '-' && v->u.s[7] == '-' &&
+      (v->u.s[10] == ' ' || v->u.s[10] == 'T')) {
+    bf_buf_append(out, v->u.s, 10);
+    return;
+  }
+  bf_http_value_text(out, v);
 }
 
 /* ---- values ---------------------------------------------------------------- */
@@ -259,13 +402,13 @@ static void make_pieces(struct pieces *out, const size_t *recs, size_t n, char *
 }
 
 static void append_property(struct hubspot_destination *d, struct bf_buf *b, bool *first,
-                            const char *name, const struct bf_value *v) {
+                            const char *name, const struct bf_value *v, enum hs_type type) {
   if (!*first) bf_buf_putc(b, ',');
   *first = false;
   bf_json_cstr(b, name);
   bf_buf_putc(b, ':');
   bf_buf_reset(&d->text);
-  bf_http_value_text(&d->text, v);
+  hs_value_text(&d->text, v, type);
   bf_json_str(b, d->text.data ? d->text.data : "", d->text.len);
 }
 
@@ -288,10 +431,11 @@ static void build_upsert_body(struct hubspot_destination *d, const struct bf_bat
     for (size_t i = 0; i < m->n_fields; i++) {
       bf_buf_reset(&d->tmp);
       struct bf_value v = bf_mapping_field_value(m, i, &rec->values[m->n_match + i], &d->tmp);
-      append_property(d, b, &first, m->field_names[i], &v);
+      append_property(d, b, &first, m->field_names[i], &v, d->field_types[i]);
     }
     for (size_t i = 0; i < m->n_constants; i++)
-      append_property(d, b, &first, m->constant_names[i], &m->constant_values[i]);
+      append_property(d, b, &first, m->constant_names[i], &m->constant_values[i],
+                      d->field_types[m->n_fields + i]);
     bf_buf_puts(b, "}}");
   }
   bf_buf_puts(b, "]}");
@@ -449,6 +593,7 @@ static int send_pieces(struct hubspot_destination *d, const struct bf_batch *bat
         pieces_add(&next, b, pc->n - half);
       } else {
         char *why = error_reason("HubSpot ", r);
+        bf_http_scrub(d->http, why);
         for (size_t k = 0; k < pc->n; k++) set_outcome(&outcomes[pc->recs[k]], BF_OUT_REJECT, why);
         free(why);
       }
@@ -546,17 +691,18 @@ static bool ids_case_insensitive(const struct bf_batch *batch) {
   return !strcasecmp(batch->mapping->match_names[0], "email");
 }
 
-static int hubspot_push(struct bf_destination *d_, const struct bf_batch *batch,
+static int hubspot_push_batch(struct bf_destination *d_, const struct bf_batch *batch,
                         struct bf_outcome *outcomes, struct bf_error *err) {
   struct hubspot_destination *d = (struct hubspot_destination *)d_;
   if (batch->mapping->n_match != 1)
     return bf_error_set(err, BF_E_CONFIG, "sync '%s': hubspot needs exactly one match key", batch->sync_name);
+  int rc = resolve_field_types(d, batch, object_of(batch), err);
+  if (rc) return rc;
   bool ci = ids_case_insensitive(batch);
   char **ids = batch_ids(d, batch);
   size_t *send = bf_xmalloc((batch->n ? batch->n : 1) * sizeof *send);
   size_t *check = bf_xmalloc((batch->n ? batch->n : 1) * sizeof *check);
   size_t n_send = 0, n_check = 0;
-  int rc = 0;
   for (size_t i = 0; i < batch->n; i++) {
     if (!ids[i]) {
       char *why = bf_xasprintf("%s is empty: HubSpot cannot match the record",
@@ -651,7 +797,7 @@ static void parse_archive(const struct bf_batch *batch, const struct piece *pc, 
   (void)ci;
 }
 
-static int hubspot_remove(struct bf_destination *d_, const struct bf_batch *batch,
+static int hubspot_remove_batch(struct bf_destination *d_, const struct bf_batch *batch,
                           struct bf_outcome *outcomes, struct bf_error *err) {
   struct hubspot_destination *d = (struct hubspot_destination *)d_;
   if (batch->mapping->n_match != 1)
@@ -699,6 +845,26 @@ static int hubspot_remove(struct bf_destination *d_, const struct bf_batch *batc
   free(look);
   free_ids(ids, batch->n);
   return rc;
+}
+
+/* On failure the runner drops the outcomes without reading them: free the
+ * reasons here so a stopped run leaks nothing. */
+static int finish(int rc, const struct bf_batch *batch, struct bf_outcome *outcomes) {
+  for (size_t i = 0; rc && i < batch->n; i++) {
+    free(outcomes[i].reason);
+    outcomes[i].reason = NULL;
+  }
+  return rc;
+}
+
+static int hubspot_push(struct bf_destination *d, const struct bf_batch *batch, struct bf_outcome *outcomes,
+                   struct bf_error *err) {
+  return finish(hubspot_push_batch(d, batch, outcomes, err), batch, outcomes);
+}
+
+static int hubspot_remove(struct bf_destination *d, const struct bf_batch *batch, struct bf_outcome *outcomes,
+                   struct bf_error *err) {
+  return finish(hubspot_remove_batch(d, batch, outcomes, err), batch, outcomes);
 }
 
 const struct bf_destination_type bf_destination_hubspot = {

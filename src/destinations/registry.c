@@ -12,6 +12,9 @@ const struct bf_destination_type *const bf_destination_types[] = {
     &bf_destination_salesforce,
     &bf_destination_zendesk,
     &bf_destination_meta_audience,
+    &bf_destination_google_customer_match,
+    &bf_destination_mailchimp,
+    &bf_destination_braze,
     NULL,
 };
 

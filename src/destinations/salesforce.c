@@ -307,7 +307,7 @@ static int sf_check(struct bf_destination *d_, struct bf_error *err) {
 /* ---- one ingest job --------------------------------------------------------- */
 
 struct job_records {
-  const size_t *recs; /* batch positions */
+  const size_t *recs; /* batch positions, sorted by their keys */
   size_t n;
   char **keys; /* per batch position: the value matched in result rows */
 };
@@ -321,22 +321,24 @@ static void apply_results(struct sf_destination *d, const struct job_records *jr
   for (size_t row = 1; kc != SIZE_MAX && row < c.n_rows; row++) {
     const char *key = csv_get(&c, row, kc);
     if (!key) continue;
-    /* keys are unique in a job; a linear probe over a sorted copy would
-     * be faster, but result files are read once per job. */
-    for (size_t k = 0; k < jr->n; k++) {
-      size_t i = jr->recs[k];
-      if (strcmp(jr->keys[i], key) != 0) continue;
-      if (kind == 0) {
-        set_outcome(&outcomes[i], BF_OUT_OK, NULL);
-      } else if (kind == 1) {
-        const char *e = ec != SIZE_MAX ? csv_get(&c, row, ec) : NULL;
-        char *why = bf_xasprintf("Salesforce: %s", e && *e ? e : "failed");
-        set_outcome(&outcomes[i], BF_OUT_REJECT, why);
-        free(why);
-      } else {
-        set_outcome(&outcomes[i], BF_OUT_RETRY, "Salesforce did not process this record; will resend");
-      }
-      break;
+    /* jr->recs is sorted by key (assign_rounds) and keys are unique in a job. */
+    size_t lo = 0, hi = jr->n;
+    while (lo < hi) {
+      size_t mid = lo + (hi - lo) / 2;
+      if (strcmp(jr->keys[jr->recs[mid]], key) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo == jr->n || strcmp(jr->keys[jr->recs[lo]], key) != 0) continue; /* not ours */
+    size_t i = jr->recs[lo];
+    if (kind == 0) {
+      set_outcome(&outcomes[i], BF_OUT_OK, NULL);
+    } else if (kind == 1) {
+      const char *e = ec != SIZE_MAX ? csv_get(&c, row, ec) : NULL;
+      char *why = bf_xasprintf("Salesforce: %s", e && *e ? e : "failed");
+      set_outcome(&outcomes[i], BF_OUT_REJECT, why);
+      free(why);
+    } else {
+      set_outcome(&outcomes[i], BF_OUT_RETRY, "Salesforce did not process this record; will resend");
     }
   }
   (void)d;
@@ -401,6 +403,7 @@ static int run_job(struct sf_destination *d, const char *object, const char *ope
   if (rc) goto out;
   if (!bf_http_ok(&r)) { /* invalid object or field: every record fails alike */
     char *why = sf_reason(&r);
+    bf_http_scrub(d->http, why);
     for (size_t k = 0; k < jr->n; k++) set_outcome(&outcomes[jr->recs[k]], BF_OUT_REJECT, why);
     free(why);
     goto out;
@@ -426,6 +429,7 @@ static int run_job(struct sf_destination *d, const char *object, const char *ope
   if (rc) goto out;
   if (!bf_http_ok(&r)) {
     char *why = sf_reason(&r);
+    bf_http_scrub(d->http, why);
     for (size_t k = 0; k < jr->n; k++) set_outcome(&outcomes[jr->recs[k]], BF_OUT_REJECT, why);
     free(why);
     bf_http_response_release(&r);
@@ -438,6 +442,7 @@ static int run_job(struct sf_destination *d, const char *object, const char *ope
   if (rc) goto out;
   if (!bf_http_ok(&r)) {
     char *why = sf_reason(&r);
+    bf_http_scrub(d->http, why);
     for (size_t k = 0; k < jr->n; k++) set_outcome(&outcomes[jr->recs[k]], BF_OUT_RETRY, why);
     free(why);
     goto out;
@@ -538,7 +543,7 @@ static size_t assign_rounds(size_t *recs, size_t n, char **keys, unsigned *round
   return rounds;
 }
 
-static int sf_push(struct bf_destination *d_, const struct bf_batch *batch, struct bf_outcome *outcomes,
+static int sf_push_batch(struct bf_destination *d_, const struct bf_batch *batch, struct bf_outcome *outcomes,
                    struct bf_error *err) {
   struct sf_destination *d = (struct sf_destination *)d_;
   const struct bf_mapping *m = batch->mapping;
@@ -699,7 +704,7 @@ static int find_ids(struct sf_destination *d, const struct bf_batch *batch, cons
   return rc;
 }
 
-static int sf_remove(struct bf_destination *d_, const struct bf_batch *batch, struct bf_outcome *outcomes,
+static int sf_remove_batch(struct bf_destination *d_, const struct bf_batch *batch, struct bf_outcome *outcomes,
                      struct bf_error *err) {
   struct sf_destination *d = (struct sf_destination *)d_;
   if (batch->mapping->n_match != 1 || !batch->object)
@@ -752,6 +757,26 @@ static int sf_remove(struct bf_destination *d_, const struct bf_batch *batch, st
   free(round);
   free(job);
   return rc;
+}
+
+/* On failure the runner drops the outcomes without reading them: free the
+ * reasons here so a stopped run leaks nothing. */
+static int finish(int rc, const struct bf_batch *batch, struct bf_outcome *outcomes) {
+  for (size_t i = 0; rc && i < batch->n; i++) {
+    free(outcomes[i].reason);
+    outcomes[i].reason = NULL;
+  }
+  return rc;
+}
+
+static int sf_push(struct bf_destination *d, const struct bf_batch *batch, struct bf_outcome *outcomes,
+                   struct bf_error *err) {
+  return finish(sf_push_batch(d, batch, outcomes, err), batch, outcomes);
+}
+
+static int sf_remove(struct bf_destination *d, const struct bf_batch *batch, struct bf_outcome *outcomes,
+                   struct bf_error *err) {
+  return finish(sf_remove_batch(d, batch, outcomes, err), batch, outcomes);
 }
 
 const struct bf_destination_type bf_destination_salesforce = {

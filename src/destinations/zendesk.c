@@ -102,8 +102,9 @@ static int zd_open(const struct bf_destination_config *dc, const struct bf_confi
   }
   struct bf_http_options o;
   /* Documented: 200 requests a minute on the smallest plan (Team), job
-   * polls included. 3.3/s with a bucket of 1 admits at most 199 a minute. */
-  bf_http_options_defaults(&o, name, base, 3.3, 1, 4);
+   * polls included. 200/60 per second with a bucket of 1, less the
+   * transport's 1% headroom, admits at most 1 + 198 a minute. */
+  bf_http_options_defaults(&o, name, base, 200.0 / 60.0, 1, 4);
   if ((rc = bf_http_options_from_params(&o, p, zd_params, what, err))) goto out;
   d = bf_xcalloc(1, sizeof *d);
   if (!(d->http = bf_http_new(&o, err))) {
@@ -316,6 +317,7 @@ static int run_jobs(struct zd_destination *d, struct zd_job *jobs, size_t n_jobs
     }
     if (!bf_http_ok(r)) { /* 400/422: the request as a whole was refused */
       char *why = zd_reason(r);
+      bf_http_scrub(d->http, why);
       for (size_t k = 0; k < jobs[j].n; k++) set_outcome(&outcomes[jobs[j].recs[k]], BF_OUT_REJECT, why);
       free(why);
       jobs[j].done = true;
@@ -398,7 +400,7 @@ static void jobs_free(struct zd_job *jobs, size_t n) {
 
 /* ---- push ------------------------------------------------------------------- */
 
-static int zd_push(struct bf_destination *d_, const struct bf_batch *batch, struct bf_outcome *outcomes,
+static int zd_push_batch(struct bf_destination *d_, const struct bf_batch *batch, struct bf_outcome *outcomes,
                    struct bf_error *err) {
   struct zd_destination *d = (struct zd_destination *)d_;
   const struct bf_mapping *m = batch->mapping;
@@ -464,7 +466,7 @@ static char *match_text(const struct bf_batch *batch, const struct bf_record *re
   return out;
 }
 
-static int zd_remove(struct bf_destination *d_, const struct bf_batch *batch, struct bf_outcome *outcomes,
+static int zd_remove_batch(struct bf_destination *d_, const struct bf_batch *batch, struct bf_outcome *outcomes,
                      struct bf_error *err) {
   struct zd_destination *d = (struct zd_destination *)d_;
   bool by_email = !strcmp(batch->mapping->match_names[0], "email");
@@ -546,6 +548,26 @@ static int zd_remove(struct bf_destination *d_, const struct bf_batch *batch, st
   for (size_t i = 0; i < n; i++) free(keys[i]);
   free(keys);
   return rc;
+}
+
+/* On failure the runner drops the outcomes without reading them: free the
+ * reasons here so a stopped run leaks nothing. */
+static int finish(int rc, const struct bf_batch *batch, struct bf_outcome *outcomes) {
+  for (size_t i = 0; rc && i < batch->n; i++) {
+    free(outcomes[i].reason);
+    outcomes[i].reason = NULL;
+  }
+  return rc;
+}
+
+static int zd_push(struct bf_destination *d, const struct bf_batch *batch, struct bf_outcome *outcomes,
+                   struct bf_error *err) {
+  return finish(zd_push_batch(d, batch, outcomes, err), batch, outcomes);
+}
+
+static int zd_remove(struct bf_destination *d, const struct bf_batch *batch, struct bf_outcome *outcomes,
+                   struct bf_error *err) {
+  return finish(zd_remove_batch(d, batch, outcomes, err), batch, outcomes);
 }
 
 const struct bf_destination_type bf_destination_zendesk = {

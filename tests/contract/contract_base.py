@@ -25,6 +25,8 @@ Faults and limits (POST /_control, or --faults JSON at startup):
   fail_after_requests  after N more API requests, answer 503 to every one
   apply_then_fail      N: the next N requests are applied, then answered 500
   reject_ids           ids (vendor's matching value) to fail per record
+  fault_path           only API requests whose path contains this string get the
+                       faults above (e.g. "batch/upsert"); null: all
   rate_limit           {"requests_per_second": R, "burst": B} token bucket, or
                        {"max": N, "interval_ms": W} rolling window (HubSpot style);
                        null: no limit. Over the limit -> 429 (vendor body).
@@ -50,7 +52,7 @@ MAX_BODY_BYTES = 200 * 1024 * 1024
 _PHRASES = {s.value: s.phrase for s in HTTPStatus}
 
 FAULTS = ("status_sequence", "retry_after", "delay_ms", "slow_ms", "fail_after_requests",
-          "apply_then_fail", "reject_ids", "rate_limit")
+          "apply_then_fail", "reject_ids", "rate_limit", "fault_path")
 
 
 class RateLimiter:
@@ -151,7 +153,7 @@ class ContractState:
     def default_faults():
         return {"status_sequence": [], "retry_after": None, "delay_ms": 0, "slow_ms": 2000,
                 "fail_after_requests": None, "apply_then_fail": 0, "reject_ids": [],
-                "rate_limit": None}
+                "rate_limit": None, "fault_path": None}
 
     def set_faults(self, kw):
         if not isinstance(kw, dict):
@@ -316,6 +318,8 @@ class Handler(BaseHTTPRequestHandler):
                     st.counters["rate_limited"] += 1
                     status, rbody, hdrs = st.rate_limited_answer()
                     denied = (status, rbody, rl_headers + hdrs)
+                elif st.faults["fault_path"] and st.faults["fault_path"] not in path:
+                    pass
                 else:
                     seq = st.faults["status_sequence"]
                     if seq:

@@ -21,6 +21,8 @@ Enforced contract (developers.hubspot.com, CRM v3 objects; ../../shared/referenc
         200 results; 207 + errors [{category:"OBJECT_NOT_FOUND",context:{ids:[...]}}] for misses.
   POST /crm/v3/objects/{object}/batch/archive  {"inputs":[{"id":"<hs id>"}]} -> 204
   GET  /crm/v3/objects/{object}?limit=N        -> {"results":[...],"paging":...}
+  GET  /crm/v3/properties/{object}             -> {"results":[{name,label,type,fieldType,hasUniqueValue}]}
+        (403 MISSING_SCOPES when the object's schema is configured as null: any property accepted)
   Unknown object type -> 404; rate limit -> 429 {"status":"error","errorType":"RATE_LIMIT",
   "policyName":"TEN_SECONDLY_ROLLING",...}; window limits also send X-HubSpot-RateLimit-*.
 
@@ -39,11 +41,21 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from contract_base import ApiError, ContractState, serve  # noqa: E402
 
 MAX_INPUTS = 100
+_TEXT = ("firstname", "lastname", "phone", "company", "website", "lifecyclestage", "city",
+         "state", "country", "jobtitle")
 DEFAULT_SCHEMA = {
-    "contacts": {"unique": ["email"], "properties": None},
-    "companies": {"unique": ["domain"], "properties": None},
-    "deals": {"unique": [], "properties": None},
+    # standard properties plus the custom ones the tests and the bench map to
+    "contacts": {"unique": ["email"], "properties": dict(
+        {"email": "string", "plan": "string", "ltv": "number", "vip": "bool", "signup": "datetime",
+         "birthdate": "date", "source": "string", "note": "string"}, **{p: "string" for p in _TEXT})},
+    "companies": {"unique": ["domain"], "properties": {"domain": "string", "name": "string",
+                                                       "industry": "string", "numberofemployees": "number"}},
+    "deals": {"unique": [], "properties": {"dealname": "string", "amount": "number",
+                                           "closedate": "datetime", "dealstage": "string"}},
 }
+FIELD_TYPES = {"string": "text", "number": "number", "bool": "booleancheckbox", "date": "date",
+               "datetime": "date"}
+PROPS_PATH = re.compile(r"^/crm/v3/properties/([A-Za-z0-9_-]+)$")
 NUMBER = re.compile(r"^-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$")
@@ -157,6 +169,20 @@ class HubSpot(ContractState):
 
     # ---- routes
     def route(self, handler, method, path, query, body):
+        pm = PROPS_PATH.match(path)
+        if pm and method == "GET":
+            obj = pm.group(1)
+            if obj not in self.schema:
+                raise err(404, "OBJECT_NOT_FOUND", f"Unable to infer object type from: {obj}")
+            props = self.schema[obj]["properties"]
+            if props is None:
+                raise err(403, "MISSING_SCOPES", "This app hasn't been granted all required scopes "
+                          "to make this call.", errors=[{"message": "missing crm.schemas read scope"}])
+            unique = self.schema[obj]["unique"]
+            return 200, {"results": [{"name": n, "label": n.title(), "type": t,
+                                      "fieldType": FIELD_TYPES.get(t, "text"),
+                                      "hasUniqueValue": n in unique}
+                                     for n, t in props.items()]}, []
         m = OBJECT_PATH.match(path)
         if not m:
             raise err(404, "OBJECT_NOT_FOUND", f"No route for {method} {path}")
@@ -181,6 +207,7 @@ class HubSpot(ContractState):
         started = now_iso()
         _, inputs = self.parse_inputs(body)
         unique = self.schema[obj]["unique"]
+        kinds = self.schema[obj]["properties"]
         seen = set()
         problems = []
         for inp in inputs:
@@ -200,6 +227,9 @@ class HubSpot(ContractState):
                 problems.append({"isValid": False, "name": "email", "error": "INVALID_EMAIL",
                                  "message": f"Email address {idv} is invalid"})
             for p, v in props.items():
+                # fast path: a string for a known string property needs no more checks
+                if type(v) is str and (kinds is None or kinds.get(p) == "string") and p != "email":
+                    continue
                 self.check_value(obj, p, v, problems)
         if problems:
             self.counters["validation_errors"] += 1

@@ -434,6 +434,7 @@ class Salesforce(ContractState):
         return self.page(records, 0)
 
     def page(self, records, start):
+        self.counters["query_pages"] += 1
         size = self.config.get("query_page_size", 2000)
         chunk = records[start:start + size]
         done = start + size >= len(records)

@@ -8,7 +8,7 @@
 # BUILD/corpus/<target>; the repository's corpus is never written). A crash
 # is saved under BUILD/artifacts/<target>/; copy it into
 # tests/fuzz/regressions/<target>/ once fixed. One line per target is
-# appended to BUILD/fuzz-summary.tsv: date, target, seconds, executions,
+# appended to BUILD/fuzz-summary.tsv: date, target, seconds run, executions,
 # corpus size, result.
 set -uo pipefail
 smoke=0
@@ -40,8 +40,10 @@ for t in "$@"; do
     fi
   fi
   log=$build/$t.log
+  start=$(date +%s)
   "$bin" "${opts[@]}" -max_total_time="$seconds" "$work" "$here/corpus/$t" >"$log" 2>&1
   rc=$?
+  elapsed=$(($(date +%s) - start))
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   corpus=$(find "$work" -type f | wc -l)
   result=ok
@@ -51,9 +53,9 @@ for t in "$@"; do
     echo "FAIL $t (exit $rc): see $log; the input is in $art/" >&2
     grep -E 'ERROR|property broken|SUMMARY|Test unit written' "$log" | head -20 >&2
   fi
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$t" "$seconds" "${execs:-?}" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$t" "$elapsed" "${execs:-?}" \
     "$corpus" "$result" >>"$build/fuzz-summary.tsv"
   printf 'fuzz %-16s %4ss %10s execs  %5s corpus  %s (%d saved inputs replayed)\n' "$t" \
-    "$seconds" "${execs:-?}" "$corpus" "$result" "${#saved[@]}"
+    "$elapsed" "${execs:-?}" "$corpus" "$result" "${#saved[@]}"
 done
 exit $status
