@@ -119,8 +119,12 @@ valgrind: $(BUILD)/backflow $(TOOL_BIN) $(UNIT_BIN)
 demo: deps $(BUILD)/backflow
 	@scripts/demo.sh $(BUILD)/backflow
 
+# Each script prints its own table; the README quotes them.
 bench: $(BUILD)/backflow $(TOOL_BIN)
 	python3 bench/run.py --binary $(BUILD)/backflow $(BENCH_ARGS)
+	python3 bench/pg_bench.py --binary $(BUILD)/backflow
+	python3 bench/crm_bench.py --binary $(BUILD)/backflow
+	python3 bench/meta_bench.py --binary $(BUILD)/backflow
 
 docs: $(BUILD)/backflow
 	python3 scripts/gen_docs.py $(BUILD)/backflow
