@@ -225,6 +225,7 @@ static int flush_batch(struct run *r, struct bf_error *err) {
                : r->dest->type->push(r->dest, &batch, outcomes, err);
   if (rc) {
     r->res->counts.failed += (long long)b->n;
+    for (size_t i = 0; i < b->n; i++) free(outcomes[i].reason); /* any a partial push set */
     free(outcomes);
     batch_clear(b);
     return rc;
