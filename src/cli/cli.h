@@ -25,6 +25,9 @@ int bf_cmd_errors(struct bf_cli *cli, struct bf_error *err);
 int bf_cmd_reset(struct bf_cli *cli, struct bf_error *err);
 int bf_cmd_types(struct bf_cli *cli, struct bf_error *err);
 int bf_cmd_serve(struct bf_cli *cli, struct bf_error *err);
+int bf_cmd_forget(struct bf_cli *cli, struct bf_error *err);
+int bf_cmd_pii(struct bf_cli *cli, struct bf_error *err);
+int bf_cmd_audit(struct bf_cli *cli, struct bf_error *err);
 
 /* Option helpers: returns the value of --name VALUE / --name=VALUE and
  * removes it from cli->argv, or NULL. */

@@ -25,6 +25,9 @@ static const struct command commands[] = {
     {"reset", bf_cmd_reset, "reset SYNC", "forget a sync's state: the next run is a full resync"},
     {"serve", bf_cmd_serve, "serve [--listen HOST:PORT]", "scheduler, dashboard, API, /metrics and webhook intake"},
     {"types", bf_cmd_types, "types [--markdown]", "warehouse and destination types and their config keys"},
+    {"forget", bf_cmd_forget, "forget --email A|--phone N|--key M=V|--retry", "erase a person from every destination (GDPR Art. 17 / CCPA); [--wait SECONDS] [--json]"},
+    {"pii", bf_cmd_pii, "pii [--json]", "PII footprint per destination: which columns reach which fields, and how"},
+    {"audit", bf_cmd_audit, "audit [--request N|--email A|...] [--json]", "erasure audit log, newest first (a person by --email, --phone or --key)"},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "core/crashpoint.h"
+#include "core/forgotten.h"
 #include "core/log.h"
 #include "core/mapping.h"
 #include "core/state.h"
@@ -41,6 +42,7 @@ struct run {
   struct bf_run_result *res;
   struct bf_state *state;
   struct bf_vault *vault;
+  struct bf_forgotten_filter *forgotten; /* NULL unless someone was erased (backflow forget) */
   struct bf_runlog *log;
   struct bf_destination *dest;
   struct bf_mapping map;
@@ -374,6 +376,16 @@ static int process_row(struct run *r, const struct bf_value *row, const unsigned
     reject_row(r, NULL, r->model->primary_key, "primary key is NULL");
     return 0;
   }
+  const char *erased = r->forgotten ? bf_forgotten_filter_match(r->forgotten, row, key) : NULL;
+  if (erased) { /* an erased person is never sent again: skipped, named in the run's errors */
+    c->skipped++;
+    if (!r->opts->plan_only) {
+      char hex[33];
+      bf_key_hex(key, hex);
+      bf_runlog_add_error(r->log, r->res->run_id, hex, NULL, erased);
+    }
+    return 0;
+  }
   struct bf_state_entry *e = bf_state_upsert(r->state, key);
   if (e->flags & BF_ST_SEEN) {
     reject_row(r, key, r->model->primary_key,
@@ -556,6 +568,9 @@ int bf_sync_run(struct bf_project *p, const char *sync_name, const struct bf_run
   }
   if ((rc = bf_mapping_build(p->cfg, r.sync, r.model, cur->column_names, cur->ncols, &r.map, err)))
     goto out;
+  if ((rc = bf_forgotten_filter_open(p->state_dir, &r.prf, r.model, cur->column_names, cur->ncols,
+                                     &r.forgotten, err)))
+    goto out;
   /* Start reading now: the warehouse streams while the state loads. */
   pf = bf_prefetch_new(cur, CHUNK_ROWS);
   cur = NULL; /* owned by the prefetcher */
@@ -627,6 +642,7 @@ out:
   }
   bf_destination_close(r.dest);
   bf_vault_close(r.vault);
+  bf_forgotten_filter_free(r.forgotten);
   bf_runlog_close(r.log);
   bf_state_free(r.state);
   bf_cursor_free(cur);

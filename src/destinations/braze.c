@@ -26,6 +26,7 @@
 
 #include "core/log.h"
 #include "core/pii_normalize.h"
+#include "destinations/ads_internal.h"
 #include "destinations/destination.h"
 #include "destinations/http_transport.h"
 
@@ -103,7 +104,7 @@ out:
 }
 
 /* Braze's fatal answers: {"message": "...", "errors": [...]}. */
-static void braze_message(const struct bf_http_response *r, char *out, size_t cap) {
+void bf_braze_message(const struct bf_http_response *r, char *out, size_t cap) {
   out[0] = '\0';
   json_t *root = json_loadb(r->body.data ? r->body.data : "", r->body.len, 0, NULL);
   const char *m = json_string_value(json_object_get(root, "message"));
@@ -113,7 +114,7 @@ static void braze_message(const struct bf_http_response *r, char *out, size_t ca
 
 static int unavailable(struct braze_destination *d, struct bf_http_response *r, struct bf_error *err) {
   char msg[200];
-  braze_message(r, msg, sizeof msg);
+  bf_braze_message(r, msg, sizeof msg);
   bf_http_scrub(d->http, msg);
   const char *hint;
   if (r->status == 401) hint = ": check api_key";
@@ -148,7 +149,7 @@ static void set_outcome(struct bf_outcome *o, enum bf_outcome_status st, char *r
 }
 
 /* Which identifier: 0 external_id, 1 user_alias; the match column index. */
-static int identifier(const struct bf_batch *batch, int *kind, struct bf_error *err) {
+int bf_braze_identifier(const struct bf_batch *batch, int *kind, struct bf_error *err) {
   const struct bf_mapping *m = batch->mapping;
   for (size_t i = 0; i < m->n_match; i++) {
     if (!strcmp(m->match_names[i], "external_id")) return *kind = 0, (int)i;
@@ -160,7 +161,7 @@ static int identifier(const struct bf_batch *batch, int *kind, struct bf_error *
 }
 
 /* Writes the identifier member(s) of rec; NULL or a rejection reason. */
-static char *write_identifier(struct braze_destination *d, const struct bf_batch *batch,
+static char *write_identifier(const char *alias_label, const struct bf_batch *batch,
                               const struct bf_record *rec, int col, int kind, struct bf_buf *b) {
   char num[48];
   const char *s = NULL;
@@ -190,11 +191,99 @@ static char *write_identifier(struct braze_destination *d, const struct bf_batch
     bf_buf_puts(b, "\"user_alias\":{\"alias_name\":");
     bf_json_cstr(b, id);
     bf_buf_puts(b, ",\"alias_label\":");
-    bf_json_cstr(b, d->alias_label);
+    bf_json_cstr(b, alias_label);
     bf_buf_putc(b, '}');
   }
   json_decref(match);
   return reason;
+}
+
+size_t bf_braze_track_body(const struct bf_batch *batch, int col, int kind, const char *alias_label,
+                           size_t first, size_t end, struct bf_buf *body, size_t *rec_of,
+                           struct bf_outcome *outcomes, struct bf_buf *tmp) {
+  const struct bf_mapping *m = batch->mapping;
+  size_t n = 0;
+  bf_buf_puts(body, "{\"attributes\":[");
+  for (size_t next = first; next < end; next++) {
+    const struct bf_record *rec = &batch->records[next];
+    size_t mark = body->len;
+    if (n) bf_buf_putc(body, ',');
+    bf_buf_putc(body, '{');
+    char *reason = write_identifier(alias_label, batch, rec, col, kind, body);
+    if (reason) {
+      body->len = mark;
+      set_outcome(&outcomes[next], BF_OUT_REJECT, reason);
+      continue;
+    }
+    if (kind == 1) bf_buf_puts(body, ",\"_update_existing_only\":false");
+    for (size_t i = 0; i < m->n_fields; i++) {
+      bf_buf_putc(body, ',');
+      bf_json_cstr(body, m->field_names[i]);
+      bf_buf_putc(body, ':');
+      struct bf_value v = bf_mapping_field_value(m, i, &rec->values[m->n_match + i], tmp);
+      bf_json_value(body, &v);
+    }
+    for (size_t i = 0; i < m->n_constants; i++) {
+      bf_buf_putc(body, ',');
+      bf_json_cstr(body, m->constant_names[i]);
+      bf_buf_putc(body, ':');
+      bf_json_value(body, &m->constant_values[i]);
+    }
+    bf_buf_putc(body, '}');
+    rec_of[n++] = next;
+  }
+  bf_buf_puts(body, "]}");
+  return n;
+}
+
+size_t bf_braze_delete_body(const struct bf_batch *batch, int col, int kind,
+                            const char *alias_label, size_t first, size_t end, struct bf_buf *body,
+                            size_t *rec_of, struct bf_outcome *outcomes) {
+  size_t n = 0;
+  bf_buf_puts(body, kind == 0 ? "{\"external_ids\":[" : "{\"user_aliases\":[");
+  for (size_t next = first; next < end; next++) {
+    struct bf_buf one = {0};
+    char *reason = write_identifier(alias_label, batch, &batch->records[next], col, kind, &one);
+    if (reason) {
+      set_outcome(&outcomes[next], BF_OUT_REJECT, reason);
+      bf_buf_release(&one);
+      continue;
+    }
+    if (n) bf_buf_putc(body, ',');
+    /* one = "external_id":"x" or "user_alias":{...}: keep the value. */
+    const char *colon = memchr(one.data, ':', one.len);
+    bf_buf_append(body, colon + 1, one.len - (size_t)(colon + 1 - one.data));
+    bf_buf_release(&one);
+    rec_of[n++] = next;
+  }
+  bf_buf_puts(body, "]}");
+  return n;
+}
+
+void bf_braze_track_answer(const char *body, size_t len, const size_t *rec_of, size_t n,
+                           struct bf_outcome *outcomes) {
+  json_t *root = json_loadb(body ? body : "", len, 0, NULL);
+  const char *message = json_string_value(json_object_get(root, "message"));
+  if (!message || strcmp(message, "success")) {
+    for (size_t k = 0; k < n; k++)
+      set_outcome(&outcomes[rec_of[k]], BF_OUT_RETRY,
+                  bf_xasprintf("Braze: %s", message ? message : "answer without a message"));
+    json_decref(root);
+    return;
+  }
+  size_t i;
+  json_t *e;
+  json_array_foreach(json_object_get(root, "errors"), i, e) {
+    const char *arr = json_string_value(json_object_get(e, "input_array"));
+    json_t *idx = json_object_get(e, "index");
+    if (!arr || strcmp(arr, "attributes") || !json_is_integer(idx) || json_integer_value(idx) < 0 ||
+        (size_t)json_integer_value(idx) >= n)
+      continue;
+    const char *type = json_string_value(json_object_get(e, "type"));
+    set_outcome(&outcomes[rec_of[json_integer_value(idx)]], BF_OUT_REJECT,
+                bf_xasprintf("Braze: %s", type ? type : "error"));
+  }
+  json_decref(root);
 }
 
 struct chunk {
@@ -206,53 +295,25 @@ struct chunk {
 static int braze_push(struct bf_destination *d_, const struct bf_batch *batch, struct bf_outcome *outcomes,
                       struct bf_error *err) {
   struct braze_destination *d = (struct braze_destination *)d_;
-  const struct bf_mapping *m = batch->mapping;
   for (size_t i = 0; i < batch->n; i++) outcomes[i] = (struct bf_outcome){BF_OUT_OK, NULL};
   if (!batch->n) return 0;
   int kind;
-  int col = identifier(batch, &kind, err);
+  int col = bf_braze_identifier(batch, &kind, err);
   if (col < 0) return col;
   size_t n_chunks = (batch->n + BRAZE_TRACK_MAX - 1) / BRAZE_TRACK_MAX;
   struct chunk *chunks = bf_xcalloc(n_chunks, sizeof *chunks);
   struct bf_http_request *reqs = bf_xcalloc(n_chunks, sizeof *reqs);
   struct bf_http_response *resps = bf_xcalloc(n_chunks, sizeof *resps);
   struct bf_buf tmp = {0};
-  size_t n_reqs = 0, next = 0;
+  size_t n_reqs = 0;
   int rc = 0;
   for (size_t c = 0; c < n_chunks; c++) {
     struct chunk *ch = &chunks[c];
     ch->rec = bf_xmalloc(BRAZE_TRACK_MAX * sizeof *ch->rec);
-    bf_buf_puts(&ch->body, "{\"attributes\":[");
-    size_t end = next + BRAZE_TRACK_MAX < batch->n ? next + BRAZE_TRACK_MAX : batch->n;
-    for (; next < end; next++) {
-      const struct bf_record *rec = &batch->records[next];
-      size_t mark = ch->body.len;
-      if (ch->n) bf_buf_putc(&ch->body, ',');
-      bf_buf_putc(&ch->body, '{');
-      char *reason = write_identifier(d, batch, rec, col, kind, &ch->body);
-      if (reason) {
-        ch->body.len = mark;
-        set_outcome(&outcomes[next], BF_OUT_REJECT, reason);
-        continue;
-      }
-      if (kind == 1) bf_buf_puts(&ch->body, ",\"_update_existing_only\":false");
-      for (size_t i = 0; i < m->n_fields; i++) {
-        bf_buf_putc(&ch->body, ',');
-        bf_json_cstr(&ch->body, m->field_names[i]);
-        bf_buf_putc(&ch->body, ':');
-        struct bf_value v = bf_mapping_field_value(m, i, &rec->values[m->n_match + i], &tmp);
-        bf_json_value(&ch->body, &v);
-      }
-      for (size_t i = 0; i < m->n_constants; i++) {
-        bf_buf_putc(&ch->body, ',');
-        bf_json_cstr(&ch->body, m->constant_names[i]);
-        bf_buf_putc(&ch->body, ':');
-        bf_json_value(&ch->body, &m->constant_values[i]);
-      }
-      bf_buf_putc(&ch->body, '}');
-      ch->rec[ch->n++] = next;
-    }
-    bf_buf_puts(&ch->body, "]}");
+    size_t first = c * BRAZE_TRACK_MAX;
+    size_t end = first + BRAZE_TRACK_MAX < batch->n ? first + BRAZE_TRACK_MAX : batch->n;
+    ch->n = bf_braze_track_body(batch, col, kind, d->alias_label, first, end, &ch->body, ch->rec,
+                                outcomes, &tmp);
     if (!ch->n) continue;
     reqs[n_reqs++] = (struct bf_http_request){.method = "POST", .path = "/users/track", .body = ch->body.data,
                                               .body_len = ch->body.len, .user = ch};
@@ -264,33 +325,12 @@ static int braze_push(struct bf_destination *d_, const struct bf_batch *batch, s
     if (!bf_http_ok(resp)) {
       if ((rc = unavailable(d, resp, err))) break;
       char msg[200];
-      braze_message(resp, msg, sizeof msg);
+      bf_braze_message(resp, msg, sizeof msg);
       for (size_t k = 0; k < ch->n; k++)
         set_outcome(&outcomes[ch->rec[k]], BF_OUT_REJECT, bf_xasprintf("Braze: HTTP %ld: %s", resp->status, msg));
       continue;
     }
-    json_t *root = json_loadb(resp->body.data ? resp->body.data : "", resp->body.len, 0, NULL);
-    const char *message = json_string_value(json_object_get(root, "message"));
-    if (!message || strcmp(message, "success")) {
-      for (size_t k = 0; k < ch->n; k++)
-        set_outcome(&outcomes[ch->rec[k]], BF_OUT_RETRY,
-                    bf_xasprintf("Braze: %s", message ? message : "answer without a message"));
-      json_decref(root);
-      continue;
-    }
-    size_t i;
-    json_t *e;
-    json_array_foreach(json_object_get(root, "errors"), i, e) {
-      const char *arr = json_string_value(json_object_get(e, "input_array"));
-      json_t *idx = json_object_get(e, "index");
-      if (!arr || strcmp(arr, "attributes") || !json_is_integer(idx) || json_integer_value(idx) < 0 ||
-          (size_t)json_integer_value(idx) >= ch->n)
-        continue;
-      const char *type = json_string_value(json_object_get(e, "type"));
-      set_outcome(&outcomes[ch->rec[json_integer_value(idx)]], BF_OUT_REJECT,
-                  bf_xasprintf("Braze: %s", type ? type : "error"));
-    }
-    json_decref(root);
+    bf_braze_track_answer(resp->body.data, resp->body.len, ch->rec, ch->n, outcomes);
   }
 out:
   bf_http_responses_release(resps, n_reqs);
@@ -311,35 +351,21 @@ static int braze_remove(struct bf_destination *d_, const struct bf_batch *batch,
   for (size_t i = 0; i < batch->n; i++) outcomes[i] = (struct bf_outcome){BF_OUT_OK, NULL};
   if (!batch->n) return 0;
   int kind;
-  int col = identifier(batch, &kind, err);
+  int col = bf_braze_identifier(batch, &kind, err);
   if (col < 0) return col;
   size_t n_chunks = (batch->n + BRAZE_DELETE_MAX - 1) / BRAZE_DELETE_MAX;
   struct chunk *chunks = bf_xcalloc(n_chunks, sizeof *chunks);
   struct bf_http_request *reqs = bf_xcalloc(n_chunks, sizeof *reqs);
   struct bf_http_response *resps = bf_xcalloc(n_chunks, sizeof *resps);
-  size_t n_reqs = 0, next = 0;
+  size_t n_reqs = 0;
   int rc = 0;
   for (size_t c = 0; c < n_chunks; c++) {
     struct chunk *ch = &chunks[c];
     ch->rec = bf_xmalloc(BRAZE_DELETE_MAX * sizeof *ch->rec);
-    bf_buf_puts(&ch->body, kind == 0 ? "{\"external_ids\":[" : "{\"user_aliases\":[");
-    size_t end = next + BRAZE_DELETE_MAX < batch->n ? next + BRAZE_DELETE_MAX : batch->n;
-    for (; next < end; next++) {
-      struct bf_buf one = {0};
-      char *reason = write_identifier(d, batch, &batch->records[next], col, kind, &one);
-      if (reason) {
-        set_outcome(&outcomes[next], BF_OUT_REJECT, reason);
-        bf_buf_release(&one);
-        continue;
-      }
-      if (ch->n) bf_buf_putc(&ch->body, ',');
-      /* one = "external_id":"x" or "user_alias":{...}: keep the value. */
-      const char *colon = memchr(one.data, ':', one.len);
-      bf_buf_append(&ch->body, colon + 1, one.len - (size_t)(colon + 1 - one.data));
-      bf_buf_release(&one);
-      ch->rec[ch->n++] = next;
-    }
-    bf_buf_puts(&ch->body, "]}");
+    size_t first = c * BRAZE_DELETE_MAX;
+    size_t end = first + BRAZE_DELETE_MAX < batch->n ? first + BRAZE_DELETE_MAX : batch->n;
+    ch->n = bf_braze_delete_body(batch, col, kind, d->alias_label, first, end, &ch->body, ch->rec,
+                                 outcomes);
     if (!ch->n) continue;
     reqs[n_reqs++] = (struct bf_http_request){.method = "POST", .path = "/users/delete", .body = ch->body.data,
                                               .body_len = ch->body.len, .user = ch};
@@ -351,7 +377,7 @@ static int braze_remove(struct bf_destination *d_, const struct bf_batch *batch,
     if (bf_http_ok(resp)) continue; /* deleting an unknown user is not an error */
     if ((rc = unavailable(d, resp, err))) break;
     char msg[200];
-    braze_message(resp, msg, sizeof msg);
+    bf_braze_message(resp, msg, sizeof msg);
     for (size_t k = 0; k < ch->n; k++)
       set_outcome(&outcomes[ch->rec[k]], BF_OUT_REJECT, bf_xasprintf("Braze: HTTP %ld: %s", resp->status, msg));
   }

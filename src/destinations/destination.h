@@ -113,5 +113,6 @@ extern const struct bf_destination_type bf_destination_meta_audience;
 extern const struct bf_destination_type bf_destination_google_customer_match;
 extern const struct bf_destination_type bf_destination_mailchimp;
 extern const struct bf_destination_type bf_destination_braze;
+extern const struct bf_destination_type bf_destination_klaviyo;
 
 #endif

@@ -32,6 +32,7 @@
 
 #include "core/log.h"
 #include "core/pii_normalize.h"
+#include "destinations/ads_internal.h"
 #include "destinations/destination.h"
 #include "destinations/http_transport.h"
 
@@ -39,6 +40,7 @@
 #define GADS_MAX_BATCH 100000
 
 enum gads_key { K_EMAIL, K_PHONE, K_FIRST, K_LAST, K_COUNTRY, K_POSTAL, K_CRM, K_MOBILE, N_KEYS };
+_Static_assert(N_KEYS == BF_GCM_N_KEYS, "BF_GCM_N_KEYS counts the Customer Match keys");
 static const char *const key_names[N_KEYS] = {"email",        "phone",       "first_name", "last_name",
                                               "country_code", "postal_code", "crm_id",     "mobile_id"};
 
@@ -90,7 +92,7 @@ static void gads_close(struct bf_destination *d_) {
 }
 
 /* Google error answer: {"error":{"code","message","status","details":[...]}}. */
-static void google_error(const struct bf_http_response *r, char *msg, size_t cap, char *status,
+void bf_gcm_google_error(const struct bf_http_response *r, char *msg, size_t cap, char *status,
                          size_t status_cap) {
   msg[0] = status[0] = '\0';
   json_t *root = json_loadb(r->body.data ? r->body.data : "", r->body.len, 0, NULL);
@@ -117,11 +119,11 @@ static void google_error(const struct bf_http_response *r, char *msg, size_t cap
   json_decref(root);
 }
 
-static bool gads_retryable(const struct bf_http_response *r, void *arg) {
+bool bf_gcm_retryable(const struct bf_http_response *r, void *arg) {
   if (bf_http_default_retryable(r, arg)) return true;
   if (r->status != 409 && r->status != 400) return false;
   char msg[8], status[48];
-  google_error(r, msg, sizeof msg, status, sizeof status);
+  bf_gcm_google_error(r, msg, sizeof msg, status, sizeof status);
   /* CONCURRENT_MODIFICATION (another job on the list) comes back ABORTED. */
   return !strcmp(status, "ABORTED") || !strcmp(status, "RESOURCE_EXHAUSTED") ||
          !strcmp(status, "UNAVAILABLE");
@@ -159,7 +161,7 @@ static int gads_open(const struct bf_destination_config *dc, const struct bf_con
   /* Google throttles per developer token with RESOURCE_EXHAUSTED; a few
    * job calls a second is far below it. */
   bf_http_options_defaults(&o, name, "https://googleads.googleapis.com", 5, 5, 1);
-  o.retryable = gads_retryable;
+  o.retryable = bf_gcm_retryable;
   if ((rc = bf_http_options_from_params(&o, p, gads_params, what, err))) goto out;
   if (!(d->http = bf_http_new(&o, err))) {
     rc = err->code ? err->code : BF_E_DESTINATION;
@@ -207,7 +209,7 @@ out:
 static int unavailable(struct gads_destination *d, struct bf_http_response *r, const char *step,
                        struct bf_error *err) {
   char msg[240], status[48];
-  google_error(r, msg, sizeof msg, status, sizeof status);
+  bf_gcm_google_error(r, msg, sizeof msg, status, sizeof status);
   bf_http_scrub(d->http, msg);
   const char *hint;
   if (r->status == 401 || !strcmp(status, "UNAUTHENTICATED"))
@@ -267,10 +269,10 @@ static int gads_check(struct bf_destination *d_, struct bf_error *err) {
 
 /* ---- operations ------------------------------------------------------- */
 
-static int resolve_keys(struct gads_destination *d, const struct bf_batch *batch, bool adds,
+int bf_gcm_resolve_keys(const struct bf_batch *batch, bool adds, int col[BF_GCM_N_KEYS],
                         struct bf_error *err) {
   const struct bf_mapping *m = batch->mapping;
-  for (int k = 0; k < N_KEYS; k++) d->col[k] = -1;
+  for (int k = 0; k < N_KEYS; k++) col[k] = -1;
   size_t n = m->n_match + (adds ? m->n_fields : 0);
   for (size_t i = 0; i < n; i++) {
     const char *name = i < m->n_match ? m->match_names[i] : m->field_names[i - m->n_match];
@@ -281,12 +283,10 @@ static int resolve_keys(struct gads_destination *d, const struct bf_batch *batch
                           "sync '%s': '%s' is not a Customer Match key (known: email, phone, first_name, "
                           "last_name, country_code, postal_code, crm_id, mobile_id)",
                           batch->sync_name, name);
-    if (d->col[k] != -1)
+    if (col[k] != -1)
       return bf_error_set(err, BF_E_CONFIG, "sync '%s': '%s' is mapped twice", batch->sync_name, name);
-    d->col[k] = (int)i;
+    col[k] = (int)i;
   }
-  if (m->n_constants && !d->warned_constants && (d->warned_constants = true))
-    bf_log_warn("sync '%s': constants are not sent to a Customer Match list", batch->sync_name);
   return 0;
 }
 
@@ -310,8 +310,8 @@ static bool blank(const char *s, size_t n) {
 
 /* Appends {"create"|"remove":{"userIdentifiers":[...]}} for rec, or
  * returns a malloc'd rejection reason (and appends nothing). */
-static char *write_operation(struct gads_destination *d, const struct bf_batch *batch,
-                             const struct bf_record *rec, bool adds) {
+char *bf_gcm_write_operation(const int col[BF_GCM_N_KEYS], const struct bf_batch *batch,
+                             const struct bf_record *rec, bool adds, struct bf_buf *b) {
   const struct bf_mapping *m = batch->mapping;
   static const bf_pii_fn fns[N_KEYS] = {bf_pii_google_email,   bf_pii_google_phone,
                                         bf_pii_google_name,    bf_pii_google_name,
@@ -323,7 +323,7 @@ static char *write_operation(struct gads_destination *d, const struct bf_batch *
   json_t *match = rec->values ? NULL : json_loadb(rec->match_json, rec->match_json_len, 0, NULL);
   char *reason = NULL;
   for (int k = 0; k < N_KEYS && !reason; k++) {
-    int c = d->col[k];
+    int c = col[k];
     if (c < 0) continue;
     char num[48];
     const char *s = NULL;
@@ -345,7 +345,6 @@ static char *write_operation(struct gads_destination *d, const struct bf_batch *
   if (!have[K_EMAIL] && !have[K_PHONE] && !address && !have[K_CRM] && !have[K_MOBILE])
     return bf_xstrdup("no identifier: needs email, phone, crm_id, mobile_id, or first_name + "
                       "last_name + country_code + postal_code");
-  struct bf_buf *b = &d->body;
   bf_buf_puts(b, adds ? "{\"create\":{\"userIdentifiers\":[" : "{\"remove\":{\"userIdentifiers\":[");
   bool first = true;
 #define SEP() (first ? (void)(first = false) : bf_buf_putc(b, ','))
@@ -375,7 +374,7 @@ static void set_outcome(struct bf_outcome *o, enum bf_outcome_status st, char *r
 
 /* partialFailureError.details[].errors[] -> reject the operations named by
  * location.fieldPathElements[0].index (an index into this call's ops). */
-static size_t partial_failures(json_t *res, const size_t *rec_of_op, size_t n_ops,
+size_t bf_gcm_partial_failures(json_t *res, const size_t *rec_of_op, size_t n_ops,
                                struct bf_outcome *outcomes) {
   json_t *pf = json_object_get(res, "partialFailureError");
   if (!json_is_object(pf)) return 0;
@@ -403,6 +402,18 @@ static size_t partial_failures(json_t *res, const size_t *rec_of_op, size_t n_op
   return n;
 }
 
+int bf_gcm_job_status(json_t *res, char *status, size_t status_cap, char *why, size_t cap) {
+  json_t *j = json_object_get(json_array_get(json_object_get(res, "results"), 0), "offlineUserDataJob");
+  const char *st = json_string_value(json_object_get(j, "status"));
+  const char *reason = json_string_value(json_object_get(j, "failureReason"));
+  snprintf(status, status_cap, "%s", st ? st : "");
+  if (st && !strcmp(st, "FAILED")) {
+    snprintf(why, cap, "Google: job FAILED: %s", reason ? reason : "UNSPECIFIED");
+    return 0;
+  }
+  return st && !strcmp(st, "SUCCESS") ? 1 : 2;
+}
+
 /* Polls the job until SUCCESS/FAILED or the wait is over. Returns 1 for
  * SUCCESS or still running, 0 for FAILED (reason in why), <0 on error. */
 static int wait_job(struct gads_destination *d, const char *job, char *why, size_t cap,
@@ -416,20 +427,16 @@ static int wait_job(struct gads_destination *d, const char *job, char *why, size
   for (;;) {
     json_t *res = NULL;
     if ((rc = call(d, "search", path, q.data, q.len, &res, NULL, err))) break;
-    json_t *j = json_object_get(json_array_get(json_object_get(res, "results"), 0), "offlineUserDataJob");
-    const char *status = json_string_value(json_object_get(j, "status"));
-    const char *reason = json_string_value(json_object_get(j, "failureReason"));
-    bool failed = status && !strcmp(status, "FAILED");
-    bool done = failed || (status && !strcmp(status, "SUCCESS"));
-    if (failed) snprintf(why, cap, "Google: job FAILED: %s", reason ? reason : "UNSPECIFIED");
+    char status[48];
+    int st = bf_gcm_job_status(res, status, sizeof status, why, cap);
     json_decref(res);
-    if (done) {
-      rc = failed ? 0 : 1;
+    if (st != 2) {
+      rc = st;
       break;
     }
     if (bf_http_now_ms() + (double)d->poll_ms > deadline) {
       bf_log_info("destination '%s': job %s still %s; Google will finish it", d->base.name, job,
-                  status ? status : "pending");
+                  status[0] ? status : "pending");
       rc = 1;
       break;
     }
@@ -444,8 +451,10 @@ static int send_batch(struct gads_destination *d, const struct bf_batch *batch,
                       struct bf_outcome *outcomes, bool adds, struct bf_error *err) {
   for (size_t i = 0; i < batch->n; i++) outcomes[i] = (struct bf_outcome){BF_OUT_OK, NULL};
   if (!batch->n) return 0;
-  int rc = resolve_keys(d, batch, adds, err);
+  int rc = bf_gcm_resolve_keys(batch, adds, d->col, err);
   if (rc) return rc;
+  if (batch->mapping->n_constants && !d->warned_constants && (d->warned_constants = true))
+    bf_log_warn("sync '%s': constants are not sent to a Customer Match list", batch->sync_name);
   size_t *rec_of_op = bf_xmalloc(batch->n * sizeof *rec_of_op);
   bool *sent = bf_xcalloc(batch->n, sizeof *sent);
   char *job = NULL, *ops_path = NULL;
@@ -466,7 +475,7 @@ static int send_batch(struct gads_destination *d, const struct bf_batch *batch,
     for (; next < batch->n && n_ops < GADS_MAX_OPS_PER_CALL; next++) {
       size_t mark = d->body.len;
       if (n_ops) bf_buf_putc(&d->body, ',');
-      char *reason = write_operation(d, batch, &batch->records[next], adds);
+      char *reason = bf_gcm_write_operation(d->col, batch, &batch->records[next], adds, &d->body);
       if (reason) {
         d->body.len = mark;
         set_outcome(&outcomes[next], BF_OUT_REJECT, reason);
@@ -494,7 +503,7 @@ static int send_batch(struct gads_destination *d, const struct bf_batch *batch,
     if (!res) {
       /* The whole call was refused (400 without partial failure). */
       char msg[240], status[48];
-      google_error(&refused, msg, sizeof msg, status, sizeof status);
+      bf_gcm_google_error(&refused, msg, sizeof msg, status, sizeof status);
       bf_http_scrub(d->http, msg);
       for (size_t i = 0; i < n_ops; i++)
         set_outcome(&outcomes[rec_of_op[i]], BF_OUT_REJECT,
@@ -502,7 +511,7 @@ static int send_batch(struct gads_destination *d, const struct bf_batch *batch,
       bf_http_response_release(&refused);
       continue;
     }
-    partial_failures(res, rec_of_op, n_ops, outcomes);
+    bf_gcm_partial_failures(res, rec_of_op, n_ops, outcomes);
     for (size_t i = 0; i < n_ops; i++)
       if (outcomes[rec_of_op[i]].status == BF_OUT_OK) sent[rec_of_op[i]] = any = true;
     json_decref(res);

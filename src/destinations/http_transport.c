@@ -38,6 +38,7 @@ struct bf_http {
   struct bf_token_bucket bucket;
   double paused_until_ms; /* a server asked us to stop sending until then */
   struct bf_http_stats stats;
+  struct bf_buf attempt_lines; /* scratch for a request's attempt_headers */
 };
 
 static struct bf_http_stats g_totals;
@@ -407,6 +408,7 @@ void bf_http_free(struct bf_http *t) {
   free(t->name);
   free(t->base_url);
   free(t->base_url_shown);
+  bf_buf_release(&t->attempt_lines);
   free(t);
 }
 
@@ -454,7 +456,7 @@ bool bf_http_default_retryable(const struct bf_http_response *r, void *arg) {
 }
 
 bool bf_http_retryable(const struct bf_http *t, const struct bf_http_response *r) {
-  if (r->too_large) return false;
+  if (r->too_large) return t->o.retry_too_large;
   return t->o.retryable ? t->o.retryable(r, t->o.retryable_arg) : bf_http_default_retryable(r, NULL);
 }
 
@@ -539,6 +541,19 @@ static void start_attempt(struct bf_http *t, struct slot *s, size_t idx,
   }
   s->headers = curl_slist_append(s->headers, "Expect:");
   for (const char *const *h = req->headers; h && *h; h++) s->headers = curl_slist_append(s->headers, *h);
+  if (req->attempt_headers) {
+    struct bf_buf *lines = &t->attempt_lines;
+    bf_buf_reset(lines);
+    req->attempt_headers(req, st->attempt + 1, lines);
+    char *line = (char *)bf_buf_cstr(lines);
+    while (*line) {
+      char *nl = strchr(line, '\n');
+      if (nl) *nl = '\0';
+      if (*line) s->headers = curl_slist_append(s->headers, line); /* copied */
+      if (!nl) break;
+      line = nl + 1;
+    }
+  }
   free(s->url);
   s->url = build_url(t, req->path);
   curl_easy_setopt(e, CURLOPT_URL, s->url);
@@ -675,8 +690,8 @@ static void finish_attempt(struct bf_http *t, struct slot *s, CURLcode cc,
   s->busy = false;
   st->in_flight = false;
 
-  bool again = !r->too_large && !req->no_retry && st->attempt <= t->o.max_retries &&
-               bf_http_retryable(t, r);
+  bool again = (!r->too_large || t->o.retry_too_large) && !req->no_retry &&
+               st->attempt <= t->o.max_retries && bf_http_retryable(t, r);
   if (again) {
     long long wait = bf_http_backoff_ms(t->o.retry_base_ms, t->o.retry_max_wait_ms, st->attempt - 1,
                                         r->retry_after_ms);

@@ -74,13 +74,17 @@ struct bf_http_options {
   unsigned max_retries;       /* attempts = 1 + max_retries */
   long long retry_base_ms;    /* first backoff cap; doubles per attempt */
   long long retry_max_wait_ms; /* longest single wait, Retry-After included */
-  size_t max_response_bytes;  /* larger bodies fail the attempt (not retried) */
+  size_t max_response_bytes;  /* larger bodies fail the attempt (final unless retry_too_large) */
   bool insecure;              /* skip TLS verification (warns once) */
   /* Decides whether a finished attempt is sent again. NULL means
    * bf_http_default_retryable. Salesforce, for example, adds its 403
    * REQUEST_LIMIT_EXCEEDED. */
   bool (*retryable)(const struct bf_http_response *resp, void *arg);
   void *retryable_arg;
+  /* An answer larger than max_response_bytes is retried like a dropped
+   * connection instead of being final (the webhook: the receiver may have
+   * applied the batch, so it goes again with the same id). Default false. */
+  bool retry_too_large;
 };
 
 /* Fills o with the transport's defaults and the destination's documented
@@ -148,6 +152,11 @@ struct bf_http_request {
   const char *const *headers; /* NULL-terminated "Name: value" lines, borrowed; may be NULL */
   bool no_retry;            /* one attempt only (e.g. `check`) */
   void *user;               /* for on_done */
+  /* Optional: called just before every attempt of this request goes on the
+   * wire (attempt = 1, 2, ...). It appends header lines for that attempt
+   * only to out, each "Name: value\n": values that must be fresh on every
+   * send, such as a timestamp and a signature over it. */
+  void (*attempt_headers)(const struct bf_http_request *req, unsigned attempt, struct bf_buf *out);
 };
 
 /* Headers the transport keeps from the final answer, by lower-case name. */

@@ -35,6 +35,7 @@
 
 #include "core/log.h"
 #include "core/pii_normalize.h"
+#include "destinations/ads_internal.h"
 #include "destinations/destination.h"
 #include "destinations/http_transport.h"
 
@@ -115,7 +116,7 @@ static void md5(const unsigned char *msg, size_t len, unsigned char out[16]) {
 }
 
 /* Mailchimp's subscriber hash: MD5 hex of the lower-cased email. */
-static void subscriber_hash(const char *email_lower, size_t n, char out[33]) {
+void bf_mc_subscriber_hash(const char *email_lower, size_t n, char out[33]) {
   unsigned char d[16];
   md5((const unsigned char *)email_lower, n, d);
   sodium_bin2hex(out, 33, d, sizeof d);
@@ -132,7 +133,7 @@ static void mc_close(struct bf_destination *d_) {
   free(d);
 }
 
-static bool mc_retryable(const struct bf_http_response *r, void *arg) {
+bool bf_mc_retryable(const struct bf_http_response *r, void *arg) {
   /* Mailchimp sheds load with bare 403s under heavy concurrency; a 403
    * with an "API Key Invalid"-style JSON body is a real refusal. */
   return bf_http_default_retryable(r, arg) ||
@@ -177,7 +178,7 @@ static int mc_open(const struct bf_destination_config *dc, const struct bf_confi
   }
   struct bf_http_options o;
   bf_http_options_defaults(&o, name, base, 0, 1, 4);
-  o.retryable = mc_retryable;
+  o.retryable = bf_mc_retryable;
   if ((rc = bf_http_options_from_params(&o, p, mc_params, what, err))) goto out;
   if (o.max_in_flight > MC_MAX_CONNECTIONS) {
     bf_log_warn("%s: max_in_flight %u lowered to %d (Mailchimp allows 10 connections)", what,
@@ -214,7 +215,7 @@ out:
 }
 
 /* Mailchimp problem JSON: {"title","status","detail"}. */
-static void mc_problem(const struct bf_http_response *r, char *out, size_t cap) {
+void bf_mc_problem(const struct bf_http_response *r, char *out, size_t cap) {
   out[0] = '\0';
   json_t *root = json_loadb(r->body.data ? r->body.data : "", r->body.len, 0, NULL);
   const char *title = json_string_value(json_object_get(root, "title"));
@@ -225,7 +226,7 @@ static void mc_problem(const struct bf_http_response *r, char *out, size_t cap) 
 
 static int unavailable(struct mc_destination *d, struct bf_http_response *r, struct bf_error *err) {
   char msg[240];
-  mc_problem(r, msg, sizeof msg);
+  bf_mc_problem(r, msg, sizeof msg);
   bf_http_scrub(d->http, msg);
   const char *hint;
   if (r->status == 401 || r->status == 403) hint = ": check api_key";
@@ -259,7 +260,7 @@ static void set_outcome(struct bf_outcome *o, enum bf_outcome_status st, char *r
   o->reason = reason;
 }
 
-static int email_column(const struct bf_batch *batch, struct bf_error *err) {
+int bf_mc_email_column(const struct bf_batch *batch, struct bf_error *err) {
   const struct bf_mapping *m = batch->mapping;
   for (size_t i = 0; i < m->n_match; i++)
     if (!strcmp(m->match_names[i], "email_address") || !strcmp(m->match_names[i], "email")) return (int)i;
@@ -269,8 +270,8 @@ static int email_column(const struct bf_batch *batch, struct bf_error *err) {
 
 /* The record's email: trimmed as written into out, lower-cased into lower.
  * Returns NULL or a malloc'd rejection reason. */
-static char *record_email(const struct bf_batch *batch, const struct bf_record *rec, int col,
-                          char out[BF_PII_MAX], char lower[BF_PII_MAX]) {
+char *bf_mc_record_email(const struct bf_batch *batch, const struct bf_record *rec, int col,
+                         char out[BF_PII_MAX], char lower[BF_PII_MAX]) {
   char num[48];
   const char *s = NULL;
   size_t n = 0;
@@ -303,8 +304,9 @@ static bool member_key(const char *name) {
          !strcmp(name, "email_type");
 }
 
-static void write_member(struct mc_destination *d, const struct bf_batch *batch, const struct bf_record *rec,
-                         const char *email, struct bf_buf *b, struct bf_buf *tmp) {
+void bf_mc_write_member(const struct bf_batch *batch, const struct bf_record *rec,
+                        const char *email, const char *default_status, struct bf_buf *b,
+                        struct bf_buf *tmp) {
   const struct bf_mapping *m = batch->mapping;
   bf_buf_puts(b, "{\"email_address\":");
   bf_json_cstr(b, email);
@@ -325,7 +327,7 @@ static void write_member(struct mc_destination *d, const struct bf_batch *batch,
   }
   if (!status_set) {
     bf_buf_puts(b, ",\"status\":");
-    bf_json_cstr(b, d->status);
+    bf_json_cstr(b, default_status);
   }
   bool any_merge = false;
   for (size_t i = 0; i < m->n_fields; i++) {
@@ -373,6 +375,36 @@ static void write_member(struct mc_destination *d, const struct bf_batch *batch,
   bf_buf_putc(b, '}');
 }
 
+void bf_mc_apply_answer(const char *body, size_t len, char (*lower)[BF_PII_MAX], size_t first,
+                        size_t n, struct bf_outcome *outcomes) {
+  json_t *root = json_loadb(body ? body : "", len, 0, NULL);
+  json_t *errors = json_object_get(root, "errors");
+  if (!root || !json_is_array(errors)) {
+    for (size_t i = first; i < first + n; i++)
+      if (outcomes[i].status == BF_OUT_OK)
+        set_outcome(&outcomes[i], BF_OUT_RETRY, bf_xstrdup("Mailchimp: answer without errors[]"));
+    json_decref(root);
+    return;
+  }
+  size_t k;
+  json_t *e;
+  json_array_foreach(errors, k, e) {
+    const char *addr = json_string_value(json_object_get(e, "email_address"));
+    const char *msg = json_string_value(json_object_get(e, "error"));
+    const char *code = json_string_value(json_object_get(e, "error_code"));
+    char al[BF_PII_MAX];
+    const char *why;
+    if (!addr || bf_pii_meta_email(addr, strlen(addr), al, &why) < 0) continue;
+    for (size_t i = first; i < first + n; i++) {
+      if (outcomes[i].status == BF_OUT_OK && !strcmp(lower[i], al)) {
+        set_outcome(&outcomes[i], BF_OUT_REJECT,
+                    bf_xasprintf("Mailchimp: %s%s%s", code ? code : "", code && msg ? ": " : "", msg ? msg : ""));
+      }
+    }
+  }
+  json_decref(root);
+}
+
 struct chunk {
   size_t first, n; /* records [first, first + n) of the batch */
   struct bf_buf body;
@@ -383,7 +415,7 @@ static int mc_push(struct bf_destination *d_, const struct bf_batch *batch, stru
   struct mc_destination *d = (struct mc_destination *)d_;
   for (size_t i = 0; i < batch->n; i++) outcomes[i] = (struct bf_outcome){BF_OUT_OK, NULL};
   if (!batch->n) return 0;
-  int col = email_column(batch, err);
+  int col = bf_mc_email_column(batch, err);
   if (col < 0) return col;
   /* Emails, lower-cased, for matching errors[] back to records. */
   char (*lower)[BF_PII_MAX] = bf_xmalloc(batch->n * sizeof *lower);
@@ -402,13 +434,13 @@ static int mc_push(struct bf_destination *d_, const struct bf_batch *batch, stru
     size_t members = 0;
     for (size_t i = ch->first; i < ch->first + ch->n; i++) {
       char email[BF_PII_MAX];
-      char *reason = record_email(batch, &batch->records[i], col, email, lower[i]);
+      char *reason = bf_mc_record_email(batch, &batch->records[i], col, email, lower[i]);
       if (reason) {
         set_outcome(&outcomes[i], BF_OUT_REJECT, reason);
         continue;
       }
       if (members++) bf_buf_putc(&ch->body, ',');
-      write_member(d, batch, &batch->records[i], email, &ch->body, &tmp);
+      bf_mc_write_member(batch, &batch->records[i], email, d->status, &ch->body, &tmp);
     }
     bf_buf_printf(&ch->body, "],\"update_existing\":%s}", d->update_existing ? "true" : "false");
     if (!members) continue;
@@ -423,38 +455,13 @@ static int mc_push(struct bf_destination *d_, const struct bf_batch *batch, stru
     if (!bf_http_ok(resp)) {
       if ((rc = unavailable(d, resp, err))) break;
       char msg[240];
-      mc_problem(resp, msg, sizeof msg);
+      bf_mc_problem(resp, msg, sizeof msg);
       for (size_t i = ch->first; i < ch->first + ch->n; i++)
         if (outcomes[i].status == BF_OUT_OK)
           set_outcome(&outcomes[i], BF_OUT_REJECT, bf_xasprintf("Mailchimp: HTTP %ld: %s", resp->status, msg));
       continue;
     }
-    json_t *root = json_loadb(resp->body.data ? resp->body.data : "", resp->body.len, 0, NULL);
-    json_t *errors = json_object_get(root, "errors");
-    if (!root || !json_is_array(errors)) {
-      for (size_t i = ch->first; i < ch->first + ch->n; i++)
-        if (outcomes[i].status == BF_OUT_OK)
-          set_outcome(&outcomes[i], BF_OUT_RETRY, bf_xstrdup("Mailchimp: answer without errors[]"));
-      json_decref(root);
-      continue;
-    }
-    size_t k;
-    json_t *e;
-    json_array_foreach(errors, k, e) {
-      const char *addr = json_string_value(json_object_get(e, "email_address"));
-      const char *msg = json_string_value(json_object_get(e, "error"));
-      const char *code = json_string_value(json_object_get(e, "error_code"));
-      char al[BF_PII_MAX];
-      const char *why;
-      if (!addr || bf_pii_meta_email(addr, strlen(addr), al, &why) < 0) continue;
-      for (size_t i = ch->first; i < ch->first + ch->n; i++) {
-        if (outcomes[i].status == BF_OUT_OK && !strcmp(lower[i], al)) {
-          set_outcome(&outcomes[i], BF_OUT_REJECT,
-                      bf_xasprintf("Mailchimp: %s%s%s", code ? code : "", code && msg ? ": " : "", msg ? msg : ""));
-        }
-      }
-    }
-    json_decref(root);
+    bf_mc_apply_answer(resp->body.data, resp->body.len, lower, ch->first, ch->n, outcomes);
   }
 out:
   bf_http_responses_release(resps, n_reqs);
@@ -473,7 +480,7 @@ static int mc_remove(struct bf_destination *d_, const struct bf_batch *batch, st
   struct mc_destination *d = (struct mc_destination *)d_;
   for (size_t i = 0; i < batch->n; i++) outcomes[i] = (struct bf_outcome){BF_OUT_OK, NULL};
   if (!batch->n) return 0;
-  int col = email_column(batch, err);
+  int col = bf_mc_email_column(batch, err);
   if (col < 0) return col;
   struct bf_http_request *reqs = bf_xcalloc(batch->n, sizeof *reqs);
   struct bf_http_response *resps = bf_xcalloc(batch->n, sizeof *resps);
@@ -482,12 +489,12 @@ static int mc_remove(struct bf_destination *d_, const struct bf_batch *batch, st
   int rc = 0;
   for (size_t i = 0; i < batch->n; i++) {
     char email[BF_PII_MAX], lower[BF_PII_MAX], hash[33];
-    char *reason = record_email(batch, &batch->records[i], col, email, lower);
+    char *reason = bf_mc_record_email(batch, &batch->records[i], col, email, lower);
     if (reason) {
       set_outcome(&outcomes[i], BF_OUT_REJECT, reason);
       continue;
     }
-    subscriber_hash(lower, strlen(lower), hash);
+    bf_mc_subscriber_hash(lower, strlen(lower), hash);
     paths[i] = bf_xasprintf("%s/members/%s%s", d->list_path, hash,
                             d->delete_permanent ? "/actions/delete-permanent" : "");
     reqs[n_reqs++] = (struct bf_http_request){.method = d->delete_permanent ? "POST" : "DELETE",
@@ -500,7 +507,7 @@ static int mc_remove(struct bf_destination *d_, const struct bf_batch *batch, st
     if (bf_http_ok(resp) || resp->status == 404) continue; /* 404: already gone */
     if ((rc = unavailable(d, resp, err))) break;
     char msg[240];
-    mc_problem(resp, msg, sizeof msg);
+    bf_mc_problem(resp, msg, sizeof msg);
     set_outcome(&outcomes[i], BF_OUT_REJECT, bf_xasprintf("Mailchimp: HTTP %ld: %s", resp->status, msg));
   }
 out:

@@ -31,19 +31,20 @@
 
 #include "core/log.h"
 #include "core/pii_normalize.h"
+#include "destinations/ads_internal.h"
 #include "destinations/destination.h"
 #include "destinations/http_transport.h"
 
 #define META_MAX_ROWS 10000
 
-struct meta_key {
+struct bf_meta_key {
   const char *name;
   bf_pii_fn normalize;
   bool hashed;
 };
 
 /* Meta's multi-key schema (customer file custom audiences). */
-static const struct meta_key meta_keys[] = {
+static const struct bf_meta_key meta_keys[] = {
     {"EMAIL", bf_pii_meta_email, true},         {"PHONE", bf_pii_meta_phone, true},
     {"FN", bf_pii_meta_name, true},             {"LN", bf_pii_meta_name, true},
     {"FI", bf_pii_meta_first_initial, true},    {"CT", bf_pii_meta_city, true},
@@ -54,6 +55,7 @@ static const struct meta_key meta_keys[] = {
     {"MADID", bf_pii_meta_madid, false},
 };
 #define N_META_KEYS (sizeof meta_keys / sizeof meta_keys[0])
+_Static_assert(N_META_KEYS == BF_META_N_KEYS, "BF_META_N_KEYS counts meta_keys");
 
 static const struct bf_param_spec meta_params[] = {
     BF_HTTP_PARAMS("https://graph.facebook.com"),
@@ -75,18 +77,13 @@ struct meta_destination {
   char *audience_path; /* /v21.0/<audience> */
   struct meta_session add, remove;
   struct bf_buf body;
-  /* Per batch: schema key index per column, row slots, record -> row. */
-  size_t n_cols;
-  const struct meta_key *cols[N_META_KEYS];
-  struct bf_buf cells; /* NUL-terminated cell texts */
-  size_t *cell_off;    /* [row * n_cols + col] -> offset in cells */
-  size_t cell_off_cap;
+  struct bf_meta_rows rows; /* the batch being sent */
   bool warned_constants;
 };
 
-#define CELL(d, row, col) ((d)->cells.data + (d)->cell_off[(row) * (d)->n_cols + (col)])
+#define CELL(t, row, col) ((t)->cells.data + (t)->cell_off[(row) * (t)->n_cols + (col)])
 
-static const struct meta_key *find_key(const char *name) {
+static const struct bf_meta_key *find_key(const char *name) {
   for (size_t i = 0; i < N_META_KEYS; i++)
     if (!strcmp(meta_keys[i].name, name)) return &meta_keys[i];
   return NULL;
@@ -98,9 +95,8 @@ static bool graph_code_transient(long long code) {
          code == 613 || code == 80003 || code == 80004;
 }
 
-/* Reads {"error":{"code":..,"error_subcode":..,"message":..,"is_transient":..}}. */
-static bool graph_error(const char *body, size_t len, long long *code, long long *subcode,
-                        char *msg, size_t msg_cap, bool *transient) {
+bool bf_meta_graph_error(const char *body, size_t len, long long *code, long long *subcode,
+                         char *msg, size_t msg_cap, bool *transient) {
   *code = *subcode = 0;
   *transient = false;
   if (msg_cap) msg[0] = '\0';
@@ -118,16 +114,226 @@ static bool graph_error(const char *body, size_t len, long long *code, long long
   return found;
 }
 
-static bool meta_retryable(const struct bf_http_response *r, void *arg) {
+bool bf_meta_retryable(const struct bf_http_response *r, void *arg) {
   if (bf_http_default_retryable(r, arg)) return true;
   if (r->status < 400 || r->status >= 500) return false;
   long long code, subcode;
   bool transient;
   char msg[8];
-  if (!graph_error(r->body.data, r->body.len, &code, &subcode, msg, sizeof msg, &transient))
+  if (!bf_meta_graph_error(r->body.data, r->body.len, &code, &subcode, msg, sizeof msg, &transient))
     return false;
   return transient || graph_code_transient(code);
 }
+
+/* ---- rows: schema, normalisation, payload ----------------------------- */
+
+int bf_meta_rows_schema(struct bf_meta_rows *t, const struct bf_batch *batch, bool adds,
+                        struct bf_error *err) {
+  const struct bf_mapping *m = batch->mapping;
+  size_t n = m->n_match + (adds ? m->n_fields : 0);
+  t->n_cols = 0;
+  for (size_t i = 0; i < n; i++) {
+    const char *name = i < m->n_match ? m->match_names[i] : m->field_names[i - m->n_match];
+    const struct bf_meta_key *k = find_key(name);
+    if (!k) {
+      char known[256] = "";
+      for (size_t j = 0; j < N_META_KEYS; j++) {
+        if (j) strncat(known, ", ", sizeof known - strlen(known) - 1);
+        strncat(known, meta_keys[j].name, sizeof known - strlen(known) - 1);
+      }
+      return bf_error_set(err, BF_E_CONFIG,
+                          "sync '%s': '%s' is not a Meta audience schema key (known: %s)",
+                          batch->sync_name, name, known);
+    }
+    for (size_t j = 0; j < t->n_cols; j++)
+      if (t->cols[j] == k)
+        return bf_error_set(err, BF_E_CONFIG, "sync '%s': schema key '%s' is mapped twice",
+                            batch->sync_name, name);
+    t->cols[t->n_cols++] = k;
+  }
+  if (!t->n_cols)
+    return bf_error_set(err, BF_E_CONFIG, "sync '%s': no Meta schema key is mapped", batch->sync_name);
+  return 0;
+}
+
+void bf_meta_rows_reset(struct bf_meta_rows *t, size_t n) {
+  if (t->cell_off_cap < n * t->n_cols) {
+    t->cell_off_cap = n * t->n_cols;
+    t->cell_off = bf_xrealloc(t->cell_off, t->cell_off_cap * sizeof *t->cell_off);
+  }
+  bf_buf_reset(&t->cells);
+  bf_buf_reserve(&t->cells, n * t->n_cols * BF_PII_SHA256_HEX);
+}
+
+const char *bf_meta_rows_cell(const struct bf_meta_rows *t, size_t row, size_t col) {
+  return CELL(t, row, col);
+}
+
+const char *bf_meta_rows_key(const struct bf_meta_rows *t, size_t col) { return t->cols[col]->name; }
+
+void bf_meta_rows_release(struct bf_meta_rows *t) {
+  if (t->cells.data) sodium_memzero(t->cells.data, t->cells.cap);
+  bf_buf_release(&t->cells);
+  free(t->cell_off);
+  t->cell_off = NULL;
+  t->cell_off_cap = 0;
+}
+
+/* Text of a match value from a record's match JSON (deletes). */
+static bool json_text(json_t *v, char *buf, size_t cap, const char **s, size_t *n) {
+  if (json_is_string(v)) {
+    *s = json_string_value(v);
+    *n = json_string_length(v);
+    return true;
+  }
+  struct bf_value bv = {.type = BF_NULL};
+  if (json_is_integer(v)) bv = (struct bf_value){.type = BF_INT, .u.i = json_integer_value(v)};
+  else if (json_is_real(v)) bv = (struct bf_value){.type = BF_FLOAT, .u.f = json_real_value(v)};
+  else if (json_is_boolean(v)) bv = (struct bf_value){.type = BF_BOOL, .u.i = json_is_true(v)};
+  return bf_pii_value_text(&bv, buf, cap, s, n);
+}
+
+char *bf_meta_rows_add(struct bf_meta_rows *t, const struct bf_batch *batch,
+                       const struct bf_record *rec, size_t row) {
+  const struct bf_mapping *m = batch->mapping;
+  json_t *match = NULL;
+  if (!rec->values) match = json_loadb(rec->match_json, rec->match_json_len, 0, NULL);
+  size_t rewind = t->cells.len;
+  char *reason = NULL;
+  size_t filled = 0;
+  for (size_t c = 0; c < t->n_cols; c++) {
+    char num[48], text[BF_PII_MAX];
+    const char *s = NULL;
+    size_t n = 0;
+    bool present;
+    if (rec->values) present = bf_pii_value_text(&rec->values[c], num, sizeof num, &s, &n);
+    else if (c < m->n_match)
+      present = json_text(json_object_get(match, m->match_names[c]), num, sizeof num, &s, &n);
+    else present = false;
+    const struct bf_meta_key *k = t->cols[c];
+    const char *why = NULL;
+    int rc = 0;
+    text[0] = '\0';
+    if (present) {
+      rc = k->hashed ? bf_pii_normalize_hash(k->normalize, s, n, text, &why)
+                     : (k->normalize(s, n, text, &why) < 0 ? -1 : 0);
+      if (rc) {
+        /* Blank text is a missing value, not an invalid one. */
+        size_t b = 0;
+        while (b < n && (s[b] == ' ' || s[b] == '\t' || s[b] == '\r' || s[b] == '\n')) b++;
+        if (b < n) {
+          reason = bf_xasprintf("%s: %s", k->name, why);
+          break;
+        }
+        text[0] = '\0';
+      } else {
+        filled++;
+      }
+    }
+    t->cell_off[row * t->n_cols + c] = t->cells.len;
+    bf_buf_append(&t->cells, text, strlen(text) + 1);
+  }
+  json_decref(match);
+  if (!reason && !filled) reason = bf_xstrdup("no identifier: every mapped Meta key is empty");
+  if (reason) t->cells.len = rewind;
+  return reason;
+}
+
+static void set_outcome(struct bf_outcome *o, enum bf_outcome_status st, char *reason) {
+  free(o->reason);
+  o->status = st;
+  o->reason = reason;
+}
+
+/* Maps invalid_entry_samples back to the rows holding the sampled value. */
+static size_t reject_samples(const struct bf_meta_rows *t, json_t *samples, const size_t *row_of,
+                             size_t n_records, struct bf_outcome *outcomes) {
+  size_t rejected = 0;
+  const char *value;
+  json_t *why;
+  json_object_foreach(samples, value, why) {
+    const char *reason = json_string_value(why);
+    for (size_t i = 0; i < n_records; i++) {
+      if (row_of[i] == (size_t)-1 || outcomes[i].status != BF_OUT_OK) continue;
+      for (size_t c = 0; c < t->n_cols; c++) {
+        if (!strcmp(CELL(t, row_of[i], c), value)) {
+          set_outcome(&outcomes[i], BF_OUT_REJECT,
+                      bf_xasprintf("Meta: invalid %s entry: %s", t->cols[c]->name,
+                                   reason ? reason : "invalid"));
+          rejected++;
+          break;
+        }
+      }
+    }
+  }
+  return rejected;
+}
+
+void bf_meta_write_payload(const struct bf_meta_rows *t, size_t n_rows, struct bf_buf *b) {
+  bf_buf_puts(b, "{\"payload\":{\"schema\":");
+  if (t->n_cols == 1) {
+    bf_json_cstr(b, t->cols[0]->name); /* single key: a string, as Meta's examples */
+  } else {
+    bf_buf_putc(b, '[');
+    for (size_t c = 0; c < t->n_cols; c++) {
+      if (c) bf_buf_putc(b, ',');
+      bf_json_cstr(b, t->cols[c]->name);
+    }
+    bf_buf_putc(b, ']');
+  }
+  bf_buf_puts(b, ",\"data\":[");
+  bf_buf_reserve(b, n_rows * t->n_cols * 68);
+  for (size_t r = 0; r < n_rows; r++) {
+    if (r) bf_buf_putc(b, ',');
+    bf_buf_putc(b, '[');
+    for (size_t c = 0; c < t->n_cols; c++) {
+      if (c) bf_buf_putc(b, ',');
+      const char *cell = CELL(t, r, c);
+      if (t->cols[c]->hashed) { /* hex only: no escaping needed */
+        bf_buf_putc(b, '"');
+        bf_buf_puts(b, cell);
+        bf_buf_putc(b, '"');
+      } else {
+        bf_json_cstr(b, cell);
+      }
+    }
+    bf_buf_putc(b, ']');
+  }
+  bf_buf_puts(b, "]}");
+}
+
+void bf_meta_write_session(struct bf_buf *b, uint64_t session_id, unsigned batch_seq, bool last) {
+  bf_buf_printf(b, ",\"session\":{\"session_id\":%llu,\"batch_seq\":%u,\"last_batch_flag\":%s}}",
+                (unsigned long long)session_id, batch_seq, last ? "true" : "false");
+}
+
+void bf_meta_apply_answer(const char *dest_name, const struct bf_meta_rows *t, const char *body,
+                          size_t len, const size_t *row_of, size_t n_records, size_t n_rows,
+                          struct bf_outcome *outcomes) {
+  json_t *root = json_loadb(body ? body : "", len, 0, NULL);
+  json_t *received = root ? json_object_get(root, "num_received") : NULL;
+  long long n_received = json_is_integer(received) ? json_integer_value(received) : -1;
+  long long n_invalid = json_integer_value(json_object_get(root, "num_invalid_entries"));
+  if (n_received != (long long)n_rows) {
+    /* We cannot tell which rows Meta took: send them all again (adds and
+     * removes are idempotent). */
+    char *why = bf_xasprintf("Meta answered num_received %lld for %zu rows", n_received, n_rows);
+    bf_log_warn("destination '%s': %s; the batch will be sent again", dest_name, why);
+    for (size_t i = 0; i < n_records; i++)
+      if (row_of[i] != (size_t)-1) set_outcome(&outcomes[i], BF_OUT_RETRY, bf_xstrdup(why));
+    free(why);
+  } else if (n_invalid > 0) {
+    json_t *samples = json_object_get(root, "invalid_entry_samples");
+    size_t named = json_is_object(samples) ? reject_samples(t, samples, row_of, n_records, outcomes) : 0;
+    if ((long long)named < n_invalid)
+      bf_log_warn("destination '%s': Meta found %lld invalid entries and named %zu; the others "
+                  "count as sent",
+                  dest_name, n_invalid, named);
+  }
+  json_decref(root);
+}
+
+/* ---- the destination --------------------------------------------------- */
 
 static void meta_close(struct bf_destination *d_) {
   struct meta_destination *d = (struct meta_destination *)d_;
@@ -136,9 +342,7 @@ static void meta_close(struct bf_destination *d_) {
   free(d->users_path);
   free(d->audience_path);
   bf_buf_release(&d->body);
-  if (d->cells.data) sodium_memzero(d->cells.data, d->cells.cap);
-  bf_buf_release(&d->cells);
-  free(d->cell_off);
+  bf_meta_rows_release(&d->rows);
   free(d);
 }
 
@@ -170,7 +374,7 @@ static int meta_open(const struct bf_destination_config *dc, const struct bf_con
   /* Meta's custom_audience limits are per ad account per hour (business use
    * case); 10 calls/s of 10,000 rows stays well inside them. */
   bf_http_options_defaults(&o, name, "https://graph.facebook.com", 10, 10, 4);
-  o.retryable = meta_retryable;
+  o.retryable = bf_meta_retryable;
   if ((rc = bf_http_options_from_params(&o, p, meta_params, what, err))) goto out;
   if (!(d->http = bf_http_new(&o, err))) {
     rc = err->code ? err->code : BF_E_DESTINATION;
@@ -197,7 +401,7 @@ static int unavailable(struct meta_destination *d, struct bf_http_response *r, s
   long long code, subcode;
   bool transient;
   char msg[200];
-  bool graph = graph_error(r->body.data, r->body.len, &code, &subcode, msg, sizeof msg, &transient);
+  bool graph = bf_meta_graph_error(r->body.data, r->body.len, &code, &subcode, msg, sizeof msg, &transient);
   bf_http_scrub(d->http, msg);
   const char *hint = "";
   if (r->status == 401 || code == 190) hint = ": the access token is invalid or expired";
@@ -227,173 +431,15 @@ static int meta_check(struct bf_destination *d_, struct bf_error *err) {
   return rc;
 }
 
-/* Text of a match value from a record's match JSON (deletes). */
-static bool json_text(json_t *v, char *buf, size_t cap, const char **s, size_t *n) {
-  if (json_is_string(v)) {
-    *s = json_string_value(v);
-    *n = json_string_length(v);
-    return true;
-  }
-  struct bf_value bv = {.type = BF_NULL};
-  if (json_is_integer(v)) bv = (struct bf_value){.type = BF_INT, .u.i = json_integer_value(v)};
-  else if (json_is_real(v)) bv = (struct bf_value){.type = BF_FLOAT, .u.f = json_real_value(v)};
-  else if (json_is_boolean(v)) bv = (struct bf_value){.type = BF_BOOL, .u.i = json_is_true(v)};
-  return bf_pii_value_text(&bv, buf, cap, s, n);
-}
-
-static void set_outcome(struct bf_outcome *o, enum bf_outcome_status st, char *reason) {
-  free(o->reason);
-  o->status = st;
-  o->reason = reason;
-}
-
-/* Resolves the batch's schema: match keys, then (for adds) field keys. */
-static int resolve_schema(struct meta_destination *d, const struct bf_batch *batch, bool adds,
-                          struct bf_error *err) {
-  const struct bf_mapping *m = batch->mapping;
-  size_t n = m->n_match + (adds ? m->n_fields : 0);
-  d->n_cols = 0;
-  for (size_t i = 0; i < n; i++) {
-    const char *name = i < m->n_match ? m->match_names[i] : m->field_names[i - m->n_match];
-    const struct meta_key *k = find_key(name);
-    if (!k) {
-      char known[256] = "";
-      for (size_t j = 0; j < N_META_KEYS; j++) {
-        if (j) strncat(known, ", ", sizeof known - strlen(known) - 1);
-        strncat(known, meta_keys[j].name, sizeof known - strlen(known) - 1);
-      }
-      return bf_error_set(err, BF_E_CONFIG,
-                          "sync '%s': '%s' is not a Meta audience schema key (known: %s)",
-                          batch->sync_name, name, known);
-    }
-    for (size_t j = 0; j < d->n_cols; j++)
-      if (d->cols[j] == k)
-        return bf_error_set(err, BF_E_CONFIG, "sync '%s': schema key '%s' is mapped twice",
-                            batch->sync_name, name);
-    d->cols[d->n_cols++] = k;
-  }
-  if (!d->n_cols)
-    return bf_error_set(err, BF_E_CONFIG, "sync '%s': no Meta schema key is mapped", batch->sync_name);
-  if (m->n_constants && !d->warned_constants && (d->warned_constants = true))
-    bf_log_warn("sync '%s': constants are not sent to a Meta audience", batch->sync_name);
-  return 0;
-}
-
-/* Normalises and hashes one record into the cells of `row`. Returns NULL
- * or a malloc'd rejection reason (then the row's cells are dropped). */
-static char *build_row(struct meta_destination *d, const struct bf_batch *batch,
-                       const struct bf_record *rec, size_t row) {
-  const struct bf_mapping *m = batch->mapping;
-  json_t *match = NULL;
-  if (!rec->values) match = json_loadb(rec->match_json, rec->match_json_len, 0, NULL);
-  size_t rewind = d->cells.len;
-  char *reason = NULL;
-  size_t filled = 0;
-  for (size_t c = 0; c < d->n_cols; c++) {
-    char num[48], text[BF_PII_MAX];
-    const char *s = NULL;
-    size_t n = 0;
-    bool present;
-    if (rec->values) present = bf_pii_value_text(&rec->values[c], num, sizeof num, &s, &n);
-    else if (c < m->n_match)
-      present = json_text(json_object_get(match, m->match_names[c]), num, sizeof num, &s, &n);
-    else present = false;
-    const struct meta_key *k = d->cols[c];
-    const char *why = NULL;
-    int rc = 0;
-    text[0] = '\0';
-    if (present) {
-      rc = k->hashed ? bf_pii_normalize_hash(k->normalize, s, n, text, &why)
-                     : (k->normalize(s, n, text, &why) < 0 ? -1 : 0);
-      if (rc) {
-        /* Blank text is a missing value, not an invalid one. */
-        size_t t = 0;
-        while (t < n && (s[t] == ' ' || s[t] == '\t' || s[t] == '\r' || s[t] == '\n')) t++;
-        if (t < n) {
-          reason = bf_xasprintf("%s: %s", k->name, why);
-          break;
-        }
-        text[0] = '\0';
-      } else {
-        filled++;
-      }
-    }
-    d->cell_off[row * d->n_cols + c] = d->cells.len;
-    bf_buf_append(&d->cells, text, strlen(text) + 1);
-  }
-  json_decref(match);
-  if (!reason && !filled) reason = bf_xstrdup("no identifier: every mapped Meta key is empty");
-  if (reason) d->cells.len = rewind;
-  return reason;
-}
-
-/* Maps invalid_entry_samples back to the rows holding the sampled value. */
-static size_t reject_samples(struct meta_destination *d, json_t *samples, const size_t *row_of,
-                             size_t n_records, struct bf_outcome *outcomes) {
-  size_t rejected = 0;
-  const char *value;
-  json_t *why;
-  json_object_foreach(samples, value, why) {
-    const char *reason = json_string_value(why);
-    for (size_t i = 0; i < n_records; i++) {
-      if (row_of[i] == (size_t)-1 || outcomes[i].status != BF_OUT_OK) continue;
-      for (size_t c = 0; c < d->n_cols; c++) {
-        if (!strcmp(CELL(d, row_of[i], c), value)) {
-          set_outcome(&outcomes[i], BF_OUT_REJECT,
-                      bf_xasprintf("Meta: invalid %s entry: %s", d->cols[c]->name,
-                                   reason ? reason : "invalid"));
-          rejected++;
-          break;
-        }
-      }
-    }
-  }
-  return rejected;
-}
-
-static void write_body(struct meta_destination *d, size_t n_rows, struct meta_session *session) {
-  struct bf_buf *b = &d->body;
-  bf_buf_reset(b);
-  bf_buf_puts(b, "{\"payload\":{\"schema\":");
-  if (d->n_cols == 1) {
-    bf_json_cstr(b, d->cols[0]->name); /* single key: a string, as Meta's examples */
-  } else {
-    bf_buf_putc(b, '[');
-    for (size_t c = 0; c < d->n_cols; c++) {
-      if (c) bf_buf_putc(b, ',');
-      bf_json_cstr(b, d->cols[c]->name);
-    }
-    bf_buf_putc(b, ']');
-  }
-  bf_buf_puts(b, ",\"data\":[");
-  bf_buf_reserve(b, n_rows * d->n_cols * 68);
-  for (size_t r = 0; r < n_rows; r++) {
-    if (r) bf_buf_putc(b, ',');
-    bf_buf_putc(b, '[');
-    for (size_t c = 0; c < d->n_cols; c++) {
-      if (c) bf_buf_putc(b, ',');
-      const char *cell = CELL(d, r, c);
-      if (d->cols[c]->hashed) { /* hex only: no escaping needed */
-        bf_buf_putc(b, '"');
-        bf_buf_puts(b, cell);
-        bf_buf_putc(b, '"');
-      } else {
-        bf_json_cstr(b, cell);
-      }
-    }
-    bf_buf_putc(b, ']');
-  }
-  session->seq++;
-  bf_buf_printf(b, "]},\"session\":{\"session_id\":%llu,\"batch_seq\":%u,\"last_batch_flag\":false}}",
-                (unsigned long long)session->id, session->seq);
-}
-
 static int send_batch(struct meta_destination *d, const struct bf_batch *batch,
                       struct bf_outcome *outcomes, bool adds, struct bf_error *err) {
   for (size_t i = 0; i < batch->n; i++) outcomes[i] = (struct bf_outcome){BF_OUT_OK, NULL};
   if (!batch->n) return 0;
-  int rc = resolve_schema(d, batch, adds, err);
+  struct bf_meta_rows *t = &d->rows;
+  int rc = bf_meta_rows_schema(t, batch, adds, err);
   if (rc) return rc;
+  if (batch->mapping->n_constants && !d->warned_constants && (d->warned_constants = true))
+    bf_log_warn("sync '%s': constants are not sent to a Meta audience", batch->sync_name);
   if (batch->n > META_MAX_ROWS) {
     /* The runner never sends more than max_batch; split anyway. */
     struct bf_batch part = *batch;
@@ -404,16 +450,11 @@ static int send_batch(struct meta_destination *d, const struct bf_batch *batch,
     }
     return rc;
   }
-  if (d->cell_off_cap < batch->n * d->n_cols) {
-    d->cell_off_cap = batch->n * d->n_cols;
-    d->cell_off = bf_xrealloc(d->cell_off, d->cell_off_cap * sizeof *d->cell_off);
-  }
-  bf_buf_reset(&d->cells);
-  bf_buf_reserve(&d->cells, batch->n * d->n_cols * BF_PII_SHA256_HEX);
+  bf_meta_rows_reset(t, batch->n);
   size_t *row_of = bf_xmalloc(batch->n * sizeof *row_of);
   size_t n_rows = 0;
   for (size_t i = 0; i < batch->n; i++) {
-    char *reason = build_row(d, batch, &batch->records[i], n_rows);
+    char *reason = bf_meta_rows_add(t, batch, &batch->records[i], n_rows);
     if (reason) {
       set_outcome(&outcomes[i], BF_OUT_REJECT, reason);
       row_of[i] = (size_t)-1;
@@ -423,7 +464,9 @@ static int send_batch(struct meta_destination *d, const struct bf_batch *batch,
   }
   if (!n_rows) goto out;
   struct meta_session *session = adds ? &d->add : &d->remove;
-  write_body(d, n_rows, session);
+  bf_buf_reset(&d->body);
+  bf_meta_write_payload(t, n_rows, &d->body);
+  bf_meta_write_session(&d->body, session->id, ++session->seq, false);
   struct bf_http_request req = {.method = adds ? "POST" : "DELETE", .path = d->users_path,
                                 .body = d->body.data, .body_len = d->body.len};
   struct bf_http_response resp;
@@ -435,7 +478,7 @@ static int send_batch(struct meta_destination *d, const struct bf_batch *batch,
     long long code, subcode;
     bool transient;
     char msg[300];
-    graph_error(resp.body.data, resp.body.len, &code, &subcode, msg, sizeof msg, &transient);
+    bf_meta_graph_error(resp.body.data, resp.body.len, &code, &subcode, msg, sizeof msg, &transient);
     bf_http_scrub(d->http, msg);
     for (size_t i = 0; i < batch->n; i++)
       if (row_of[i] != (size_t)-1)
@@ -443,29 +486,8 @@ static int send_batch(struct meta_destination *d, const struct bf_batch *batch,
                     bf_xasprintf("Meta: HTTP %ld, code %lld: %s", resp.status, code, msg[0] ? msg : "refused"));
     goto release;
   }
-  json_t *root = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, NULL);
-  json_t *received = root ? json_object_get(root, "num_received") : NULL;
-  long long n_received = json_is_integer(received) ? json_integer_value(received) : -1;
-  long long n_invalid = json_integer_value(json_object_get(root, "num_invalid_entries"));
-  if (n_received != (long long)n_rows) {
-    /* We cannot tell which rows Meta took: send them all again (adds and
-     * removes are idempotent). */
-    char *why = bf_xasprintf("Meta answered num_received %lld for %zu rows", n_received, n_rows);
-    bf_log_warn("destination '%s': %s; the batch will be sent again", d->base.name, why);
-    for (size_t i = 0; i < batch->n; i++)
-      if (row_of[i] != (size_t)-1) set_outcome(&outcomes[i], BF_OUT_RETRY, bf_xstrdup(why));
-    free(why);
-  } else if (n_invalid > 0) {
-    json_t *samples = json_object_get(root, "invalid_entry_samples");
-    size_t named = json_is_object(samples)
-                       ? reject_samples(d, samples, row_of, batch->n, outcomes)
-                       : 0;
-    if ((long long)named < n_invalid)
-      bf_log_warn("destination '%s': Meta found %lld invalid entries and named %zu; the others "
-                  "count as sent",
-                  d->base.name, n_invalid, named);
-  }
-  json_decref(root);
+  bf_meta_apply_answer(d->base.name, t, resp.body.data, resp.body.len, row_of, batch->n, n_rows,
+                       outcomes);
 release:
   bf_http_response_release(&resp);
 out:

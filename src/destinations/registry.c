@@ -15,6 +15,7 @@ const struct bf_destination_type *const bf_destination_types[] = {
     &bf_destination_google_customer_match,
     &bf_destination_mailchimp,
     &bf_destination_braze,
+    &bf_destination_klaviyo,
     NULL,
 };
 

@@ -1,43 +1,81 @@
 /* webhook: POSTs batches of records as JSON, signed per Standard Webhooks
- * (design.md §3). The webhook-id stays the same on every retry of a batch,
- * so the receiver can use it as its idempotency key.
+ * (design.md §3), over the shared HTTP transport (http_transport.h): one
+ * keep-alive connection per request in flight, up to max_in_flight of them.
  *
- * Receiver answers: any 2xx accepts the batch; a JSON body
+ * A push (the runner's batch) is cut into POSTs of the sync's batch_size
+ * records (DEFAULT_POST_RECORDS when the sync sets none), sent concurrently.
+ * Each POST has its own webhook-id (= the body's batch_id), the same on
+ * every retry of that POST, so the receiver can use it as its idempotency
+ * key; webhook-timestamp and webhook-signature are made afresh for every
+ * attempt (the transport's attempt_headers hook).
+ *
+ * Receiver answers: any 2xx accepts the POST; a JSON body
  * {"results":[{"status":"ok"|"rejected"|"retry","reason":"..."}...]} with one
- * entry per record, in order, gives per-record outcomes. 429, 408 and 5xx are
- * retried with exponential backoff and full jitter, honouring Retry-After; 413
- * splits the batch; 401/403/404/410 stop the run (destination unavailable);
- * other 4xx reject the whole batch with the receiver's reason. */
-#include <ctype.h>
+ * entry per record, in order, gives per-record outcomes. 429, 408, 5xx,
+ * timeouts, dropped connections and answers over MAX_RESPONSE_BYTES are
+ * retried by the transport with exponential backoff and full jitter,
+ * honouring Retry-After up to retry_max_wait; 413 splits the POST in
+ * halves; 401/403/404/410 and 3xx stop the run (destination unavailable);
+ * other 4xx reject the POST's records with the receiver's reason. */
 #include <string.h>
 #include <time.h>
 
-#include <curl/curl.h>
 #include <jansson.h>
 #include <sodium.h>
 
 #include "core/log.h"
 #include "destinations/destination.h"
+#include "destinations/http_transport.h"
 
 #define MAX_RESPONSE_BYTES (8u << 20) /* a hostile receiver cannot make us eat memory */
+#define DEFAULT_POST_RECORDS 500      /* records per POST when the sync sets no batch_size */
+#define DEFAULT_IN_FLIGHT 4           /* the max_in_flight default below */
+
+/* One POST: records [off, off + n) of the batch being pushed. */
+struct post {
+  struct webhook_destination *d;
+  size_t off, n;
+  char id[40];         /* "msg_" + 32 hex: webhook-id and batch_id */
+  char id_header[64];  /* "webhook-id: msg_..." */
+  const char *headers[2];
+  struct bf_buf body;  /* reused from push to push */
+};
+
+struct range {
+  size_t off, n;
+};
+
+struct ranges {
+  struct range *items;
+  size_t n, cap;
+};
+
+struct sync_post_size {
+  char *sync;
+  size_t records; /* the sync's batch_size; 0 = DEFAULT_POST_RECORDS */
+};
 
 struct webhook_destination {
   struct bf_destination base;
-  char *url;
+  struct bf_http *http;
+  char *url;       /* as configured: may hold credentials, never printed */
   char *url_shown; /* without credentials or query string */
   unsigned char key[64];
   size_t key_len; /* 0 = unsigned */
-  long long timeout_ms, retry_base_ms, retry_max_wait_ms;
-  long long max_retries;
-  CURL *curl;
-  struct curl_slist *headers;
-  struct bf_buf body, tmp, response;
-  char retry_after[64];
+  struct sync_post_size *syncs; /* syncs to this destination */
+  size_t n_syncs;
+  struct post *posts; /* pool, one per POST of a round */
+  size_t n_posts;
+  struct bf_buf tmp;
 };
 
 static const struct bf_param_spec webhook_params[] = {
     {"url", BF_PARAM_STRING, NULL, true, false, "http(s) URL the batches are POSTed to"},
     {"signing_secret", BF_PARAM_STRING, NULL, false, true, "whsec_<base64> secret for webhook-signature"},
+    {"max_in_flight", BF_PARAM_INT, "4", false, false,
+     "POSTs on the wire at once (1-256), each of the sync's batch_size records (default 500). "
+     "A sync without batch_size is handed 2000 records at a time (4 POSTs); one with "
+     "batch_size, one POST at a time (docs/decisions.md)"},
     {"timeout", BF_PARAM_DURATION, "30s", false, false, "time allowed for one request"},
     {"max_retries", BF_PARAM_INT, "6", false, false, "retries of a batch on 429/5xx/timeouts"},
     {"retry_base", BF_PARAM_DURATION, "500ms", false, false, "first backoff; doubles each retry"},
@@ -47,38 +85,19 @@ static const struct bf_param_spec webhook_params[] = {
     {NULL, 0, NULL, false, false, NULL},
 };
 
-/* Strips user:password@ and ?query so a URL can be shown in errors. */
-static char *redact_url(const char *url) {
-  const char *scheme_end = strstr(url, "://");
-  const char *host = scheme_end ? scheme_end + 3 : url;
-  const char *path = host + strcspn(host, "/?#");
-  const char *at = memchr(host, '@', (size_t)(path - host));
-  if (at) host = at + 1;
-  size_t path_len = strcspn(path, "?#");
-  return bf_xasprintf("%.*s%.*s%.*s%s", scheme_end ? (int)(scheme_end + 3 - url) : 0, url,
-                      (int)(path - host), host, (int)path_len, path, path[path_len] ? "?…" : "");
-}
-
-static size_t on_body(char *p, size_t size, size_t n, void *arg) {
-  struct webhook_destination *d = arg;
-  size_t len = size * n;
-  if (d->response.len + len > MAX_RESPONSE_BYTES) return 0; /* aborts the transfer */
-  bf_buf_append(&d->response, p, len);
-  return len;
-}
-
-static size_t on_header(char *p, size_t size, size_t n, void *arg) {
-  struct webhook_destination *d = arg;
-  size_t len = size * n;
-  if (len > 12 && strncasecmp(p, "retry-after:", 12) == 0) {
-    const char *v = p + 12;
-    while (*v == ' ') v++;
-    size_t vl = strcspn(v, "\r\n");
-    if (vl >= sizeof d->retry_after) vl = sizeof d->retry_after - 1;
-    memcpy(d->retry_after, v, vl);
-    d->retry_after[vl] = '\0';
-  }
-  return len;
+static void webhook_close(struct bf_destination *d_) {
+  struct webhook_destination *d = (struct webhook_destination *)d_;
+  if (!d) return;
+  bf_http_free(d->http);
+  for (size_t i = 0; i < d->n_posts; i++) bf_buf_release(&d->posts[i].body);
+  free(d->posts);
+  for (size_t i = 0; i < d->n_syncs; i++) free(d->syncs[i].sync);
+  free(d->syncs);
+  bf_buf_release(&d->tmp);
+  sodium_memzero(d->key, sizeof d->key);
+  free(d->url);
+  free(d->url_shown);
+  free(d);
 }
 
 static int webhook_open(const struct bf_destination_config *dc, const struct bf_config *cfg,
@@ -87,7 +106,7 @@ static int webhook_open(const struct bf_destination_config *dc, const struct bf_
   struct webhook_destination *d = bf_xcalloc(1, sizeof *d);
   int rc = 0;
   d->url = bf_xstrdup(bf_params_str(p, webhook_params, "url"));
-  d->url_shown = redact_url(d->url);
+  d->url_shown = bf_http_redact_url(d->url);
   const struct bf_node *url_node = bf_node_get(p, "url");
   if (strncmp(d->url, "http://", 7) != 0 && strncmp(d->url, "https://", 8) != 0) {
     rc = bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: destination '%s': url must start with http:// or https://",
@@ -109,55 +128,67 @@ static int webhook_open(const struct bf_destination_config *dc, const struct bf_
     }
     d->key_len = key_len;
   }
-  d->timeout_ms = bf_params_duration_ms(p, webhook_params, "timeout");
-  d->retry_base_ms = bf_params_duration_ms(p, webhook_params, "retry_base");
-  d->retry_max_wait_ms = bf_params_duration_ms(p, webhook_params, "retry_max_wait");
-  d->max_retries = bf_params_int(p, webhook_params, "max_retries");
-  d->curl = curl_easy_init();
-  if (!d->curl) {
-    rc = bf_error_set(err, BF_E_DESTINATION, "destination '%s': cannot initialise libcurl", dc->name);
+  long long in_flight = bf_params_int(p, webhook_params, "max_in_flight");
+  if (in_flight < 1 || in_flight > 256) {
+    const struct bf_node *n = bf_node_get(p, "max_in_flight");
+    rc = bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: destination '%s': max_in_flight must be from 1 to 256",
+                      n->loc.file, n->loc.line, n->loc.col, dc->name);
     goto fail;
   }
-  d->headers = curl_slist_append(d->headers, "Content-Type: application/json");
-  d->headers = curl_slist_append(d->headers, "Expect:"); /* no 100-continue round trip */
+  /* Records per POST: each sync's batch_size, looked up by the sync name a
+   * batch carries. */
+  for (size_t i = 0; cfg && i < cfg->n_syncs; i++) {
+    const struct bf_sync_config *s = &cfg->syncs[i];
+    if (strcmp(s->destination, dc->name) != 0) continue;
+    d->syncs = bf_xrealloc(d->syncs, (d->n_syncs + 1) * sizeof *d->syncs);
+    d->syncs[d->n_syncs++] = (struct sync_post_size){bf_xstrdup(s->name),
+                                                     s->batch_size > 0 ? (size_t)s->batch_size : 0};
+  }
+
+  /* The transport's name starts its log lines and the insecure warning. */
+  char *name = bf_xasprintf("destination '%s'", dc->name);
+  struct bf_http_options o;
+  bf_http_options_defaults(&o, name, d->url, 0 /* no rate limit */, 1, (unsigned)in_flight);
+  o.timeout_ms = bf_params_duration_ms(p, webhook_params, "timeout");
+  o.connect_timeout_ms = o.timeout_ms < 10000 ? o.timeout_ms : 10000;
+  o.max_retries = (unsigned)bf_params_int(p, webhook_params, "max_retries");
+  o.retry_base_ms = bf_params_duration_ms(p, webhook_params, "retry_base");
+  o.retry_max_wait_ms = bf_params_duration_ms(p, webhook_params, "retry_max_wait");
+  o.max_response_bytes = MAX_RESPONSE_BYTES;
+  o.retry_too_large = true; /* the POST may have landed: send it again, same webhook-id */
+  o.insecure = bf_params_bool(p, webhook_params, "insecure");
+  d->http = bf_http_new(&o, err);
+  free(name);
+  if (!d->http) {
+    rc = err ? err->code : BF_E_DESTINATION;
+    goto fail;
+  }
+  /* Header values are secrets: scrubbed from every message, a receiver's
+   * quoted answer included. */
   const struct bf_node *extra = bf_node_get(p, "headers");
   for (size_t i = 0; extra && i < extra->n; i++) {
     if (extra->items[i]->kind != BF_NODE_SCALAR) continue;
     char *h = bf_xasprintf("%s: %s", extra->keys[i], extra->items[i]->scalar);
-    d->headers = curl_slist_append(d->headers, h);
+    bf_http_add_header(d->http, h, true);
     free(h);
   }
-  curl_easy_setopt(d->curl, CURLOPT_URL, d->url);
-  curl_easy_setopt(d->curl, CURLOPT_POST, 1L);
-  curl_easy_setopt(d->curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(d->curl, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(d->curl, CURLOPT_TCP_NODELAY, 1L);
-  curl_easy_setopt(d->curl, CURLOPT_FOLLOWLOCATION, 0L); /* 3xx is a failure (spec) */
-  curl_easy_setopt(d->curl, CURLOPT_TIMEOUT_MS, (long)d->timeout_ms);
-  curl_easy_setopt(d->curl, CURLOPT_CONNECTTIMEOUT_MS, (long)(d->timeout_ms < 10000 ? d->timeout_ms : 10000));
-  curl_easy_setopt(d->curl, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(d->curl, CURLOPT_WRITEDATA, d);
-  curl_easy_setopt(d->curl, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(d->curl, CURLOPT_HEADERDATA, d);
-  curl_easy_setopt(d->curl, CURLOPT_USERAGENT, "backflow/0.1");
-#if LIBCURL_VERSION_NUM >= 0x075500
-  curl_easy_setopt(d->curl, CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-  curl_easy_setopt(d->curl, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-  if (bf_params_bool(p, webhook_params, "insecure")) {
-    bf_log_warn("destination '%s': TLS verification is off (insecure: true)", dc->name);
-    curl_easy_setopt(d->curl, CURLOPT_SSL_VERIFYPEER, 0L);
-    curl_easy_setopt(d->curl, CURLOPT_SSL_VERIFYHOST, 0L);
+  /* So are the URL's user:password@ (registered by the transport) and the
+   * values in its query string, which often carry a token. */
+  const char *q = strchr(d->url, '?');
+  while (q) {
+    const char *v = q + 1 + strcspn(q + 1, "=&#");
+    const char *end = v + strcspn(v, "&#");
+    if (*v == '=' && end - v > 1) {
+      char *value = bf_xstrndup(v + 1, (size_t)(end - v - 1));
+      bf_http_add_secret(d->http, value);
+      free(value);
+    }
+    q = *end == '&' ? end : NULL;
   }
   *out = &d->base;
   return 0;
 fail:
-  curl_slist_free_all(d->headers);
-  if (d->curl) curl_easy_cleanup(d->curl);
-  free(d->url);
-  free(d->url_shown);
-  free(d);
+  webhook_close(&d->base);
   return rc;
 }
 
@@ -176,36 +207,18 @@ void bf_webhook_signature(const unsigned char *key, size_t key_len, const char *
   snprintf(out, cap, "v1,%s", b64);
 }
 
-static void sign(struct webhook_destination *d, const char *id, long long ts, char *out, size_t cap) {
-  char sig[96];
-  bf_webhook_signature(d->key, d->key_len, id, ts, d->body.data, d->body.len, sig, sizeof sig);
-  snprintf(out, cap, "webhook-signature: %s", sig);
-}
-
-/* Milliseconds to wait before the next attempt. */
-static long long backoff_ms(struct webhook_destination *d, unsigned attempt) {
-  if (d->retry_after[0]) {
-    char *end;
-    long long secs = strtoll(d->retry_after, &end, 10);
-    long long ms;
-    if (end != d->retry_after && *end == '\0') {
-      ms = secs * 1000;
-    } else {
-      struct tm tm = {0};
-      if (strptime(d->retry_after, "%a, %d %b %Y %H:%M:%S GMT", &tm)) ms = (timegm(&tm) - time(NULL)) * 1000LL;
-      else ms = d->retry_base_ms;
-    }
-    if (ms < 0) ms = 0;
-    return ms < d->retry_max_wait_ms ? ms : d->retry_max_wait_ms;
-  }
-  long long cap = d->retry_base_ms << (attempt < 20 ? attempt : 20);
-  if (cap > d->retry_max_wait_ms) cap = d->retry_max_wait_ms;
-  return (long long)randombytes_uniform((uint32_t)(cap > 0 ? cap : 1) + 1); /* full jitter */
-}
-
-static void sleep_ms(long long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0) {
+/* Called by the transport before every attempt of a POST: a fresh
+ * timestamp, and the signature over it (webhook-id stays in the fixed
+ * headers). */
+static void attempt_headers(const struct bf_http_request *req, unsigned attempt, struct bf_buf *out) {
+  (void)attempt;
+  const struct post *p = req->user;
+  long long ts = (long long)time(NULL);
+  bf_buf_printf(out, "webhook-timestamp: %lld\n", ts);
+  if (p->d->key_len) {
+    char sig[96];
+    bf_webhook_signature(p->d->key, p->d->key_len, p->id, ts, req->body, req->body_len, sig, sizeof sig);
+    bf_buf_printf(out, "webhook-signature: %s\n", sig);
   }
 }
 
@@ -254,139 +267,149 @@ out:
   json_decref(root);
 }
 
-/* Fills outcomes from a 2xx response. */
-static void parse_results(struct webhook_destination *d, size_t n, struct bf_outcome *outcomes) {
-  char *ctype = NULL;
-  curl_easy_getinfo(d->curl, CURLINFO_CONTENT_TYPE, &ctype);
-  bf_webhook_parse_results(d->base.name, d->url_shown, ctype, d->response.data, d->response.len,
-                           n, outcomes);
+static void ranges_add(struct ranges *r, size_t off, size_t n) {
+  if (r->n == r->cap) {
+    r->cap = r->cap ? 2 * r->cap : 16;
+    r->items = bf_xrealloc(r->items, r->cap * sizeof *r->items);
+  }
+  r->items[r->n++] = (struct range){off, n};
 }
 
-static int post_batch(struct webhook_destination *d, const struct bf_batch *batch,
-                      struct bf_outcome *outcomes, struct bf_error *err);
-
-static int split_batch(struct webhook_destination *d, const struct bf_batch *batch,
-                       struct bf_outcome *outcomes, struct bf_error *err) {
-  struct bf_batch half = *batch;
-  half.n = batch->n / 2;
-  int rc = post_batch(d, &half, outcomes, err);
-  if (rc) return rc;
-  half.records = batch->records + half.n;
-  half.n = batch->n - half.n;
-  return post_batch(d, &half, outcomes + batch->n / 2, err);
+/* Records per POST for a batch of this sync. */
+static size_t post_records(const struct webhook_destination *d, const char *sync) {
+  for (size_t i = 0; i < d->n_syncs; i++)
+    if (sync && !strcmp(d->syncs[i].sync, sync) && d->syncs[i].records) return d->syncs[i].records;
+  return DEFAULT_POST_RECORDS;
 }
 
-static int post_batch(struct webhook_destination *d, const struct bf_batch *batch,
-                      struct bf_outcome *outcomes, struct bf_error *err) {
+/* Builds the body of p (records [off, off + n) of batch) under a new id. */
+static void build_post(struct webhook_destination *d, struct post *p, const struct bf_batch *batch,
+                       struct range rg) {
+  p->d = d;
+  p->off = rg.off;
+  p->n = rg.n;
   unsigned char raw_id[16];
   randombytes_buf(raw_id, sizeof raw_id);
-  char id[40] = "msg_";
-  sodium_bin2hex(id + 4, sizeof id - 4, raw_id, sizeof raw_id);
+  memcpy(p->id, "msg_", 4);
+  sodium_bin2hex(p->id + 4, sizeof p->id - 4, raw_id, sizeof raw_id);
+  snprintf(p->id_header, sizeof p->id_header, "webhook-id: %s", p->id);
+  p->headers[0] = p->id_header;
+  p->headers[1] = NULL;
 
-  bf_buf_reset(&d->body);
-  bf_buf_puts(&d->body, "{\"sync\":");
-  bf_json_cstr(&d->body, batch->sync_name);
-  bf_buf_puts(&d->body, ",\"batch_id\":\"");
-  bf_buf_puts(&d->body, id);
-  bf_buf_puts(&d->body, "\",\"records\":[");
-  for (size_t i = 0; i < batch->n; i++) {
-    if (i) bf_buf_putc(&d->body, ',');
-    bf_record_json(batch, &batch->records[i], &d->body, &d->tmp);
+  struct bf_buf *b = &p->body;
+  bf_buf_reset(b);
+  bf_buf_puts(b, "{\"sync\":");
+  bf_json_cstr(b, batch->sync_name);
+  bf_buf_puts(b, ",\"batch_id\":\"");
+  bf_buf_puts(b, p->id);
+  bf_buf_puts(b, "\",\"records\":[");
+  for (size_t i = rg.off; i < rg.off + rg.n; i++) {
+    if (i > rg.off) bf_buf_putc(b, ',');
+    bf_record_json(batch, &batch->records[i], b, &d->tmp);
   }
-  bf_buf_puts(&d->body, "]}");
+  bf_buf_puts(b, "]}");
+}
 
-  char last_error[256] = "";
-  for (unsigned attempt = 0; attempt <= (unsigned)d->max_retries; attempt++) {
-    long long ts = (long long)time(NULL);
-    char h_id[64], h_ts[64], h_sig[128];
-    snprintf(h_id, sizeof h_id, "webhook-id: %s", id);
-    snprintf(h_ts, sizeof h_ts, "webhook-timestamp: %lld", ts);
-    struct curl_slist *headers = NULL;
-    for (struct curl_slist *h = d->headers; h; h = h->next) headers = curl_slist_append(headers, h->data);
-    headers = curl_slist_append(headers, h_id);
-    headers = curl_slist_append(headers, h_ts);
-    if (d->key_len) {
-      sign(d, id, ts, h_sig, sizeof h_sig);
-      headers = curl_slist_append(headers, h_sig);
-    }
-    curl_easy_setopt(d->curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(d->curl, CURLOPT_POSTFIELDS, d->body.data);
-    curl_easy_setopt(d->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)d->body.len);
-    bf_buf_reset(&d->response);
-    d->retry_after[0] = '\0';
-    CURLcode cc = curl_easy_perform(d->curl);
-    curl_slist_free_all(headers);
-    long status = 0;
-    if (cc == CURLE_OK) curl_easy_getinfo(d->curl, CURLINFO_RESPONSE_CODE, &status);
-
-    if (cc != CURLE_OK) {
-      snprintf(last_error, sizeof last_error, "%s", curl_easy_strerror(cc));
-    } else if (status >= 200 && status < 300) {
-      parse_results(d, batch->n, outcomes);
-      return 0;
-    } else if (status == 413 && batch->n > 1) {
-      return split_batch(d, batch, outcomes, err);
-    } else if (status == 401 || status == 403 || status == 404 || status == 410 ||
-               (status >= 300 && status < 400)) {
-      return bf_error_set(err, BF_E_DESTINATION, "destination '%s' (%s): HTTP %ld%s", d->base.name,
-                          d->url_shown, status,
-                          status == 401 || status == 403 ? ": check the signing secret and headers"
-                          : status == 410              ? ": the receiver says the endpoint is gone"
-                                                       : "");
-    } else if (status >= 400 && status < 500 && status != 408 && status != 429) {
-      size_t shown = d->response.len < 200 ? d->response.len : 200;
-      char *reason = bf_xasprintf("HTTP %ld: %.*s", status, (int)shown, d->response.data ? d->response.data : "");
-      for (size_t i = 0; i < batch->n; i++)
-        outcomes[i] = (struct bf_outcome){BF_OUT_REJECT, bf_xstrdup(reason)};
-      free(reason);
-      return 0;
-    } else {
-      snprintf(last_error, sizeof last_error, "HTTP %ld", status);
-    }
-    if (attempt == (unsigned)d->max_retries) break;
-    long long wait = backoff_ms(d, attempt);
-    bf_log_info("destination '%s': %s; retry %u/%lld of batch %s in %lld ms", d->base.name,
-                last_error, attempt + 1, d->max_retries, id, wait);
-    sleep_ms(wait);
+/* The final answer to one POST -> its records' outcomes, halves to send
+ * again (413), or the error that stops the run. */
+static int judge(struct webhook_destination *d, const struct post *p, struct bf_http_response *r,
+                 struct bf_outcome *outcomes, struct ranges *again, struct bf_error *err) {
+  long status = r->status;
+  struct bf_outcome *out = outcomes ? outcomes + p->off : NULL;
+  if (bf_http_ok(r) && !r->too_large) {
+    bf_webhook_parse_results(d->base.name, d->url_shown, r->content_type, r->body.data, r->body.len,
+                             p->n, out);
+    return 0;
   }
-  return bf_error_set(err, BF_E_DESTINATION, "destination '%s' (%s): %s after %lld attempts",
-                      d->base.name, d->url_shown, last_error, d->max_retries + 1);
+  if (status == 413 && p->n > 1) {
+    ranges_add(again, p->off, p->n / 2);
+    ranges_add(again, p->off + p->n / 2, p->n - p->n / 2);
+    return 0;
+  }
+  if (status == 401 || status == 403 || status == 404 || status == 410 || (status >= 300 && status < 400))
+    return bf_error_set(err, BF_E_DESTINATION, "destination '%s' (%s): HTTP %ld%s", d->base.name,
+                        d->url_shown, status,
+                        status == 401 || status == 403 ? ": check the signing secret and headers"
+                        : status == 410              ? ": the receiver says the endpoint is gone"
+                                                     : "");
+  if (!r->too_large && !bf_http_retryable(d->http, r) && status >= 400 && status < 500) {
+    size_t shown = r->body.len < 200 ? r->body.len : 200;
+    char *reason = bf_xasprintf("HTTP %ld: %.*s", status, (int)shown, r->body.data ? r->body.data : "");
+    bf_http_scrub(d->http, reason);
+    for (size_t i = 0; i < p->n; i++) out[i] = (struct bf_outcome){BF_OUT_REJECT, bf_xstrdup(reason)};
+    free(reason);
+    return 0;
+  }
+  /* 429, 408, 5xx, no answer or an oversized one, after the retries. */
+  return bf_error_set(err, BF_E_DESTINATION, "destination '%s' (%s): %s", d->base.name, d->url_shown,
+                      r->error[0] ? r->error : "no usable answer");
+}
+
+/* POSTs batch as POSTs of `per_post` records, max_in_flight at a time, and
+ * fills outcomes[batch->n] (NULL for the empty check batch). */
+static int send_batch(struct webhook_destination *d, const struct bf_batch *batch, size_t per_post,
+                      bool one_attempt, struct bf_outcome *outcomes, struct bf_error *err) {
+  struct ranges todo = {0}, next = {0};
+  if (batch->n == 0) ranges_add(&todo, 0, 0); /* `check`: one empty, valid delivery */
+  for (size_t off = 0; off < batch->n; off += per_post)
+    ranges_add(&todo, off, batch->n - off < per_post ? batch->n - off : per_post);
+  int rc = 0;
+  while (todo.n > 0 && rc == 0) {
+    if (d->n_posts < todo.n) {
+      d->posts = bf_xrealloc(d->posts, todo.n * sizeof *d->posts);
+      memset(d->posts + d->n_posts, 0, (todo.n - d->n_posts) * sizeof *d->posts);
+      d->n_posts = todo.n;
+    }
+    struct bf_http_request *reqs = bf_xcalloc(todo.n, sizeof *reqs);
+    struct bf_http_response *resps = bf_xcalloc(todo.n, sizeof *resps);
+    for (size_t i = 0; i < todo.n; i++) {
+      struct post *p = &d->posts[i];
+      build_post(d, p, batch, todo.items[i]);
+      reqs[i] = (struct bf_http_request){.method = "POST",
+                                         .path = d->url, /* absolute: used as it is */
+                                         .body = p->body.data,
+                                         .body_len = p->body.len,
+                                         .headers = p->headers,
+                                         .no_retry = one_attempt,
+                                         .user = p,
+                                         .attempt_headers = attempt_headers};
+    }
+    rc = bf_http_perform(d->http, reqs, resps, todo.n, NULL, NULL, err);
+    next.n = 0;
+    for (size_t i = 0; i < todo.n && rc == 0; i++)
+      rc = judge(d, &d->posts[i], &resps[i], outcomes, &next, err);
+    bf_http_responses_release(resps, todo.n);
+    free(resps);
+    free(reqs);
+    struct ranges swap = todo;
+    todo = next;
+    next = swap;
+  }
+  free(todo.items);
+  free(next.items);
+  return rc;
 }
 
 static int webhook_push(struct bf_destination *d_, const struct bf_batch *batch,
                         struct bf_outcome *outcomes, struct bf_error *err) {
-  return post_batch((struct webhook_destination *)d_, batch, outcomes, err);
+  struct webhook_destination *d = (struct webhook_destination *)d_;
+  return send_batch(d, batch, post_records(d, batch->sync_name), false, outcomes, err);
 }
 
 static int webhook_check(struct bf_destination *d_, struct bf_error *err) {
-  /* An empty batch is a valid, side-effect-free delivery. */
+  /* An empty batch is a valid, side-effect-free delivery; one attempt. */
   struct webhook_destination *d = (struct webhook_destination *)d_;
   struct bf_batch empty = {.sync_name = "backflow-check", .n = 0};
-  long long saved = d->max_retries;
-  d->max_retries = 0;
-  int rc = post_batch(d, &empty, NULL, err);
-  d->max_retries = saved;
-  return rc;
-}
-
-static void webhook_close(struct bf_destination *d_) {
-  struct webhook_destination *d = (struct webhook_destination *)d_;
-  curl_easy_cleanup(d->curl);
-  curl_slist_free_all(d->headers);
-  bf_buf_release(&d->body);
-  bf_buf_release(&d->tmp);
-  bf_buf_release(&d->response);
-  sodium_memzero(d->key, sizeof d->key);
-  free(d->url);
-  free(d->url_shown);
-  free(d);
+  return send_batch(d, &empty, DEFAULT_POST_RECORDS, true, NULL, err);
 }
 
 const struct bf_destination_type bf_destination_webhook = {
     .name = "webhook",
     .params = webhook_params,
     .max_batch = 10000,
-    .default_batch = 500,
+    /* POSTs of DEFAULT_POST_RECORDS, DEFAULT_IN_FLIGHT at once. A sync's own
+     * batch_size is the runner's batch as it is: one POST per push. */
+    .default_batch = DEFAULT_POST_RECORDS * DEFAULT_IN_FLIGHT,
     .needs_identifier_for_delete = true,
     .open = webhook_open,
     .check = webhook_check,

@@ -674,6 +674,96 @@ fail:
   return rc;
 }
 
+/* ---- parameterised lookups (`backflow forget`): the result at once ----- */
+
+struct pg_result_cursor {
+  struct bf_cursor base;
+  struct pg_source *src;
+  PGresult *res;
+  enum col_kind *kinds;
+  int row;
+};
+
+static int pg_result_next(struct bf_cursor *cur_, struct bf_rowbuf *rb, struct bf_error *err) {
+  struct pg_result_cursor *cur = (struct pg_result_cursor *)cur_;
+  int nt = PQntuples(cur->res);
+  while (cur->row < nt && rb->nrows < rb->cap_rows) {
+    struct bf_value *row = rb->values + rb->nrows * rb->ncols;
+    for (size_t c = 0; c < rb->ncols; c++) {
+      if (PQgetisnull(cur->res, cur->row, (int)c)) {
+        row[c].type = BF_NULL;
+        continue;
+      }
+      put_value(rb, &row[c], cur->kinds[c], PQgetvalue(cur->res, cur->row, (int)c),
+                (size_t)PQgetlength(cur->res, cur->row, (int)c));
+    }
+    rb->nrows++;
+    cur->row++;
+  }
+  return (int)rb->nrows;
+}
+
+static void pg_result_free(struct bf_cursor *cur_) {
+  struct pg_result_cursor *cur = (struct pg_result_cursor *)cur_;
+  PQclear(cur->res);
+  rollback(cur->src); /* ends the read-only transaction */
+  cur->src->busy = false;
+  bf_cursor_release_names(&cur->base);
+  free(cur->kinds);
+  free(cur);
+}
+
+static const struct bf_cursor_ops pg_result_ops = {pg_result_next, pg_result_free};
+
+static int pg_query_params(struct bf_source *src_, const char *sql, const char *const *params,
+                           size_t nparams, struct bf_cursor **out, struct bf_error *err) {
+  struct pg_source *src = (struct pg_source *)src_;
+  if (src->busy) BF_BUG("postgres source: one query at a time");
+  size_t n = strlen(sql);
+  while (n && (isspace((unsigned char)sql[n - 1]) || sql[n - 1] == ';')) n--;
+  if (n == 0) return bf_error_set(err, BF_E_WAREHOUSE, "the SQL is empty");
+  char *body = bf_xstrndup(sql, n);
+  PGresult *res = NULL;
+  int rc = pg_command(src, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", "starting a transaction", err);
+  if (rc) goto fail;
+  if (src->statement_timeout_ms > 0) {
+    char q[64];
+    snprintf(q, sizeof q, "SET LOCAL statement_timeout = %lld", src->statement_timeout_ms);
+    if ((rc = pg_command(src, q, "setting statement_timeout", err))) goto fail;
+  }
+  res = PQexecParams(src->conn, body, (int)nparams, NULL, params, NULL, NULL, 0);
+  if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+    rc = pg_fail(src, res, "running the query", err);
+    goto fail;
+  }
+  int ncols = PQnfields(res);
+  if (ncols == 0) {
+    rc = bf_error_set(err, BF_E_WAREHOUSE, "warehouse '%s': the SQL returns no columns (a SELECT is needed)",
+                      src->base.name);
+    goto fail;
+  }
+  struct pg_result_cursor *cur = bf_xcalloc(1, sizeof *cur);
+  cur->base.ops = &pg_result_ops;
+  cur->base.ncols = (size_t)ncols;
+  cur->base.column_names = bf_xcalloc((size_t)ncols, sizeof(char *));
+  cur->kinds = bf_xcalloc((size_t)ncols, sizeof *cur->kinds);
+  for (int i = 0; i < ncols; i++) {
+    cur->base.column_names[i] = bf_xstrdup(PQfname(res, i));
+    cur->kinds[i] = kind_of(PQftype(res, i));
+  }
+  cur->src = src;
+  cur->res = res;
+  src->busy = true;
+  free(body);
+  *out = &cur->base;
+  return 0;
+fail:
+  PQclear(res);
+  rollback(src);
+  free(body);
+  return rc;
+}
+
 static void pg_close(struct bf_source *src_) {
   struct pg_source *src = (struct pg_source *)src_;
   PQfinish(src->conn);
@@ -720,4 +810,5 @@ const struct bf_source_type bf_source_postgres = {
     .open = pg_open,
     .query = pg_query,
     .close = pg_close,
+    .query_params = pg_query_params,
 };

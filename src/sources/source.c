@@ -88,6 +88,14 @@ int bf_source_query(struct bf_source *src, const char *sql, struct bf_cursor **o
   return src->type->query(src, sql, out, err);
 }
 
+int bf_source_query_params(struct bf_source *src, const char *sql, const char *const *params,
+                           size_t nparams, struct bf_cursor **out, struct bf_error *err) {
+  if (!src->type->query_params)
+    return bf_error_set(err, BF_E_WAREHOUSE, "warehouse '%s' (%s) cannot run parameterised queries",
+                        src->name, src->type->name);
+  return src->type->query_params(src, sql, params, nparams, out, err);
+}
+
 void bf_cursor_free(struct bf_cursor *cur) {
   if (cur) cur->ops->free(cur);
 }

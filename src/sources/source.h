@@ -58,6 +58,12 @@ struct bf_source_type {
   int (*query)(struct bf_source *src, const char *sql, struct bf_cursor **out,
                struct bf_error *err);
   void (*close)(struct bf_source *src);
+  /* Optional (NULL when the type has none): like query, with text values
+   * bound to the parameters $1..$n of sql (SQLite and PostgreSQL both read
+   * $N). For small lookups (`backflow forget`): the result is expected to be
+   * a few rows, and PostgreSQL reads it at once rather than by COPY. */
+  int (*query_params)(struct bf_source *src, const char *sql, const char *const *params,
+                      size_t nparams, struct bf_cursor **out, struct bf_error *err);
 };
 struct bf_source {
   const struct bf_source_type *type;
@@ -71,6 +77,10 @@ int bf_source_open(const struct bf_warehouse_config *wh, const struct bf_config 
 void bf_source_close(struct bf_source *src);
 int bf_source_query(struct bf_source *src, const char *sql, struct bf_cursor **out,
                     struct bf_error *err);
+/* Parameterised query (see query_params); a type without it is an error
+ * naming the warehouse. */
+int bf_source_query_params(struct bf_source *src, const char *sql, const char *const *params,
+                           size_t nparams, struct bf_cursor **out, struct bf_error *err);
 void bf_cursor_free(struct bf_cursor *cur);
 /* Frees column names: for cursor implementations. */
 void bf_cursor_release_names(struct bf_cursor *cur);

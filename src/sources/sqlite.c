@@ -1,5 +1,6 @@
 /* SQLite warehouse: the embedded one for laptops and the demo. Rows are
  * stepped one at a time from a prepared statement, never materialised. */
+#include <stdio.h>
 #include <string.h>
 
 #include <sqlite3.h>
@@ -141,6 +142,28 @@ static int sqlite_query(struct bf_source *src_, const char *sql, struct bf_curso
   return 0;
 }
 
+/* The query of sqlite_query, with params bound to $1..$n. */
+static int sqlite_query_params(struct bf_source *src_, const char *sql, const char *const *params,
+                               size_t nparams, struct bf_cursor **out, struct bf_error *err) {
+  struct sqlite_source *src = (struct sqlite_source *)src_;
+  int rc = sqlite_query(src_, sql, out, err);
+  if (rc) return rc;
+  struct sqlite_cursor *cur = (struct sqlite_cursor *)*out;
+  for (size_t i = 0; i < nparams; i++) {
+    char name[24];
+    snprintf(name, sizeof name, "$%zu", i + 1);
+    int idx = sqlite3_bind_parameter_index(cur->stmt, name);
+    if (idx == 0 || sqlite3_bind_text(cur->stmt, idx, params[i], -1, SQLITE_TRANSIENT) != SQLITE_OK) {
+      rc = bf_error_set(err, BF_E_WAREHOUSE, "binding parameter %s: %s", name,
+                        idx ? sqlite3_errmsg(src->db) : "not in the SQL");
+      bf_cursor_free(*out);
+      *out = NULL;
+      return rc;
+    }
+  }
+  return 0;
+}
+
 static void sqlite_close(struct bf_source *src_) {
   struct sqlite_source *src = (struct sqlite_source *)src_;
   sqlite3_close(src->db);
@@ -159,4 +182,5 @@ const struct bf_source_type bf_source_sqlite = {
     .open = sqlite_open,
     .query = sqlite_query,
     .close = sqlite_close,
+    .query_params = sqlite_query_params,
 };
