@@ -19,13 +19,16 @@ static const char *str(json_t *o, const char *k) {
 
 static void print_entry(json_t *e) {
   const char *event = str(e, "event");
-  printf("%s  request %lld  ", str(e, "time"), (long long)json_integer_value(json_object_get(e, "request")));
+  printf("%s  request %lld  ", str(e, "time"),
+         (long long)json_integer_value(json_object_get(e, "request")));
   if (!strcmp(event, "request")) {
     printf("erasure requested: %s%s%s, keyed hash %s\n", str(e, "kind"),
-           json_object_get(e, "model") ? " of model " : "", str(e, "model"), str(e, "identifier_hash"));
+           json_object_get(e, "model") ? " of model " : "", str(e, "model"),
+           str(e, "identifier_hash"));
   } else if (!strcmp(event, "sync")) {
-    printf("%s%s -> %s (%s): %s, %lld found, %lld deleted", json_is_true(json_object_get(e, "retry")) ? "retry: " : "",
-           str(e, "sync"), str(e, "destination"), str(e, "destination_type"), str(e, "status"),
+    printf("%s%s -> %s (%s): %s, %lld found, %lld deleted",
+           json_is_true(json_object_get(e, "retry")) ? "retry: " : "", str(e, "sync"),
+           str(e, "destination"), str(e, "destination_type"), str(e, "status"),
            (long long)json_integer_value(json_object_get(e, "found")),
            (long long)json_integer_value(json_object_get(e, "deleted")));
     if (json_is_string(json_object_get(e, "reason"))) printf(" (%s)", str(e, "reason"));
@@ -36,7 +39,8 @@ static void print_entry(json_t *e) {
 }
 
 int bf_cmd_audit(struct bf_cli *cli, struct bf_error *err) {
-  const char *usage = "audit [--request N | --email ADDR | --phone NUM | --key MODEL=VALUE] [--json]";
+  const char *usage =
+      "audit [--request N | --email ADDR | --phone NUM | --key MODEL=VALUE] [--json]";
   const char *request = bf_cli_option(cli, "--request");
   const char *email = bf_cli_option(cli, "--email");
   const char *phone = bf_cli_option(cli, "--phone");
@@ -57,7 +61,9 @@ int bf_cmd_audit(struct bf_cli *cli, struct bf_error *err) {
   char hash[33] = "";
   bool by_person = email || phone || key;
   if (by_person) {
-    struct bf_forget_options o = {.kind = email ? BF_FORGET_EMAIL : phone ? BF_FORGET_PHONE : BF_FORGET_KEY,
+    struct bf_forget_options o = {.kind = email   ? BF_FORGET_EMAIL
+                                          : phone ? BF_FORGET_PHONE
+                                                  : BF_FORGET_KEY,
                                   .value = email ? email : phone};
     char *model = NULL;
     if (key) {
@@ -80,7 +86,8 @@ int bf_cmd_audit(struct bf_cli *cli, struct bf_error *err) {
   int status = 0;
   json_t *entries = json_array();
   if (bf_read_file(path, &data, &len) < 0 && errno != ENOENT) {
-    status = bf_code_exit_status(bf_error_set(err, BF_E_STATE, "%s: cannot read: %s", path, strerror(errno)));
+    status = bf_code_exit_status(
+        bf_error_set(err, BF_E_STATE, "%s: cannot read: %s", path, strerror(errno)));
     goto out;
   }
   /* Lines in file order; a line a crash tore is skipped. */
@@ -88,18 +95,22 @@ int bf_cmd_audit(struct bf_cli *cli, struct bf_error *err) {
     unsigned char *nl = memchr(data + off, '\n', len - off);
     size_t end = nl ? (size_t)(nl - data) : len;
     json_t *e = json_loadb((const char *)data + off, end - off, 0, NULL);
-    bool keep = json_is_object(e) && (!only || json_integer_value(json_object_get(e, "request")) == only);
+    bool keep =
+        json_is_object(e) && (!only || json_integer_value(json_object_get(e, "request")) == only);
     if (keep && by_person) keep = hash[0] && !strcmp(str(e, "identifier_hash"), hash);
-    if (keep && key) keep = !strncmp(key, str(e, "model"), strlen(str(e, "model"))) &&
-                            key[strlen(str(e, "model"))] == '=';
+    if (keep && key)
+      keep = !strncmp(key, str(e, "model"), strlen(str(e, "model"))) &&
+             key[strlen(str(e, "model"))] == '=';
     if (keep)
       json_array_append_new(entries, e);
-    else json_decref(e);
+    else
+      json_decref(e);
     off = end + 1;
   }
   /* Newest first. */
   json_t *rev = json_array();
-  for (size_t i = json_array_size(entries); i-- > 0;) json_array_append(rev, json_array_get(entries, i));
+  for (size_t i = json_array_size(entries); i-- > 0;)
+    json_array_append(rev, json_array_get(entries, i));
   json_decref(entries);
   entries = rev;
   size_t pending_items = 0, pending_requests = 0;

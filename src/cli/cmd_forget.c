@@ -47,7 +47,8 @@ int bf_cmd_forget(struct bf_cli *cli, struct bf_error *err) {
   }
   int given = !!email + !!phone + !!key + !!retry;
   if (given != 1 || cli->argc != 0)
-    return bf_error_set(err, BF_E_USAGE, "name one person: --email, --phone or --key (or --retry)"), 2;
+    return bf_error_set(err, BF_E_USAGE, "name one person: --email, --phone or --key (or --retry)"),
+           2;
   struct bf_project *p = NULL;
   if (bf_cli_project(cli, &p, err)) return bf_code_exit_status(err->code);
   int status = 0;

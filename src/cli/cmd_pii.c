@@ -74,8 +74,8 @@ static int cmp_u64(const void *a, const void *b) {
 
 struct dest_use {
   const char *field;
-  const char *role;   /* match | field */
-  const char *policy; /* allow | hash | drop: what is done */
+  const char *role;       /* match | field */
+  const char *policy;     /* allow | hash | drop: what is done */
   const char *configured; /* pii_policy as written, when it does not apply */
 };
 
@@ -86,11 +86,13 @@ static size_t uses_of(const struct bf_sync_config *s, const char *column, struct
     if (strcmp(s->match.items[i].value, column)) continue;
     /* A match value identifies the record: it is sent as it is. */
     bool ignored = configured && strcmp(configured, "allow");
-    out[n++] = (struct dest_use){s->match.items[i].key, "match", "allow", ignored ? configured : NULL};
+    out[n++] =
+        (struct dest_use){s->match.items[i].key, "match", "allow", ignored ? configured : NULL};
   }
   for (size_t i = 0; i < s->fields.n; i++) {
     if (strcmp(s->fields.items[i].value, column)) continue;
-    out[n++] = (struct dest_use){s->fields.items[i].key, "field", configured ? configured : "allow", NULL};
+    out[n++] =
+        (struct dest_use){s->fields.items[i].key, "field", configured ? configured : "allow", NULL};
   }
   return n;
 }
@@ -123,8 +125,10 @@ int bf_cmd_pii(struct bf_cli *cli, struct bf_error *err) {
     if (access(dir, F_OK) == 0) {
       struct bf_state *st = NULL;
       struct bf_error serr = {0};
-      if (bf_state_open(dir, false, &st, &serr) == 0) records = (long long)bf_state_count(st);
-      else fprintf(stderr, "backflow pii: %s\n", serr.msg);
+      if (bf_state_open(dir, false, &st, &serr) == 0)
+        records = (long long)bf_state_count(st);
+      else
+        fprintf(stderr, "backflow pii: %s\n", serr.msg);
       bf_state_free(st);
       char *vp = bf_xasprintf("%s/vault.bin", dir);
       vault = vault_entries(vp);
@@ -143,16 +147,22 @@ int bf_cmd_pii(struct bf_cli *cli, struct bf_error *err) {
     bf_buf_puts(&out, ",\"mode\":");
     bf_json_cstr(&out, bf_sync_mode_name(s->mode));
     bf_buf_puts(&out, ",\"records\":");
-    if (records >= 0) bf_buf_printf(&out, "%lld", records);
-    else bf_buf_puts(&out, "null");
+    if (records >= 0)
+      bf_buf_printf(&out, "%lld", records);
+    else
+      bf_buf_puts(&out, "null");
     bf_buf_puts(&out, ",\"vault\":");
-    if (vault >= 0) bf_buf_printf(&out, "{\"entries\":%lld}", vault);
-    else bf_buf_puts(&out, "null");
+    if (vault >= 0)
+      bf_buf_printf(&out, "{\"entries\":%lld}", vault);
+    else
+      bf_buf_puts(&out, "null");
     if (!cli->json) {
       printf("%s: model %s -> %s (%s), mode %s, ", s->name, m->name, dc->name, dc->type,
              bf_sync_mode_name(s->mode));
-      if (records >= 0) printf("%lld record(s) at the destination\n", records);
-      else printf("never ran\n");
+      if (records >= 0)
+        printf("%lld record(s) at the destination\n", records);
+      else
+        printf("never ran\n");
     }
     bf_buf_puts(&out, ",\"pii\":[");
     struct dest_use *uses = bf_xcalloc(s->match.n + s->fields.n + 1, sizeof *uses);
@@ -187,8 +197,9 @@ int bf_cmd_pii(struct bf_cli *cli, struct bf_error *err) {
         if (n == 0) printf("not mapped: never leaves the warehouse");
         for (size_t k = 0; k < n; k++) {
           const char *how = !strcmp(uses[k].policy, "allow") ? "in clear"
-                            : !strcmp(uses[k].policy, "hash") ? "hashed (SHA-256 of the normalised value)"
-                                                              : "dropped (never sent)";
+                            : !strcmp(uses[k].policy, "hash")
+                                ? "hashed (SHA-256 of the normalised value)"
+                                : "dropped (never sent)";
           printf("%s%s %s %s", k ? "; " : "", uses[k].role, uses[k].field, how);
           if (uses[k].configured)
             printf(" (pii_policy '%s' does not apply to a match column)", uses[k].configured);

@@ -5,6 +5,7 @@
 #include "cli/cli.h"
 #include "core/mapping.h"
 #include "destinations/destination.h"
+#include "server/cron.h"
 #include "sources/source.h"
 
 static int check_models(struct bf_project *p, bool quiet, struct bf_error *err) {
@@ -54,6 +55,20 @@ static int check_destinations(struct bf_project *p, bool offline, bool quiet, st
   return 0;
 }
 
+/* Schedules are checked with the scheduler's own parser, so what validate
+ * accepts `serve` runs. */
+static int check_schedules(struct bf_project *p, struct bf_error *err) {
+  for (size_t i = 0; i < p->cfg->n_syncs; i++) {
+    const struct bf_sync_config *s = &p->cfg->syncs[i];
+    if (s->schedule != BF_SCHEDULE_CRON) continue;
+    struct bf_cron cron;
+    if (bf_cron_parse(s->cron, &cron, err))
+      return bf_error_prefix(err, "%s:%d:%d: sync '%s': schedule", s->loc.file, s->loc.line,
+                             s->loc.col, s->name);
+  }
+  return 0;
+}
+
 int bf_cmd_validate(struct bf_cli *cli, struct bf_error *err) {
   bool offline = bf_cli_flag(cli, "--offline");
   if (bf_cli_no_more_options(cli, "validate [--offline]", err)) return 2;
@@ -61,6 +76,7 @@ int bf_cmd_validate(struct bf_cli *cli, struct bf_error *err) {
   struct bf_project *p = NULL;
   int rc = bf_cli_project(cli, &p, err);
   if (rc == 0 && !cli->json) printf("ok   config %s\n", p->cfg->path);
+  if (rc == 0) rc = check_schedules(p, err);
   if (rc == 0) rc = check_models(p, cli->json, err);
   if (rc == 0) rc = check_destinations(p, offline, cli->json, err);
   if (cli->json) {

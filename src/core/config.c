@@ -1504,3 +1504,17 @@ const char *bf_sync_mode_name(enum bf_sync_mode m) {
   }
   return "unknown";
 }
+
+int bf_error_unknown(struct bf_error *err, int code, const struct bf_loc *loc, const char *what,
+                     const char *name, bool hide, const char *const *known) {
+  char list[512] = "";
+  for (size_t i = 0; known[i]; i++) {
+    if (i) strncat(list, ", ", sizeof list - strlen(list) - 1);
+    strncat(list, known[i], sizeof list - strlen(list) - 1);
+  }
+  const char *guess = hide ? NULL : bf_did_you_mean(name, known);
+  return bf_error_set(err, code, "%s:%d:%d: unknown %s %s%s%s%s%s%s (known: %s)", loc->file, loc->line,
+                      loc->col, what, hide ? "" : "'", hide ? "(a value from the environment, not shown)" : name,
+                      hide ? "" : "'", guess ? "; did you mean '" : "", guess ? guess : "",
+                      guess ? "'?" : "", list);
+}

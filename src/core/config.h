@@ -55,6 +55,12 @@ int bf_node_as_duration_ms(const struct bf_node *n, long long *out,
  * within distance 2, or NULL. */
 const char *bf_did_you_mean(const char *word, const char *const *candidates);
 
+/* "file:l:c: unknown <what> '<name>'; did you mean '<x>'? (known: a, b)".
+ * hide: the name came from the environment and is not shown (it may be a
+ * secret). known is NULL-terminated. Returns code. */
+int bf_error_unknown(struct bf_error *err, int code, const struct bf_loc *loc, const char *what,
+                     const char *name, bool hide, const char *const *known);
+
 /* An ordered string map from config (match, fields, constants, pii...). */
 struct bf_pair {
   char *key;

@@ -9,6 +9,10 @@ int bf_error_set(struct bf_error *err, int code, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(err->msg, sizeof err->msg, fmt, ap);
   va_end(ap);
+  /* A message is one line, whatever a config value or a server put in it:
+   * a newline from outside must not forge a second log line. */
+  for (char *c = err->msg; *c; c++)
+    if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
   err->code = code;
   return code;
 }

@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "core/crashpoint.h"
 #include "core/forgotten.h"
 #include "core/fsutil.h"
 #include "core/mapping.h"
@@ -25,8 +26,8 @@
 #include "destinations/destination.h"
 #include "sources/source.h"
 
-#define PENDING_MAGIC "BFERASE1"
-#define SEND_ATTEMPTS 3
+#define PENDING_MAGIC        "BFERASE1"
+#define SEND_ATTEMPTS        3
 #define DEFAULT_LOCK_WAIT_MS 60000
 
 enum phase { PH_LOOKUP, PH_DELETE, PH_DONE };
@@ -37,7 +38,7 @@ struct person {
   char *key_model, *key_value; /* BF_FORGET_KEY */
   char **emails;               /* normalised (bf_pii_meta_email) */
   size_t n_emails;
-  char **phones;               /* normalised (bf_pii_meta_phone) */
+  char **phones; /* normalised (bf_pii_meta_phone) */
   size_t n_phones;
   char *typed;  /* the email or phone as typed (trimmed) */
   bool chained; /* KEY: the key's row was read for its emails and phones */
@@ -67,7 +68,7 @@ struct request {
   uint64_t id;
   int kind;
   char hash[33];
-  char *model; /* KEY */
+  char *model;           /* KEY */
   struct person *person; /* NULL when loaded after its lookups were done */
   struct item *items;
   size_t n;
@@ -165,8 +166,10 @@ static struct target *add_target(struct item *it, const unsigned char *key, char
     bool same = key ? t->has_key && !memcmp(t->key, key, 16)
                     : !t->has_key && t->match && match && !strcmp(t->match, match);
     if (same) {
-      if (!t->match) t->match = match;
-      else free_secret_str(match);
+      if (!t->match)
+        t->match = match;
+      else
+        free_secret_str(match);
       return t;
     }
   }
@@ -224,8 +227,10 @@ static char *scrub(const struct request *rq, const struct item *it, const char *
   if (ps) {
     if (ps->typed) out = scrub_one(out, ps->typed, strlen(ps->typed));
     if (ps->key_value) out = scrub_one(out, ps->key_value, strlen(ps->key_value));
-    for (size_t i = 0; i < ps->n_emails; i++) out = scrub_one(out, ps->emails[i], strlen(ps->emails[i]));
-    for (size_t i = 0; i < ps->n_phones; i++) out = scrub_one(out, ps->phones[i], strlen(ps->phones[i]));
+    for (size_t i = 0; i < ps->n_emails; i++)
+      out = scrub_one(out, ps->emails[i], strlen(ps->emails[i]));
+    for (size_t i = 0; i < ps->n_phones; i++)
+      out = scrub_one(out, ps->phones[i], strlen(ps->phones[i]));
   }
   for (size_t i = 0; i < it->nt; i++) {
     if (!it->t[i].match) continue;
@@ -235,9 +240,12 @@ static char *scrub(const struct request *rq, const struct item *it, const char *
     if (json_is_object(m)) {
       json_object_foreach(m, k, v) {
         char num[48];
-        if (json_is_string(v)) out = scrub_one(out, json_string_value(v), json_string_length(v));
+        if (json_is_string(v))
+          out = scrub_one(out, json_string_value(v), json_string_length(v));
         else if (json_is_integer(v))
-          out = scrub_one(out, num, (size_t)snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v)));
+          out = scrub_one(
+              out, num,
+              (size_t)snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v)));
         else if (json_is_real(v))
           out = scrub_one(out, num, (size_t)snprintf(num, sizeof num, "%.17g", json_real_value(v)));
       }
@@ -307,16 +315,22 @@ static void item_fields_json(struct bf_buf *b, const struct bf_project *p, const
   bf_buf_puts(b, "\"sync\":");
   bf_json_cstr(b, it->sync_name);
   bf_buf_puts(b, ",\"destination\":");
-  if (dc) bf_json_cstr(b, dc->name);
-  else bf_buf_puts(b, "null");
+  if (dc)
+    bf_json_cstr(b, dc->name);
+  else
+    bf_buf_puts(b, "null");
   bf_buf_puts(b, ",\"destination_type\":");
-  if (dc) bf_json_cstr(b, dc->type);
-  else bf_buf_puts(b, "null");
+  if (dc)
+    bf_json_cstr(b, dc->type);
+  else
+    bf_buf_puts(b, "null");
   bf_buf_printf(b, ",\"found\":%lld,\"deleted\":%lld,\"status\":", it->found, it->deleted);
   bf_json_cstr(b, it->status ? it->status : "pending");
   bf_buf_puts(b, ",\"reason\":");
-  if (it->reason) bf_json_cstr(b, it->reason);
-  else bf_buf_puts(b, "null");
+  if (it->reason)
+    bf_json_cstr(b, it->reason);
+  else
+    bf_buf_puts(b, "null");
 }
 
 static int audit_item(const struct bf_project *p, const struct request *rq, const struct item *it,
@@ -421,8 +435,8 @@ static int store_save(const struct bf_project *p, struct store *st, struct bf_er
     json_object_set_new(o, "hash", json_string(rq->hash));
     if (rq->model) json_object_set_new(o, "model", json_string(rq->model));
     /* The identifier is kept (sealed) only while a lookup still needs it. */
-    json_object_set_new(o, "person", rq->person && request_has_lookups(rq) ? person_json(rq->person)
-                                                                            : json_null());
+    json_object_set_new(
+        o, "person", rq->person && request_has_lookups(rq) ? person_json(rq->person) : json_null());
     json_object_set_new(o, "items", items);
     json_array_append_new(arr, o);
   }
@@ -431,7 +445,8 @@ static int store_save(const struct bf_project *p, struct store *st, struct bf_er
   if (json_array_size(arr) == 0) {
     if (unlink(path) < 0 && errno != ENOENT)
       rc = bf_error_set(err, BF_E_STATE, "%s: cannot remove: %s", path, strerror(errno));
-    else bf_fsync_dir(p->state_dir);
+    else
+      bf_fsync_dir(p->state_dir);
     json_decref(arr);
     free(path);
     return rc;
@@ -443,8 +458,8 @@ static int store_save(const struct bf_project *p, struct store *st, struct bf_er
   free_secret_str(text);
   char *tmp = bf_xasprintf("%s.tmp", path);
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0 || bf_write_all(fd, PENDING_MAGIC, 8) < 0 || bf_write_all(fd, sealed, sealed_len) < 0 ||
-      fsync(fd) < 0) {
+  if (fd < 0 || bf_write_all(fd, PENDING_MAGIC, 8) < 0 ||
+      bf_write_all(fd, sealed, sealed_len) < 0 || fsync(fd) < 0) {
     rc = bf_error_set(err, BF_E_STATE, "%s: cannot write: %s", tmp, strerror(errno));
     if (fd >= 0) close(fd);
     unlink(tmp);
@@ -468,7 +483,8 @@ static int store_load(struct bf_project *p, struct store *st, struct bf_error *e
   size_t len = 0;
   int rc = 0;
   if (bf_read_file(path, &data, &len) < 0) {
-    if (errno != ENOENT) rc = bf_error_set(err, BF_E_STATE, "%s: cannot read: %s", path, strerror(errno));
+    if (errno != ENOENT)
+      rc = bf_error_set(err, BF_E_STATE, "%s: cannot read: %s", path, strerror(errno));
     free(path);
     return rc;
   }
@@ -513,7 +529,8 @@ static int store_load(struct bf_project *p, struct store *st, struct bf_error *e
         const char *hex = json_string_value(json_object_get(to, "key"));
         unsigned char key[16];
         size_t klen = 0;
-        bool has_key = hex && sodium_hex2bin(key, sizeof key, hex, strlen(hex), NULL, &klen, NULL) == 0 &&
+        bool has_key = hex &&
+                       sodium_hex2bin(key, sizeof key, hex, strlen(hex), NULL, &klen, NULL) == 0 &&
                        klen == 16;
         const char *match = json_string_value(json_object_get(to, "match"));
         const char *guess = json_string_value(json_object_get(to, "guess"));
@@ -550,7 +567,9 @@ static void col_text(struct bf_buf *b, const char *col) {
 }
 
 /* chr(n) / char(n): the control characters the normalisers trim. */
-static void ctrl(struct bf_buf *b, bool pg, int c) { bf_buf_printf(b, pg ? "chr(%d)" : "char(%d)", c); }
+static void ctrl(struct bf_buf *b, bool pg, int c) {
+  bf_buf_printf(b, pg ? "chr(%d)" : "char(%d)", c);
+}
 
 /* Email: trimmed of whitespace and lower-cased on both sides, as
  * bf_pii_meta_email does (the rows found are checked again in C with the
@@ -619,8 +638,10 @@ static bool lookup_build(const struct bf_model_config *m, const struct person *p
     for (size_t k = 0; k < n; k++) {
       if (cond.len) bf_buf_puts(&cond, " OR ");
       lookup_add_param(lk, email ? ps->emails[k] : ps->phones[k]);
-      if (email) email_cond(&cond, pg, c->key, lk->nparams);
-      else phone_cond(&cond, pg, c->key, lk->nparams);
+      if (email)
+        email_cond(&cond, pg, c->key, lk->nparams);
+      else
+        phone_cond(&cond, pg, c->key, lk->nparams);
     }
   }
   if (!cond.len) {
@@ -646,7 +667,8 @@ static void lookup_release(struct lookup *lk) {
 /* Does this row belong to the person? Checked with the normalisers: the SQL
  * only narrows the search. */
 static bool row_matches(const struct bf_model_config *m, const struct person *ps, char *const *cols,
-                        size_t ncols, size_t pk_col, const struct bf_value *row, struct bf_buf *tmp) {
+                        size_t ncols, size_t pk_col, const struct bf_value *row,
+                        struct bf_buf *tmp) {
   if (ps->key_model && ps->key_value && !strcmp(ps->key_model, m->name) &&
       bf_mapping_key_bytes(&row[pk_col], tmp) && tmp->len == strlen(ps->key_value) &&
       !memcmp(tmp->data, ps->key_value, tmp->len))
@@ -680,8 +702,9 @@ struct row_sink {
 /* Runs the person's lookup on model m (key_only: by the primary key alone)
  * and hands every matching row to sink. Returns 1 when the model has
  * nothing to search by, 0, or a bf_code. */
-static int lookup_rows(struct bf_project *p, const struct bf_model_config *m, const struct person *ps,
-                       bool key_only, const struct row_sink *sink, struct bf_error *err) {
+static int lookup_rows(struct bf_project *p, const struct bf_model_config *m,
+                       const struct person *ps, bool key_only, const struct row_sink *sink,
+                       struct bf_error *err) {
   const struct bf_warehouse_config *wh = bf_config_warehouse(p->cfg, m->warehouse);
   struct lookup lk = {0};
   bool pg = wh && !strcmp(wh->type, "postgres");
@@ -697,26 +720,30 @@ static int lookup_rows(struct bf_project *p, const struct bf_model_config *m, co
   /* The model's columns first (prepared, not run): only pii columns the
    * query returns are searched. */
   if (rc == 0 && (rc = bf_source_query(src, m->sql, &cur, err)) == 0) {
+    if (!has_column(cur->column_names, cur->ncols, m->primary_key))
+      rc =
+          bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: primary key '%s' is not a column of model '%s'",
+                       m->primary_key_loc.file, m->primary_key_loc.line, m->primary_key_loc.col,
+                       m->primary_key, m->name);
     searchable = lookup_build(m, ps, pg, key_only, cur->column_names, cur->ncols, &lk);
     bf_cursor_free(cur);
     cur = NULL;
-    if (!searchable) {
+    if (rc == 0 && !searchable) {
       bf_source_close(src);
       lookup_release(&lk);
       return 1;
     }
   }
-  if (rc == 0) rc = bf_source_query_params(src, bf_buf_cstr(&lk.sql), lk.params, lk.nparams, &cur, err);
-  if (rc && src)
+  if (rc == 0)
+    rc = bf_source_query_params(src, bf_buf_cstr(&lk.sql), lk.params, lk.nparams, &cur, err);
+  if (rc && src && err->code != BF_E_CONFIG)
     bf_error_prefix(err, "%s:%d:%d: model '%s': looking the person up", m->sql_loc.file,
                     m->sql_loc.line, m->sql_loc.col, m->name);
   size_t pk_col = 0;
   if (rc == 0) {
     while (pk_col < cur->ncols && strcmp(cur->column_names[pk_col], m->primary_key)) pk_col++;
     if (pk_col == cur->ncols)
-      rc = bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: primary key '%s' is not a column of model '%s'",
-                        m->primary_key_loc.file, m->primary_key_loc.line, m->primary_key_loc.col,
-                        m->primary_key, m->name);
+      rc = bf_error_set(err, BF_E_CONFIG, "model '%s': no primary key column", m->name);
   }
   if (rc == 0 && sink->begin) rc = sink->begin(sink->ctx, cur->column_names, cur->ncols, err);
   if (rc == 0) {
@@ -765,8 +792,10 @@ static void chain_row(void *ctx_, char *const *cols, size_t ncols, const struct 
     if (!bf_pii_value_text(&row[c], num, sizeof num, &s, &n)) continue;
     int len = email ? bf_pii_meta_email(s, n, out, &why) : bf_pii_meta_phone(s, n, out, &why);
     if (len < 0) continue;
-    if (email) add_unique(&ctx->ps->emails, &ctx->ps->n_emails, out);
-    else add_unique(&ctx->ps->phones, &ctx->ps->n_phones, out);
+    if (email)
+      add_unique(&ctx->ps->emails, &ctx->ps->n_emails, out);
+    else
+      add_unique(&ctx->ps->phones, &ctx->ps->n_phones, out);
     sodium_memzero(out, sizeof out);
   }
 }
@@ -828,8 +857,10 @@ static char *match_from_text(const char *field, const char *value, bool numeric)
   const char *d = value + (value[0] == '-');
   size_t nd = strspn(d, "0123456789");
   bool integer = numeric && nd > 0 && nd <= 18 && d[nd] == '\0' && (d[0] != '0' || nd == 1);
-  if (integer) bf_buf_puts(&b, value);
-  else bf_json_cstr(&b, value);
+  if (integer)
+    bf_buf_puts(&b, value);
+  else
+    bf_json_cstr(&b, value);
   bf_buf_putc(&b, '}');
   char *out = bf_xstrndup(b.data, b.len);
   bf_buf_release(&b);
@@ -873,7 +904,8 @@ static void lookup_item(struct bf_project *p, struct request *rq, struct item *i
     char *why;
     if (rq->kind == BF_FORGET_KEY && (has_email || has_phone))
       why = bf_xasprintf("the key's row (model '%s') gave no email or phone to find the person by "
-                         "in model '%s'", ps->key_model, m->name);
+                         "in model '%s'",
+                         ps->key_model, m->name);
     else
       why = bf_xasprintf("model '%s' has no pii column of kind %s", m->name,
                          rq->kind == BF_FORGET_PHONE   ? "phone"
@@ -902,8 +934,10 @@ static void lookup_item(struct bf_project *p, struct request *rq, struct item *i
       add_target(it, NULL, match_from_text(s->match.items[0].key, ps->typed, false));
   }
   it->found = (long long)it->nt;
-  if (it->nt == 0) item_done(it, "not_found", 0, NULL);
-  else it->phase = PH_DELETE;
+  if (it->nt == 0)
+    item_done(it, "not_found", 0, NULL);
+  else
+    it->phase = PH_DELETE;
 out:
   if (ctx.built) bf_mapping_release(&ctx.map);
   bf_buf_release(&ctx.keybuf);
@@ -918,7 +952,8 @@ static void remove_target(struct item *it, size_t i) {
 
 /* Sends the deletes of an item's targets to its destination; what was
  * acknowledged leaves the sync's state and vault. */
-static void deliver(struct bf_project *p, struct request *rq, struct item *it, long long lock_wait) {
+static void deliver(struct bf_project *p, struct request *rq, struct item *it,
+                    long long lock_wait) {
   const struct bf_sync_config *s = it->sync;
   const struct bf_model_config *m = bf_config_model(p->cfg, s->model);
   const struct bf_destination_config *dc = bf_config_destination(p->cfg, s->destination);
@@ -950,7 +985,8 @@ static void deliver(struct bf_project *p, struct request *rq, struct item *it, l
     sleep_ms(100);
   }
   if (rc == BF_E_LOCKED) {
-    item_pending(it, 4, "a run of this sync held its lock; `backflow forget --retry` completes the erasure");
+    item_pending(
+        it, 4, "a run of this sync held its lock; `backflow forget --retry` completes the erasure");
     goto out;
   }
   if (rc) {
@@ -978,8 +1014,10 @@ static void deliver(struct bf_project *p, struct request *rq, struct item *it, l
         t->guess = NULL;
       }
       if (!t->match) {
-        if (held) unresolvable++; /* held, but nothing names it */
-        else it->found--;         /* the destination never got it, or let go of it */
+        if (held)
+          unresolvable++; /* held, but nothing names it */
+        else
+          it->found--; /* the destination never got it, or let go of it */
         remove_target(it, i);
         continue;
       }
@@ -1025,13 +1063,18 @@ static void deliver(struct bf_project *p, struct request *rq, struct item *it, l
       }
       struct bf_batch batch = {s->name, s->object, &map, n, recs};
       struct bf_error derr = {0};
+      bf_crashpoint("forget-before-push");
       rc = dt->remove(dest, &batch, outs, &derr);
+      bf_crashpoint("forget-after-push");
       if (rc) {
         unavailable = true;
         free(pending_reason);
         pending_reason = scrub(rq, it, derr.msg);
         pending_exit = bf_code_exit_status(rc);
-        for (size_t k = 0; k < n; k++) free(outs[k].reason);
+        for (size_t k = 0; k < n; k++) {
+          free(outs[k].reason); /* any a partial remove set */
+          outs[k].reason = NULL;
+        }
         break;
       }
       for (size_t k = 0; k < n; k++) {
@@ -1082,12 +1125,14 @@ static void deliver(struct bf_project *p, struct request *rq, struct item *it, l
   it->deleted += (long long)n_acked;
   char *why = NULL;
   if (unresolvable)
-    why = bf_xasprintf("%zu record(s) cannot be deleted: the row left the warehouse and the sync kept "
-                       "no identifier for it (only mirror syncs do); delete it at the destination by hand",
-                       unresolvable);
+    why = bf_xasprintf(
+        "%zu record(s) cannot be deleted: the row left the warehouse and the sync kept "
+        "no identifier for it (only mirror syncs do); delete it at the destination by hand",
+        unresolvable);
   if (it->nt) {
-    char *r = why ? bf_xasprintf("%s; %s", pending_reason ? pending_reason : "not acknowledged", why)
-                  : bf_xstrdup(pending_reason ? pending_reason : "not acknowledged");
+    char *r =
+        why ? bf_xasprintf("%s; %s", pending_reason ? pending_reason : "not acknowledged", why)
+            : bf_xstrdup(pending_reason ? pending_reason : "not acknowledged");
     item_pending(it, pending_exit ? pending_exit : 4, r);
     free(r);
   } else if (unresolvable) {
@@ -1098,7 +1143,8 @@ static void deliver(struct bf_project *p, struct request *rq, struct item *it, l
   free(why);
   if (src) {
     /* The destination deleted; only our own bookkeeping failed. */
-    char *r = bf_xasprintf("%s%s%s", it->reason ? it->reason : "", it->reason ? "; " : "", serr.msg);
+    char *r =
+        bf_xasprintf("%s%s%s", it->reason ? it->reason : "", it->reason ? "; " : "", serr.msg);
     set_reason(it, r);
     free(r);
     if (it->exit == 0 || it->exit == 1) it->exit = 2;
@@ -1123,7 +1169,8 @@ out:
 
 /* ---- the request ------------------------------------------------------- */
 
-static int suppress_identifiers(struct bf_project *p, const struct request *rq, struct bf_error *err) {
+static int suppress_identifiers(struct bf_project *p, const struct request *rq,
+                                struct bf_error *err) {
   const struct person *ps = rq->person;
   if (!ps) return 0;
   size_t cap = 1 + ps->n_emails + ps->n_phones, n = 0;
@@ -1136,12 +1183,14 @@ static int suppress_identifiers(struct bf_project *p, const struct request *rq, 
   }
   for (size_t i = 0; i < ps->n_emails; i++) {
     e[n].kind = BF_FORGOTTEN_EMAIL;
-    bf_forgotten_identifier_hash(&p->prf, BF_FORGOTTEN_EMAIL, ps->emails[i], strlen(ps->emails[i]), e[n].hash);
+    bf_forgotten_identifier_hash(&p->prf, BF_FORGOTTEN_EMAIL, ps->emails[i], strlen(ps->emails[i]),
+                                 e[n].hash);
     e[n++].request = rq->id;
   }
   for (size_t i = 0; i < ps->n_phones; i++) {
     e[n].kind = BF_FORGOTTEN_PHONE;
-    bf_forgotten_identifier_hash(&p->prf, BF_FORGOTTEN_PHONE, ps->phones[i], strlen(ps->phones[i]), e[n].hash);
+    bf_forgotten_identifier_hash(&p->prf, BF_FORGOTTEN_PHONE, ps->phones[i], strlen(ps->phones[i]),
+                                 e[n].hash);
     e[n++].request = rq->id;
   }
   int rc = bf_forgotten_append(p->state_dir, e, n, err);
@@ -1160,7 +1209,8 @@ static int suppress_keys(struct bf_project *p, const struct request *rq, struct 
     for (size_t k = 0; k < it->nt; k++) {
       if (!it->t[k].has_key) continue;
       bool dup = false;
-      for (size_t j = 0; j < n && !dup; j++) dup = e[j].scope == scope && !memcmp(e[j].hash, it->t[k].key, 16);
+      for (size_t j = 0; j < n && !dup; j++)
+        dup = e[j].scope == scope && !memcmp(e[j].hash, it->t[k].key, 16);
       if (dup) continue;
       if (n == cap) {
         cap = cap ? cap * 2 : 16;
@@ -1182,7 +1232,8 @@ static int chain(struct bf_project *p, struct request *rq, struct bf_error *err)
   struct person *ps = rq->person;
   const struct bf_model_config *m = bf_config_model(p->cfg, ps->key_model);
   if (!m)
-    return bf_error_set(err, BF_E_CONFIG, "model '%s' is no longer in the configuration", ps->key_model);
+    return bf_error_set(err, BF_E_CONFIG, "model '%s' is no longer in the configuration",
+                        ps->key_model);
   struct chain_ctx ctx = {m, ps};
   struct row_sink sink = {NULL, chain_row, &ctx};
   int rc = lookup_rows(p, m, ps, true, &sink, err);
@@ -1215,17 +1266,22 @@ static int process_request(struct bf_project *p, struct store *st, struct reques
     struct item *it = &rq->items[i];
     if (it->phase != PH_LOOKUP) continue;
     it->fresh = true;
-    if (!it->sync) item_done(it, "failed", 2, "the sync is no longer in the configuration");
-    else if (!rq->person) item_done(it, "failed", 2, "the identifier to look up was lost");
-    else lookup_item(p, rq, it);
+    if (!it->sync)
+      item_done(it, "failed", 2, "the sync is no longer in the configuration");
+    else if (!rq->person)
+      item_done(it, "failed", 2, "the identifier to look up was lost");
+    else
+      lookup_item(p, rq, it);
   }
   if ((rc = suppress_keys(p, rq, err)) || (rc = store_save(p, st, err))) return rc;
   for (size_t i = 0; i < rq->n; i++) {
     struct item *it = &rq->items[i];
     if (it->phase != PH_DELETE) continue;
     it->fresh = true;
-    if (!it->sync) item_done(it, "failed", 2, "the sync is no longer in the configuration");
-    else deliver(p, rq, it, lock_wait);
+    if (!it->sync)
+      item_done(it, "failed", 2, "the sync is no longer in the configuration");
+    else
+      deliver(p, rq, it, lock_wait);
   }
   /* Audited before the pending file forgets what was done: a crash in
    * between resends deletes (harmless) rather than losing their record. */
@@ -1234,7 +1290,8 @@ static int process_request(struct bf_project *p, struct store *st, struct reques
   return store_save(p, st, err);
 }
 
-static void fill_result(const struct bf_project *p, const struct request *rq, struct bf_forget_result *res) {
+static void fill_result(const struct bf_project *p, const struct request *rq,
+                        struct bf_forget_result *res) {
   memset(res, 0, sizeof *res);
   res->request = rq->id;
   res->kind = rq->kind;
@@ -1247,7 +1304,8 @@ static void fill_result(const struct bf_project *p, const struct request *rq, st
     const struct item *it = &rq->items[i];
     if (!it->fresh) continue;
     struct bf_forget_sync_result *r = &res->syncs[res->n_syncs++];
-    const struct bf_destination_config *dc = it->sync ? bf_config_destination(p->cfg, it->sync->destination) : NULL;
+    const struct bf_destination_config *dc =
+        it->sync ? bf_config_destination(p->cfg, it->sync->destination) : NULL;
     r->sync = bf_xstrdup(it->sync_name);
     r->destination = dc ? bf_xstrdup(dc->name) : NULL;
     r->destination_type = dc ? bf_xstrdup(dc->type) : NULL;
@@ -1255,8 +1313,10 @@ static void fill_result(const struct bf_project *p, const struct request *rq, st
     r->deleted = it->deleted;
     r->status = it->status ? it->status : "pending";
     r->reason = it->reason ? bf_xstrdup(it->reason) : NULL;
-    if (it->phase != PH_DONE) pending = true;
-    else if (strcmp(r->status, "deleted") && strcmp(r->status, "not_found")) failed = true;
+    if (it->phase != PH_DONE)
+      pending = true;
+    else if (strcmp(r->status, "deleted") && strcmp(r->status, "not_found"))
+      failed = true;
     if (it->exit >= 0 && it->exit < 5) worst[it->exit] = 1;
   }
   res->status = pending ? "pending" : failed ? "incomplete" : "complete";
@@ -1289,8 +1349,8 @@ static int lock_erasures(const struct bf_project *p, int *fd, struct bf_error *e
   return rc;
 }
 
-static uint64_t next_request_id(const struct bf_project *p, const struct store *st, struct bf_error *err,
-                                int *rc) {
+static uint64_t next_request_id(const struct bf_project *p, const struct store *st,
+                                struct bf_error *err, int *rc) {
   uint64_t max = 0;
   *rc = bf_forgotten_max_request(p->state_dir, &max, err);
   for (size_t i = 0; i < st->n; i++)
@@ -1354,8 +1414,10 @@ static int person_from_options(const struct bf_project *p, const struct bf_forge
 static void request_hash(const struct bf_project *p, const struct bf_forget_options *o,
                          const struct person *ps, const char *norm, char hex[33]) {
   unsigned char h[16];
-  if (o->kind == BF_FORGET_KEY) bf_prf_key(&p->prf, ps->key_value, strlen(ps->key_value), h);
-  else bf_forgotten_identifier_hash(&p->prf, o->kind, norm, strlen(norm), h);
+  if (o->kind == BF_FORGET_KEY)
+    bf_prf_key(&p->prf, ps->key_value, strlen(ps->key_value), h);
+  else
+    bf_forgotten_identifier_hash(&p->prf, o->kind, norm, strlen(norm), h);
   bf_key_hex(h, hex);
 }
 
@@ -1465,8 +1527,10 @@ void bf_forget_result_json(const struct bf_forget_result *res, struct bf_buf *ou
   bf_buf_puts(out, ",\"identifier_hash\":");
   bf_json_cstr(out, res->identifier_hash);
   bf_buf_puts(out, ",\"model\":");
-  if (res->model) bf_json_cstr(out, res->model);
-  else bf_buf_puts(out, "null");
+  if (res->model)
+    bf_json_cstr(out, res->model);
+  else
+    bf_buf_puts(out, "null");
   bf_buf_puts(out, ",\"status\":");
   bf_json_cstr(out, res->status ? res->status : "pending");
   bf_buf_printf(out, ",\"exit_status\":%d,\"syncs\":[", res->exit_status);
@@ -1476,16 +1540,22 @@ void bf_forget_result_json(const struct bf_forget_result *res, struct bf_buf *ou
     bf_buf_puts(out, "{\"sync\":");
     bf_json_cstr(out, r->sync);
     bf_buf_puts(out, ",\"destination\":");
-    if (r->destination) bf_json_cstr(out, r->destination);
-    else bf_buf_puts(out, "null");
+    if (r->destination)
+      bf_json_cstr(out, r->destination);
+    else
+      bf_buf_puts(out, "null");
     bf_buf_puts(out, ",\"destination_type\":");
-    if (r->destination_type) bf_json_cstr(out, r->destination_type);
-    else bf_buf_puts(out, "null");
+    if (r->destination_type)
+      bf_json_cstr(out, r->destination_type);
+    else
+      bf_buf_puts(out, "null");
     bf_buf_printf(out, ",\"found\":%lld,\"deleted\":%lld,\"status\":", r->found, r->deleted);
     bf_json_cstr(out, r->status);
     bf_buf_puts(out, ",\"reason\":");
-    if (r->reason) bf_json_cstr(out, r->reason);
-    else bf_buf_puts(out, "null");
+    if (r->reason)
+      bf_json_cstr(out, r->reason);
+    else
+      bf_buf_puts(out, "null");
     bf_buf_putc(out, '}');
   }
   bf_buf_puts(out, "]}");

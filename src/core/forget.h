@@ -25,23 +25,23 @@
 #include "core/jsonw.h"
 #include "core/project.h"
 
-#define BF_AUDIT_FILE "audit.jsonl"
+#define BF_AUDIT_FILE           "audit.jsonl"
 #define BF_ERASURE_PENDING_FILE "erasure_pending.bin"
 
 enum bf_forget_kind { BF_FORGET_KEY = 1, BF_FORGET_EMAIL = 2, BF_FORGET_PHONE = 3 };
 const char *bf_forget_kind_name(int kind);
 
 struct bf_forget_options {
-  int kind;              /* enum bf_forget_kind */
-  const char *value;     /* the email or phone as typed, or the key's value */
-  const char *model;     /* BF_FORGET_KEY: the model the key belongs to */
+  int kind;               /* enum bf_forget_kind */
+  const char *value;      /* the email or phone as typed, or the key's value */
+  const char *model;      /* BF_FORGET_KEY: the model the key belongs to */
   long long lock_wait_ms; /* how long to wait for a running sync; <= 0: 60 s */
 };
 
 struct bf_forget_sync_result {
   char *sync, *destination, *destination_type;
-  long long found;   /* records of the person found for this sync */
-  long long deleted; /* deletes the destination acknowledged */
+  long long found;    /* records of the person found for this sync */
+  long long deleted;  /* deletes the destination acknowledged */
   const char *status; /* deleted | not_found | pending | failed */
   char *reason;       /* NULL or why (never a value) */
 };
@@ -54,7 +54,7 @@ struct bf_forget_result {
   const char *status; /* complete | pending | incomplete */
   struct bf_forget_sync_result *syncs;
   size_t n_syncs;
-  int exit_status;    /* 0 | 1 | 3 | 4 as design.md §4 */
+  int exit_status; /* 0 | 1 | 3 | 4 as design.md §4 */
 };
 
 /* Erases one person (a new request). Returns 0 with *res filled (its

@@ -6,7 +6,7 @@
  * kind KEY:          hash = the runner's key hash of a primary key (bf_prf_key of its
  *                    canonical bytes), scope = bf_forgotten_model_scope(model);
  * kind EMAIL/PHONE:  hash = bf_forgotten_identifier_hash() of the normalised value
- *                    (keyed BLAKE2b under its own subkey), scope 0.
+ *                    (SipHash-128 under the PII subkey, not the key-hash one), scope 0.
  * Appends are one write() of whole records then fdatasync, under an exclusive
  * flock; mode 0600. A torn tail (crash mid-write) fails its check word: readers
  * ignore it and the next append cuts it off. A damaged record elsewhere is

@@ -120,6 +120,11 @@ static int wb_postgres(const struct wb_target *t, struct bf_runlog *log, const s
     return -1;
   }
   char *schema_q = PQescapeIdentifier(conn, t->schema, strlen(t->schema));
+  if (!schema_q) {
+    bf_pg_error_text(conn, NULL, dsn, msg, cap);
+    PQfinish(conn);
+    return -1;
+  }
   char *runs_table = bf_xasprintf("%s.sync_runs", schema_q);
   char *errors_table = bf_xasprintf("%s.sync_errors", schema_q);
   char *ddl = bf_xasprintf(

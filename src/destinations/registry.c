@@ -39,20 +39,13 @@ int bf_destination_open(const struct bf_destination_config *dc, const struct bf_
                         struct bf_destination **out, struct bf_error *err) {
   const struct bf_destination_type *type = bf_destination_find(dc->type);
   if (!type) {
-    const char *names[32];
-    char known[512] = "";
+    const char *names[64];
     size_t n = 0;
-    for (; bf_destination_types[n] && n < 31; n++) {
-      names[n] = bf_destination_types[n]->name;
-      if (n) strncat(known, ", ", sizeof known - strlen(known) - 1);
-      strncat(known, names[n], sizeof known - strlen(known) - 1);
-    }
+    for (; bf_destination_types[n] && n < 63; n++) names[n] = bf_destination_types[n]->name;
     names[n] = NULL;
-    const char *guess = bf_did_you_mean(dc->type, names);
-    return bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: unknown destination type '%s'%s%s%s (known: %s)",
-                        dc->type_loc.file, dc->type_loc.line, dc->type_loc.col, dc->type,
-                        guess ? "; did you mean '" : "", guess ? guess : "", guess ? "'?" : "",
-                        known);
+    const struct bf_node *type_node = bf_node_get(dc->params, "type");
+    return bf_error_unknown(err, BF_E_CONFIG, &dc->type_loc, "destination type", dc->type,
+                            type_node && type_node->from_env, names);
   }
   char *what = bf_xasprintf("destination '%s' (%s)", dc->name, dc->type);
   int rc = bf_params_check(dc->params, type->params, what, err);

@@ -345,6 +345,23 @@ static int judge(struct webhook_destination *d, const struct post *p, struct bf_
                       r->error[0] ? r->error : "no usable answer");
 }
 
+struct round {
+  struct webhook_destination *d;
+  struct bf_outcome *outcomes;
+  struct ranges *again;
+  int rc; /* the first error that stops the run */
+  struct bf_error *err;
+};
+
+/* Each POST is judged as soon as its answer is final, while the others of
+ * the round are still on the wire. */
+static void on_done(void *arg, size_t index, const struct bf_http_request *req,
+                    struct bf_http_response *resp) {
+  (void)index;
+  struct round *rd = arg;
+  if (rd->rc == 0) rd->rc = judge(rd->d, req->user, resp, rd->outcomes, rd->again, rd->err);
+}
+
 /* POSTs batch as POSTs of `per_post` records, max_in_flight at a time, and
  * fills outcomes[batch->n] (NULL for the empty check batch). */
 static int send_batch(struct webhook_destination *d, const struct bf_batch *batch, size_t per_post,
@@ -374,10 +391,10 @@ static int send_batch(struct webhook_destination *d, const struct bf_batch *batc
                                          .user = p,
                                          .attempt_headers = attempt_headers};
     }
-    rc = bf_http_perform(d->http, reqs, resps, todo.n, NULL, NULL, err);
     next.n = 0;
-    for (size_t i = 0; i < todo.n && rc == 0; i++)
-      rc = judge(d, &d->posts[i], &resps[i], outcomes, &next, err);
+    struct round rd = {d, outcomes, &next, 0, err};
+    rc = bf_http_perform(d->http, reqs, resps, todo.n, on_done, &rd, err);
+    if (rc == 0) rc = rd.rc;
     bf_http_responses_release(resps, todo.n);
     free(resps);
     free(reqs);

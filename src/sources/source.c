@@ -66,15 +66,9 @@ int bf_source_open(const struct bf_warehouse_config *wh, const struct bf_config 
     names[n++] = bf_source_types[i]->name;
   }
   names[n] = NULL;
-  const char *guess = bf_did_you_mean(wh->type, names);
-  char known[256] = "";
-  for (size_t i = 0; i < n; i++) {
-    if (i) strncat(known, ", ", sizeof known - strlen(known) - 1);
-    strncat(known, names[i], sizeof known - strlen(known) - 1);
-  }
-  return bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: unknown warehouse type '%s'%s%s%s (known: %s)",
-                      wh->loc.file, wh->loc.line, wh->loc.col, wh->type,
-                      guess ? "; did you mean '" : "", guess ? guess : "", guess ? "'?" : "", known);
+  const struct bf_node *type_node = bf_node_get(wh->params, "type");
+  return bf_error_unknown(err, BF_E_CONFIG, &wh->loc, "warehouse type", wh->type,
+                          type_node && type_node->from_env, names);
 }
 
 void bf_source_close(struct bf_source *src) {

@@ -252,6 +252,36 @@ class TestForget(ForgetCase):
         self.assertFalse(self.hook_has(7))
         self.assertEqual(scan_state(self.p, needles(7)), [])
 
+    def test_a_mirror_run_sends_a_pending_delete_itself(self):
+        self.r.control(fail_after_requests=0)
+        self.forget("--email", "person8@example.com", expect=4)
+        self.r.control(fail_after_requests=None)
+        self.assertTrue(self.hook_has(8))
+        # the person's row is skipped, so for a mirror sync their key left the model
+        run = self.run_sync(self.p, "users_to_hook")
+        self.assertCounts(run, removed=1, skipped=1, added=0)
+        self.assertFalse(self.hook_has(8))
+        rc, again, err = self.p.run_json("forget", "--retry")  # resends; deletes are idempotent
+        self.assertEqual((rc, again["requests"][0]["status"]), (0, "complete"), err)
+        self.assertFalse(self.hook_has(8))
+
+    def test_a_crash_during_the_erasure_is_finished_by_retry(self):
+        for n, (i, point) in enumerate(((10, "forget-before-push"), (11, "forget-after-push")), 1):
+            p = self.p.run("forget", "--email", f"person{i}@example.com",
+                           env={"BACKFLOW_CRASH_AT": f"{point}:1"})
+            self.assertEqual(p.returncode, -9, (point, p.stderr))
+            self.assertEqual(scan_state(self.p, needles(i)), [])  # what is pending is sealed
+            rc, runs, err = self.p.run_json("run", "orders_to_file")
+            self.assertEqual(rc, 0, err)
+            # the person is held back already (with the one erased before)
+            self.assertEqual(runs["runs"][0]["skipped"], 2 * n)
+            rc, again, err = self.p.run_json("forget", "--retry")
+            self.assertEqual(rc, 0, err)
+            self.assertEqual(again["requests"][0]["status"], "complete", again)
+            self.assertFalse(self.hook_has(i))
+            self.assertEqual(self.file_has_orders_of(i), [])
+        self.assertEqual(self.audit()["pending"], {"requests": 0, "syncs": 0})
+
     def test_refused_delete_is_exit_1_and_stays_pending(self):
         self.r.control(reject_keys=[4])
         doc = self.forget("--email", "person4@example.com", expect=1)

@@ -20,7 +20,8 @@ static void setup(void) {
   snprintf(path, sizeof path, "%s/%s", dir, BF_FORGOTTEN_FILE);
   struct bf_error err = {0};
   const char *secret = "unit-test-secret-0123456789";
-  cr_assert_eq(bf_prf_init(&prf, (const unsigned char *)secret, strlen(secret), &err), 0, "%s", err.msg);
+  cr_assert_eq(bf_prf_init(&prf, (const unsigned char *)secret, strlen(secret), &err), 0, "%s",
+               err.msg);
 }
 static void teardown(void) {
   char cmd[128];
@@ -187,7 +188,8 @@ Test(forgotten, filter_matches_keys_of_its_model_and_normalised_identifiers) {
   bf_prf_key(&prf, "7", 1, k7);
   bf_prf_key(&prf, "8", 1, k8);
   bf_prf_key(&prf, "9", 1, k9);
-  struct bf_value row[4] = {{.type = BF_INT, .u.i = 9}, text("bob@example.com"), {0}, text("Alice")};
+  struct bf_value row[4] = {
+      {.type = BF_INT, .u.i = 9}, text("bob@example.com"), {0}, text("Alice")};
   cr_assert_null(bf_forgotten_filter_match(f, row, k9));
   /* the earliest request names a key forgotten twice */
   cr_assert_str_eq(bf_forgotten_filter_match(f, row, k7), "forgotten (erasure request 1)");
