@@ -525,6 +525,7 @@ static void start_attempt(struct bf_http *t, struct slot *s, size_t idx,
   bf_buf_reset(&r->body);
   response_clear_headers(r);
   r->too_large = false;
+  r->tls_failed = false;
   r->status = 0;
   CURL *e = s->easy;
   curl_easy_reset(e);
@@ -679,6 +680,9 @@ static void finish_attempt(struct bf_http *t, struct slot *s, CURLcode cc,
     snprintf(r->error, sizeof r->error, "response larger than %zu bytes", t->o.max_response_bytes);
   } else if (cc != CURLE_OK) {
     snprintf(r->error, sizeof r->error, "%s", curl_easy_strerror(cc));
+    r->tls_failed = cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CERTPROBLEM ||
+                    cc == CURLE_SSL_CONNECT_ERROR || cc == CURLE_SSL_CIPHER ||
+                    cc == CURLE_SSL_ISSUER_ERROR || cc == CURLE_SSL_PINNEDPUBKEYNOTMATCH;
   } else if (status < 200 || status >= 300) {
     snprintf(r->error, sizeof r->error, "HTTP %ld", status);
   } else {
@@ -690,7 +694,7 @@ static void finish_attempt(struct bf_http *t, struct slot *s, CURLcode cc,
   s->busy = false;
   st->in_flight = false;
 
-  bool again = (!r->too_large || t->o.retry_too_large) && !req->no_retry &&
+  bool again = (!r->too_large || t->o.retry_too_large) && !r->tls_failed && !req->no_retry &&
                st->attempt <= t->o.max_retries && bf_http_retryable(t, r);
   if (again) {
     long long wait = bf_http_backoff_ms(t->o.retry_base_ms, t->o.retry_max_wait_ms, st->attempt - 1,

@@ -169,6 +169,7 @@ struct bf_http_response {
   long long retry_after_ms; /* Retry-After of the final answer; -1 when absent */
   unsigned attempts;        /* how many times the request was sent */
   bool too_large;           /* body exceeded max_response_bytes */
+  bool tls_failed;          /* TLS handshake or certificate failed: retrying cannot help */
   /* Why the request failed, "" when it got a 2xx: "HTTP 503", "Timeout
    * was reached after 7 attempts", ...; never holds credentials. */
   char error[256];

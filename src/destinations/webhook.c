@@ -256,9 +256,9 @@ void bf_webhook_parse_results(const char *name, const char *url_shown, const cha
     const char *reason = json_string_value(json_object_get(r, "reason"));
     if (status && (!strcmp(status, "ok") || !strcmp(status, "success"))) continue;
     if (status && !strcmp(status, "retry")) {
-      outcomes[i] = (struct bf_outcome){BF_OUT_RETRY, bf_xstrdup(reason ? reason : "receiver asked to retry")};
+      outcomes[i] = (struct bf_outcome){BF_OUT_RETRY, bf_xstrdup(reason && *reason ? reason : "receiver asked to retry")};
     } else if (status && (!strcmp(status, "rejected") || !strcmp(status, "error"))) {
-      outcomes[i] = (struct bf_outcome){BF_OUT_REJECT, bf_xstrdup(reason ? reason : "rejected by receiver")};
+      outcomes[i] = (struct bf_outcome){BF_OUT_REJECT, bf_xstrdup(reason && *reason ? reason : "rejected by receiver")};
     } else {
       outcomes[i] = (struct bf_outcome){BF_OUT_RETRY, bf_xstrdup("result without a known status")};
     }

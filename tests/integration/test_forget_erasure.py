@@ -373,6 +373,40 @@ class TestPii(ForgetCase):
         self.assertEqual(doc["suppression"]["entries"], 4)
         self.assertEqual(doc["pending_erasures"], {"requests": 0, "syncs": 0})
 
+    def test_a_sync_matching_by_email_is_reached_after_the_row_left(self):
+        """docs/privacy.md, limits: without the row, a sync can be reached by
+        email only when it matches by that email; pii shows the match column
+        goes in clear whatever pii_policy says."""
+        text = make_config(self.r.url) + """  emails_to_file:
+    model: users
+    destination: out2
+    match: {email: email}
+    fields: {plan: plan}
+    pii_policy: {email: hash}
+"""
+        text = text.replace("destinations:\n", "destinations:\n  out2: {type: file, path: out/emails.jsonl}\n")
+        self.p.write_config(text)
+        rc, doc, err = self.p.run_json("run", "emails_to_file")
+        self.assertEqual(rc, 0, err)
+        emails = os.path.join(self.p.dir, "out", "emails.jsonl")
+        self.assertIn(canonical_key({"email": "person3@example.com"}), fold_events(read_events(emails)))
+        self.p.sql("DELETE FROM users WHERE id = 3")
+        self.p.sql("DELETE FROM orders WHERE customer_email LIKE '%erson3@%'")
+        doc = self.forget("--email", "person3@example.com", expect=0)
+        by_email = self.sync_result(doc, "emails_to_file")
+        self.assertEqual((by_email["status"], by_email["deleted"]), ("deleted", 1), by_email)
+        self.assertNotIn(canonical_key({"email": "person3@example.com"}), fold_events(read_events(emails)))
+        # the others match by ids Backflow cannot derive from an email
+        self.assertEqual(self.sync_result(doc, "users_to_hook")["status"], "not_found")
+        self.assertEqual(self.sync_result(doc, "orders_to_file")["status"], "not_found")
+        rc, pii, err = self.p.run_json("pii")
+        self.assertEqual(rc, 0, err)
+        e = next(s for s in pii["syncs"] if s["sync"] == "emails_to_file")
+        col = next(c for c in e["pii"] if c["column"] == "email")
+        self.assertEqual(col["sent"], "clear")
+        self.assertEqual(col["destination_fields"], [{"field": "email", "role": "match", "policy": "allow",
+                                                      "configured_policy": "hash"}])
+
     def test_pii_before_any_run(self):
         p = Project(make_config("http://127.0.0.1:9/in"))
         self.addCleanup(p.cleanup)
