@@ -1061,7 +1061,7 @@ static void deliver(struct bf_project *p, struct request *rq, struct item *it,
         recs[k].match_json_len = strlen(t->match);
         memset(&outs[k], 0, sizeof outs[k]);
       }
-      struct bf_batch batch = {s->name, s->object, &map, n, recs};
+      struct bf_batch batch = {s->name, s->object, &map, n, recs, BF_RESYNC_NONE};
       struct bf_error derr = {0};
       bf_crashpoint("forget-before-push");
       rc = dt->remove(dest, &batch, outs, &derr);

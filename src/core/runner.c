@@ -56,6 +56,7 @@ struct run {
   size_t sampled;
   unsigned char (*chunk_keys)[16]; /* key hashes of the chunk being processed */
   size_t chunk_keys_cap;
+  bool resync_last; /* a full resync's last upsert batch is next */
 };
 
 static void progress(struct run *r, bool final) {
@@ -197,12 +198,23 @@ static void sleep_ms(long long ms) {
   }
 }
 
+static bool full_mirror_resync(const struct run *r) {
+  return r->opts->full_resync && r->sync->mode == BF_MODE_MIRROR;
+}
+
 /* Sends the batch; records the destination asks to retry go again (a new
  * batch) up to record_retries times. Returns non-zero when the destination
  * is unavailable or the state cannot be written: the run must stop. */
 static int flush_batch(struct run *r, struct bf_error *err) {
   struct pending_batch *b = &r->batch;
   if (b->n == 0) return 0;
+  /* The upserts of a full resync of a mirror sync are the whole model: the
+   * destination may make the audience exactly them (BF_RESYNC_*). */
+  enum bf_resync stage = BF_RESYNC_NONE;
+  if (full_mirror_resync(r) && b->records[0].op != BF_OP_DELETE) {
+    stage = r->resync_last ? BF_RESYNC_LAST : BF_RESYNC_BATCH;
+    r->resync_last = false; /* retried records that follow are not the last batch */
+  }
   batch_fixup(b);
   int rc = 0;
   /* 1. What the destination may hold from now on must be known first. */
@@ -219,7 +231,7 @@ static int flush_batch(struct run *r, struct bf_error *err) {
   if ((rc = bf_state_flush(r->state, r->p->cfg->durability_power, err))) return rc;
 
   /* 2. Send. */
-  struct bf_batch batch = {r->sync->name, r->sync->object, &r->map, b->n, b->records};
+  struct bf_batch batch = {r->sync->name, r->sync->object, &r->map, b->n, b->records, stage};
   struct bf_outcome *outcomes = bf_xcalloc(b->n, sizeof *outcomes);
   bool deletes = b->records[0].op == BF_OP_DELETE;
   bf_crashpoint("before-push");
@@ -361,7 +373,7 @@ static void add_sample(struct run *r, enum bf_op op, const struct bf_value *row,
       vals[i] = i < r->map.n_match ? row[r->map.match_cols[i]] : row[r->map.field_cols[i - r->map.n_match]];
     rec.values = vals;
   }
-  struct bf_batch batch = {r->sync->name, r->sync->object, &r->map, 1, &rec};
+  struct bf_batch batch = {r->sync->name, r->sync->object, &r->map, 1, &rec, BF_RESYNC_NONE};
   bf_record_json(&batch, &rec, s, &r->tmp);
   bf_buf_putc(s, '\n'); /* separator, turned into commas by the caller */
   free(vals);
@@ -432,10 +444,20 @@ static int process_row(struct run *r, const struct bf_value *row, const unsigned
     }
     return 0;
   }
+  /* A full mirror resync holds a full batch until the next row comes, so
+   * that its last batch is never empty and can be marked BF_RESYNC_LAST. */
+  bool hold = full_mirror_resync(r);
+  int rc = 0;
+  if (hold && r->batch.n >= r->batch_size) {
+    rc = flush_batch(r, err);
+    if (rc == 0 && bf_stop_requested)
+      rc = bf_error_set(err, BF_E_INTERRUPTED, "interrupted; the run stopped after the batch in flight");
+    if (rc) return rc;
+  }
   bf_mapping_match_json(&r->map, row, &r->jsonbuf);
   batch_add(r, op, change, key, fp, row, r->jsonbuf.data, r->jsonbuf.len, 0);
-  if (r->batch.n < r->batch_size) return 0;
-  int rc = flush_batch(r, err);
+  if (hold || r->batch.n < r->batch_size) return 0;
+  rc = flush_batch(r, err);
   if (rc == 0 && bf_stop_requested)
     rc = bf_error_set(err, BF_E_INTERRUPTED, "interrupted; the run stopped after the batch in flight");
   return rc;
@@ -525,7 +547,11 @@ static int scan(struct run *r, struct bf_prefetch *pf, struct bf_error *err) {
     rc = bf_error_prefix(err, "%s:%d:%d: model '%s'", r->model->sql_loc.file, r->model->sql_loc.line,
                          r->model->sql_loc.col, r->model->name);
   }
-  if (rc == 0 && !r->opts->plan_only) rc = flush_batch(r, err);
+  if (rc == 0 && !r->opts->plan_only) {
+    r->resync_last = true; /* every row was read: the model is whole */
+    rc = flush_batch(r, err);
+    r->resync_last = false;
+  }
   return rc;
 }
 

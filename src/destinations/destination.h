@@ -38,12 +38,24 @@ struct bf_outcome {
   char *reason; /* malloc'd or NULL; freed by the runner */
 };
 
+/* Where a batch stands in a full resync of a mirror sync (the upserts of
+ * `run --full-resync`: every row of the model is sent). */
+enum bf_resync {
+  BF_RESYNC_NONE = 0, /* a normal run, removals, or not a mirror sync */
+  BF_RESYNC_BATCH,    /* one batch of the full resync's upserts */
+  BF_RESYNC_LAST,     /* the last one (n may be 0): the model has been sent whole */
+};
+
 struct bf_batch {
   const char *sync_name;
   const char *object; /* sync's `object:`, may be NULL */
   const struct bf_mapping *mapping;
   size_t n;
   struct bf_record *records;
+  /* Lets a destination that can replace a whole audience at once do so
+   * (meta_audience: usersreplace) instead of adding to it; every
+   * destination may ignore it. */
+  enum bf_resync resync;
 };
 
 struct bf_destination;

@@ -62,6 +62,8 @@ static const struct bf_param_spec meta_params[] = {
     {"token", BF_PARAM_STRING, NULL, true, true, "Graph API access token (system user, ads_management)"},
     {"audience_id", BF_PARAM_STRING, NULL, true, false, "id of the customer-file custom audience"},
     {"api_version", BF_PARAM_STRING, "v21.0", false, false, "Graph API version in the path"},
+    {"replace_on_full_resync", BF_PARAM_BOOL, "true", false, false,
+     "run --full-resync of a mirror sync replaces the audience (usersreplace)"},
     {NULL, 0, NULL, false, false, NULL},
 };
 
@@ -70,12 +72,25 @@ struct meta_session {
   unsigned seq;
 };
 
+/* The usersreplace session of a full resync: its batches replace the
+ * audience once the last one (last_batch_flag) is in. */
+struct meta_replace {
+  struct meta_session s;
+  bool enabled, closed;
+  struct bf_buf last;   /* the last usersreplace body sent (to close an open session) */
+  size_t last_payload;  /* its length before ,"session" */
+  size_t last_rows;
+  long long rows;       /* rows sent in the session */
+};
+
 struct meta_destination {
   struct bf_destination base;
   struct bf_http *http;
   char *users_path;    /* /v21.0/<audience>/users */
+  char *replace_path;  /* /v21.0/<audience>/usersreplace */
   char *audience_path; /* /v21.0/<audience> */
   struct meta_session add, remove;
+  struct meta_replace replace;
   struct bf_buf body;
   struct bf_meta_rows rows; /* the batch being sent */
   bool warned_constants;
@@ -340,8 +355,10 @@ static void meta_close(struct bf_destination *d_) {
   if (!d) return;
   bf_http_free(d->http);
   free(d->users_path);
+  free(d->replace_path);
   free(d->audience_path);
   bf_buf_release(&d->body);
+  bf_buf_release(&d->replace.last);
   bf_meta_rows_release(&d->rows);
   free(d);
 }
@@ -386,6 +403,9 @@ static int meta_open(const struct bf_destination_config *dc, const struct bf_con
   free(auth);
   d->audience_path = bf_xasprintf("/%s/%s", version, audience);
   d->users_path = bf_xasprintf("/%s/%s/users", version, audience);
+  d->replace_path = bf_xasprintf("/%s/%s/usersreplace", version, audience);
+  d->replace.enabled = bf_params_bool(p, meta_params, "replace_on_full_resync");
+  d->replace.s.id = new_session_id();
   d->add.id = new_session_id();
   d->remove.id = new_session_id();
   *out = &d->base;
@@ -431,21 +451,91 @@ static int meta_check(struct bf_destination *d_, struct bf_error *err) {
   return rc;
 }
 
+/* A usersreplace request Meta did not take: the run stops, the session
+ * stays without its last batch (Meta does not end it), and the rows this
+ * run counted as sent may be missing until a full resync succeeds. */
+static int replace_failed(struct meta_destination *d, struct bf_http_response *r, struct bf_error *err) {
+  int rc = unavailable(d, r, err);
+  if (!rc) {
+    long long code, subcode;
+    bool transient;
+    char msg[300];
+    bf_meta_graph_error(r->body.data, r->body.len, &code, &subcode, msg, sizeof msg, &transient);
+    bf_http_scrub(d->http, msg);
+    rc = bf_error_set(err, BF_E_DESTINATION, "destination '%s' (meta_audience): usersreplace batch %u "
+                      "refused: HTTP %ld, code %lld/%lld: %s", d->base.name, d->replace.s.seq, r->status,
+                      code, subcode, msg[0] ? msg : "refused");
+  }
+  bf_log_warn("destination '%s': the full resync stopped inside Meta's replace session %llu (batch %u): "
+              "the audience is not replaced; run the full resync again",
+              d->base.name, (unsigned long long)d->replace.s.id, d->replace.s.seq);
+  d->replace.closed = true; /* what follows in this run only adds */
+  return rc;
+}
+
+static void replace_done(struct meta_destination *d) {
+  d->replace.closed = true;
+  bf_log_info("destination '%s': full resync: Meta replaces the audience with the %lld rows of replace "
+              "session %llu (%u batches)",
+              d->base.name, d->replace.rows, (unsigned long long)d->replace.s.id, d->replace.s.seq);
+}
+
+/* Ends the replace session when the last batch brought no row to send:
+ * the previous usersreplace body again (the same rows: a no-op) with
+ * last_batch_flag. A full resync that sent no row replaces nothing. */
+static int close_replace(struct meta_destination *d, struct bf_error *err) {
+  if (d->replace.closed) return 0;
+  if (!d->replace.s.seq) {
+    d->replace.closed = true;
+    bf_log_info("destination '%s': full resync sent no row; the audience is not replaced (removals "
+                "follow)", d->base.name);
+    return 0;
+  }
+  struct bf_buf *b = &d->replace.last;
+  b->len = d->replace.last_payload;
+  bf_meta_write_session(b, d->replace.s.id, ++d->replace.s.seq, true);
+  struct bf_http_request req = {.method = "POST", .path = d->replace_path, .body = b->data, .body_len = b->len};
+  struct bf_http_response resp;
+  int rc = bf_http_perform_one(d->http, &req, &resp, err);
+  if (rc) return rc;
+  if (!bf_http_ok(&resp)) {
+    rc = replace_failed(d, &resp, err);
+  } else {
+    json_t *root = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, NULL);
+    json_t *got = json_object_get(root, "num_received");
+    if (!json_is_integer(got) || json_integer_value(got) != (long long)d->replace.last_rows)
+      bf_log_warn("destination '%s': Meta answered the closing usersreplace batch with num_received %lld "
+                  "for %zu rows", d->base.name, json_is_integer(got) ? json_integer_value(got) : -1LL,
+                  d->replace.last_rows);
+    json_decref(root);
+    replace_done(d);
+  }
+  bf_http_response_release(&resp);
+  return rc;
+}
+
 static int send_batch(struct meta_destination *d, const struct bf_batch *batch,
                       struct bf_outcome *outcomes, bool adds, struct bf_error *err) {
   for (size_t i = 0; i < batch->n; i++) outcomes[i] = (struct bf_outcome){BF_OUT_OK, NULL};
-  if (!batch->n) return 0;
+  /* A full resync of a mirror sync: its upserts go to usersreplace in one
+   * session, the last batch ends it (and Meta drops every member this run
+   * did not send). Anything after that adds. */
+  bool replace = adds && d->replace.enabled && batch->resync != BF_RESYNC_NONE && !d->replace.closed;
+  bool last = replace && batch->resync == BF_RESYNC_LAST;
+  if (!batch->n) return last ? close_replace(d, err) : 0;
   struct bf_meta_rows *t = &d->rows;
   int rc = bf_meta_rows_schema(t, batch, adds, err);
   if (rc) return rc;
   if (batch->mapping->n_constants && !d->warned_constants && (d->warned_constants = true))
     bf_log_warn("sync '%s': constants are not sent to a Meta audience", batch->sync_name);
   if (batch->n > META_MAX_ROWS) {
-    /* The runner never sends more than max_batch; split anyway. */
+    /* The runner never sends more than max_batch; split anyway (only the
+     * final part can be a full resync's last). */
     struct bf_batch part = *batch;
     for (size_t off = 0; off < batch->n && !rc; off += META_MAX_ROWS) {
       part.records = batch->records + off;
       part.n = batch->n - off < META_MAX_ROWS ? batch->n - off : META_MAX_ROWS;
+      part.resync = batch->resync == BF_RESYNC_LAST && off + part.n < batch->n ? BF_RESYNC_BATCH : batch->resync;
       rc = send_batch(d, &part, outcomes + off, adds, err);
     }
     return rc;
@@ -462,16 +552,25 @@ static int send_batch(struct meta_destination *d, const struct bf_batch *batch,
       row_of[i] = n_rows++;
     }
   }
-  if (!n_rows) goto out;
-  struct meta_session *session = adds ? &d->add : &d->remove;
+  if (!n_rows) {
+    if (last) rc = close_replace(d, err);
+    goto out;
+  }
+  struct meta_session *session = replace ? &d->replace.s : adds ? &d->add : &d->remove;
   bf_buf_reset(&d->body);
   bf_meta_write_payload(t, n_rows, &d->body);
-  bf_meta_write_session(&d->body, session->id, ++session->seq, false);
-  struct bf_http_request req = {.method = adds ? "POST" : "DELETE", .path = d->users_path,
+  size_t payload_len = d->body.len;
+  bf_meta_write_session(&d->body, session->id, ++session->seq, last);
+  struct bf_http_request req = {.method = adds ? "POST" : "DELETE",
+                                .path = replace ? d->replace_path : d->users_path,
                                 .body = d->body.data, .body_len = d->body.len};
   struct bf_http_response resp;
   if ((rc = bf_http_perform_one(d->http, &req, &resp, err))) goto out;
   if (!bf_http_ok(&resp)) {
+    if (replace) {
+      rc = replace_failed(d, &resp, err);
+      goto release;
+    }
     if ((rc = unavailable(d, &resp, err))) goto release;
     /* Refused for a reason that is not about availability: the batch is
      * rejected with Meta's message (the runner scrubs values from it). */
@@ -488,6 +587,16 @@ static int send_batch(struct meta_destination *d, const struct bf_batch *batch,
   }
   bf_meta_apply_answer(d->base.name, t, resp.body.data, resp.body.len, row_of, batch->n, n_rows,
                        outcomes);
+  if (replace) {
+    /* Keep this body: it closes the session if the last batch has no row. */
+    struct bf_buf keep = d->replace.last;
+    d->replace.last = d->body;
+    d->body = keep;
+    d->replace.last_payload = payload_len;
+    d->replace.last_rows = n_rows;
+    d->replace.rows += (long long)n_rows;
+    if (last) replace_done(d);
+  }
 release:
   bf_http_response_release(&resp);
 out:

@@ -59,7 +59,7 @@ CLEAR_KEYS = ("EXTERN_ID", "MADID")
 # gender only help Meta match and never identify a member alone.
 ID_KEYS = ("EMAIL", "PHONE", "EXTERN_ID", "MADID")
 HEX_RUN = re.compile(r"[0-9a-f]*")
-PATH = re.compile(r"^/v\d+\.\d+/(\d+)(/users)?$")
+PATH = re.compile(r"^/v\d+\.\d+/(\d+)(/users|/usersreplace)?$")
 
 US_STATES = {"california": "ca", "newyork": "ny", "texas": "tx", "florida": "fl",
              "washington": "wa", "districtofcolumbia": "dc"}
@@ -122,11 +122,14 @@ class State:
         self.members = []          # list of {key: value}, None once removed
         self.index = {}            # (key, value) -> set(member idx)
         self.sessions = {}         # (method, session_id) -> last batch_seq
+        self.replacing = {}        # usersreplace session_id -> rows received so far (cells)
+        self.replaced = []         # closed usersreplace sessions: {"session_id", "batches", "rows"}
         self.known = {}            # key -> set(expected cell)
         self.counters = {k: 0 for k in (
             "requests", "add_requests", "remove_requests", "rows_received", "rows_added",
             "rows_removed", "invalid_entries", "hash_mismatch", "auth_failures", "bad_requests",
-            "throttled", "faults_served", "max_rows_seen")}
+            "throttled", "faults_served", "max_rows_seen", "replace_requests", "replace_sessions_closed",
+            "users_during_replace")}
 
     def set_known(self, people):
         self.known = {}
@@ -284,14 +287,14 @@ class Handler(BaseHTTPRequestHandler):
             if fault == "transient":
                 return self.graph_error(500, 2, "An unexpected error has occurred.", transient=True)
             return self.graph_error(int(fault), 1, "An unknown error occurred")
-        self.users(method, raw)
+        self.users(method, raw, replace=m.group(2) == "/usersreplace")
 
     def bad(self, message):
         with self.st.lock:
             self.st.counters["bad_requests"] += 1
         return self.graph_error(400, 100, "(#100) " + message, etype="OAuthException")
 
-    def users(self, method, raw):
+    def users(self, method, raw, replace=False):
         st = self.st
         if "application/json" not in (self.headers.get("Content-Type") or ""):
             return self.bad("payload must be JSON")
@@ -314,6 +317,8 @@ class Handler(BaseHTTPRequestHandler):
         if len(data) > st.max_rows:
             return self.bad(f"Too many entries: at most {st.max_rows} per request")
         session = doc.get("session")
+        if replace and (method != "POST" or session is None):
+            return self.bad("usersreplace takes a POST with a session")
         if session is not None:
             if (not isinstance(session, dict) or not isinstance(session.get("session_id"), int)
                     or not isinstance(session.get("batch_seq"), int)
@@ -331,15 +336,27 @@ class Handler(BaseHTTPRequestHandler):
                 return self.bad(f"{k} entries must be SHA-256 hashed (lowercase hex)")
         with st.lock:
             if session is not None:
-                skey = (method, session["session_id"])
+                skey = ("REPLACE" if replace else method, session["session_id"])
                 last = st.sessions.get(skey, 0)
+                if replace and last == 0 and session["batch_seq"] != 1:
+                    st.counters["bad_requests"] += 1
+                    return self.graph_error(400, 2650, "Invalid Upload Batch for Replace: the first batch_seq "
+                                                       "was not detected", subcode=1870147)
+                if replace and last < 0:
+                    st.counters["bad_requests"] += 1
+                    return self.graph_error(400, 2650, "Invalid Upload Batch for Replace: session ended",
+                                            subcode=1870148)
                 if session["batch_seq"] != last + 1:
                     st.counters["bad_requests"] += 1
                     return self.graph_error(400, 100, f"(#100) batch_seq {session['batch_seq']} does not "
                                                       f"follow {last} in session")
                 st.sessions[skey] = session["batch_seq"]
             st.counters["requests_ok"] = st.counters.get("requests_ok", 0) + 1
-            st.counters["add_requests" if method == "POST" else "remove_requests"] += 1
+            if replace:
+                st.counters["replace_requests"] += 1
+            else:
+                st.counters["add_requests" if method == "POST" else "remove_requests"] += 1
+                st.counters["users_during_replace"] += bool(st.replacing)
             st.counters["max_rows_seen"] = max(st.counters["max_rows_seen"], len(data))
             short = st.faults.get("short_received") or 0
             if short:
@@ -369,11 +386,25 @@ class Handler(BaseHTTPRequestHandler):
                     n_invalid += 1
                     st.counters["invalid_entries"] += 1
                     continue
-                if method == "POST":
+                if replace:
+                    st.replacing.setdefault(session["session_id"], []).append(cells)
+                elif method == "POST":
                     st.add(cells)
                     st.counters["rows_added"] += 1
                 else:
                     st.counters["rows_removed"] += st.remove(cells)
+            if replace:
+                st.replacing.setdefault(session["session_id"], [])
+            if replace and session["last_batch_flag"]:
+                # The session is over: the audience becomes exactly what it received.
+                rows = st.replacing.pop(session["session_id"])
+                st.members, st.index = [], {}
+                for cells in rows:
+                    st.add(cells)
+                st.sessions[("REPLACE", session["session_id"])] = -1
+                st.replaced.append({"session_id": session["session_id"], "batches": session["batch_seq"],
+                                    "rows": len(rows)})
+                st.counters["replace_sessions_closed"] += 1
             if not st.lean:
                 st.counters["rows_received"] += n_received
             return self.reply(200, {"audience_id": st.audience_id,
@@ -408,7 +439,8 @@ class Server:
         st = self.httpd.state
         with st.lock:
             return {"members": st.dump(), "counters": dict(st.counters),
-                    "sessions": dict(st.sessions), "faults": dict(st.faults)}
+                    "sessions": dict(st.sessions), "faults": dict(st.faults),
+                    "replaced": list(st.replaced), "replacing": {k: len(v) for k, v in st.replacing.items()}}
 
     def stop(self):
         self.httpd.shutdown()
