@@ -84,10 +84,10 @@ static size_t uses_of(const struct bf_sync_config *s, const char *column, struct
   const char *configured = bf_pairs_get(&s->pii_policy, column);
   for (size_t i = 0; i < s->match.n; i++) {
     if (strcmp(s->match.items[i].value, column)) continue;
-    /* A match value identifies the record: it is sent as it is. */
-    bool ignored = configured && strcmp(configured, "allow");
-    out[n++] =
-        (struct dest_use){s->match.items[i].key, "match", "allow", ignored ? configured : NULL};
+    /* A match value identifies the record: sent as it is, or as its hash
+     * (config refuses `drop` on a match column). */
+    bool hashed = configured && !strcmp(configured, "hash");
+    out[n++] = (struct dest_use){s->match.items[i].key, "match", hashed ? "hash" : "allow", NULL};
   }
   for (size_t i = 0; i < s->fields.n; i++) {
     if (strcmp(s->fields.items[i].value, column)) continue;

@@ -867,6 +867,22 @@ static char *match_from_text(const char *field, const char *value, bool numeric)
   return out;
 }
 
+/* match_from_text for sync s's only match column: under `pii_policy: hash`
+ * the destination holds the hash of the normalised value, so the delete
+ * names that. NULL when the value cannot be normalised. */
+static char *match_for_sync(const struct bf_sync_config *s, const struct bf_model_config *m,
+                            const char *value, bool numeric) {
+  const char *column = s->match.items[0].value;
+  const char *policy = bf_pairs_get(&s->pii_policy, column);
+  if (!policy || strcmp(policy, "hash")) return match_from_text(s->match.items[0].key, value, numeric);
+  const char *kind = bf_pairs_get(&m->pii, column);
+  char hex[BF_PII_SHA256_HEX];
+  const char *why;
+  if (bf_pii_normalize_hash(bf_pii_fn_for_kind(kind ? kind : "other"), value, strlen(value), hex, &why))
+    return NULL;
+  return match_from_text(s->match.items[0].key, hex, false);
+}
+
 static void item_pending(struct item *it, int exit, const char *reason) {
   it->status = "pending";
   it->exit = exit;
@@ -924,14 +940,17 @@ static void lookup_item(struct bf_project *p, struct request *rq, struct item *i
     bf_prf_key(&p->prf, ps->key_value, strlen(ps->key_value), key);
     struct target *t = add_target(it, key, NULL);
     if (!t->match && only && !strcmp(only, m->primary_key))
-      t->guess = match_from_text(s->match.items[0].key, ps->key_value, true);
+      t->guess = match_for_sync(s, m, ps->key_value, true);
   }
   if (it->nt == 0 && ps->typed && only) {
     /* Not in the warehouse (any more), but the sync matches by the erased
      * identifier itself: the delete can name it. */
     const char *kind = pii_kind_of(m, only);
     if (kind && !strcmp(kind, bf_forget_kind_name(rq->kind)))
-      add_target(it, NULL, match_from_text(s->match.items[0].key, ps->typed, false));
+    {
+      char *match = match_for_sync(s, m, ps->typed, false);
+      if (match) add_target(it, NULL, match);
+    }
   }
   it->found = (long long)it->nt;
   if (it->nt == 0)

@@ -77,9 +77,17 @@ int bf_mapping_build(const struct bf_config *cfg, const struct bf_sync_config *s
   m->n_match = sync->match.n;
   m->match_names = bf_xcalloc(m->n_match, sizeof *m->match_names);
   m->match_cols = bf_xcalloc(m->n_match, sizeof *m->match_cols);
+  m->match_pii_kinds = bf_xcalloc(m->n_match, sizeof *m->match_pii_kinds);
   for (size_t i = 0; i < sync->match.n; i++) {
     const struct bf_pair *p = &sync->match.items[i];
     m->match_names[i] = p->key;
+    const char *match_policy = bf_pairs_get(&sync->pii_policy, p->value);
+    if (match_policy && !strcmp(match_policy, "hash")) {
+      /* The destination's identifier becomes the hash: pseudonymous ids. */
+      const char *kind = bf_pairs_get(&model->pii, p->value);
+      m->match_pii_kinds[i] = kind ? kind : "other";
+      m->has_hashed_fields = true;
+    }
     if (find_column(columns, ncols, p->value, &m->match_cols[i]) < 0) {
       int rc = missing_column(&p->loc, "match column", p->value,
                               from_env(bf_node_get(bf_node_get(sync_node, "match"), p->key)),
@@ -127,7 +135,8 @@ int bf_mapping_build(const struct bf_config *cfg, const struct bf_sync_config *s
    * mapping (a new field, a new constant, a policy) resends every row. */
   struct bf_buf sig = {0};
   bf_buf_printf(&sig, "v1|%s|%s|", bf_sync_mode_name(sync->mode), sync->object ? sync->object : "");
-  for (size_t i = 0; i < m->n_match; i++) bf_buf_printf(&sig, "m:%s|", m->match_names[i]);
+  for (size_t i = 0; i < m->n_match; i++)
+    bf_buf_printf(&sig, "m:%s:%d|", m->match_names[i], m->match_pii_kinds[i] != NULL);
   for (size_t i = 0; i < m->n_fields; i++)
     bf_buf_printf(&sig, "f:%s:%d|", m->field_names[i], (int)m->field_actions[i]);
   for (size_t i = 0; i < sync->constants.n; i++)
@@ -144,6 +153,7 @@ void bf_mapping_release(struct bf_mapping *m) {
     if (m->constant_values[i].type == BF_TEXT) free((char *)m->constant_values[i].u.s);
   free(m->match_names);
   free(m->match_cols);
+  free(m->match_pii_kinds);
   free(m->field_names);
   free(m->field_cols);
   free(m->field_actions);
@@ -223,7 +233,19 @@ void bf_mapping_match_json(const struct bf_mapping *m, const struct bf_value *ro
     if (i) bf_buf_putc(out, ',');
     bf_json_cstr(out, m->match_names[i]);
     bf_buf_putc(out, ':');
-    bf_json_value(out, &row[m->match_cols[i]]);
+    const struct bf_value *v = &row[m->match_cols[i]];
+    if (m->match_pii_kinds[i] && v->type != BF_NULL) {
+      char num[48], hex[BF_PII_SHA256_HEX];
+      const char *s, *why;
+      size_t n;
+      bf_pii_value_text(v, num, sizeof num, &s, &n);
+      if (bf_pii_normalize_hash(bf_pii_fn_for_kind(m->match_pii_kinds[i]), s, n, hex, &why) == 0)
+        bf_json_str(out, hex, 64);
+      else
+        bf_buf_puts(out, "null"); /* unreachable: bf_mapping_check_row rejected the row */
+    } else {
+      bf_json_value(out, v);
+    }
   }
   bf_buf_putc(out, '}');
 }
@@ -249,6 +271,17 @@ int bf_mapping_check_row(const struct bf_mapping *m, const struct bf_value *row,
                          const char **why) {
   if (!m->has_hashed_fields) return 0;
   char out[BF_PII_SHA256_HEX], num[48];
+  for (size_t i = 0; i < m->n_match; i++) {
+    const struct bf_value *v = &row[m->match_cols[i]];
+    if (!m->match_pii_kinds[i] || v->type == BF_NULL) continue;
+    const char *s;
+    size_t n;
+    bf_pii_value_text(v, num, sizeof num, &s, &n);
+    if (bf_pii_normalize_hash(bf_pii_fn_for_kind(m->match_pii_kinds[i]), s, n, out, why)) {
+      *bad_field = SIZE_MAX; /* a match column */
+      return -1;
+    }
+  }
   for (size_t i = 0; i < m->n_fields; i++) {
     const struct bf_value *v = &row[m->field_cols[i]];
     if (m->field_actions[i] != BF_PII_HASH || v->type == BF_NULL) continue;

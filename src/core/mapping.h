@@ -16,6 +16,7 @@ struct bf_mapping {
   size_t n_match, n_fields, n_constants;
   const char **match_names;  /* borrowed from the config */
   size_t *match_cols;
+  const char **match_pii_kinds; /* pii kind of a match column hashed by pii_policy, else NULL */
   const char **field_names;
   size_t *field_cols;
   enum bf_pii_action *field_actions; /* allow | hash (drop fields are left out) */
@@ -40,7 +41,8 @@ bool bf_mapping_key_bytes(const struct bf_value *v, struct bf_buf *out);
 /* Bytes the fingerprint is taken over: signature + every mapped value. */
 void bf_mapping_fingerprint_bytes(const struct bf_mapping *m, const struct bf_value *row,
                                   struct bf_buf *out);
-/* {"user_id":7}: the match object of a row. */
+/* {"user_id":7}: the match object of a row (a match column under
+ * `pii_policy: hash` holds the SHA-256 of its normalised value). */
 void bf_mapping_match_json(const struct bf_mapping *m, const struct bf_value *row, struct bf_buf *out);
 /* A field value as sent: applies the PII policy (hash -> hex SHA-256 of the
  * normalised value). tmp holds bytes for the returned value. */

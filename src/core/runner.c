@@ -411,7 +411,7 @@ static int process_row(struct run *r, const struct bf_value *row, const unsigned
     /* Seen (so mirror keeps it), not sent, state untouched: it goes once the
      * value is fixed in the warehouse. */
     char *reason = bf_xasprintf("cannot hash for pii_policy: %s", why);
-    reject_row(r, key, r->map.field_names[bad_field], reason);
+    reject_row(r, key, bad_field == SIZE_MAX ? "(match)" : r->map.field_names[bad_field], reason);
     free(reason);
     return 0;
   }

@@ -4,6 +4,7 @@ an audit log that holds no plaintext; the person is never sent again although
 the warehouse still holds them; a dead destination leaves the request pending
 (exit 4) and `forget --retry` completes it. Two models, two syncs: users to the
 strict webhook receiver (mirror), orders to a JSON Lines file (upsert)."""
+import hashlib
 import json
 import os
 import sqlite3
@@ -375,8 +376,9 @@ class TestPii(ForgetCase):
 
     def test_a_sync_matching_by_email_is_reached_after_the_row_left(self):
         """docs/privacy.md, limits: without the row, a sync can be reached by
-        email only when it matches by that email; pii shows the match column
-        goes in clear whatever pii_policy says."""
+        email only when it matches by that email. Under pii_policy: hash the
+        destination holds the hash of the normalised email, and the delete
+        names that hash."""
         text = make_config(self.r.url) + """  emails_to_file:
     model: users
     destination: out2
@@ -389,13 +391,16 @@ class TestPii(ForgetCase):
         rc, doc, err = self.p.run_json("run", "emails_to_file")
         self.assertEqual(rc, 0, err)
         emails = os.path.join(self.p.dir, "out", "emails.jsonl")
-        self.assertIn(canonical_key({"email": "person3@example.com"}), fold_events(read_events(emails)))
+        hashed = hashlib.sha256(b"person3@example.com").hexdigest()
+        self.assertIn(canonical_key({"email": hashed}), fold_events(read_events(emails)))
+        with open(emails) as f:
+            self.assertNotIn("person3@example.com", f.read())
         self.p.sql("DELETE FROM users WHERE id = 3")
         self.p.sql("DELETE FROM orders WHERE customer_email LIKE '%erson3@%'")
         doc = self.forget("--email", "person3@example.com", expect=0)
         by_email = self.sync_result(doc, "emails_to_file")
         self.assertEqual((by_email["status"], by_email["deleted"]), ("deleted", 1), by_email)
-        self.assertNotIn(canonical_key({"email": "person3@example.com"}), fold_events(read_events(emails)))
+        self.assertNotIn(canonical_key({"email": hashed}), fold_events(read_events(emails)))
         # the others match by ids Backflow cannot derive from an email
         self.assertEqual(self.sync_result(doc, "users_to_hook")["status"], "not_found")
         self.assertEqual(self.sync_result(doc, "orders_to_file")["status"], "not_found")
@@ -403,9 +408,8 @@ class TestPii(ForgetCase):
         self.assertEqual(rc, 0, err)
         e = next(s for s in pii["syncs"] if s["sync"] == "emails_to_file")
         col = next(c for c in e["pii"] if c["column"] == "email")
-        self.assertEqual(col["sent"], "clear")
-        self.assertEqual(col["destination_fields"], [{"field": "email", "role": "match", "policy": "allow",
-                                                      "configured_policy": "hash"}])
+        self.assertEqual(col["sent"], "hashed")
+        self.assertEqual(col["destination_fields"], [{"field": "email", "role": "match", "policy": "hash"}])
 
     def test_pii_before_any_run(self):
         p = Project(make_config("http://127.0.0.1:9/in"))
