@@ -61,7 +61,7 @@ integration: $(BUILD)/backflow $(TOOL_BIN)
 	python3 tests/integration/run.py --binary $(BUILD)/backflow
 	BACKFLOW_BIN=$(abspath $(BUILD)/backflow) tests/browser/run.sh
 
-test: deps all unit integration fuzz-smoke
+test: deps check-format all unit integration fuzz-smoke
 	@echo "all tests passed"
 
 asan:

@@ -1,7 +1,8 @@
 /* Benchmark warehouse generator.
  *
  *   gen_warehouse DB --rows N        (re)creates DB with users(...) holding N customers
- *   gen_warehouse DB --change EVERY  changes every EVERY-th row (id % EVERY = 0): ltv and updated_at
+ *   gen_warehouse DB --change EVERY  changes every EVERY-th row (id % EVERY = 0): ltv and
+ * updated_at
  *
  * The rows are reproducible (splitmix64 from a fixed seed) and a little more varied than the
  * demo's, so that row widths look like a real customer table (~100 bytes of text per row).
@@ -17,18 +18,20 @@
 #include <sqlite3.h>
 
 static const char *const first_names[] = {
-    "Ada",    "Grace",   "Alan",   "Edsger", "Barbara", "Ken",      "Dennis", "Margaret", "Linus", "Radia",
-    "Donald", "Frances", "John",   "Leslie", "Niklaus", "Sophie",   "Tim",    "Guido",    "Bjarne", "Anita",
-    "Jean",   "Shafi",   "Silvio", "Adele",  "Hedy",    "Katherine", "Mary",  "Dorothy",  "Claude", "Vint",
-    "Robert", "Whitfield"};
+    "Ada",   "Grace",     "Alan",   "Edsger",  "Barbara", "Ken",    "Dennis",  "Margaret",
+    "Linus", "Radia",     "Donald", "Frances", "John",    "Leslie", "Niklaus", "Sophie",
+    "Tim",   "Guido",     "Bjarne", "Anita",   "Jean",    "Shafi",  "Silvio",  "Adele",
+    "Hedy",  "Katherine", "Mary",   "Dorothy", "Claude",  "Vint",   "Robert",  "Whitfield"};
 static const char *const last_names[] = {
-    "Lovelace", "Hopper",  "Turing",   "Dijkstra", "Liskov",   "Thompson", "Ritchie",   "Hamilton",
-    "Torvalds", "Perlman", "Knuth",    "Allen",    "McCarthy", "Lamport",  "Wirth",     "Wilson",
-    "Berners",  "Rossum",  "Stroustrup", "Borg",   "Bartik",   "Goldwasser", "Micali",  "Goldberg",
-    "Lamarr",   "Johnson", "Keller",   "Vaughan",  "Shannon",  "Cerf",     "Kahn",      "Diffie"};
-static const char *const domains[] = {"example.com", "example.org", "mail.example.net", "corp.example.io"};
-static const char *const countries[] = {"US", "GB", "DE", "FR", "NL", "SE", "JP", "BR", "IN", "CA",
-                                        "ES", "IT", "AU", "MX", "PL", "KR"};
+    "Lovelace",   "Hopper",   "Turing",   "Dijkstra", "Liskov",     "Thompson", "Ritchie",
+    "Hamilton",   "Torvalds", "Perlman",  "Knuth",    "Allen",      "McCarthy", "Lamport",
+    "Wirth",      "Wilson",   "Berners",  "Rossum",   "Stroustrup", "Borg",     "Bartik",
+    "Goldwasser", "Micali",   "Goldberg", "Lamarr",   "Johnson",    "Keller",   "Vaughan",
+    "Shannon",    "Cerf",     "Kahn",     "Diffie"};
+static const char *const domains[] = {"example.com", "example.org", "mail.example.net",
+                                      "corp.example.io"};
+static const char *const countries[] = {"US", "GB", "DE", "FR", "NL", "SE", "JP", "BR",
+                                        "IN", "CA", "ES", "IT", "AU", "MX", "PL", "KR"};
 static const char *const plans[] = {"free", "starter", "pro", "enterprise"};
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
@@ -78,14 +81,16 @@ static int generate(const char *path, long long rows) {
   sqlite3 *db = NULL;
   sqlite3_stmt *st = NULL;
   if (sqlite3_open(path, &db) != SQLITE_OK) return fail(db, path);
-  if (sqlite3_exec(db,
-                   "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-65536;"
-                   "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT, first_name TEXT, last_name TEXT,"
-                   " country TEXT, plan TEXT, ltv REAL, updated_at TEXT);"
-                   "BEGIN;",
-                   NULL, NULL, NULL) != SQLITE_OK)
+  if (sqlite3_exec(
+          db,
+          "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-65536;"
+          "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT, first_name TEXT, last_name TEXT,"
+          " country TEXT, plan TEXT, ltv REAL, updated_at TEXT);"
+          "BEGIN;",
+          NULL, NULL, NULL) != SQLITE_OK)
     return fail(db, "create table");
-  if (sqlite3_prepare_v2(db, "INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, ?, ?)", -1, &st, NULL) != SQLITE_OK)
+  if (sqlite3_prepare_v2(db, "INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, ?, ?)", -1, &st, NULL) !=
+      SQLITE_OK)
     return fail(db, "prepare insert");
 
   uint64_t seed = 20240501;
@@ -114,8 +119,8 @@ static int generate(const char *path, long long rows) {
     }
     sqlite3_reset(st);
     if (id % step == 0 || id == rows)
-      fprintf(stderr, "gen_warehouse: %lld/%lld rows (%.0f%%, %.1fs)\n", id, rows, 100.0 * (double)id / (double)rows,
-              now_s() - start);
+      fprintf(stderr, "gen_warehouse: %lld/%lld rows (%.0f%%, %.1fs)\n", id, rows,
+              100.0 * (double)id / (double)rows, now_s() - start);
   }
   sqlite3_finalize(st);
   if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) return fail(db, "commit");
@@ -128,12 +133,14 @@ static int change(const char *path, long long every) {
   sqlite3 *db = NULL;
   sqlite3_stmt *st = NULL;
   if (sqlite3_open(path, &db) != SQLITE_OK) return fail(db, path);
-  if (sqlite3_exec(db, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;", NULL, NULL, NULL) != SQLITE_OK)
+  if (sqlite3_exec(db, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;", NULL, NULL, NULL) !=
+      SQLITE_OK)
     return fail(db, "pragma");
-  if (sqlite3_prepare_v2(db,
-                         "UPDATE users SET ltv = ltv + 1.0, updated_at = strftime('%Y-%m-%dT%H:%M:%SZ','now')"
-                         " WHERE id % ? = 0",
-                         -1, &st, NULL) != SQLITE_OK)
+  if (sqlite3_prepare_v2(
+          db,
+          "UPDATE users SET ltv = ltv + 1.0, updated_at = strftime('%Y-%m-%dT%H:%M:%SZ','now')"
+          " WHERE id % ? = 0",
+          -1, &st, NULL) != SQLITE_OK)
     return fail(db, "prepare update");
   double start = now_s();
   sqlite3_bind_int64(st, 1, every);
@@ -149,8 +156,10 @@ static int change(const char *path, long long every) {
 }
 
 int main(int argc, char **argv) {
-  if (argc == 4 && !strcmp(argv[2], "--rows") && atoll(argv[3]) > 0) return generate(argv[1], atoll(argv[3]));
-  if (argc == 4 && !strcmp(argv[2], "--change") && atoll(argv[3]) > 0) return change(argv[1], atoll(argv[3]));
+  if (argc == 4 && !strcmp(argv[2], "--rows") && atoll(argv[3]) > 0)
+    return generate(argv[1], atoll(argv[3]));
+  if (argc == 4 && !strcmp(argv[2], "--change") && atoll(argv[3]) > 0)
+    return change(argv[1], atoll(argv[3]));
   fprintf(stderr, "usage: gen_warehouse DB --rows N | gen_warehouse DB --change EVERY\n");
   return 2;
 }

@@ -25,7 +25,8 @@ int main(int argc, char **argv) {
   double start = now_s();
   sqlite3 *db = NULL;
   sqlite3_stmt *st = NULL;
-  if (sqlite3_open_v2(argv[1], &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
+  if (sqlite3_open_v2(argv[1], &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
+          SQLITE_OK ||
       sqlite3_prepare_v2(db, argv[2], -1, &st, NULL) != SQLITE_OK) {
     fprintf(stderr, "scan: %s: %s\n", argv[1], db ? sqlite3_errmsg(db) : "out of memory");
     sqlite3_close(db);
@@ -39,9 +40,7 @@ int main(int argc, char **argv) {
     rows++;
     for (int c = 0; c < ncols; c++) {
       switch (sqlite3_column_type(st, c)) {
-      case SQLITE_INTEGER:
-        check += (uint64_t)sqlite3_column_int64(st, c);
-        break;
+      case SQLITE_INTEGER: check += (uint64_t)sqlite3_column_int64(st, c); break;
       case SQLITE_FLOAT: {
         double d = sqlite3_column_double(st, c);
         uint64_t bits;
@@ -61,9 +60,7 @@ int main(int argc, char **argv) {
         check += (uint64_t)n + (n ? b[0] : 0);
         break;
       }
-      default:
-        check += 1;
-        break;
+      default: check += 1; break;
       }
     }
   }

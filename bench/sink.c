@@ -62,14 +62,15 @@ static size_t count_records(const char *data, size_t len) {
 static char *counters_json(size_t *len) {
   char *out = malloc(160);
   if (!out) return NULL;
-  int n = snprintf(out, 160, "{\"requests\":%lld,\"records\":%lld,\"bytes\":%lld}", atomic_load(&n_requests),
-                   atomic_load(&n_records), atomic_load(&n_bytes));
+  int n = snprintf(out, 160, "{\"requests\":%lld,\"records\":%lld,\"bytes\":%lld}",
+                   atomic_load(&n_requests), atomic_load(&n_records), atomic_load(&n_bytes));
   *len = (size_t)n;
   return out;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-                                  const char *version, const char *upload, size_t *upload_size, void **ctx) {
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **ctx) {
   (void)cls;
   (void)version;
   if (strcmp(method, "POST") != 0) {
@@ -127,7 +128,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   return reply(conn, 200, text, (size_t)(p - text), "application/json");
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **ctx, enum MHD_RequestTerminationCode toe) {
+static void on_completed(void *cls, struct MHD_Connection *conn, void **ctx,
+                         enum MHD_RequestTerminationCode toe) {
   (void)cls;
   (void)conn;
   (void)toe;
@@ -165,9 +167,10 @@ int main(int argc, char **argv) {
   struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   struct MHD_Daemon *d = MHD_start_daemon(
-      MHD_USE_EPOLL_INTERNAL_THREAD, 0, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(1u << 20), MHD_OPTION_CONNECTION_TIMEOUT, 120u,
-      MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+      MHD_USE_EPOLL_INTERNAL_THREAD, 0, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR,
+      (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(1u << 20),
+      MHD_OPTION_CONNECTION_TIMEOUT, 120u, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+      MHD_OPTION_END);
   if (!d) {
     fprintf(stderr, "sink: cannot listen on 127.0.0.1:%u\n", port);
     return 1;
@@ -184,7 +187,8 @@ int main(int argc, char **argv) {
       return 1;
     }
   }
-  fprintf(stderr, "sink: listening on 127.0.0.1:%u (mode %s)\n", bound, reply_results ? "results" : "empty");
+  fprintf(stderr, "sink: listening on 127.0.0.1:%u (mode %s)\n", bound,
+          reply_results ? "results" : "empty");
   int sig = 0;
   sigwait(&stop, &sig);
   MHD_stop_daemon(d);

@@ -39,7 +39,8 @@ bool bf_cli_flag(struct bf_cli *cli, const char *name) {
 int bf_cli_no_more_options(struct bf_cli *cli, const char *usage, struct bf_error *err) {
   for (int i = 0; i < cli->argc; i++)
     if (cli->argv[i][0] == '-' && cli->argv[i][1])
-      return bf_error_set(err, BF_E_USAGE, "unknown option '%s' (usage: backflow %s)", cli->argv[i], usage);
+      return bf_error_set(err, BF_E_USAGE, "unknown option '%s' (usage: backflow %s)", cli->argv[i],
+                          usage);
   return 0;
 }
 
@@ -61,7 +62,9 @@ void bf_cli_result_json(struct bf_buf *out, const char *sync, const struct bf_ru
                 "\"duration_ms\":%lld,\"error\":",
                 c->rows_read, c->added, c->changed, c->removed, c->unchanged, c->skipped,
                 c->rejected, c->failed, res->duration_ms);
-  if (error) bf_json_cstr(out, error);
-  else bf_buf_puts(out, "null");
+  if (error)
+    bf_json_cstr(out, error);
+  else
+    bf_buf_puts(out, "null");
   bf_buf_putc(out, '}');
 }

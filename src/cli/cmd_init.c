@@ -29,16 +29,17 @@ static const char example_config[] =
     "    destination: out\n"
     "    mode: mirror               # upsert + delete rows that leave the model\n"
     "    match: {customer_id: id}\n"
-    "    fields: {email: email, first_name: first_name, country: country, plan: plan, lifetime_value: ltv}\n"
+    "    fields: {email: email, first_name: first_name, country: country, plan: plan, "
+    "lifetime_value: ltv}\n"
     "    constants: {source: backflow}\n"
     "    pii_policy: {first_name: allow, email: allow}\n";
 
-static const char *const first_names[] = {"Ada", "Grace", "Alan", "Edsger", "Barbara", "Ken", "Dennis",
-                                          "Margaret", "Linus", "Radia", "Donald", "Frances", "John",
-                                          "Leslie", "Niklaus", "Sophie"};
-static const char *const last_names[] = {"Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Thompson",
-                                         "Ritchie", "Hamilton", "Torvalds", "Perlman", "Knuth", "Allen",
-                                         "McCarthy", "Lamport", "Wirth", "Wilson"};
+static const char *const first_names[] = {
+    "Ada",   "Grace", "Alan",   "Edsger",  "Barbara", "Ken",    "Dennis",  "Margaret",
+    "Linus", "Radia", "Donald", "Frances", "John",    "Leslie", "Niklaus", "Sophie"};
+static const char *const last_names[] = {
+    "Lovelace", "Hopper",  "Turing", "Dijkstra", "Liskov",   "Thompson", "Ritchie", "Hamilton",
+    "Torvalds", "Perlman", "Knuth",  "Allen",    "McCarthy", "Lamport",  "Wirth",   "Wilson"};
 static const char *const countries[] = {"US", "GB", "DE", "FR", "NL", "SE", "JP", "BR", "IN", "CA"};
 static const char *const plans[] = {"free", "starter", "pro", "enterprise"};
 
@@ -54,14 +55,15 @@ static int create_warehouse(const char *path, long rows, struct bf_error *err) {
   sqlite3_stmt *st = NULL;
   int rc = 0;
   if (sqlite3_open(path, &db) != SQLITE_OK) goto fail;
-  if (sqlite3_exec(db,
-                   "PRAGMA journal_mode=WAL;"
-                   "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT, first_name TEXT, last_name TEXT,"
-                   " country TEXT, plan TEXT, ltv REAL, updated_at TEXT);"
-                   "BEGIN;",
-                   NULL, NULL, NULL) != SQLITE_OK ||
-      sqlite3_prepare_v2(db, "INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, ?, datetime('now'))", -1, &st,
-                         NULL) != SQLITE_OK)
+  if (sqlite3_exec(
+          db,
+          "PRAGMA journal_mode=WAL;"
+          "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT, first_name TEXT, last_name TEXT,"
+          " country TEXT, plan TEXT, ltv REAL, updated_at TEXT);"
+          "BEGIN;",
+          NULL, NULL, NULL) != SQLITE_OK ||
+      sqlite3_prepare_v2(db, "INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, ?, datetime('now'))", -1,
+                         &st, NULL) != SQLITE_OK)
     goto fail;
   uint64_t seed = 42;
   for (long id = 1; id <= rows; id++) {
@@ -119,7 +121,8 @@ int bf_cmd_init(struct bf_cli *cli, struct bf_error *err) {
     goto out;
   }
   printf("created %s and %s (%ld customers)\n", config, warehouse, rows);
-  printf("next: backflow -p %s plan customers_to_file && backflow -p %s run customers_to_file\n", dir, dir);
+  printf("next: backflow -p %s plan customers_to_file && backflow -p %s run customers_to_file\n",
+         dir, dir);
 out:
   free(config);
   free(warehouse);

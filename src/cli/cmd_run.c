@@ -30,8 +30,8 @@ int bf_cmd_plan(struct bf_cli *cli, struct bf_error *err) {
   if (cli->argc != 1) return bf_error_set(err, BF_E_USAGE, "plan takes exactly one sync"), 2;
   struct bf_project *p = NULL;
   if (bf_cli_project(cli, &p, err)) return bf_code_exit_status(err->code);
-  struct bf_run_options opts = {.plan_only = true, .sample_limit = sample ? (size_t)atol(sample) : 5,
-                                .progress = isatty(2)};
+  struct bf_run_options opts = {
+      .plan_only = true, .sample_limit = sample ? (size_t)atol(sample) : 5, .progress = isatty(2)};
   struct bf_run_result res;
   int rc = bf_sync_run(p, cli->argv[0], &opts, &res, err);
   int status = rc ? bf_code_exit_status(rc) : 0;
@@ -97,8 +97,10 @@ int bf_cmd_run(struct bf_cli *cli, struct bf_error *err) {
     if (i) bf_buf_putc(&json, ',');
     bf_cli_result_json(&json, name, &res, rc ? run_err.msg : NULL);
     if (rc) {
-      if (!first_err.code) first_err = run_err;
-      else fprintf(stderr, "backflow run: %s\n", run_err.msg);
+      if (!first_err.code)
+        first_err = run_err;
+      else
+        fprintf(stderr, "backflow run: %s\n", run_err.msg);
       if (status == 0 || status == 1) status = bf_code_exit_status(rc);
     } else {
       if (!cli->json) print_human("run", name, &res);

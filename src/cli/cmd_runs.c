@@ -45,15 +45,18 @@ int bf_cmd_runs(struct bf_cli *cli, struct bf_error *err) {
       bf_json_cstr(&out, r->sync);
       bf_buf_puts(&out, ",\"status\":");
       bf_json_cstr(&out, r->status);
-      bf_buf_printf(&out,
-                    ",\"started_ms\":%lld,\"finished_ms\":%lld,\"duration_ms\":%lld,\"rows_read\":%lld,"
-                    "\"added\":%lld,\"changed\":%lld,\"removed\":%lld,\"unchanged\":%lld,"
-                    "\"skipped\":%lld,\"rejected\":%lld,\"failed\":%lld,\"error\":",
-                    r->started_ms, r->finished_ms,
-                    r->finished_ms ? r->finished_ms - r->started_ms : 0, c->rows_read, c->added,
-                    c->changed, c->removed, c->unchanged, c->skipped, c->rejected, c->failed);
-      if (r->error) bf_json_cstr(&out, r->error);
-      else bf_buf_puts(&out, "null");
+      bf_buf_printf(
+          &out,
+          ",\"started_ms\":%lld,\"finished_ms\":%lld,\"duration_ms\":%lld,\"rows_read\":%lld,"
+          "\"added\":%lld,\"changed\":%lld,\"removed\":%lld,\"unchanged\":%lld,"
+          "\"skipped\":%lld,\"rejected\":%lld,\"failed\":%lld,\"error\":",
+          r->started_ms, r->finished_ms, r->finished_ms ? r->finished_ms - r->started_ms : 0,
+          c->rows_read, c->added, c->changed, c->removed, c->unchanged, c->skipped, c->rejected,
+          c->failed);
+      if (r->error)
+        bf_json_cstr(&out, r->error);
+      else
+        bf_buf_puts(&out, "null");
       bf_buf_putc(&out, '}');
     }
     bf_buf_puts(&out, "]}\n");
@@ -62,8 +65,8 @@ int bf_cmd_runs(struct bf_cli *cli, struct bf_error *err) {
   } else if (n == 0) {
     printf("no runs yet\n");
   } else {
-    printf("%-6s %-20s %-10s %-20s %8s %8s %8s %8s %8s %8s %9s\n", "RUN", "SYNC", "STATUS", "STARTED",
-           "ADDED", "CHANGED", "REMOVED", "REJECTED", "FAILED", "ROWS", "SECONDS");
+    printf("%-6s %-20s %-10s %-20s %8s %8s %8s %8s %8s %8s %9s\n", "RUN", "SYNC", "STATUS",
+           "STARTED", "ADDED", "CHANGED", "REMOVED", "REJECTED", "FAILED", "ROWS", "SECONDS");
     for (size_t i = 0; i < n; i++) {
       struct bf_run_info *r = &runs[i];
       char when[32];
@@ -112,8 +115,10 @@ int bf_cmd_errors(struct bf_cli *cli, struct bf_error *err) {
       bf_buf_puts(&out, "{\"key_hash\":");
       bf_json_cstr(&out, errs[i].key_hash);
       bf_buf_puts(&out, ",\"column\":");
-      if (errs[i].column) bf_json_cstr(&out, errs[i].column);
-      else bf_buf_puts(&out, "null");
+      if (errs[i].column)
+        bf_json_cstr(&out, errs[i].column);
+      else
+        bf_buf_puts(&out, "null");
       bf_buf_puts(&out, ",\"reason\":");
       bf_json_cstr(&out, errs[i].reason);
       bf_buf_putc(&out, '}');

@@ -32,7 +32,8 @@ static int check_models(struct bf_project *p, bool quiet, struct bf_error *err) 
   return 0;
 }
 
-static int check_destinations(struct bf_project *p, bool offline, bool quiet, struct bf_error *err) {
+static int check_destinations(struct bf_project *p, bool offline, bool quiet,
+                              struct bf_error *err) {
   const struct bf_config *cfg = p->cfg;
   for (size_t i = 0; i < cfg->n_destinations; i++) {
     const struct bf_destination_config *dc = &cfg->destinations[i];
@@ -50,7 +51,8 @@ static int check_destinations(struct bf_project *p, bool offline, bool quiet, st
     if (!type && offline) rc = bf_destination_open(dc, cfg, &d, err);
     bf_destination_close(d);
     if (rc) return rc;
-    if (!quiet) printf("ok   destination %s (%s%s)\n", dc->name, dc->type, offline ? ", not contacted" : "");
+    if (!quiet)
+      printf("ok   destination %s (%s%s)\n", dc->name, dc->type, offline ? ", not contacted" : "");
   }
   return 0;
 }
@@ -82,15 +84,18 @@ int bf_cmd_validate(struct bf_cli *cli, struct bf_error *err) {
   if (cli->json) {
     struct bf_buf out = {0};
     bf_buf_printf(&out, "{\"ok\":%s,\"error\":", rc ? "false" : "true");
-    if (rc) bf_json_cstr(&out, err->msg);
-    else bf_buf_puts(&out, "null");
+    if (rc)
+      bf_json_cstr(&out, err->msg);
+    else
+      bf_buf_puts(&out, "null");
     bf_buf_puts(&out, "}\n");
     fwrite(out.data, 1, out.len, stdout);
     bf_buf_release(&out);
   } else if (rc == 0) {
-    printf("valid: %zu warehouse%s, %zu model%s, %zu destination%s, %zu sync%s\n", p->cfg->n_warehouses,
-           p->cfg->n_warehouses == 1 ? "" : "s", p->cfg->n_models, p->cfg->n_models == 1 ? "" : "s",
-           p->cfg->n_destinations, p->cfg->n_destinations == 1 ? "" : "s", p->cfg->n_syncs,
+    printf("valid: %zu warehouse%s, %zu model%s, %zu destination%s, %zu sync%s\n",
+           p->cfg->n_warehouses, p->cfg->n_warehouses == 1 ? "" : "s", p->cfg->n_models,
+           p->cfg->n_models == 1 ? "" : "s", p->cfg->n_destinations,
+           p->cfg->n_destinations == 1 ? "" : "s", p->cfg->n_syncs,
            p->cfg->n_syncs == 1 ? "" : "s");
   }
   bf_project_free(p);

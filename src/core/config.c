@@ -19,9 +19,9 @@
 #define CONFIG_MAX_BYTES ((size_t)4 * 1024 * 1024)
 #define CONFIG_MAX_DEPTH 64
 #define CONFIG_MAX_NODES 200000
-#define NAME_MAX_LEN 128
-#define SHOW_MAX 60 /* bytes of a value or key echoed in a message */
-#define LIST_MAX 400 /* bytes of a "(known: ...)" list */
+#define NAME_MAX_LEN     128
+#define SHOW_MAX         60  /* bytes of a value or key echoed in a message */
+#define LIST_MAX         400 /* bytes of a "(known: ...)" list */
 
 /* ---------------------------------------------------------------------- */
 /* Messages */
@@ -57,8 +57,7 @@ static const char *show_str(struct shown *b, const char *s) { return show_text(b
 static bool node_is_null(const struct bf_node *n) {
   if (!n || n->kind != BF_NODE_SCALAR || n->quoted || n->from_env) return false;
   const char *s = n->scalar ? n->scalar : "";
-  return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
-         !strcmp(s, "NULL");
+  return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL");
 }
 
 static const char *kind_name(const struct bf_node *n) {
@@ -87,8 +86,8 @@ static int loc_error(struct bf_error *err, struct bf_loc loc, const char *fmt, .
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  return bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: %s", loc.file ? loc.file : "?",
-                      loc.line, loc.col, msg);
+  return bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: %s", loc.file ? loc.file : "?", loc.line,
+                      loc.col, msg);
 }
 
 /* "a, b, c" from n names, cut at LIST_MAX bytes. */
@@ -250,8 +249,8 @@ static int yaml_fail(struct yparse *p) {
   if (y->context) {
     struct bf_loc ctx = mark_loc(p, y->context_mark);
     return loc_error(p->err, mark_loc(p, y->problem_mark),
-                     "invalid YAML: %s (%s that starts at line %d, column %d)", problem,
-                     y->context, ctx.line, ctx.col);
+                     "invalid YAML: %s (%s that starts at line %d, column %d)", problem, y->context,
+                     ctx.line, ctx.col);
   }
   return loc_error(p->err, mark_loc(p, y->problem_mark), "invalid YAML: %s", problem);
 }
@@ -264,8 +263,7 @@ static int next_event(struct yparse *p, yaml_event_t *ev) {
   return 0;
 }
 
-static int node_new(struct yparse *p, enum bf_node_kind kind, yaml_mark_t m,
-                    struct bf_node **out) {
+static int node_new(struct yparse *p, enum bf_node_kind kind, yaml_mark_t m, struct bf_node **out) {
   if (++p->n_nodes > CONFIG_MAX_NODES)
     return loc_error(p->err, mark_loc(p, m),
                      "too many YAML values (more than %d); expected a configuration of "
@@ -304,8 +302,8 @@ static bool is_name_char(char c) { return is_name_start(c) || (c >= '0' && c <= 
 /* Replaces ${NAME} with getenv("NAME") and $${ with a literal ${. Two
  * passes (measure, then write) so the result is allocated once and no
  * partial copies of a secret are left in freed memory. */
-static int substitute(struct yparse *p, const char *in, size_t len, struct bf_loc loc,
-                      char **out, bool *from_env) {
+static int substitute(struct yparse *p, const char *in, size_t len, struct bf_loc loc, char **out,
+                      bool *from_env) {
   *out = NULL;
   *from_env = false;
   for (int pass = 0; pass < 2; pass++) {
@@ -368,8 +366,8 @@ static int substitute(struct yparse *p, const char *in, size_t len, struct bf_lo
 static int build_node(struct yparse *p, yaml_event_t *ev, int depth, struct bf_node **out);
 
 static int build_scalar(struct yparse *p, yaml_event_t *ev, struct bf_node **out) {
-  int rc = check_props(p, ev->start_mark, ev->data.scalar.anchor, ev->data.scalar.tag,
-                       YAML_STR_TAG);
+  int rc =
+      check_props(p, ev->start_mark, ev->data.scalar.anchor, ev->data.scalar.tag, YAML_STR_TAG);
   if (rc) return rc;
   const char *value = (const char *)ev->data.scalar.value;
   size_t len = ev->data.scalar.length;
@@ -442,8 +440,8 @@ static int check_key(struct yparse *p, yaml_event_t *ev) {
   case YAML_SCALAR_EVENT: break;
   default: return loc_error(p->err, loc, "unexpected YAML structure; expected a key");
   }
-  int rc = check_props(p, ev->start_mark, ev->data.scalar.anchor, ev->data.scalar.tag,
-                       YAML_STR_TAG);
+  int rc =
+      check_props(p, ev->start_mark, ev->data.scalar.anchor, ev->data.scalar.tag, YAML_STR_TAG);
   if (rc) return rc;
   const char *key = (const char *)ev->data.scalar.value;
   size_t len = ev->data.scalar.length;
@@ -454,16 +452,15 @@ static int check_key(struct yparse *p, yaml_event_t *ev) {
                      "out in full");
   if (memchr(key, '\0', len))
     return loc_error(p->err, loc, "key contains a NUL character; expected text");
-  if (len == 0 ||
-      (plain && (!strcmp(key, "~") || !strcmp(key, "null") || !strcmp(key, "Null") ||
-                 !strcmp(key, "NULL"))))
+  if (len == 0 || (plain && (!strcmp(key, "~") || !strcmp(key, "null") || !strcmp(key, "Null") ||
+                             !strcmp(key, "NULL"))))
     return loc_error(p->err, loc, "found an empty (null) key; expected a name before ':'");
   return 0;
 }
 
 static int build_map(struct yparse *p, yaml_event_t *ev, int depth, struct bf_node **out) {
-  int rc = check_props(p, ev->start_mark, ev->data.mapping_start.anchor,
-                       ev->data.mapping_start.tag, YAML_MAP_TAG);
+  int rc = check_props(p, ev->start_mark, ev->data.mapping_start.anchor, ev->data.mapping_start.tag,
+                       YAML_MAP_TAG);
   if (rc || (rc = check_depth(p, ev->start_mark, depth))) return rc;
   struct bf_node *n;
   if ((rc = node_new(p, BF_NODE_MAP, ev->start_mark, &n))) return rc;
@@ -604,8 +601,8 @@ const char *bf_did_you_mean(const char *word, const char *const *candidates) {
   return best;
 }
 
-int bf_node_check_keys(const struct bf_node *map, const char *what,
-                       const char *const *allowed, struct bf_error *err) {
+int bf_node_check_keys(const struct bf_node *map, const char *what, const char *const *allowed,
+                       struct bf_error *err) {
   if (!map || node_is_null(map)) return 0;
   if (map->kind != BF_NODE_MAP) {
     struct shown b;
@@ -622,7 +619,8 @@ int bf_node_check_keys(const struct bf_node *map, const char *what,
     struct shown b;
     const char *hint = bf_did_you_mean(map->keys[i], allowed);
     if (hint)
-      return loc_error(err, map->key_locs[i], "unknown key %s in %s; did you mean '%s'? (known: %s)",
+      return loc_error(err, map->key_locs[i],
+                       "unknown key %s in %s; did you mean '%s'? (known: %s)",
                        show_str(&b, map->keys[i]), what, hint, known);
     return loc_error(err, map->key_locs[i], "unknown key %s in %s (known: %s)",
                      show_str(&b, map->keys[i]), what, known);
@@ -635,8 +633,7 @@ static int parse_ll(const char *s, long long *out) {
   char *end;
   errno = 0;
   long long v = strtoll(s, &end, 10);
-  if (errno || *end || !(s[0] == '-' || s[0] == '+' || (s[0] >= '0' && s[0] <= '9')))
-    return -1;
+  if (errno || *end || !(s[0] == '-' || s[0] == '+' || (s[0] >= '0' && s[0] <= '9'))) return -1;
   *out = v;
   return 0;
 }
@@ -646,8 +643,7 @@ int bf_node_as_int(const struct bf_node *n, long long min, long long max, long l
   struct shown b;
   long long v;
   if (!n) return bf_error_set(err, BF_E_CONFIG, "missing integer value");
-  if (n->kind != BF_NODE_SCALAR || node_is_null(n) || parse_ll(n->scalar, &v) || v < min ||
-      v > max)
+  if (n->kind != BF_NODE_SCALAR || node_is_null(n) || parse_ll(n->scalar, &v) || v < min || v > max)
     return loc_error(err, n->loc, "expected an integer from %lld to %lld, found %s", min, max,
                      show_value(&b, n));
   *out = v;
@@ -738,8 +734,8 @@ static int get_string(const struct bf_node *map, const char *key, const char *ct
   if (!n || node_is_null(n)) {
     if (!required) return 0;
     if (!n)
-      return loc_error(err, owner, "%s is missing '%s'; expected %s", ctx ? ctx : "the file",
-                       key, expected);
+      return loc_error(err, owner, "%s is missing '%s'; expected %s", ctx ? ctx : "the file", key,
+                       expected);
     return loc_error(err, key_loc, "'%s'%s has no value; expected %s", key,
                      in_ctx(where, sizeof where, ctx), expected);
   }
@@ -755,8 +751,7 @@ static int get_string(const struct bf_node *map, const char *key, const char *ct
   return 0;
 }
 
-static int check_name(const char *name, struct bf_loc loc, const char *kind,
-                      struct bf_error *err) {
+static int check_name(const char *name, struct bf_loc loc, const char *kind, struct bf_error *err) {
   struct shown b;
   size_t len = strlen(name);
   if (len > NAME_MAX_LEN)
@@ -764,9 +759,8 @@ static int check_name(const char *name, struct bf_loc loc, const char *kind,
                      show_str(&b, name), NAME_MAX_LEN);
   for (size_t i = 0; i < len; i++)
     if (!is_name_char(name[i]) && name[i] != '-')
-      return loc_error(err, loc,
-                       "invalid %s name %s; expected letters, digits, '_' and '-' only", kind,
-                       show_str(&b, name));
+      return loc_error(err, loc, "invalid %s name %s; expected letters, digits, '_' and '-' only",
+                       kind, show_str(&b, name));
   return 0;
 }
 
@@ -782,9 +776,8 @@ static void pairs_free(struct bf_pairs *p) {
 
 /* map[key] as an ordered string map. Values must be scalars; when
  * non_empty, also non-empty (column names). */
-static int get_pairs(const struct bf_node *map, const char *key, const char *ctx,
-                     bool non_empty, const char *expected, struct bf_pairs *out,
-                     struct bf_error *err) {
+static int get_pairs(const struct bf_node *map, const char *key, const char *ctx, bool non_empty,
+                     const char *expected, struct bf_pairs *out, struct bf_error *err) {
   const struct bf_node *n = bf_node_get(map, key);
   int rc = want_map(n, key, ctx, err);
   if (rc || !n || n->kind != BF_NODE_MAP) return rc;
@@ -793,11 +786,10 @@ static int get_pairs(const struct bf_node *map, const char *key, const char *ctx
     const struct bf_node *v = n->items[i];
     struct shown b;
     if (v->kind != BF_NODE_SCALAR || (non_empty && (!v->scalar[0] || node_is_null(v))))
-      return loc_error(err, v->kind == BF_NODE_SCALAR ? n->key_locs[i] : v->loc,
-                       "expected %s for %s in '%s' of %s, found %s", expected,
-                       show_str(&b, n->keys[i]), key, ctx,
-                       v->kind == BF_NODE_SCALAR && !node_is_null(v) ? "an empty value"
-                                                                      : kind_name(v));
+      return loc_error(
+          err, v->kind == BF_NODE_SCALAR ? n->key_locs[i] : v->loc,
+          "expected %s for %s in '%s' of %s, found %s", expected, show_str(&b, n->keys[i]), key,
+          ctx, v->kind == BF_NODE_SCALAR && !node_is_null(v) ? "an empty value" : kind_name(v));
     struct bf_pair *pr = &out->items[out->n++];
     pr->key = bf_xstrdup(n->keys[i]);
     pr->value = bf_xstrdup(v->scalar);
@@ -817,8 +809,7 @@ static const char **names_of(const void *base, size_t n, size_t stride) {
 
 static bool has_name(const void *base, size_t n, size_t stride, const char *name) {
   for (size_t i = 0; i < n; i++)
-    if (!strcmp(*(char *const *)(const void *)((const char *)base + i * stride), name))
-      return true;
+    if (!strcmp(*(char *const *)(const void *)((const char *)base + i * stride), name)) return true;
   return false;
 }
 
@@ -828,16 +819,17 @@ static int unknown_ref(const struct bf_node *v, const char *kind, const char *se
   struct shown b;
   char list[LIST_MAX + 64];
   if (n == 0)
-    return loc_error(err, v->loc, "unknown %s %s in %s; expected a name defined under '%s', "
+    return loc_error(err, v->loc,
+                     "unknown %s %s in %s; expected a name defined under '%s', "
                      "but none are defined",
                      kind, show_value(&b, v), ctx, section);
   join_names(list, sizeof list, names, n);
   const char *hint = v->from_env ? NULL : bf_did_you_mean(v->scalar, names);
   if (hint)
-    return loc_error(err, v->loc, "unknown %s %s in %s; did you mean '%s'? (defined: %s)",
-                     kind, show_value(&b, v), ctx, hint, list);
-  return loc_error(err, v->loc, "unknown %s %s in %s; expected one of: %s", kind,
-                   show_value(&b, v), ctx, list);
+    return loc_error(err, v->loc, "unknown %s %s in %s; did you mean '%s'? (defined: %s)", kind,
+                     show_value(&b, v), ctx, hint, list);
+  return loc_error(err, v->loc, "unknown %s %s in %s; expected one of: %s", kind, show_value(&b, v),
+                   ctx, list);
 }
 
 static int check_ref(const struct bf_node *map, const char *key, const char *section,
@@ -852,8 +844,7 @@ static int check_ref(const struct bf_node *map, const char *key, const char *sec
 }
 
 static int load_typed_section(struct bf_config *cfg, const char *section, const char *kind,
-                              const char *type_example, bool is_destination,
-                              struct bf_error *err) {
+                              const char *type_example, bool is_destination, struct bf_error *err) {
   const struct bf_node *sec = bf_node_get(cfg->root, section);
   int rc = want_map(sec, section, NULL, err);
   if (rc || !sec || sec->kind != BF_NODE_MAP) return rc;
@@ -891,12 +882,12 @@ static int load_typed_section(struct bf_config *cfg, const char *section, const 
   return 0;
 }
 
-static const char *const pii_kinds[] = {"email", "phone", "name", "address",
+static const char *const pii_kinds[] = {"email", "phone", "name",  "address",
                                         "ip",    "id",    "other", NULL};
 
 static int load_model(struct bf_config *cfg, struct bf_model_config *m, const char *name,
                       struct bf_loc loc, const struct bf_node *v, struct bf_error *err) {
-  static const char *const keys[] = {"warehouse", "pii",  "sql", "primary_key",
+  static const char *const keys[] = {"warehouse", "pii",         "sql", "primary_key",
                                      "live",      "description", NULL};
   char ctx[NAME_MAX_LEN + 32];
   int rc;
@@ -909,12 +900,12 @@ static int load_model(struct bf_config *cfg, struct bf_model_config *m, const ch
                      "primary_key",
                      ctx);
   if ((rc = bf_node_check_keys(v, ctx, keys, err))) return rc;
-  if ((rc = get_string(v, "warehouse", ctx, loc, true, "the name of a warehouse",
-                       &m->warehouse, &m->warehouse_loc, err)) ||
+  if ((rc = get_string(v, "warehouse", ctx, loc, true, "the name of a warehouse", &m->warehouse,
+                       &m->warehouse_loc, err)) ||
       (rc = check_ref(v, "warehouse", "warehouses", ctx, cfg->warehouses, cfg->n_warehouses,
                       sizeof *cfg->warehouses, err)) ||
-      (rc = get_string(v, "sql", ctx, loc, true, "the SQL query that selects the rows",
-                       &m->sql, &m->sql_loc, err)) ||
+      (rc = get_string(v, "sql", ctx, loc, true, "the SQL query that selects the rows", &m->sql,
+                       &m->sql_loc, err)) ||
       (rc = get_string(v, "primary_key", ctx, loc, true, "the column that identifies a row",
                        &m->primary_key, &m->primary_key_loc, err)) ||
       (rc = get_pairs(v, "pii", ctx, true, "a PII kind", &m->pii, err)))
@@ -929,10 +920,10 @@ static int load_model(struct bf_config *cfg, struct bf_model_config *m, const ch
     const char *hint = kv->from_env ? NULL : bf_did_you_mean(kv->scalar, pii_kinds);
     char list[LIST_MAX];
     join_names(list, sizeof list, pii_kinds, 7);
-    return loc_error(err, kv->loc, "unknown PII kind %s for column %s in %s%s%s%s; expected one of: %s",
+    return loc_error(err, kv->loc,
+                     "unknown PII kind %s for column %s in %s%s%s%s; expected one of: %s",
                      show_value(&b, kv), show_str(&c, m->pii.items[i].key), ctx,
-                     hint ? " (did you mean '" : "", hint ? hint : "", hint ? "'?)" : "",
-                     list);
+                     hint ? " (did you mean '" : "", hint ? hint : "", hint ? "'?)" : "", list);
   }
   struct bf_loc live_loc = loc;
   const struct bf_node *live = map_get(v, "live", &live_loc);
@@ -943,11 +934,11 @@ static int load_model(struct bf_config *cfg, struct bf_model_config *m, const ch
   if (live && live->kind == BF_NODE_MAP &&
       ((rc = bf_node_check_keys(live, live_ctx, live_keys, err)) ||
        (rc = get_string(live, "table", live_ctx, live_loc, true,
-                        "the base table whose changes trigger a live sync", &m->live_table,
-                        NULL, err)) ||
+                        "the base table whose changes trigger a live sync", &m->live_table, NULL,
+                        err)) ||
        (rc = get_string(live, "key", live_ctx, live_loc, true,
-                        "the column of the base table that identifies a row", &m->live_key,
-                        NULL, err))))
+                        "the column of the base table that identifies a row", &m->live_key, NULL,
+                        err))))
     return rc;
   return 0;
 }
@@ -966,8 +957,7 @@ static int cmp_field_ref(const void *a, const void *b) {
 
 /* A destination field may be set once across match, fields and constants;
  * the error is at whichever setting comes second in the file. */
-static int check_field_conflicts(const struct bf_node *v, const char *ctx,
-                                 struct bf_error *err) {
+static int check_field_conflicts(const struct bf_node *v, const char *ctx, struct bf_error *err) {
   static const char *const sections[] = {"match", "fields", "constants"};
   size_t total = 0, n = 0;
   for (size_t s = 0; s < 3; s++) {
@@ -1013,13 +1003,13 @@ static int load_schedule(const struct bf_node *syncs_node, struct bf_sync_config
   s->schedule = BF_SCHEDULE_NONE;
   if (!sch || node_is_null(sch)) return 0;
   if (sch->kind == BF_NODE_SEQ)
-    return loc_error(err, sch->loc, "expected %s for 'schedule' in %s, found a sequence",
-                     expected, ctx);
+    return loc_error(err, sch->loc, "expected %s for 'schedule' in %s, found a sequence", expected,
+                     ctx);
   if (sch->kind == BF_NODE_SCALAR) {
     if (!strcmp(sch->scalar, "manual")) return 0;
     if (strcmp(sch->scalar, "live"))
-      return loc_error(err, sch->loc, "unknown schedule %s in %s; expected %s",
-                       show_value(&b, sch), ctx, expected);
+      return loc_error(err, sch->loc, "unknown schedule %s in %s; expected %s", show_value(&b, sch),
+                       ctx, expected);
     if (model && !model->live_table)
       return loc_error(err, sch->loc,
                        "'schedule: live' in %s needs model '%s' to say which table to "
@@ -1138,9 +1128,8 @@ static int load_sync(struct bf_config *cfg, const struct bf_node *syncs_node,
                      struct bf_sync_config *s, const char *name, struct bf_loc loc,
                      const struct bf_node *v, struct bf_error *err) {
   static const char *const keys[] = {
-      "model",      "destination", "mode",       "object",      "match",
-      "fields",     "constants",   "schedule",   "pii_policy", "batch_size",
-      "description", "write_back", "alerts",     NULL};
+      "model",    "destination", "mode",       "object",      "match",      "fields", "constants",
+      "schedule", "pii_policy",  "batch_size", "description", "write_back", "alerts", NULL};
   static const char *const modes[] = {"upsert", "update", "insert", "mirror", NULL};
   char ctx[NAME_MAX_LEN + 32];
   struct shown b;
@@ -1154,14 +1143,14 @@ static int load_sync(struct bf_config *cfg, const struct bf_node *syncs_node,
                      "match",
                      ctx);
   if ((rc = bf_node_check_keys(v, ctx, keys, err)) ||
-      (rc = get_string(v, "model", ctx, loc, true, "the name of a model", &s->model,
-                       &s->model_loc, err)) ||
-      (rc = check_ref(v, "model", "models", ctx, cfg->models, cfg->n_models,
-                      sizeof *cfg->models, err)) ||
+      (rc = get_string(v, "model", ctx, loc, true, "the name of a model", &s->model, &s->model_loc,
+                       err)) ||
+      (rc = check_ref(v, "model", "models", ctx, cfg->models, cfg->n_models, sizeof *cfg->models,
+                      err)) ||
       (rc = get_string(v, "destination", ctx, loc, true, "the name of a destination",
                        &s->destination, &s->destination_loc, err)) ||
-      (rc = check_ref(v, "destination", "destinations", ctx, cfg->destinations,
-                      cfg->n_destinations, sizeof *cfg->destinations, err)))
+      (rc = check_ref(v, "destination", "destinations", ctx, cfg->destinations, cfg->n_destinations,
+                      sizeof *cfg->destinations, err)))
     return rc;
   const struct bf_model_config *model = bf_config_model(cfg, s->model);
 
@@ -1177,10 +1166,11 @@ static int load_sync(struct bf_config *cfg, const struct bf_node *syncs_node,
     if (!modes[k]) {
       const struct bf_node *mv = bf_node_get(v, "mode");
       const char *hint = mv->from_env ? NULL : bf_did_you_mean(mv->scalar, modes);
-      return loc_error(err, s->mode_loc, "unknown mode %s in %s%s%s%s; expected upsert, update, "
+      return loc_error(err, s->mode_loc,
+                       "unknown mode %s in %s%s%s%s; expected upsert, update, "
                        "insert or mirror",
-                       show_value(&b, mv), ctx, hint ? " (did you mean '" : "",
-                       hint ? hint : "", hint ? "'?)" : "");
+                       show_value(&b, mv), ctx, hint ? " (did you mean '" : "", hint ? hint : "",
+                       hint ? "'?)" : "");
     }
     s->mode = (enum bf_sync_mode)k;
   }
@@ -1255,12 +1245,11 @@ static int load_server(struct bf_config *cfg, struct bf_error *err) {
   int rc = want_map(srv, "server", NULL, err);
   if (rc || (rc = bf_node_check_keys(srv, "'server'", keys, err))) return rc;
   struct bf_loc listen_loc;
-  if ((rc = get_string(srv, "listen", "'server'", loc, false,
-                       "HOST:PORT, e.g. \"127.0.0.1:8420\"", &cfg->server_listen, &listen_loc,
-                       err)) ||
+  if ((rc = get_string(srv, "listen", "'server'", loc, false, "HOST:PORT, e.g. \"127.0.0.1:8420\"",
+                       &cfg->server_listen, &listen_loc, err)) ||
       (rc = get_string(srv, "token", "'server'", loc, false,
-                       "the token clients must send (or no 'token' key)", &cfg->server_token,
-                       NULL, err)))
+                       "the token clients must send (or no 'token' key)", &cfg->server_token, NULL,
+                       err)))
     return rc;
   if (!cfg->server_listen) {
     cfg->server_listen = bf_xstrdup("127.0.0.1:8420");
@@ -1280,9 +1269,9 @@ static int load_server(struct bf_config *cfg, struct bf_error *err) {
 }
 
 static int check_config(struct bf_config *cfg, struct bf_error *err) {
-  static const char *const top_keys[] = {
-      "version", "state_dir", "secret", "server", "warehouses", "models",
-      "destinations", "syncs", "write_back", "alerts", "durability", NULL};
+  static const char *const top_keys[] = {"version",    "state_dir", "secret",       "server",
+                                         "warehouses", "models",    "destinations", "syncs",
+                                         "write_back", "alerts",    "durability",   NULL};
   const struct bf_node *root = cfg->root;
   struct bf_loc top = {cfg->path, 1, 1};
   int rc;
@@ -1303,13 +1292,12 @@ static int check_config(struct bf_config *cfg, struct bf_error *err) {
     long long v = 0;
     struct shown b;
     if (ver->kind != BF_NODE_SCALAR || parse_ll(ver->scalar, &v) || v != 1)
-      return loc_error(err, ver->loc,
-                       "unsupported configuration version %s; expected 'version: 1'",
+      return loc_error(err, ver->loc, "unsupported configuration version %s; expected 'version: 1'",
                        show_value(&b, ver));
   }
   if ((rc = get_string(root, "state_dir", NULL, top, false,
-                       "a directory for the state store, e.g. .backflow", &cfg->state_dir,
-                       NULL, err)) ||
+                       "a directory for the state store, e.g. .backflow", &cfg->state_dir, NULL,
+                       err)) ||
       (rc = get_string(root, "secret", NULL, top, false,
                        "the project secret, usually \"${BACKFLOW_SECRET}\" (or no 'secret' "
                        "key to have one generated)",
@@ -1319,15 +1307,15 @@ static int check_config(struct bf_config *cfg, struct bf_error *err) {
   if (!cfg->state_dir) cfg->state_dir = bf_xstrdup(".backflow");
   const struct bf_node *dur = bf_node_get(root, "durability");
   if (dur) {
-    if (dur->kind != BF_NODE_SCALAR || (strcmp(dur->scalar, "process") && strcmp(dur->scalar, "power")))
+    if (dur->kind != BF_NODE_SCALAR ||
+        (strcmp(dur->scalar, "process") && strcmp(dur->scalar, "power")))
       return loc_error(err, dur->loc, "durability must be 'process' or 'power'");
     cfg->durability_power = !strcmp(dur->scalar, "power");
   }
 
-  if ((rc = load_typed_section(cfg, "warehouses", "warehouse", "sqlite or postgres", false,
-                               err)) ||
-      (rc = load_typed_section(cfg, "destinations", "destination", "webhook, hubspot or file",
-                               true, err)))
+  if ((rc = load_typed_section(cfg, "warehouses", "warehouse", "sqlite or postgres", false, err)) ||
+      (rc = load_typed_section(cfg, "destinations", "destination", "webhook, hubspot or file", true,
+                               err)))
     return rc;
 
   const struct bf_node *models = bf_node_get(root, "models");
@@ -1370,8 +1358,8 @@ int bf_config_parse(const char *name, const char *text, size_t len, const char *
   cfg->dir = bf_xstrdup(dir ? dir : ".");
   if (len > CONFIG_MAX_BYTES) {
     rc = bf_error_set(err, BF_E_CONFIG,
-                      "%s: the file is %zu bytes; expected at most 4 MiB (%zu bytes)",
-                      cfg->path, len, CONFIG_MAX_BYTES);
+                      "%s: the file is %zu bytes; expected at most 4 MiB (%zu bytes)", cfg->path,
+                      len, CONFIG_MAX_BYTES);
     goto fail;
   }
   if ((rc = parse_tree(cfg->path, text ? text : "", text ? len : 0, &cfg->root, err)) ||
@@ -1407,15 +1395,16 @@ int bf_config_load(const char *path, struct bf_config **out, struct bf_error *er
       break;
     }
     if (got == 0) {
-      if (ferror(f)) rc = bf_error_set(err, BF_E_CONFIG, "%s: cannot read: %s", path,
-                                       strerror(errno ? errno : EIO));
+      if (ferror(f))
+        rc = bf_error_set(err, BF_E_CONFIG, "%s: cannot read: %s", path,
+                          strerror(errno ? errno : EIO));
       break;
     }
   }
   fclose(f);
   if (!rc) {
     const char *slash = strrchr(path, '/');
-    char *dir = !slash ? bf_xstrdup(".")
+    char *dir = !slash          ? bf_xstrdup(".")
                 : slash == path ? bf_xstrdup("/")
                                 : bf_xstrndup(path, (size_t)(slash - path));
     rc = bf_config_parse(path, buf, len, dir, out, err);
@@ -1474,12 +1463,12 @@ void bf_config_free(struct bf_config *cfg) {
   free(cfg);
 }
 
-#define CONFIG_FIND(fn, type, arr, count)                                                 \
-  const type *fn(const struct bf_config *c, const char *name) {                          \
-    if (!c || !name) return NULL;                                                        \
-    for (size_t i = 0; c->arr && i < c->count; i++)                                      \
-      if (c->arr[i].name && !strcmp(c->arr[i].name, name)) return &c->arr[i];            \
-    return NULL;                                                                         \
+#define CONFIG_FIND(fn, type, arr, count)                                                          \
+  const type *fn(const struct bf_config *c, const char *name) {                                    \
+    if (!c || !name) return NULL;                                                                  \
+    for (size_t i = 0; c->arr && i < c->count; i++)                                                \
+      if (c->arr[i].name && !strcmp(c->arr[i].name, name)) return &c->arr[i];                      \
+    return NULL;                                                                                   \
   }
 CONFIG_FIND(bf_config_warehouse, struct bf_warehouse_config, warehouses, n_warehouses)
 CONFIG_FIND(bf_config_model, struct bf_model_config, models, n_models)
@@ -1513,8 +1502,8 @@ int bf_error_unknown(struct bf_error *err, int code, const struct bf_loc *loc, c
     strncat(list, known[i], sizeof list - strlen(list) - 1);
   }
   const char *guess = hide ? NULL : bf_did_you_mean(name, known);
-  return bf_error_set(err, code, "%s:%d:%d: unknown %s %s%s%s%s%s%s (known: %s)", loc->file, loc->line,
-                      loc->col, what, hide ? "" : "'", hide ? "(a value from the environment, not shown)" : name,
-                      hide ? "" : "'", guess ? "; did you mean '" : "", guess ? guess : "",
-                      guess ? "'?" : "", list);
+  return bf_error_set(err, code, "%s:%d:%d: unknown %s %s%s%s%s%s%s (known: %s)", loc->file,
+                      loc->line, loc->col, what, hide ? "" : "'",
+                      hide ? "(a value from the environment, not shown)" : name, hide ? "" : "'",
+                      guess ? "; did you mean '" : "", guess ? guess : "", guess ? "'?" : "", list);
 }

@@ -23,13 +23,13 @@ enum bf_node_kind { BF_NODE_SCALAR, BF_NODE_MAP, BF_NODE_SEQ };
 struct bf_node {
   enum bf_node_kind kind;
   struct bf_loc loc;
-  char *scalar;          /* BF_NODE_SCALAR: value after ${ENV} substitution */
-  bool quoted;           /* scalar was written in quotes */
-  size_t n;              /* MAP: number of pairs; SEQ: number of items */
-  char **keys;           /* MAP: n keys */
+  char *scalar;            /* BF_NODE_SCALAR: value after ${ENV} substitution */
+  bool quoted;             /* scalar was written in quotes */
+  size_t n;                /* MAP: number of pairs; SEQ: number of items */
+  char **keys;             /* MAP: n keys */
   struct bf_loc *key_locs; /* MAP: where each key was written */
-  struct bf_node **items; /* MAP: n values; SEQ: n items */
-  bool from_env;         /* SCALAR: contains a ${NAME} value; never echo it */
+  struct bf_node **items;  /* MAP: n values; SEQ: n items */
+  bool from_env;           /* SCALAR: contains a ${NAME} value; never echo it */
 };
 
 /* Map lookup; NULL when absent or when node is not a map. */
@@ -40,16 +40,15 @@ const char *bf_node_get_str(const struct bf_node *map, const char *key);
 /* Checks that every key of map is in allowed (NULL-terminated). An unknown
  * key gives "file:l:c: unknown key 'fieds' in <what>; did you mean 'fields'?
  * (known: a, b, c)". */
-int bf_node_check_keys(const struct bf_node *map, const char *what,
-                       const char *const *allowed, struct bf_error *err);
+int bf_node_check_keys(const struct bf_node *map, const char *what, const char *const *allowed,
+                       struct bf_error *err);
 
 /* Parse helpers that report the node's location on failure. */
-int bf_node_as_int(const struct bf_node *n, long long min, long long max,
-                   long long *out, struct bf_error *err);
+int bf_node_as_int(const struct bf_node *n, long long min, long long max, long long *out,
+                   struct bf_error *err);
 int bf_node_as_bool(const struct bf_node *n, bool *out, struct bf_error *err);
 /* "15m", "30s", "2h", "1d", "500ms" -> milliseconds. */
-int bf_node_as_duration_ms(const struct bf_node *n, long long *out,
-                           struct bf_error *err);
+int bf_node_as_duration_ms(const struct bf_node *n, long long *out, struct bf_error *err);
 
 /* Edit distance helper for "did you mean": returns the closest candidate
  * within distance 2, or NULL. */
@@ -82,11 +81,11 @@ struct bf_warehouse_config {
 
 struct bf_model_config {
   char *name;
-  char *warehouse;       /* name of a warehouse */
+  char *warehouse; /* name of a warehouse */
   char *sql;
-  char *primary_key;     /* column name */
-  struct bf_pairs pii;   /* column -> kind (email|phone|name|address|ip|id|other) */
-  char *live_table;      /* optional live: {table, key} */
+  char *primary_key;   /* column name */
+  struct bf_pairs pii; /* column -> kind (email|phone|name|address|ip|id|other) */
+  char *live_table;    /* optional live: {table, key} */
   char *live_key;
   struct bf_loc loc;
   struct bf_loc warehouse_loc, sql_loc, primary_key_loc;
@@ -101,8 +100,13 @@ struct bf_destination_config {
 };
 
 enum bf_sync_mode { BF_MODE_UPSERT, BF_MODE_UPDATE, BF_MODE_INSERT, BF_MODE_MIRROR };
-enum bf_schedule_kind { BF_SCHEDULE_NONE, BF_SCHEDULE_EVERY, BF_SCHEDULE_CRON,
-                        BF_SCHEDULE_AFTER, BF_SCHEDULE_LIVE };
+enum bf_schedule_kind {
+  BF_SCHEDULE_NONE,
+  BF_SCHEDULE_EVERY,
+  BF_SCHEDULE_CRON,
+  BF_SCHEDULE_AFTER,
+  BF_SCHEDULE_LIVE
+};
 enum bf_pii_action { BF_PII_ALLOW, BF_PII_HASH, BF_PII_DROP };
 
 struct bf_sync_config {
@@ -110,26 +114,26 @@ struct bf_sync_config {
   char *model;
   char *destination;
   enum bf_sync_mode mode;
-  char *object;                /* optional */
-  struct bf_pairs match;       /* destination id field -> model column (>= 1) */
-  struct bf_pairs fields;      /* destination field -> model column */
-  struct bf_pairs constants;   /* destination field -> literal value */
-  struct bf_pairs pii_policy;  /* model column -> "allow" | "hash" | "drop" */
+  char *object;               /* optional */
+  struct bf_pairs match;      /* destination id field -> model column (>= 1) */
+  struct bf_pairs fields;     /* destination field -> model column */
+  struct bf_pairs constants;  /* destination field -> literal value */
+  struct bf_pairs pii_policy; /* model column -> "allow" | "hash" | "drop" */
   enum bf_schedule_kind schedule;
-  long long every_ms;          /* BF_SCHEDULE_EVERY */
-  char *cron;                  /* BF_SCHEDULE_CRON */
-  char *after;                 /* BF_SCHEDULE_AFTER */
-  long long batch_size;        /* 0 = destination default */
+  long long every_ms;   /* BF_SCHEDULE_EVERY */
+  char *cron;           /* BF_SCHEDULE_CRON */
+  char *after;          /* BF_SCHEDULE_AFTER */
+  long long batch_size; /* 0 = destination default */
   struct bf_loc loc;
   struct bf_loc model_loc, destination_loc, mode_loc;
 };
 
 struct bf_config {
-  char *path;       /* path of backflow.yml as given */
-  char *dir;        /* project folder; relative paths in config resolve here */
+  char *path; /* path of backflow.yml as given */
+  char *dir;  /* project folder; relative paths in config resolve here */
   int version;
-  char *state_dir;  /* absolute or relative to dir; default ".backflow" */
-  char *secret;     /* optional; NULL -> generated into <state_dir>/secret */
+  char *state_dir;     /* absolute or relative to dir; default ".backflow" */
+  char *secret;        /* optional; NULL -> generated into <state_dir>/secret */
   char *server_listen; /* default "127.0.0.1:8420" */
   char *server_token;  /* optional */
   /* durability: process (default) survives a killed process; power also
@@ -156,7 +160,8 @@ void bf_config_free(struct bf_config *cfg);
 
 const struct bf_warehouse_config *bf_config_warehouse(const struct bf_config *c, const char *name);
 const struct bf_model_config *bf_config_model(const struct bf_config *c, const char *name);
-const struct bf_destination_config *bf_config_destination(const struct bf_config *c, const char *name);
+const struct bf_destination_config *bf_config_destination(const struct bf_config *c,
+                                                          const char *name);
 const struct bf_sync_config *bf_config_sync(const struct bf_config *c, const char *name);
 
 /* Resolves a config-relative path against cfg->dir. Caller frees. */

@@ -47,7 +47,7 @@ void bf_error_clear(struct bf_error *err) {
 
 const char *bf_code_name(int code) {
   switch (code) {
-#define BF_X(name, value, exit_status, desc)                                   \
+#define BF_X(name, value, exit_status, desc)                                                       \
   case value: return desc;
     BF_ERROR_MAP(BF_X)
 #undef BF_X
@@ -57,7 +57,7 @@ const char *bf_code_name(int code) {
 
 int bf_code_exit_status(int code) {
   switch (code) {
-#define BF_X(name, value, exit_status, desc)                                   \
+#define BF_X(name, value, exit_status, desc)                                                       \
   case value: return exit_status;
     BF_ERROR_MAP(BF_X)
 #undef BF_X
@@ -84,9 +84,7 @@ static void *check_alloc(void *p) {
 }
 
 void *bf_xmalloc(size_t n) { return check_alloc(malloc(n ? n : 1)); }
-void *bf_xcalloc(size_t n, size_t size) {
-  return check_alloc(calloc(n ? n : 1, size ? size : 1));
-}
+void *bf_xcalloc(size_t n, size_t size) { return check_alloc(calloc(n ? n : 1, size ? size : 1)); }
 void *bf_xrealloc(void *p, size_t n) { return check_alloc(realloc(p, n ? n : 1)); }
 char *bf_xstrdup(const char *s) { return check_alloc(strdup(s ? s : "")); }
 char *bf_xstrndup(const char *s, size_t n) { return check_alloc(strndup(s, n)); }

@@ -8,16 +8,16 @@
 #include <stdlib.h>
 
 /* X(name, value, exit_status, description). Values are never renumbered. */
-#define BF_ERROR_MAP(X)                                                        \
-  X(OK, 0, 0, "ok")                                                            \
-  X(USAGE, -1, 2, "usage error")                                               \
-  X(CONFIG, -2, 2, "configuration error")                                      \
-  X(WAREHOUSE, -3, 3, "warehouse error")                                       \
-  X(DESTINATION, -4, 4, "destination unavailable")                             \
-  X(IO, -5, 2, "input/output error")                                           \
-  X(NOMEM, -6, 2, "out of memory")                                             \
-  X(STATE, -7, 2, "state store error")                                         \
-  X(LOCKED, -8, 2, "sync is already running")                                  \
+#define BF_ERROR_MAP(X)                                                                            \
+  X(OK, 0, 0, "ok")                                                                                \
+  X(USAGE, -1, 2, "usage error")                                                                   \
+  X(CONFIG, -2, 2, "configuration error")                                                          \
+  X(WAREHOUSE, -3, 3, "warehouse error")                                                           \
+  X(DESTINATION, -4, 4, "destination unavailable")                                                 \
+  X(IO, -5, 2, "input/output error")                                                               \
+  X(NOMEM, -6, 2, "out of memory")                                                                 \
+  X(STATE, -7, 2, "state store error")                                                             \
+  X(LOCKED, -8, 2, "sync is already running")                                                      \
   X(INTERRUPTED, -9, 4, "interrupted")
 
 enum bf_code {
@@ -29,8 +29,8 @@ enum bf_code {
 #define BF_ERROR_MSG_MAX 1024
 
 struct bf_error {
-  int code;                    /* enum bf_code; 0 when no error was set */
-  char msg[BF_ERROR_MSG_MAX];  /* one line, names file:line:col or object */
+  int code;                   /* enum bf_code; 0 when no error was set */
+  char msg[BF_ERROR_MSG_MAX]; /* one line, names file:line:col or object */
 };
 
 /* Sets err (if not NULL) and returns code, so callers write
@@ -48,9 +48,9 @@ int bf_code_exit_status(int code);
 #define BF_BUG(...) bf_bug(__FILE__, __LINE__, __VA_ARGS__)
 _Noreturn void bf_bug(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-#define BF_ASSERT(cond)                                                        \
-  do {                                                                         \
-    if (!(cond)) BF_BUG("assertion failed: %s", #cond);                        \
+#define BF_ASSERT(cond)                                                                            \
+  do {                                                                                             \
+    if (!(cond)) BF_BUG("assertion failed: %s", #cond);                                            \
   } while (0)
 
 /* Allocation helpers that abort on exhaustion: a reverse-ETL run cannot

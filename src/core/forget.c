@@ -874,11 +874,13 @@ static char *match_for_sync(const struct bf_sync_config *s, const struct bf_mode
                             const char *value, bool numeric) {
   const char *column = s->match.items[0].value;
   const char *policy = bf_pairs_get(&s->pii_policy, column);
-  if (!policy || strcmp(policy, "hash")) return match_from_text(s->match.items[0].key, value, numeric);
+  if (!policy || strcmp(policy, "hash"))
+    return match_from_text(s->match.items[0].key, value, numeric);
   const char *kind = bf_pairs_get(&m->pii, column);
   char hex[BF_PII_SHA256_HEX];
   const char *why;
-  if (bf_pii_normalize_hash(bf_pii_fn_for_kind(kind ? kind : "other"), value, strlen(value), hex, &why))
+  if (bf_pii_normalize_hash(bf_pii_fn_for_kind(kind ? kind : "other"), value, strlen(value), hex,
+                            &why))
     return NULL;
   return match_from_text(s->match.items[0].key, hex, false);
 }
@@ -946,8 +948,7 @@ static void lookup_item(struct bf_project *p, struct request *rq, struct item *i
     /* Not in the warehouse (any more), but the sync matches by the erased
      * identifier itself: the delete can name it. */
     const char *kind = pii_kind_of(m, only);
-    if (kind && !strcmp(kind, bf_forget_kind_name(rq->kind)))
-    {
+    if (kind && !strcmp(kind, bf_forget_kind_name(rq->kind))) {
       char *match = match_for_sync(s, m, ps->typed, false);
       if (match) add_target(it, NULL, match);
     }

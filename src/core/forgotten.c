@@ -285,7 +285,8 @@ static uint64_t match_identifier(struct bf_forgotten_filter *f, int kind, const 
     const char *s, *why;
     size_t n;
     if (!bf_pii_value_text(&row[cols[i]], num, sizeof num, &s, &n)) continue;
-    int len = kind == BF_FORGOTTEN_EMAIL ? email_fast(s, n, out) : bf_pii_meta_phone(s, n, out, &why);
+    int len =
+        kind == BF_FORGOTTEN_EMAIL ? email_fast(s, n, out) : bf_pii_meta_phone(s, n, out, &why);
     if (len < 0) continue;
     unsigned char h[16];
     bf_forgotten_identifier_hash(f->prf, kind, out, (size_t)len, h);

@@ -66,10 +66,14 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
   unsigned c = s[0];
   size_t len;
   if (c < 0x80) return 1;
-  if (c >= 0xC2 && c <= 0xDF) len = 2;
-  else if (c >= 0xE0 && c <= 0xEF) len = 3;
-  else if (c >= 0xF0 && c <= 0xF4) len = 4;
-  else return 0;
+  if (c >= 0xC2 && c <= 0xDF)
+    len = 2;
+  else if (c >= 0xE0 && c <= 0xEF)
+    len = 3;
+  else if (c >= 0xF0 && c <= 0xF4)
+    len = 4;
+  else
+    return 0;
   if (len > n) return 0;
   for (size_t i = 1; i < len; i++)
     if ((s[i] & 0xC0) != 0x80) return 0;
@@ -89,8 +93,7 @@ void bf_json_str(struct bf_buf *b, const char *s, size_t n) {
   while (i < n) {
     /* Fast path: copy a run of plain ASCII at once. */
     size_t run = i;
-    while (run < n && p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' && p[run] != '\\')
-      run++;
+    while (run < n && p[run] >= 0x20 && p[run] < 0x80 && p[run] != '"' && p[run] != '\\') run++;
     if (run > i) {
       bf_buf_append(b, p + i, run - i);
       i = run;
@@ -103,10 +106,14 @@ void bf_json_str(struct bf_buf *b, const char *s, size_t n) {
       i++;
     } else if (c < 0x20) {
       char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-      if (c == '\n') bf_buf_append(b, "\\n", 2);
-      else if (c == '\t') bf_buf_append(b, "\\t", 2);
-      else if (c == '\r') bf_buf_append(b, "\\r", 2);
-      else bf_buf_append(b, esc, 6);
+      if (c == '\n')
+        bf_buf_append(b, "\\n", 2);
+      else if (c == '\t')
+        bf_buf_append(b, "\\t", 2);
+      else if (c == '\r')
+        bf_buf_append(b, "\\r", 2);
+      else
+        bf_buf_append(b, esc, 6);
       i++;
     } else {
       size_t len = utf8_seq(p + i, n - i);

@@ -19,9 +19,9 @@ static int find_column(char *const *columns, size_t ncols, const char *name, siz
 }
 
 /* hide: the column name came from ${NAME} and may be a secret; not shown. */
-static int missing_column(const struct bf_loc *loc, const char *what, const char *column,
-                          bool hide, const struct bf_model_config *model, char *const *columns,
-                          size_t ncols, struct bf_error *err) {
+static int missing_column(const struct bf_loc *loc, const char *what, const char *column, bool hide,
+                          const struct bf_model_config *model, char *const *columns, size_t ncols,
+                          struct bf_error *err) {
   char list[512] = "";
   for (size_t i = 0; i < ncols; i++) {
     if (i) strncat(list, ", ", sizeof list - strlen(list) - 1);
@@ -32,12 +32,11 @@ static int missing_column(const struct bf_loc *loc, const char *what, const char
   for (size_t i = 0; i < n; i++) cands[i] = columns[i];
   cands[n] = NULL;
   const char *guess = hide ? NULL : bf_did_you_mean(column, cands);
-  int rc = bf_error_set(err, BF_E_CONFIG,
-                        "%s:%d:%d: %s %s%s%s is not a column of model '%s'%s%s%s (its columns: %s)",
-                        loc->file, loc->line, loc->col, what, hide ? "" : "'",
-                        hide ? "(a value from the environment, not shown)" : column,
-                        hide ? "" : "'", model->name, guess ? "; did you mean '" : "",
-                        guess ? guess : "", guess ? "'?" : "", list);
+  int rc = bf_error_set(
+      err, BF_E_CONFIG, "%s:%d:%d: %s %s%s%s is not a column of model '%s'%s%s%s (its columns: %s)",
+      loc->file, loc->line, loc->col, what, hide ? "" : "'",
+      hide ? "(a value from the environment, not shown)" : column, hide ? "" : "'", model->name,
+      guess ? "; did you mean '" : "", guess ? guess : "", guess ? "'?" : "", list);
   /* Names from the config or the query may hold a newline: keep the message one line. */
   for (char *c = err ? err->msg : NULL; c && *c; c++)
     if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
@@ -72,8 +71,8 @@ int bf_mapping_build(const struct bf_config *cfg, const struct bf_sync_config *s
   const struct bf_node *sync_node = bf_node_get(bf_node_get(cfg->root, "syncs"), sync->name);
   if (find_column(columns, ncols, model->primary_key, &m->pk_col) < 0)
     return missing_column(&model->primary_key_loc, "primary key", model->primary_key,
-                          from_env(bf_node_get(model_node, "primary_key")), model, columns,
-                          ncols, err);
+                          from_env(bf_node_get(model_node, "primary_key")), model, columns, ncols,
+                          err);
   m->n_match = sync->match.n;
   m->match_names = bf_xcalloc(m->n_match, sizeof *m->match_names);
   m->match_cols = bf_xcalloc(m->n_match, sizeof *m->match_cols);
@@ -90,8 +89,8 @@ int bf_mapping_build(const struct bf_config *cfg, const struct bf_sync_config *s
     }
     if (find_column(columns, ncols, p->value, &m->match_cols[i]) < 0) {
       int rc = missing_column(&p->loc, "match column", p->value,
-                              from_env(bf_node_get(bf_node_get(sync_node, "match"), p->key)),
-                              model, columns, ncols, err);
+                              from_env(bf_node_get(bf_node_get(sync_node, "match"), p->key)), model,
+                              columns, ncols, err);
       bf_mapping_release(m);
       return rc;
     }
@@ -226,7 +225,8 @@ void bf_mapping_fingerprint_bytes(const struct bf_mapping *m, const struct bf_va
   out->len = (size_t)(p - (unsigned char *)out->data);
 }
 
-void bf_mapping_match_json(const struct bf_mapping *m, const struct bf_value *row, struct bf_buf *out) {
+void bf_mapping_match_json(const struct bf_mapping *m, const struct bf_value *row,
+                           struct bf_buf *out) {
   bf_buf_reset(out);
   bf_buf_putc(out, '{');
   for (size_t i = 0; i < m->n_match; i++) {

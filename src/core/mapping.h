@@ -14,7 +14,7 @@
 struct bf_mapping {
   size_t pk_col;
   size_t n_match, n_fields, n_constants;
-  const char **match_names;  /* borrowed from the config */
+  const char **match_names; /* borrowed from the config */
   size_t *match_cols;
   const char **match_pii_kinds; /* pii kind of a match column hashed by pii_policy, else NULL */
   const char **field_names;
@@ -22,8 +22,8 @@ struct bf_mapping {
   enum bf_pii_action *field_actions; /* allow | hash (drop fields are left out) */
   const char **field_pii_kinds;      /* "email", ... or NULL */
   const char **constant_names;
-  struct bf_value *constant_values;  /* strings owned by the mapping */
-  uint64_t signature; /* hash of the mapping definition: changing it resends */
+  struct bf_value *constant_values; /* strings owned by the mapping */
+  uint64_t signature;               /* hash of the mapping definition: changing it resends */
   bool has_hashed_fields;
 };
 
@@ -43,7 +43,8 @@ void bf_mapping_fingerprint_bytes(const struct bf_mapping *m, const struct bf_va
                                   struct bf_buf *out);
 /* {"user_id":7}: the match object of a row (a match column under
  * `pii_policy: hash` holds the SHA-256 of its normalised value). */
-void bf_mapping_match_json(const struct bf_mapping *m, const struct bf_value *row, struct bf_buf *out);
+void bf_mapping_match_json(const struct bf_mapping *m, const struct bf_value *row,
+                           struct bf_buf *out);
 /* A field value as sent: applies the PII policy (hash -> hex SHA-256 of the
  * normalised value). tmp holds bytes for the returned value. */
 struct bf_value bf_mapping_field_value(const struct bf_mapping *m, size_t field,

@@ -43,8 +43,9 @@ int bf_params_check(const struct bf_node *params, const struct bf_param_spec *sp
   return 0;
 }
 
-static const struct bf_node *value_node(const struct bf_node *params, const struct bf_param_spec *specs,
-                                        const char *name, const char **dflt) {
+static const struct bf_node *value_node(const struct bf_node *params,
+                                        const struct bf_param_spec *specs, const char *name,
+                                        const char **dflt) {
   const struct bf_param_spec *s = find_spec(specs, name);
   if (!s) BF_BUG("unknown param '%s'", name);
   *dflt = s->default_value;

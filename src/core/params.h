@@ -7,7 +7,13 @@
 
 #include "core/config.h"
 
-enum bf_param_type { BF_PARAM_STRING, BF_PARAM_INT, BF_PARAM_BOOL, BF_PARAM_DURATION, BF_PARAM_MAP };
+enum bf_param_type {
+  BF_PARAM_STRING,
+  BF_PARAM_INT,
+  BF_PARAM_BOOL,
+  BF_PARAM_DURATION,
+  BF_PARAM_MAP
+};
 
 struct bf_param_spec {
   const char *name;

@@ -39,10 +39,14 @@ static int32_t utf8_next(const unsigned char *s, size_t n, size_t *i) {
   }
   int len;
   int32_t cp, min;
-  if ((c & 0xE0) == 0xC0) len = 2, cp = c & 0x1F, min = 0x80;
-  else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0F, min = 0x800;
-  else if ((c & 0xF8) == 0xF0) len = 4, cp = c & 0x07, min = 0x10000;
-  else return -1;
+  if ((c & 0xE0) == 0xC0)
+    len = 2, cp = c & 0x1F, min = 0x80;
+  else if ((c & 0xF0) == 0xE0)
+    len = 3, cp = c & 0x0F, min = 0x800;
+  else if ((c & 0xF8) == 0xF0)
+    len = 4, cp = c & 0x07, min = 0x10000;
+  else
+    return -1;
   if (*i + (size_t)len > n) return -1;
   for (int k = 1; k < len; k++) {
     unsigned char cc = s[*i + (size_t)k];
@@ -273,20 +277,62 @@ int bf_pii_google_name(const char *s, size_t n, char out[BF_PII_MAX], const char
 
 /* US states, DC and territories by their letters-only lower-case name. */
 static const char *const us_states[][2] = {
-    {"alabama", "al"}, {"alaska", "ak"}, {"arizona", "az"}, {"arkansas", "ar"},
-    {"california", "ca"}, {"colorado", "co"}, {"connecticut", "ct"}, {"delaware", "de"},
-    {"districtofcolumbia", "dc"}, {"florida", "fl"}, {"georgia", "ga"}, {"hawaii", "hi"},
-    {"idaho", "id"}, {"illinois", "il"}, {"indiana", "in"}, {"iowa", "ia"}, {"kansas", "ks"},
-    {"kentucky", "ky"}, {"louisiana", "la"}, {"maine", "me"}, {"maryland", "md"},
-    {"massachusetts", "ma"}, {"michigan", "mi"}, {"minnesota", "mn"}, {"mississippi", "ms"},
-    {"missouri", "mo"}, {"montana", "mt"}, {"nebraska", "ne"}, {"nevada", "nv"},
-    {"newhampshire", "nh"}, {"newjersey", "nj"}, {"newmexico", "nm"}, {"newyork", "ny"},
-    {"northcarolina", "nc"}, {"northdakota", "nd"}, {"ohio", "oh"}, {"oklahoma", "ok"},
-    {"oregon", "or"}, {"pennsylvania", "pa"}, {"rhodeisland", "ri"}, {"southcarolina", "sc"},
-    {"southdakota", "sd"}, {"tennessee", "tn"}, {"texas", "tx"}, {"utah", "ut"},
-    {"vermont", "vt"}, {"virginia", "va"}, {"washington", "wa"}, {"westvirginia", "wv"},
-    {"wisconsin", "wi"}, {"wyoming", "wy"}, {"puertorico", "pr"}, {"guam", "gu"},
-    {"americansamoa", "as"}, {"northernmarianaislands", "mp"}, {"usvirginislands", "vi"},
+    {"alabama", "al"},
+    {"alaska", "ak"},
+    {"arizona", "az"},
+    {"arkansas", "ar"},
+    {"california", "ca"},
+    {"colorado", "co"},
+    {"connecticut", "ct"},
+    {"delaware", "de"},
+    {"districtofcolumbia", "dc"},
+    {"florida", "fl"},
+    {"georgia", "ga"},
+    {"hawaii", "hi"},
+    {"idaho", "id"},
+    {"illinois", "il"},
+    {"indiana", "in"},
+    {"iowa", "ia"},
+    {"kansas", "ks"},
+    {"kentucky", "ky"},
+    {"louisiana", "la"},
+    {"maine", "me"},
+    {"maryland", "md"},
+    {"massachusetts", "ma"},
+    {"michigan", "mi"},
+    {"minnesota", "mn"},
+    {"mississippi", "ms"},
+    {"missouri", "mo"},
+    {"montana", "mt"},
+    {"nebraska", "ne"},
+    {"nevada", "nv"},
+    {"newhampshire", "nh"},
+    {"newjersey", "nj"},
+    {"newmexico", "nm"},
+    {"newyork", "ny"},
+    {"northcarolina", "nc"},
+    {"northdakota", "nd"},
+    {"ohio", "oh"},
+    {"oklahoma", "ok"},
+    {"oregon", "or"},
+    {"pennsylvania", "pa"},
+    {"rhodeisland", "ri"},
+    {"southcarolina", "sc"},
+    {"southdakota", "sd"},
+    {"tennessee", "tn"},
+    {"texas", "tx"},
+    {"utah", "ut"},
+    {"vermont", "vt"},
+    {"virginia", "va"},
+    {"washington", "wa"},
+    {"westvirginia", "wv"},
+    {"wisconsin", "wi"},
+    {"wyoming", "wy"},
+    {"puertorico", "pr"},
+    {"guam", "gu"},
+    {"americansamoa", "as"},
+    {"northernmarianaislands", "mp"},
+    {"usvirginislands", "vi"},
 };
 
 int bf_pii_meta_state(const char *s, size_t n, char out[BF_PII_MAX], const char **why) {
@@ -307,7 +353,8 @@ int bf_pii_meta_zip(const char *s, size_t n, char out[BF_PII_MAX], const char **
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
     if (is_space(c)) continue;
-    if (!(is_digit(c) || is_alpha(c) || c == '-')) INVALID("has characters a postal code cannot have");
+    if (!(is_digit(c) || is_alpha(c) || c == '-'))
+      INVALID("has characters a postal code cannot have");
     if (len >= 10) INVALID("is too long for a postal code");
     digits += is_digit(c);
     out[len++] = (char)to_lower(c);
@@ -333,7 +380,8 @@ int bf_pii_google_postal_code(const char *s, size_t n, char out[BF_PII_MAX], con
       space = true;
       continue;
     }
-    if (!(is_digit(c) || is_alpha(c) || c == '-')) INVALID("has characters a postal code cannot have");
+    if (!(is_digit(c) || is_alpha(c) || c == '-'))
+      INVALID("has characters a postal code cannot have");
     if (len + 2 >= 16) INVALID("is too long for a postal code");
     if (space && len) out[len++] = ' ';
     space = false;
@@ -362,11 +410,16 @@ static const char iso3166[] =
     "usausuzbuzvatvavctvcvenvevgbvgvirvivnmvnvutvuwlfwfwsmwsyemyezafzazmbzmzwezw";
 
 static const char *const country_names[][2] = {
-    {"unitedstates", "us"}, {"unitedstatesofamerica", "us"}, {"uk", "gb"},
-    {"unitedkingdom", "gb"}, {"greatbritain", "gb"}, {"england", "gb"}, {"scotland", "gb"},
-    {"wales", "gb"}, {"germany", "de"}, {"france", "fr"}, {"canada", "ca"}, {"australia", "au"},
-    {"spain", "es"}, {"italy", "it"}, {"netherlands", "nl"}, {"mexico", "mx"}, {"brazil", "br"},
-    {"india", "in"}, {"japan", "jp"}, {"ireland", "ie"},
+    {"unitedstates", "us"}, {"unitedstatesofamerica", "us"},
+    {"uk", "gb"},           {"unitedkingdom", "gb"},
+    {"greatbritain", "gb"}, {"england", "gb"},
+    {"scotland", "gb"},     {"wales", "gb"},
+    {"germany", "de"},      {"france", "fr"},
+    {"canada", "ca"},       {"australia", "au"},
+    {"spain", "es"},        {"italy", "it"},
+    {"netherlands", "nl"},  {"mexico", "mx"},
+    {"brazil", "br"},       {"india", "in"},
+    {"japan", "jp"},        {"ireland", "ie"},
 };
 
 /* Lower-case ISO alpha-2 in out, or -1. */
@@ -424,10 +477,14 @@ static int dob_part(const char *s, size_t n, char which, int *value) {
   if (digits == n && n >= 1 && n <= 4) {
     int v = 0;
     for (size_t i = 0; i < n; i++) v = v * 10 + (s[i] - '0');
-    if (which == 'y' && n == 4) y = v;
-    else if (which == 'm' && n <= 2) m = v;
-    else if (which == 'd' && n <= 2) d = v;
-    else return -1;
+    if (which == 'y' && n == 4)
+      y = v;
+    else if (which == 'm' && n <= 2)
+      m = v;
+    else if (which == 'd' && n <= 2)
+      d = v;
+    else
+      return -1;
   } else if (digits == 8 && (n == 8 || !is_digit((unsigned char)s[8]))) {
     y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0');
     m = (s[4] - '0') * 10 + (s[5] - '0');
@@ -486,9 +543,12 @@ int bf_pii_meta_gender(const char *s, size_t n, char out[BF_PII_MAX], const char
   char letters[BF_PII_MAX];
   int len = letters_only(s, n, letters, false, why);
   if (len < 0) return -1;
-  if (!strcmp(letters, "m") || !strcmp(letters, "male")) out[0] = 'm';
-  else if (!strcmp(letters, "f") || !strcmp(letters, "female")) out[0] = 'f';
-  else INVALID("not a gender Meta accepts (m or f)");
+  if (!strcmp(letters, "m") || !strcmp(letters, "male"))
+    out[0] = 'm';
+  else if (!strcmp(letters, "f") || !strcmp(letters, "female"))
+    out[0] = 'f';
+  else
+    INVALID("not a gender Meta accepts (m or f)");
   out[1] = '\0';
   return 1;
 }

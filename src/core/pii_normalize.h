@@ -21,8 +21,8 @@
 
 #include "core/value.h"
 
-#define BF_PII_MAX 320          /* longest normalised value (an email is <= 254) */
-#define BF_PII_SHA256_HEX 65    /* 64 hex digits + NUL */
+#define BF_PII_MAX        320 /* longest normalised value (an email is <= 254) */
+#define BF_PII_SHA256_HEX 65  /* 64 hex digits + NUL */
 
 typedef int (*bf_pii_fn)(const char *s, size_t n, char out[BF_PII_MAX], const char **why);
 

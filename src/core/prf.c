@@ -22,7 +22,8 @@ int bf_prf_init(struct bf_prf *prf, const unsigned char *secret, size_t len, str
   /* Distinct subkeys per use, so a value hashed for one purpose cannot be
    * matched against another. */
   crypto_kdf_derive_from_key(prf->key_hash_key, sizeof prf->key_hash_key, 1, "bf_keyhs", master);
-  crypto_kdf_derive_from_key(prf->fingerprint_key, sizeof prf->fingerprint_key, 2, "bf_fprnt", master);
+  crypto_kdf_derive_from_key(prf->fingerprint_key, sizeof prf->fingerprint_key, 2, "bf_fprnt",
+                             master);
   crypto_kdf_derive_from_key(prf->seal_key, sizeof prf->seal_key, 3, "bf_seal_", master);
   crypto_kdf_derive_from_key(prf->pii_hash_key, sizeof prf->pii_hash_key, 4, "bf_piihs", master);
   sodium_memzero(master, sizeof master);
@@ -52,8 +53,8 @@ int bf_prf_load_secret(struct bf_prf *prf, const char *config_secret, const char
     randombytes_buf(secret, sizeof secret);
     char *tmp = bf_xasprintf("%s.tmp", path);
     int wfd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (wfd < 0 || write(wfd, secret, sizeof secret) != (ssize_t)sizeof secret ||
-        fsync(wfd) < 0 || rename(tmp, path) < 0) {
+    if (wfd < 0 || write(wfd, secret, sizeof secret) != (ssize_t)sizeof secret || fsync(wfd) < 0 ||
+        rename(tmp, path) < 0) {
       rc = bf_error_set(err, BF_E_IO, "%s: cannot write secret: %s", path, strerror(errno));
       if (wfd >= 0) close(wfd);
       free(tmp);
@@ -100,7 +101,8 @@ void bf_key_hex(const unsigned char key[BF_KEY_HASH_BYTES], char out[33]) {
   sodium_bin2hex(out, 33, key, BF_KEY_HASH_BYTES);
 }
 
-unsigned char *bf_prf_seal(const struct bf_prf *prf, const void *plain, size_t len, size_t *out_len) {
+unsigned char *bf_prf_seal(const struct bf_prf *prf, const void *plain, size_t len,
+                           size_t *out_len) {
   size_t total = crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + len;
   unsigned char *out = bf_xmalloc(total);
   randombytes_buf(out, crypto_secretbox_NONCEBYTES);
@@ -109,7 +111,8 @@ unsigned char *bf_prf_seal(const struct bf_prf *prf, const void *plain, size_t l
   return out;
 }
 
-char *bf_prf_open(const struct bf_prf *prf, const unsigned char *sealed, size_t len, size_t *out_len) {
+char *bf_prf_open(const struct bf_prf *prf, const unsigned char *sealed, size_t len,
+                  size_t *out_len) {
   if (len < crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES) return NULL;
   size_t plain_len = len - crypto_secretbox_NONCEBYTES - crypto_secretbox_MACBYTES;
   char *out = bf_xmalloc(plain_len + 1);

@@ -11,7 +11,7 @@
 
 #include "core/error.h"
 
-#define BF_SECRET_BYTES 32
+#define BF_SECRET_BYTES   32
 #define BF_KEY_HASH_BYTES 16
 
 struct bf_prf {
@@ -39,9 +39,11 @@ void bf_key_hex(const unsigned char key[BF_KEY_HASH_BYTES], char out[33]);
 
 /* Seals plaintext; returns a new buffer (nonce || ciphertext) the caller
  * frees, and its length in *out_len. */
-unsigned char *bf_prf_seal(const struct bf_prf *prf, const void *plain, size_t len, size_t *out_len);
+unsigned char *bf_prf_seal(const struct bf_prf *prf, const void *plain, size_t len,
+                           size_t *out_len);
 /* Opens a sealed buffer; returns a new NUL-terminated buffer or NULL when
  * it was tampered with or sealed under another secret. Caller frees. */
-char *bf_prf_open(const struct bf_prf *prf, const unsigned char *sealed, size_t len, size_t *out_len);
+char *bf_prf_open(const struct bf_prf *prf, const unsigned char *sealed, size_t len,
+                  size_t *out_len);
 
 #endif

@@ -12,11 +12,14 @@ int bf_project_load(const char *path, struct bf_project **out, struct bf_error *
   if (!path || !*path) path = ".";
   struct stat sb;
   char *file;
-  if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) file = bf_xasprintf("%s/backflow.yml", path);
-  else file = bf_xstrdup(path);
+  if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+    file = bf_xasprintf("%s/backflow.yml", path);
+  else
+    file = bf_xstrdup(path);
   if (access(file, F_OK) != 0) {
-    int rc = bf_error_set(err, BF_E_CONFIG, "%s: no project here (%s); create one with `backflow init`",
-                          file, strerror(errno));
+    int rc =
+        bf_error_set(err, BF_E_CONFIG, "%s: no project here (%s); create one with `backflow init`",
+                     file, strerror(errno));
     free(file);
     return rc;
   }
@@ -72,7 +75,7 @@ const struct bf_sync_config *bf_project_find_sync(const struct bf_project *p, co
   names[n] = NULL;
   const char *guess = bf_did_you_mean(name, names);
   bf_error_set(err, BF_E_USAGE, "unknown sync '%s'%s%s%s (syncs in %s: %s)", name,
-               guess ? "; did you mean '" : "", guess ? guess : "", guess ? "'?" : "",
-               p->cfg->path, n ? known : "none");
+               guess ? "; did you mean '" : "", guess ? guess : "", guess ? "'?" : "", p->cfg->path,
+               n ? known : "none");
   return NULL;
 }

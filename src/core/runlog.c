@@ -38,7 +38,8 @@ int bf_runlog_open(const char *state_dir, struct bf_runlog **out, struct bf_erro
   mkdir(state_dir, 0700);
   log->path = bf_xasprintf("%s/runs.db", state_dir);
   int rc = 0;
-  if (sqlite3_open_v2(log->path, &log->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
+  if (sqlite3_open_v2(log->path, &log->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+      SQLITE_OK) {
     rc = db_error(log, err);
     goto fail;
   }
@@ -85,10 +86,12 @@ void bf_runlog_close(struct bf_runlog *log) {
   free(log);
 }
 
-int bf_runlog_begin(struct bf_runlog *log, const char *sync, long long *run_id, struct bf_error *err) {
+int bf_runlog_begin(struct bf_runlog *log, const char *sync, long long *run_id,
+                    struct bf_error *err) {
   sqlite3_stmt *st;
-  if (sqlite3_prepare_v2(log->db, "INSERT INTO runs(sync, status, started_ms) VALUES (?, 'running', ?)",
-                         -1, &st, NULL) != SQLITE_OK)
+  if (sqlite3_prepare_v2(log->db,
+                         "INSERT INTO runs(sync, status, started_ms) VALUES (?, 'running', ?)", -1,
+                         &st, NULL) != SQLITE_OK)
     return db_error(log, err);
   sqlite3_bind_text(st, 1, sync, -1, SQLITE_TRANSIENT);
   sqlite3_bind_int64(st, 2, bf_now_ms());
@@ -119,7 +122,8 @@ int bf_runlog_flush(struct bf_runlog *log, struct bf_error *err) {
   sqlite3_stmt *st = NULL;
   int rc = 0;
   sqlite3_exec(log->db, "BEGIN", NULL, NULL, NULL);
-  if (sqlite3_prepare_v2(log->db, "INSERT INTO run_errors VALUES (?, ?, ?, ?)", -1, &st, NULL) != SQLITE_OK) {
+  if (sqlite3_prepare_v2(log->db, "INSERT INTO run_errors VALUES (?, ?, ?, ?)", -1, &st, NULL) !=
+      SQLITE_OK) {
     rc = db_error(log, err);
     goto out;
   }
@@ -147,14 +151,15 @@ int bf_runlog_finish(struct bf_runlog *log, long long run_id, const char *status
   int rc = bf_runlog_flush(log, err);
   if (rc) return rc;
   sqlite3_stmt *st;
-  if (sqlite3_prepare_v2(log->db,
-                         "UPDATE runs SET status=?, finished_ms=?, rows_read=?, added=?, changed=?,"
-                         " removed=?, unchanged=?, skipped=?, rejected=?, failed=?, error=? WHERE id=?",
-                         -1, &st, NULL) != SQLITE_OK)
+  if (sqlite3_prepare_v2(
+          log->db,
+          "UPDATE runs SET status=?, finished_ms=?, rows_read=?, added=?, changed=?,"
+          " removed=?, unchanged=?, skipped=?, rejected=?, failed=?, error=? WHERE id=?",
+          -1, &st, NULL) != SQLITE_OK)
     return db_error(log, err);
   sqlite3_bind_text(st, 1, status, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 2, bf_now_ms());
-  long long vals[] = {c->rows_read, c->added, c->changed, c->removed,
+  long long vals[] = {c->rows_read, c->added,   c->changed,  c->removed,
                       c->unchanged, c->skipped, c->rejected, c->failed};
   for (int i = 0; i < 8; i++) sqlite3_bind_int64(st, 3 + i, vals[i]);
   sqlite3_bind_text(st, 11, error, -1, SQLITE_STATIC);
@@ -166,11 +171,12 @@ int bf_runlog_finish(struct bf_runlog *log, long long run_id, const char *status
 
 void bf_runlog_mark_crashed(struct bf_runlog *log, const char *sync) {
   sqlite3_stmt *st;
-  if (sqlite3_prepare_v2(log->db,
-                         "UPDATE runs SET status='crashed', error='the process stopped before the run "
-                         "finished; the next run resent what was not acknowledged'"
-                         " WHERE sync=? AND status='running'",
-                         -1, &st, NULL) != SQLITE_OK)
+  if (sqlite3_prepare_v2(
+          log->db,
+          "UPDATE runs SET status='crashed', error='the process stopped before the run "
+          "finished; the next run resent what was not acknowledged'"
+          " WHERE sync=? AND status='running'",
+          -1, &st, NULL) != SQLITE_OK)
     return;
   sqlite3_bind_text(st, 1, sync, -1, SQLITE_STATIC);
   sqlite3_step(st);
@@ -229,15 +235,17 @@ int bf_runlog_errors(struct bf_runlog *log, const char *sync, long long run_id, 
                      struct bf_run_error **out, size_t *n, struct bf_error *err) {
   sqlite3_stmt *st;
   if (run_id <= 0) {
-    if (sqlite3_prepare_v2(log->db, "SELECT max(id) FROM runs WHERE sync = ? AND status != 'running'",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(log->db,
+                           "SELECT max(id) FROM runs WHERE sync = ? AND status != 'running'", -1,
+                           &st, NULL) != SQLITE_OK)
       return db_error(log, err);
     sqlite3_bind_text(st, 1, sync, -1, SQLITE_STATIC);
     if (sqlite3_step(st) == SQLITE_ROW) run_id = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     if (run_id <= 0) return bf_error_set(err, BF_E_USAGE, "sync '%s' has no runs yet", sync);
   } else {
-    if (sqlite3_prepare_v2(log->db, "SELECT 1 FROM runs WHERE id = ? AND sync = ?", -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(log->db, "SELECT 1 FROM runs WHERE id = ? AND sync = ?", -1, &st,
+                           NULL) != SQLITE_OK)
       return db_error(log, err);
     sqlite3_bind_int64(st, 1, run_id);
     sqlite3_bind_text(st, 2, sync, -1, SQLITE_STATIC);
@@ -246,8 +254,10 @@ int bf_runlog_errors(struct bf_runlog *log, const char *sync, long long run_id, 
     if (!found) return bf_error_set(err, BF_E_USAGE, "sync '%s' has no run %lld", sync, run_id);
   }
   *resolved = run_id;
-  if (sqlite3_prepare_v2(log->db, "SELECT key_hash, column_name, reason FROM run_errors WHERE run_id = ? ORDER BY rowid",
-                         -1, &st, NULL) != SQLITE_OK)
+  if (sqlite3_prepare_v2(
+          log->db,
+          "SELECT key_hash, column_name, reason FROM run_errors WHERE run_id = ? ORDER BY rowid",
+          -1, &st, NULL) != SQLITE_OK)
     return db_error(log, err);
   sqlite3_bind_int64(st, 1, run_id);
   size_t cap = 16, count = 0;

@@ -39,7 +39,8 @@ struct bf_runlog;
 int bf_runlog_open(const char *state_dir, struct bf_runlog **out, struct bf_error *err);
 void bf_runlog_close(struct bf_runlog *log);
 
-int bf_runlog_begin(struct bf_runlog *log, const char *sync, long long *run_id, struct bf_error *err);
+int bf_runlog_begin(struct bf_runlog *log, const char *sync, long long *run_id,
+                    struct bf_error *err);
 /* Buffered; written by bf_runlog_flush/finish. At most 100000 per run are kept. */
 void bf_runlog_add_error(struct bf_runlog *log, long long run_id, const char *key_hash,
                          const char *column, const char *reason);

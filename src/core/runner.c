@@ -119,8 +119,10 @@ static char *scrub_reason(const struct run *r, const struct bf_record *recs, siz
         if (!colon) break;
         const char *v = colon + 1, *ve = v;
         while (ve < end && *ve != ',' && *ve != '}') ve++;
-        if (*v == '"' && ve - v >= 2) out = replace_all(out, v + 1, (size_t)(ve - v - 2));
-        else out = replace_all(out, v, (size_t)(ve - v));
+        if (*v == '"' && ve - v >= 2)
+          out = replace_all(out, v + 1, (size_t)(ve - v - 2));
+        else
+          out = replace_all(out, v, (size_t)(ve - v));
         p = ve;
       }
     }
@@ -128,7 +130,8 @@ static char *scrub_reason(const struct run *r, const struct bf_record *recs, siz
   return out;
 }
 
-static void reject_row(struct run *r, const unsigned char *key, const char *column, const char *reason) {
+static void reject_row(struct run *r, const unsigned char *key, const char *column,
+                       const char *reason) {
   r->res->counts.rejected++;
   if (r->opts->plan_only) return;
   char hex[33] = "";
@@ -144,9 +147,9 @@ static void batch_reserve(struct pending_batch *b) {
   b->match_off = bf_xrealloc(b->match_off, b->cap * sizeof *b->match_off);
 }
 
-static void batch_add(struct run *r, enum bf_op op, enum bf_change change, const unsigned char key[16],
-                      uint64_t fp, const struct bf_value *row, const char *match_json, size_t match_len,
-                      unsigned attempts) {
+static void batch_add(struct run *r, enum bf_op op, enum bf_change change,
+                      const unsigned char key[16], uint64_t fp, const struct bf_value *row,
+                      const char *match_json, size_t match_len, unsigned attempts) {
   struct pending_batch *b = &r->batch;
   batch_reserve(b);
   struct bf_record *rec = &b->records[b->n];
@@ -182,7 +185,8 @@ static void batch_fixup(struct pending_batch *b) {
     if (!rec->values) continue;
     struct bf_value *vals = b->values + i * b->nvals;
     for (size_t k = 0; k < b->nvals; k++)
-      if (vals[k].type == BF_TEXT || vals[k].type == BF_BLOB) vals[k].u.s = b->arena.data + vals[k].u.off;
+      if (vals[k].type == BF_TEXT || vals[k].type == BF_BLOB)
+        vals[k].u.s = b->arena.data + vals[k].u.off;
     rec->values = vals;
   }
 }
@@ -261,8 +265,10 @@ static int flush_batch(struct run *r, struct bf_error *err) {
         c->removed++;
       } else {
         bf_state_mark_acked(r->state, rec->key, rec->fp);
-        if (rec->change == BF_CHANGE_ADD) c->added++;
-        else c->changed++;
+        if (rec->change == BF_CHANGE_ADD)
+          c->added++;
+        else
+          c->changed++;
       }
       r->sent++;
       break;
@@ -331,8 +337,8 @@ static int flush_batch(struct run *r, struct bf_error *err) {
     for (size_t k = 0; k < n_retry; k++) {
       struct bf_record *rec = &old.records[retry_idx[k]];
       attempt = rec->attempts + 1;
-      batch_add(r, rec->op, rec->change, rec->key, rec->fp,
-                NULL, rec->match_json, rec->match_json_len, attempt);
+      batch_add(r, rec->op, rec->change, rec->key, rec->fp, NULL, rec->match_json,
+                rec->match_json_len, attempt);
       if (rec->values) {
         /* copy the values verbatim (they are already resolved pointers) */
         struct bf_value *vals = b->values + (b->n - 1) * b->nvals;
@@ -359,8 +365,8 @@ static int flush_batch(struct run *r, struct bf_error *err) {
   return rc;
 }
 
-static void add_sample(struct run *r, enum bf_op op, const struct bf_value *row, const char *match_json,
-                       size_t match_len) {
+static void add_sample(struct run *r, enum bf_op op, const struct bf_value *row,
+                       const char *match_json, size_t match_len) {
   struct bf_buf *s = &r->res->sample;
   if (r->sampled >= r->opts->sample_limit) return;
   r->sampled++;
@@ -370,7 +376,8 @@ static void add_sample(struct run *r, enum bf_op op, const struct bf_value *row,
     size_t nvals = r->map.n_match + r->map.n_fields;
     vals = bf_xcalloc(nvals ? nvals : 1, sizeof *vals);
     for (size_t i = 0; i < nvals; i++)
-      vals[i] = i < r->map.n_match ? row[r->map.match_cols[i]] : row[r->map.field_cols[i - r->map.n_match]];
+      vals[i] = i < r->map.n_match ? row[r->map.match_cols[i]]
+                                   : row[r->map.field_cols[i - r->map.n_match]];
     rec.values = vals;
   }
   struct bf_batch batch = {r->sync->name, r->sync->object, &r->map, 1, &rec, BF_RESYNC_NONE};
@@ -436,8 +443,10 @@ static int process_row(struct run *r, const struct bf_value *row, const unsigned
   default: break;
   }
   if (r->opts->plan_only) {
-    if (change == BF_CHANGE_ADD) c->added++;
-    else c->changed++;
+    if (change == BF_CHANGE_ADD)
+      c->added++;
+    else
+      c->changed++;
     if (r->sampled < r->opts->sample_limit) {
       bf_mapping_match_json(&r->map, row, &r->jsonbuf);
       add_sample(r, op, row, r->jsonbuf.data, r->jsonbuf.len);
@@ -451,7 +460,8 @@ static int process_row(struct run *r, const struct bf_value *row, const unsigned
   if (hold && r->batch.n >= r->batch_size) {
     rc = flush_batch(r, err);
     if (rc == 0 && bf_stop_requested)
-      rc = bf_error_set(err, BF_E_INTERRUPTED, "interrupted; the run stopped after the batch in flight");
+      rc = bf_error_set(err, BF_E_INTERRUPTED,
+                        "interrupted; the run stopped after the batch in flight");
     if (rc) return rc;
   }
   bf_mapping_match_json(&r->map, row, &r->jsonbuf);
@@ -459,7 +469,8 @@ static int process_row(struct run *r, const struct bf_value *row, const unsigned
   if (hold || r->batch.n < r->batch_size) return 0;
   rc = flush_batch(r, err);
   if (rc == 0 && bf_stop_requested)
-    rc = bf_error_set(err, BF_E_INTERRUPTED, "interrupted; the run stopped after the batch in flight");
+    rc = bf_error_set(err, BF_E_INTERRUPTED,
+                      "interrupted; the run stopped after the batch in flight");
   return rc;
 }
 
@@ -469,7 +480,7 @@ static int removals(struct run *r, struct bf_error *err) {
   int rc = 0;
   /* Collect first: flushing journals into the table we are walking. */
   size_t n = 0, cap = 0;
-  unsigned char (*keys)[16] = NULL;
+  unsigned char(*keys)[16] = NULL;
   while ((e = bf_state_next(r->state, &cursor))) {
     if (!(e->flags & BF_ST_PERSISTED) || (e->flags & BF_ST_SEEN)) continue;
     if (n == cap) {
@@ -495,17 +506,20 @@ static int removals(struct run *r, struct bf_error *err) {
     if (r->vault) {
       match = bf_vault_get(r->vault, keys[i], &len);
       if (!match) {
-        reject_row(r, keys[i], NULL,
-                   "cannot delete: its identifier was not kept (the sync was not in mirror mode when "
-                   "the record was sent); run `backflow reset` and a full resync");
+        reject_row(
+            r, keys[i], NULL,
+            "cannot delete: its identifier was not kept (the sync was not in mirror mode when "
+            "the record was sent); run `backflow reset` and a full resync");
         continue;
       }
     }
-    batch_add(r, BF_OP_DELETE, BF_CHANGE_REMOVE, keys[i], 0, NULL, match ? match : "{}", match ? len : 2, 0);
+    batch_add(r, BF_OP_DELETE, BF_CHANGE_REMOVE, keys[i], 0, NULL, match ? match : "{}",
+              match ? len : 2, 0);
     free(match);
     if (r->batch.n >= r->batch_size) rc = flush_batch(r, err);
     if (bf_stop_requested && rc == 0)
-      rc = bf_error_set(err, BF_E_INTERRUPTED, "interrupted; the run stopped after the batch in flight");
+      rc = bf_error_set(err, BF_E_INTERRUPTED,
+                        "interrupted; the run stopped after the batch in flight");
   }
   if (rc == 0 && !r->opts->plan_only) rc = flush_batch(r, err);
   free(keys);
@@ -540,12 +554,13 @@ static int scan(struct run *r, struct bf_prefetch *pf, struct bf_error *err) {
     }
     progress(r, false);
     if (rc == 0 && bf_stop_requested)
-      rc = bf_error_set(err, BF_E_INTERRUPTED, "interrupted; the run stopped after the batch in flight");
+      rc = bf_error_set(err, BF_E_INTERRUPTED,
+                        "interrupted; the run stopped after the batch in flight");
   }
   if (rc == 0 && failed) {
     *err = read_err;
-    rc = bf_error_prefix(err, "%s:%d:%d: model '%s'", r->model->sql_loc.file, r->model->sql_loc.line,
-                         r->model->sql_loc.col, r->model->name);
+    rc = bf_error_prefix(err, "%s:%d:%d: model '%s'", r->model->sql_loc.file,
+                         r->model->sql_loc.line, r->model->sql_loc.col, r->model->name);
   }
   if (rc == 0 && !r->opts->plan_only) {
     r->resync_last = true; /* every row was read: the model is whole */
@@ -588,8 +603,8 @@ int bf_sync_run(struct bf_project *p, const char *sync_name, const struct bf_run
   if (rc) return rc;
   if ((rc = bf_source_open(wh, p->cfg, &src, err))) goto out;
   if ((rc = bf_source_query(src, r.model->sql, &cur, err))) {
-    bf_error_prefix(err, "%s:%d:%d: model '%s': SQL error", r.model->sql_loc.file, r.model->sql_loc.line,
-                    r.model->sql_loc.col, r.model->name);
+    bf_error_prefix(err, "%s:%d:%d: model '%s': SQL error", r.model->sql_loc.file,
+                    r.model->sql_loc.line, r.model->sql_loc.col, r.model->name);
     goto out;
   }
   if ((rc = bf_mapping_build(p->cfg, r.sync, r.model, cur->column_names, cur->ncols, &r.map, err)))
@@ -654,13 +669,18 @@ out:
   progress(&r, true);
   res->duration_ms = bf_now_ms() - r.started_ms;
   res->code = rc;
-  if (opts->plan_only) res->status = rc ? "failed" : "planned";
-  else if (rc) res->status = "failed";
-  else if (res->counts.rejected || res->counts.failed) res->status = "partial";
-  else res->status = "succeeded";
+  if (opts->plan_only)
+    res->status = rc ? "failed" : "planned";
+  else if (rc)
+    res->status = "failed";
+  else if (res->counts.rejected || res->counts.failed)
+    res->status = "partial";
+  else
+    res->status = "succeeded";
   if (logged) {
     struct bf_error log_err = {0};
-    if (bf_runlog_finish(r.log, res->run_id, res->status, &res->counts, rc ? err->msg : NULL, &log_err) &&
+    if (bf_runlog_finish(r.log, res->run_id, res->status, &res->counts, rc ? err->msg : NULL,
+                         &log_err) &&
         rc == 0) {
       *err = log_err;
       rc = log_err.code;

@@ -14,20 +14,20 @@
 #include "core/runlog.h"
 
 struct bf_run_options {
-  bool plan_only;    /* count and sample; write nothing anywhere */
-  bool full_resync;  /* resend every row, even unchanged ones */
-  bool progress;     /* progress line on stderr */
-  size_t sample_limit; /* plan: records in the sample */
+  bool plan_only;          /* count and sample; write nothing anywhere */
+  bool full_resync;        /* resend every row, even unchanged ones */
+  bool progress;           /* progress line on stderr */
+  size_t sample_limit;     /* plan: records in the sample */
   unsigned record_retries; /* sends of a record the destination asked to retry; 0 = 3 */
 };
 
 struct bf_run_result {
-  long long run_id;              /* 0 for a plan */
-  struct bf_run_counts counts;   /* run: acknowledged; plan: to be sent */
+  long long run_id;            /* 0 for a plan */
+  struct bf_run_counts counts; /* run: acknowledged; plan: to be sent */
   long long duration_ms;
-  const char *status;            /* succeeded | partial | failed | planned */
-  struct bf_buf sample;          /* plan: JSON array of sample records */
-  int code;                      /* 0 or the bf_code that stopped the run */
+  const char *status;   /* succeeded | partial | failed | planned */
+  struct bf_buf sample; /* plan: JSON array of sample records */
+  int code;             /* 0 or the bf_code that stopped the run */
 };
 
 /* Set by a signal handler: the run stops after the batch in flight. */

@@ -13,10 +13,10 @@
 #include "core/fsutil.h"
 #include "core/jsonw.h"
 
-#define BASE_MAGIC "BFSTATE1"
+#define BASE_MAGIC    "BFSTATE1"
 #define JOURNAL_MAGIC "BFJRNL01"
-#define HEADER_SIZE 32
-#define RECORD_SIZE 32
+#define HEADER_SIZE   32
+#define RECORD_SIZE   32
 
 enum journal_op { OP_PENDING = 1, OP_ACK = 2, OP_DELETED = 3 };
 
@@ -27,8 +27,8 @@ struct bf_state {
   int journal_fd;
   uint64_t generation;
   struct bf_state_entry *slots;
-  size_t cap;   /* slots */
-  size_t used;  /* occupied slots */
+  size_t cap;                    /* slots */
+  size_t used;                   /* occupied slots */
   struct bf_buf pending_records; /* journal records not yet written */
 };
 
@@ -70,8 +70,10 @@ static struct bf_state_entry *slots_alloc(size_t cap) {
 static void slots_free(struct bf_state_entry *slots, size_t cap) {
   if (!slots) return;
   size_t bytes = cap * sizeof(struct bf_state_entry);
-  if (bytes < HUGE_TABLE_BYTES) free(slots);
-  else munmap(slots, bytes);
+  if (bytes < HUGE_TABLE_BYTES)
+    free(slots);
+  else
+    munmap(slots, bytes);
 }
 
 static void table_init(struct bf_state *st, size_t expected) {
@@ -193,7 +195,8 @@ void bf_state_mark_deleted(struct bf_state *st, const unsigned char key[16]) {
   journal_add(st, OP_DELETED, key, 0);
 }
 
-static void make_header(unsigned char h[HEADER_SIZE], const char *magic, uint64_t gen, uint64_t count) {
+static void make_header(unsigned char h[HEADER_SIZE], const char *magic, uint64_t gen,
+                        uint64_t count) {
   memset(h, 0, HEADER_SIZE);
   memcpy(h, magic, 8);
   memcpy(h + 8, &gen, 8);
@@ -321,7 +324,8 @@ static int load(struct bf_state *st, struct bf_error *err) {
         const unsigned char *rec = journal + off;
         uint32_t check;
         memcpy(&check, rec + 28, 4);
-        if (check != check_word(rec, st->generation) || rec[24] < OP_PENDING || rec[24] > OP_DELETED)
+        if (check != check_word(rec, st->generation) || rec[24] < OP_PENDING ||
+            rec[24] > OP_DELETED)
           break; /* torn tail: everything after it was never acknowledged */
         uint64_t fp;
         memcpy(&fp, rec + 16, 8);
@@ -334,7 +338,8 @@ static int load(struct bf_state *st, struct bf_error *err) {
         rc = reset_journal(st, err); /* already folded, or unreadable header */
       } else {
         if (valid != journal_len && truncate(journal_path, (off_t)valid) < 0) {
-          rc = bf_error_set(err, BF_E_STATE, "%s: cannot repair: %s", journal_path, strerror(errno));
+          rc =
+              bf_error_set(err, BF_E_STATE, "%s: cannot repair: %s", journal_path, strerror(errno));
           goto out;
         }
         rc = open_journal(st, err);

@@ -24,8 +24,8 @@
 #include "core/error.h"
 
 /* Persisted flags. */
-#define BF_ST_PRESENT 0x1u /* the destination acknowledged fp */
-#define BF_ST_PENDING 0x2u /* sent or about to be, not acknowledged */
+#define BF_ST_PRESENT   0x1u /* the destination acknowledged fp */
+#define BF_ST_PENDING   0x2u /* sent or about to be, not acknowledged */
 #define BF_ST_PERSISTED (BF_ST_PRESENT | BF_ST_PENDING)
 /* Memory-only flags, cleared on load, never written. */
 #define BF_ST_SEEN 0x100u      /* key is in this run's model */

@@ -10,12 +10,12 @@ enum bf_type { BF_NULL = 0, BF_INT, BF_FLOAT, BF_TEXT, BF_BLOB, BF_BOOL };
 
 struct bf_value {
   enum bf_type type;
-  uint32_t len;  /* BF_TEXT / BF_BLOB: bytes */
+  uint32_t len; /* BF_TEXT / BF_BLOB: bytes */
   union {
-    int64_t i;   /* BF_INT, BF_BOOL (0/1) */
-    double f;    /* BF_FLOAT */
+    int64_t i;     /* BF_INT, BF_BOOL (0/1) */
+    double f;      /* BF_FLOAT */
     const char *s; /* BF_TEXT / BF_BLOB (not NUL-terminated) */
-    size_t off;  /* while a chunk is being filled: offset into its data */
+    size_t off;    /* while a chunk is being filled: offset into its data */
   } u;
 };
 

@@ -19,8 +19,8 @@
 #include "core/fsutil.h"
 #include "core/jsonw.h"
 
-#define MAGIC "BFVAULT1"
-#define REC_HEADER 21 /* len + op + key */
+#define MAGIC       "BFVAULT1"
+#define REC_HEADER  21 /* len + op + key */
 #define MAX_PAYLOAD 65536
 enum { OP_PUT = 1, OP_DELETE = 2 };
 
@@ -60,7 +60,8 @@ static size_t valid_prefix(const unsigned char *data, size_t len) {
     uint32_t check;
     memcpy(&check, data + off + REC_HEADER + plen, 4);
     unsigned char op = data[off + 4];
-    if ((op != OP_PUT && op != OP_DELETE) || check != check_word(data + off, REC_HEADER + plen)) break;
+    if ((op != OP_PUT && op != OP_DELETE) || check != check_word(data + off, REC_HEADER + plen))
+      break;
     off += REC_HEADER + plen + 4;
   }
   return off;
@@ -222,7 +223,8 @@ int bf_vault_begin(struct bf_vault *v, struct bf_error *err) {
 int bf_vault_put(struct bf_vault *v, const unsigned char key[16], const char *plain, size_t len,
                  struct bf_error *err) {
   if (len > MAX_PAYLOAD - 64)
-    return bf_error_set(err, BF_E_STATE, "%s: identifier of %zu bytes is too long to keep", v->path, len);
+    return bf_error_set(err, BF_E_STATE, "%s: identifier of %zu bytes is too long to keep", v->path,
+                        len);
   size_t sealed_len;
   unsigned char *sealed = bf_prf_seal(v->prf, plain, len, &sealed_len);
   append(v, OP_PUT, key, sealed, (uint32_t)sealed_len);
@@ -236,7 +238,8 @@ int bf_vault_delete(struct bf_vault *v, const unsigned char key[16], struct bf_e
 }
 
 int bf_vault_commit(struct bf_vault *v, struct bf_error *err) {
-  if (bf_write_all(v->fd, v->pending.data, v->pending.len) < 0) return vault_io_error(v, "append", err);
+  if (bf_write_all(v->fd, v->pending.data, v->pending.len) < 0)
+    return vault_io_error(v, "append", err);
   if (v->durable && fdatasync(v->fd) < 0) return vault_io_error(v, "sync", err);
   if (v->slots) index_append(v);
   bf_buf_reset(&v->pending);

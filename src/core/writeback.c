@@ -69,10 +69,12 @@ static int pg_exec(PGconn *conn, const char *sql, const char *dsn, char *msg, si
   return rc;
 }
 
-static int pg_copy_errors(PGconn *conn, const char *table_errors, const char *sync, long long run_id,
-                          const struct bf_run_error *errs, size_t n, const char *dsn, char *msg, size_t cap) {
+static int pg_copy_errors(PGconn *conn, const char *table_errors, const char *sync,
+                          long long run_id, const struct bf_run_error *errs, size_t n,
+                          const char *dsn, char *msg, size_t cap) {
   if (n == 0) return 0;
-  char *sql = bf_xasprintf("COPY %s (run_id, sync, key_hash, column_name, reason) FROM STDIN", table_errors);
+  char *sql = bf_xasprintf("COPY %s (run_id, sync, key_hash, column_name, reason) FROM STDIN",
+                           table_errors);
   PGresult *res = PQexec(conn, sql);
   free(sql);
   if (PQresultStatus(res) != PGRES_COPY_IN) {
@@ -108,8 +110,8 @@ static int pg_copy_errors(PGconn *conn, const char *table_errors, const char *sy
   return rc;
 }
 
-static int wb_postgres(const struct wb_target *t, struct bf_runlog *log, const struct bf_run_info *runs,
-                       size_t n, char *msg, size_t cap) {
+static int wb_postgres(const struct wb_target *t, struct bf_runlog *log,
+                       const struct bf_run_info *runs, size_t n, char *msg, size_t cap) {
   const char *dsn = bf_node_get_str(t->wh->params, "dsn");
   char *what = bf_xasprintf("write-back warehouse '%s'", t->wh->name);
   struct bf_error err = {0};
@@ -130,21 +132,25 @@ static int wb_postgres(const struct wb_target *t, struct bf_runlog *log, const s
   char *ddl = bf_xasprintf(
       "CREATE SCHEMA IF NOT EXISTS %s;"
       "CREATE TABLE IF NOT EXISTS %s (run_id bigint NOT NULL, sync text NOT NULL, model text,"
-      " destination text, status text NOT NULL, started_at timestamptz NOT NULL, finished_at timestamptz,"
+      " destination text, status text NOT NULL, started_at timestamptz NOT NULL, finished_at "
+      "timestamptz,"
       " duration_ms bigint, rows_read bigint, added bigint, changed bigint, removed bigint,"
       " unchanged bigint, skipped bigint, rejected bigint, failed bigint, error text,"
       " written_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (sync, run_id, started_at));"
-      "CREATE TABLE IF NOT EXISTS %s (run_id bigint NOT NULL, sync text NOT NULL, key_hash text NOT NULL,"
+      "CREATE TABLE IF NOT EXISTS %s (run_id bigint NOT NULL, sync text NOT NULL, key_hash text "
+      "NOT NULL,"
       " column_name text, reason text NOT NULL);",
       schema_q, runs_table, errors_table);
   PQfreemem(schema_q);
   int rc = pg_exec(conn, ddl, dsn, msg, cap);
   free(ddl);
   char *insert = bf_xasprintf(
-      "INSERT INTO %s (run_id, sync, model, destination, status, started_at, finished_at, duration_ms,"
+      "INSERT INTO %s (run_id, sync, model, destination, status, started_at, finished_at, "
+      "duration_ms,"
       " rows_read, added, changed, removed, unchanged, skipped, rejected, failed, error)"
       " VALUES ($1, $2, $3, $4, $5, to_timestamp($6::bigint / 1000.0),"
-      " CASE WHEN $7::bigint > 0 THEN to_timestamp($7::bigint / 1000.0) END, $8, $9, $10, $11, $12, $13,"
+      " CASE WHEN $7::bigint > 0 THEN to_timestamp($7::bigint / 1000.0) END, $8, $9, $10, $11, "
+      "$12, $13,"
       " $14, $15, $16, $17) ON CONFLICT DO NOTHING RETURNING run_id",
       runs_table);
   if (rc == 0) rc = pg_exec(conn, "BEGIN", dsn, msg, cap);
@@ -153,9 +159,18 @@ static int wb_postgres(const struct wb_target *t, struct bf_runlog *log, const s
     const struct bf_run_info *r = &runs[k];
     char nums[14][32];
     const char *vals[17];
-    long long v[] = {r->id, r->started_ms, r->finished_ms, r->finished_ms ? r->finished_ms - r->started_ms : 0,
-                     r->counts.rows_read, r->counts.added, r->counts.changed, r->counts.removed,
-                     r->counts.unchanged, r->counts.skipped, r->counts.rejected, r->counts.failed};
+    long long v[] = {r->id,
+                     r->started_ms,
+                     r->finished_ms,
+                     r->finished_ms ? r->finished_ms - r->started_ms : 0,
+                     r->counts.rows_read,
+                     r->counts.added,
+                     r->counts.changed,
+                     r->counts.removed,
+                     r->counts.unchanged,
+                     r->counts.skipped,
+                     r->counts.rejected,
+                     r->counts.failed};
     for (size_t i = 0; i < 12; i++) snprintf(nums[i], sizeof nums[i], "%lld", v[i]);
     vals[0] = nums[0];
     vals[1] = r->sync;
@@ -194,8 +209,8 @@ static int wb_postgres(const struct wb_target *t, struct bf_runlog *log, const s
 
 /* ---- SQLite ------------------------------------------------------------- */
 
-static int wb_sqlite(const struct wb_target *t, struct bf_runlog *log, const struct bf_run_info *runs,
-                     size_t n, char *msg, size_t cap) {
+static int wb_sqlite(const struct wb_target *t, struct bf_runlog *log,
+                     const struct bf_run_info *runs, size_t n, char *msg, size_t cap) {
   const char *rel = bf_node_get_str(t->wh->params, "path");
   if (!rel) {
     snprintf(msg, cap, "warehouse '%s' has no path", t->wh->name);
@@ -222,7 +237,8 @@ static int wb_sqlite(const struct wb_target *t, struct bf_runlog *log, const str
       " unchanged INTEGER, skipped INTEGER, rejected INTEGER, failed INTEGER, error TEXT,"
       " written_at TEXT NOT NULL DEFAULT (strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ', 'now')),"
       " PRIMARY KEY (sync, run_id, started_at));"
-      "CREATE TABLE IF NOT EXISTS %s (run_id INTEGER NOT NULL, sync TEXT NOT NULL, key_hash TEXT NOT NULL,"
+      "CREATE TABLE IF NOT EXISTS %s (run_id INTEGER NOT NULL, sync TEXT NOT NULL, key_hash TEXT "
+      "NOT NULL,"
       " column_name TEXT, reason TEXT NOT NULL);"
       "BEGIN IMMEDIATE;",
       runs_table, errors_table);
@@ -236,7 +252,8 @@ static int wb_sqlite(const struct wb_target *t, struct bf_runlog *log, const str
   sqlite3_free(sql);
   sql = sqlite3_mprintf(
       "INSERT OR IGNORE INTO %s (run_id, sync, model, destination, status, started_at, finished_at,"
-      " duration_ms, rows_read, added, changed, removed, unchanged, skipped, rejected, failed, error)"
+      " duration_ms, rows_read, added, changed, removed, unchanged, skipped, rejected, failed, "
+      "error)"
       " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
       runs_table);
   if (sqlite3_prepare_v2(db, sql, -1, &ins, NULL) != SQLITE_OK) {
@@ -245,8 +262,9 @@ static int wb_sqlite(const struct wb_target *t, struct bf_runlog *log, const str
     goto out;
   }
   sqlite3_free(sql);
-  sql = sqlite3_mprintf("INSERT INTO %s (run_id, sync, key_hash, column_name, reason) VALUES (?,?,?,?,?)",
-                        errors_table);
+  sql = sqlite3_mprintf(
+      "INSERT INTO %s (run_id, sync, key_hash, column_name, reason) VALUES (?,?,?,?,?)",
+      errors_table);
   if (sqlite3_prepare_v2(db, sql, -1, &ins_err, NULL) != SQLITE_OK) {
     snprintf(msg, cap, "%s: %s", path, sqlite3_errmsg(db));
     rc = -1;
@@ -264,8 +282,10 @@ static int wb_sqlite(const struct wb_target *t, struct bf_runlog *log, const str
     sqlite3_bind_text(ins, 4, t->sync->destination, -1, SQLITE_STATIC);
     sqlite3_bind_text(ins, 5, r->status, -1, SQLITE_STATIC);
     sqlite3_bind_text(ins, 6, started, -1, SQLITE_STATIC);
-    if (finished[0]) sqlite3_bind_text(ins, 7, finished, -1, SQLITE_STATIC);
-    else sqlite3_bind_null(ins, 7);
+    if (finished[0])
+      sqlite3_bind_text(ins, 7, finished, -1, SQLITE_STATIC);
+    else
+      sqlite3_bind_null(ins, 7);
     sqlite3_bind_int64(ins, 8, r->finished_ms ? r->finished_ms - r->started_ms : 0);
     const long long *c = &r->counts.rows_read;
     for (int i = 0; i < 8; i++) sqlite3_bind_int64(ins, 9 + i, c[i]);
@@ -318,7 +338,8 @@ void bf_writeback_run(struct bf_project *p, const char *sync) {
   const struct bf_config *cfg = p->cfg;
   const struct bf_sync_config *sc = bf_config_sync(cfg, sync);
   if (!sc) return;
-  const struct bf_node *wb = bf_node_get(bf_node_get(bf_node_get(cfg->root, "syncs"), sync), "write_back");
+  const struct bf_node *wb =
+      bf_node_get(bf_node_get(bf_node_get(cfg->root, "syncs"), sync), "write_back");
   if (!wb) wb = bf_node_get(cfg->root, "write_back");
   if (!wb) return;
   /* `write_back: false` (or empty) on a sync turns a project-wide one off. */
@@ -340,8 +361,8 @@ void bf_writeback_run(struct bf_project *p, const char *sync) {
   }
   const char *wh_name = bf_node_get_str(wb, "warehouse");
   if (!wh_name) {
-    bf_log_warn("%s:%d:%d: write_back needs 'warehouse'; nothing written back", wb->loc.file, wb->loc.line,
-                wb->loc.col);
+    bf_log_warn("%s:%d:%d: write_back needs 'warehouse'; nothing written back", wb->loc.file,
+                wb->loc.line, wb->loc.col);
     return;
   }
   const struct bf_warehouse_config *wh = bf_config_warehouse(cfg, wh_name);
@@ -356,7 +377,8 @@ void bf_writeback_run(struct bf_project *p, const char *sync) {
   struct bf_runlog *log = NULL;
   struct bf_run_info *runs = NULL;
   size_t n = 0;
-  if (bf_runlog_open(p->state_dir, &log, &err) || bf_runlog_list(log, sync, RECENT_RUNS, &runs, &n, &err)) {
+  if (bf_runlog_open(p->state_dir, &log, &err) ||
+      bf_runlog_list(log, sync, RECENT_RUNS, &runs, &n, &err)) {
     bf_log_warn("[sync %s] write-back: %s", sync, err.msg);
     bf_runlog_close(log);
     return;
@@ -374,16 +396,19 @@ void bf_writeback_run(struct bf_project *p, const char *sync) {
   }
   char msg[BF_ERROR_MSG_MAX] = "";
   int rc;
-  if (!strcmp(wh->type, "postgres")) rc = wb_postgres(&t, log, runs, kept, msg, sizeof msg);
-  else if (!strcmp(wh->type, "sqlite")) rc = wb_sqlite(&t, log, runs, kept, msg, sizeof msg);
+  if (!strcmp(wh->type, "postgres"))
+    rc = wb_postgres(&t, log, runs, kept, msg, sizeof msg);
+  else if (!strcmp(wh->type, "sqlite"))
+    rc = wb_sqlite(&t, log, runs, kept, msg, sizeof msg);
   else {
     snprintf(msg, sizeof msg, "warehouse type '%s' does not support write-back", wh->type);
     rc = -1;
   }
   if (rc)
-    bf_log_warn("[sync %s] write-back to warehouse '%s' failed (the run itself is unaffected; the next run "
-                "writes it back): %s",
-                sync, wh->name, msg);
+    bf_log_warn(
+        "[sync %s] write-back to warehouse '%s' failed (the run itself is unaffected; the next run "
+        "writes it back): %s",
+        sync, wh->name, msg);
   bf_run_infos_free(runs, n);
   bf_runlog_close(log);
 }

@@ -30,14 +30,16 @@
 #include "destinations/destination.h"
 #include "destinations/http_transport.h"
 
-#define BRAZE_TRACK_MAX 75
+#define BRAZE_TRACK_MAX  75
 #define BRAZE_DELETE_MAX 50
 
 static const struct bf_param_spec braze_params[] = {
     BF_HTTP_PARAMS(NULL),
     {"api_key", BF_PARAM_STRING, NULL, true, true, "REST API key (users.track, users.delete)"},
-    {"instance", BF_PARAM_STRING, NULL, false, false, "REST instance, e.g. iad-01 (or set base_url)"},
-    {"alias_label", BF_PARAM_STRING, "email", false, false, "alias label for match: {user_alias: col}"},
+    {"instance", BF_PARAM_STRING, NULL, false, false,
+     "REST instance, e.g. iad-01 (or set base_url)"},
+    {"alias_label", BF_PARAM_STRING, "email", false, false,
+     "alias label for match: {user_alias: col}"},
     {"bulk", BF_PARAM_BOOL, "false", false, false, "send X-Braze-Bulk: true (backfills)"},
     {NULL, 0, NULL, false, false, NULL},
 };
@@ -112,32 +114,42 @@ void bf_braze_message(const struct bf_http_response *r, char *out, size_t cap) {
   json_decref(root);
 }
 
-static int unavailable(struct braze_destination *d, struct bf_http_response *r, struct bf_error *err) {
+static int unavailable(struct braze_destination *d, struct bf_http_response *r,
+                       struct bf_error *err) {
   char msg[200];
   bf_braze_message(r, msg, sizeof msg);
   bf_http_scrub(d->http, msg);
   const char *hint;
-  if (r->status == 401) hint = ": check api_key";
-  else if (r->status == 403) hint = ": the API key lacks the users.track / users.delete permission";
-  else if (r->status == 404) hint = ": wrong instance or base_url";
-  else if (bf_http_retryable(d->http, r) || r->status == 0) hint = ": still failing after retries";
-  else return 0;
+  if (r->status == 401)
+    hint = ": check api_key";
+  else if (r->status == 403)
+    hint = ": the API key lacks the users.track / users.delete permission";
+  else if (r->status == 404)
+    hint = ": wrong instance or base_url";
+  else if (bf_http_retryable(d->http, r) || r->status == 0)
+    hint = ": still failing after retries";
+  else
+    return 0;
   return bf_error_set(err, BF_E_DESTINATION, "destination '%s' (braze %s): %s%s%s%s", d->base.name,
-                      bf_http_base_url_shown(d->http), r->error[0] ? r->error : "failed", msg[0] ? ": " : "",
-                      msg, hint);
+                      bf_http_base_url_shown(d->http), r->error[0] ? r->error : "failed",
+                      msg[0] ? ": " : "", msg, hint);
 }
 
 static int braze_check(struct bf_destination *d_, struct bf_error *err) {
   /* An empty track call is authenticated and changes nothing; Braze
    * answers it 400 "valid data must be provided", which proves the key. */
   struct braze_destination *d = (struct braze_destination *)d_;
-  struct bf_http_request req = {.method = "POST", .path = "/users/track", .body = "{\"attributes\":[]}",
-                                .body_len = 17, .no_retry = true};
+  struct bf_http_request req = {.method = "POST",
+                                .path = "/users/track",
+                                .body = "{\"attributes\":[]}",
+                                .body_len = 17,
+                                .no_retry = true};
   struct bf_http_response resp;
   int rc = bf_http_perform_one(d->http, &req, &resp, err);
   if (rc) return rc;
   if (!bf_http_ok(&resp) && resp.status != 400 && !(rc = unavailable(d, &resp, err)))
-    rc = bf_error_set(err, BF_E_DESTINATION, "destination '%s' (braze): HTTP %ld", d->base.name, resp.status);
+    rc = bf_error_set(err, BF_E_DESTINATION, "destination '%s' (braze): HTTP %ld", d->base.name,
+                      resp.status);
   bf_http_response_release(&resp);
   return rc;
 }
@@ -155,9 +167,10 @@ int bf_braze_identifier(const struct bf_batch *batch, int *kind, struct bf_error
     if (!strcmp(m->match_names[i], "external_id")) return *kind = 0, (int)i;
     if (!strcmp(m->match_names[i], "user_alias")) return *kind = 1, (int)i;
   }
-  return bf_error_set(err, BF_E_CONFIG,
-                      "sync '%s': a braze sync needs match: {external_id: <column>} or {user_alias: <column>}",
-                      batch->sync_name);
+  return bf_error_set(
+      err, BF_E_CONFIG,
+      "sync '%s': a braze sync needs match: {external_id: <column>} or {user_alias: <column>}",
+      batch->sync_name);
 }
 
 /* Writes the identifier member(s) of rec; NULL or a rejection reason. */
@@ -174,9 +187,11 @@ static char *write_identifier(const char *alias_label, const struct bf_batch *ba
     match = json_loadb(rec->match_json, rec->match_json_len, 0, NULL);
     json_t *v = json_object_get(match, batch->mapping->match_names[col]);
     struct bf_value bv = {.type = BF_NULL};
-    if (json_is_string(v)) bv = (struct bf_value){.type = BF_TEXT, .len = (uint32_t)json_string_length(v),
-                                                  .u.s = json_string_value(v)};
-    else if (json_is_integer(v)) bv = (struct bf_value){.type = BF_INT, .u.i = json_integer_value(v)};
+    if (json_is_string(v))
+      bv = (struct bf_value){
+          .type = BF_TEXT, .len = (uint32_t)json_string_length(v), .u.s = json_string_value(v)};
+    else if (json_is_integer(v))
+      bv = (struct bf_value){.type = BF_INT, .u.i = json_integer_value(v)};
     present = bf_pii_value_text(&bv, num, sizeof num, &s, &n);
   }
   char id[BF_PII_MAX];
@@ -292,8 +307,8 @@ struct chunk {
   struct bf_buf body;
 };
 
-static int braze_push(struct bf_destination *d_, const struct bf_batch *batch, struct bf_outcome *outcomes,
-                      struct bf_error *err) {
+static int braze_push(struct bf_destination *d_, const struct bf_batch *batch,
+                      struct bf_outcome *outcomes, struct bf_error *err) {
   struct braze_destination *d = (struct braze_destination *)d_;
   for (size_t i = 0; i < batch->n; i++) outcomes[i] = (struct bf_outcome){BF_OUT_OK, NULL};
   if (!batch->n) return 0;
@@ -315,8 +330,11 @@ static int braze_push(struct bf_destination *d_, const struct bf_batch *batch, s
     ch->n = bf_braze_track_body(batch, col, kind, d->alias_label, first, end, &ch->body, ch->rec,
                                 outcomes, &tmp);
     if (!ch->n) continue;
-    reqs[n_reqs++] = (struct bf_http_request){.method = "POST", .path = "/users/track", .body = ch->body.data,
-                                              .body_len = ch->body.len, .user = ch};
+    reqs[n_reqs++] = (struct bf_http_request){.method = "POST",
+                                              .path = "/users/track",
+                                              .body = ch->body.data,
+                                              .body_len = ch->body.len,
+                                              .user = ch};
   }
   if (n_reqs && (rc = bf_http_perform(d->http, reqs, resps, n_reqs, NULL, NULL, err))) goto out;
   for (size_t r = 0; r < n_reqs && !rc; r++) {
@@ -327,7 +345,8 @@ static int braze_push(struct bf_destination *d_, const struct bf_batch *batch, s
       char msg[200];
       bf_braze_message(resp, msg, sizeof msg);
       for (size_t k = 0; k < ch->n; k++)
-        set_outcome(&outcomes[ch->rec[k]], BF_OUT_REJECT, bf_xasprintf("Braze: HTTP %ld: %s", resp->status, msg));
+        set_outcome(&outcomes[ch->rec[k]], BF_OUT_REJECT,
+                    bf_xasprintf("Braze: HTTP %ld: %s", resp->status, msg));
       continue;
     }
     bf_braze_track_answer(resp->body.data, resp->body.len, ch->rec, ch->n, outcomes);
@@ -345,8 +364,8 @@ out:
   return rc;
 }
 
-static int braze_remove(struct bf_destination *d_, const struct bf_batch *batch, struct bf_outcome *outcomes,
-                        struct bf_error *err) {
+static int braze_remove(struct bf_destination *d_, const struct bf_batch *batch,
+                        struct bf_outcome *outcomes, struct bf_error *err) {
   struct braze_destination *d = (struct braze_destination *)d_;
   for (size_t i = 0; i < batch->n; i++) outcomes[i] = (struct bf_outcome){BF_OUT_OK, NULL};
   if (!batch->n) return 0;
@@ -367,8 +386,11 @@ static int braze_remove(struct bf_destination *d_, const struct bf_batch *batch,
     ch->n = bf_braze_delete_body(batch, col, kind, d->alias_label, first, end, &ch->body, ch->rec,
                                  outcomes);
     if (!ch->n) continue;
-    reqs[n_reqs++] = (struct bf_http_request){.method = "POST", .path = "/users/delete", .body = ch->body.data,
-                                              .body_len = ch->body.len, .user = ch};
+    reqs[n_reqs++] = (struct bf_http_request){.method = "POST",
+                                              .path = "/users/delete",
+                                              .body = ch->body.data,
+                                              .body_len = ch->body.len,
+                                              .user = ch};
   }
   if (n_reqs && (rc = bf_http_perform(d->http, reqs, resps, n_reqs, NULL, NULL, err))) goto out;
   for (size_t r = 0; r < n_reqs && !rc; r++) {
@@ -379,7 +401,8 @@ static int braze_remove(struct bf_destination *d_, const struct bf_batch *batch,
     char msg[200];
     bf_braze_message(resp, msg, sizeof msg);
     for (size_t k = 0; k < ch->n; k++)
-      set_outcome(&outcomes[ch->rec[k]], BF_OUT_REJECT, bf_xasprintf("Braze: HTTP %ld: %s", resp->status, msg));
+      set_outcome(&outcomes[ch->rec[k]], BF_OUT_REJECT,
+                  bf_xasprintf("Braze: HTTP %ld: %s", resp->status, msg));
   }
 out:
   bf_http_responses_release(resps, n_reqs);

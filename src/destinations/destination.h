@@ -77,8 +77,8 @@ struct bf_destination_type {
   int (*push)(struct bf_destination *d, const struct bf_batch *batch, struct bf_outcome *outcomes,
               struct bf_error *err);
   /* Same for deletes. */
-  int (*remove)(struct bf_destination *d, const struct bf_batch *batch,
-                struct bf_outcome *outcomes, struct bf_error *err);
+  int (*remove)(struct bf_destination *d, const struct bf_batch *batch, struct bf_outcome *outcomes,
+                struct bf_error *err);
   void (*close)(struct bf_destination *d);
 };
 

@@ -17,8 +17,10 @@ struct file_destination {
 };
 
 static const struct bf_param_spec file_params[] = {
-    {"path", BF_PARAM_STRING, NULL, true, false, "file to append JSON Lines to, relative to the project"},
-    {"fsync", BF_PARAM_BOOL, "false", false, false, "flush each batch to disk before acknowledging it (slow: ~10 ms a batch)"},
+    {"path", BF_PARAM_STRING, NULL, true, false,
+     "file to append JSON Lines to, relative to the project"},
+    {"fsync", BF_PARAM_BOOL, "false", false, false,
+     "flush each batch to disk before acknowledging it (slow: ~10 ms a batch)"},
     {NULL, 0, NULL, false, false, NULL},
 };
 
@@ -64,8 +66,8 @@ static int file_check(struct bf_destination *d_, struct bf_error *err) {
   while (access(dir, F_OK) != 0 && (slash = strrchr(dir, '/')) && slash != dir) *slash = '\0';
   int rc = 0;
   if (access(dir, W_OK) != 0)
-    rc = bf_error_set(err, BF_E_DESTINATION, "destination '%s': cannot write to %s: %s", d->base.name,
-                      dir, strerror(errno));
+    rc = bf_error_set(err, BF_E_DESTINATION, "destination '%s': cannot write to %s: %s",
+                      d->base.name, dir, strerror(errno));
   free(dir);
   return rc;
 }

@@ -37,24 +37,29 @@
 #include "destinations/http_transport.h"
 
 #define GADS_MAX_OPS_PER_CALL 100000
-#define GADS_MAX_BATCH 100000
+#define GADS_MAX_BATCH        100000
 
 enum gads_key { K_EMAIL, K_PHONE, K_FIRST, K_LAST, K_COUNTRY, K_POSTAL, K_CRM, K_MOBILE, N_KEYS };
 _Static_assert(N_KEYS == BF_GCM_N_KEYS, "BF_GCM_N_KEYS counts the Customer Match keys");
-static const char *const key_names[N_KEYS] = {"email",        "phone",       "first_name", "last_name",
-                                              "country_code", "postal_code", "crm_id",     "mobile_id"};
+static const char *const key_names[N_KEYS] = {"email",     "phone",        "first_name",
+                                              "last_name", "country_code", "postal_code",
+                                              "crm_id",    "mobile_id"};
 
 static const struct bf_param_spec gads_params[] = {
     BF_HTTP_PARAMS("https://googleads.googleapis.com"),
     {"developer_token", BF_PARAM_STRING, NULL, true, true, "Google Ads API developer token"},
     {"access_token", BF_PARAM_STRING, NULL, true, true, "OAuth2 access token (scope adwords)"},
     {"customer_id", BF_PARAM_STRING, NULL, true, false, "Google Ads customer id, digits only"},
-    {"login_customer_id", BF_PARAM_STRING, NULL, false, false, "manager account id, when acting through one"},
-    {"user_list_id", BF_PARAM_STRING, NULL, true, false, "id of the CRM-based (Customer Match) user list"},
+    {"login_customer_id", BF_PARAM_STRING, NULL, false, false,
+     "manager account id, when acting through one"},
+    {"user_list_id", BF_PARAM_STRING, NULL, true, false,
+     "id of the CRM-based (Customer Match) user list"},
     {"api_version", BF_PARAM_STRING, "v21", false, false, "Google Ads API version in the path"},
     {"consent_ad_user_data", BF_PARAM_STRING, NULL, false, false, "GRANTED | DENIED (EEA users)"},
-    {"consent_ad_personalization", BF_PARAM_STRING, NULL, false, false, "GRANTED | DENIED (EEA users)"},
-    {"wait_for_job", BF_PARAM_DURATION, "60s", false, false, "how long a push polls its job's status"},
+    {"consent_ad_personalization", BF_PARAM_STRING, NULL, false, false,
+     "GRANTED | DENIED (EEA users)"},
+    {"wait_for_job", BF_PARAM_DURATION, "60s", false, false,
+     "how long a push polls its job's status"},
     {"poll_interval", BF_PARAM_DURATION, "2s", false, false, "pause between two polls"},
     {NULL, 0, NULL, false, false, NULL},
 };
@@ -62,12 +67,12 @@ static const struct bf_param_spec gads_params[] = {
 struct gads_destination {
   struct bf_destination base;
   struct bf_http *http;
-  char *version;     /* /v21 */
-  char *api;         /* /v21/customers/<cid> */
-  char *user_list;   /* customers/<cid>/userLists/<id> */
-  char *consent;     /* ,"consent":{...} or "" */
+  char *version;   /* /v21 */
+  char *api;       /* /v21/customers/<cid> */
+  char *user_list; /* customers/<cid>/userLists/<id> */
+  char *consent;   /* ,"consent":{...} or "" */
   long long wait_ms, poll_ms;
-  int col[N_KEYS];   /* per batch: value index of each key, -1 absent */
+  int col[N_KEYS]; /* per batch: value index of each key, -1 absent */
   struct bf_buf body;
   bool warned_constants;
 };
@@ -184,13 +189,14 @@ static int gads_open(const struct bf_destination_config *dc, const struct bf_con
   const char *cid = bf_params_str(p, gads_params, "customer_id");
   d->version = bf_xasprintf("/%s", bf_params_str(p, gads_params, "api_version"));
   d->api = bf_xasprintf("%s/customers/%s", d->version, cid);
-  d->user_list = bf_xasprintf("customers/%s/userLists/%s", cid, bf_params_str(p, gads_params, "user_list_id"));
+  d->user_list =
+      bf_xasprintf("customers/%s/userLists/%s", cid, bf_params_str(p, gads_params, "user_list_id"));
   if (consent[0] || consent[1]) {
-    d->consent = bf_xasprintf(",\"consent\":{%s%s%s%s%s%s%s}", consent[0] ? "\"adUserData\":\"" : "",
-                              consent[0] ? consent[0] : "", consent[0] ? "\"" : "",
-                              consent[0] && consent[1] ? "," : "",
-                              consent[1] ? "\"adPersonalization\":\"" : "", consent[1] ? consent[1] : "",
-                              consent[1] ? "\"" : "");
+    d->consent = bf_xasprintf(",\"consent\":{%s%s%s%s%s%s%s}",
+                              consent[0] ? "\"adUserData\":\"" : "", consent[0] ? consent[0] : "",
+                              consent[0] ? "\"" : "", consent[0] && consent[1] ? "," : "",
+                              consent[1] ? "\"adPersonalization\":\"" : "",
+                              consent[1] ? consent[1] : "", consent[1] ? "\"" : "");
   } else {
     d->consent = bf_xstrdup("");
   }
@@ -224,9 +230,10 @@ static int unavailable(struct gads_destination *d, struct bf_http_response *r, c
     return 0;
   else
     hint = "";
-  return bf_error_set(err, BF_E_DESTINATION, "destination '%s' (google_customer_match %s): %s: %s%s%s%s",
-                      d->base.name, bf_http_base_url_shown(d->http), step,
-                      r->error[0] ? r->error : "failed", msg[0] ? ": " : "", msg, hint);
+  return bf_error_set(err, BF_E_DESTINATION,
+                      "destination '%s' (google_customer_match %s): %s: %s%s%s%s", d->base.name,
+                      bf_http_base_url_shown(d->http), step, r->error[0] ? r->error : "failed",
+                      msg[0] ? ": " : "", msg, hint);
 }
 
 /* POSTs body to path; on 2xx returns the parsed JSON in *out. */
@@ -237,14 +244,17 @@ static int call(struct gads_destination *d, const char *step, const char *path, 
   int rc = bf_http_perform_one(d->http, &req, &resp, err);
   if (rc) return rc;
   if (bf_http_ok(&resp)) {
-    *out = json_loadb(resp.body.data ? resp.body.data : "{}", resp.body.len ? resp.body.len : 2, 0, NULL);
-    if (!*out) rc = bf_error_set(err, BF_E_DESTINATION, "destination '%s': %s: malformed JSON answer",
-                                 d->base.name, step);
+    *out = json_loadb(resp.body.data ? resp.body.data : "{}", resp.body.len ? resp.body.len : 2, 0,
+                      NULL);
+    if (!*out)
+      rc = bf_error_set(err, BF_E_DESTINATION, "destination '%s': %s: malformed JSON answer",
+                        d->base.name, step);
   } else if (!(rc = unavailable(d, &resp, step, err)) && keep) {
     *keep = resp; /* the caller reads the refusal */
     return 0;
   } else if (!rc) {
-    rc = bf_error_set(err, BF_E_DESTINATION, "destination '%s': %s: %s", d->base.name, step, resp.error);
+    rc = bf_error_set(err, BF_E_DESTINATION, "destination '%s': %s: %s", d->base.name, step,
+                      resp.error);
   }
   bf_http_response_release(&resp);
   return rc;
@@ -253,13 +263,16 @@ static int call(struct gads_destination *d, const char *step, const char *path, 
 static int gads_check(struct bf_destination *d_, struct bf_error *err) {
   struct gads_destination *d = (struct gads_destination *)d_;
   struct bf_buf q = {0};
-  bf_buf_printf(&q, "{\"query\":\"SELECT user_list.id, user_list.name FROM user_list WHERE "
-                    "user_list.resource_name = '%s'\"}", d->user_list);
+  bf_buf_printf(&q,
+                "{\"query\":\"SELECT user_list.id, user_list.name FROM user_list WHERE "
+                "user_list.resource_name = '%s'\"}",
+                d->user_list);
   char *path = bf_xasprintf("%s/googleAds:search", d->api);
   json_t *res = NULL;
   int rc = call(d, "search", path, q.data, q.len, &res, NULL, err);
   if (!rc && json_array_size(json_object_get(res, "results")) != 1)
-    rc = bf_error_set(err, BF_E_DESTINATION, "destination '%s' (google_customer_match): user list %s not found",
+    rc = bf_error_set(err, BF_E_DESTINATION,
+                      "destination '%s' (google_customer_match): user list %s not found",
                       d->base.name, d->user_list);
   json_decref(res);
   free(path);
@@ -279,12 +292,14 @@ int bf_gcm_resolve_keys(const struct bf_batch *batch, bool adds, int col[BF_GCM_
     int k = 0;
     while (k < N_KEYS && strcmp(key_names[k], name)) k++;
     if (k == N_KEYS)
-      return bf_error_set(err, BF_E_CONFIG,
-                          "sync '%s': '%s' is not a Customer Match key (known: email, phone, first_name, "
-                          "last_name, country_code, postal_code, crm_id, mobile_id)",
-                          batch->sync_name, name);
+      return bf_error_set(
+          err, BF_E_CONFIG,
+          "sync '%s': '%s' is not a Customer Match key (known: email, phone, first_name, "
+          "last_name, country_code, postal_code, crm_id, mobile_id)",
+          batch->sync_name, name);
     if (col[k] != -1)
-      return bf_error_set(err, BF_E_CONFIG, "sync '%s': '%s' is mapped twice", batch->sync_name, name);
+      return bf_error_set(err, BF_E_CONFIG, "sync '%s': '%s' is mapped twice", batch->sync_name,
+                          name);
     col[k] = (int)i;
   }
   return 0;
@@ -297,8 +312,10 @@ static bool json_text(json_t *v, char *buf, size_t cap, const char **s, size_t *
     return true;
   }
   struct bf_value bv = {.type = BF_NULL};
-  if (json_is_integer(v)) bv = (struct bf_value){.type = BF_INT, .u.i = json_integer_value(v)};
-  else if (json_is_real(v)) bv = (struct bf_value){.type = BF_FLOAT, .u.f = json_real_value(v)};
+  if (json_is_integer(v))
+    bv = (struct bf_value){.type = BF_INT, .u.i = json_integer_value(v)};
+  else if (json_is_real(v))
+    bv = (struct bf_value){.type = BF_FLOAT, .u.f = json_real_value(v)};
   return bf_pii_value_text(&bv, buf, cap, s, n);
 }
 
@@ -313,10 +330,9 @@ static bool blank(const char *s, size_t n) {
 char *bf_gcm_write_operation(const int col[BF_GCM_N_KEYS], const struct bf_batch *batch,
                              const struct bf_record *rec, bool adds, struct bf_buf *b) {
   const struct bf_mapping *m = batch->mapping;
-  static const bf_pii_fn fns[N_KEYS] = {bf_pii_google_email,   bf_pii_google_phone,
-                                        bf_pii_google_name,    bf_pii_google_name,
-                                        bf_pii_google_country, bf_pii_google_postal_code,
-                                        bf_pii_external_id,    bf_pii_external_id};
+  static const bf_pii_fn fns[N_KEYS] = {
+      bf_pii_google_email,   bf_pii_google_phone,       bf_pii_google_name, bf_pii_google_name,
+      bf_pii_google_country, bf_pii_google_postal_code, bf_pii_external_id, bf_pii_external_id};
   static const bool hashed[N_KEYS] = {true, true, true, true, false, false, false, false};
   char val[N_KEYS][BF_PII_MAX];
   bool have[N_KEYS] = {false};
@@ -329,15 +345,17 @@ char *bf_gcm_write_operation(const int col[BF_GCM_N_KEYS], const struct bf_batch
     const char *s = NULL;
     size_t n = 0;
     bool present = rec->values ? bf_pii_value_text(&rec->values[c], num, sizeof num, &s, &n)
-                   : (size_t)c < m->n_match
-                       ? json_text(json_object_get(match, m->match_names[c]), num, sizeof num, &s, &n)
-                       : false;
+                   : (size_t)c < m->n_match ? json_text(json_object_get(match, m->match_names[c]),
+                                                        num, sizeof num, &s, &n)
+                                            : false;
     if (!present || blank(s, n)) continue;
     const char *why = NULL;
     int rc = hashed[k] ? bf_pii_normalize_hash(fns[k], s, n, val[k], &why)
                        : (fns[k](s, n, val[k], &why) < 0 ? -1 : 0);
-    if (rc) reason = bf_xasprintf("%s: %s", key_names[k], why);
-    else have[k] = true;
+    if (rc)
+      reason = bf_xasprintf("%s: %s", key_names[k], why);
+    else
+      have[k] = true;
   }
   json_decref(match);
   if (reason) return reason;
@@ -345,22 +363,28 @@ char *bf_gcm_write_operation(const int col[BF_GCM_N_KEYS], const struct bf_batch
   if (!have[K_EMAIL] && !have[K_PHONE] && !address && !have[K_CRM] && !have[K_MOBILE])
     return bf_xstrdup("no identifier: needs email, phone, crm_id, mobile_id, or first_name + "
                       "last_name + country_code + postal_code");
-  bf_buf_puts(b, adds ? "{\"create\":{\"userIdentifiers\":[" : "{\"remove\":{\"userIdentifiers\":[");
+  bf_buf_puts(b,
+              adds ? "{\"create\":{\"userIdentifiers\":[" : "{\"remove\":{\"userIdentifiers\":[");
   bool first = true;
 #define SEP() (first ? (void)(first = false) : bf_buf_putc(b, ','))
   if (have[K_EMAIL]) SEP(), bf_buf_printf(b, "{\"hashedEmail\":\"%s\"}", val[K_EMAIL]);
   if (have[K_PHONE]) SEP(), bf_buf_printf(b, "{\"hashedPhoneNumber\":\"%s\"}", val[K_PHONE]);
   if (address) {
     SEP();
-    bf_buf_printf(b, "{\"addressInfo\":{\"hashedFirstName\":\"%s\",\"hashedLastName\":\"%s\",\"countryCode\":",
-                  val[K_FIRST], val[K_LAST]);
+    bf_buf_printf(
+        b,
+        "{\"addressInfo\":{\"hashedFirstName\":\"%s\",\"hashedLastName\":\"%s\",\"countryCode\":",
+        val[K_FIRST], val[K_LAST]);
     bf_json_cstr(b, val[K_COUNTRY]);
     bf_buf_puts(b, ",\"postalCode\":");
     bf_json_cstr(b, val[K_POSTAL]);
     bf_buf_puts(b, "}}");
   }
-  if (have[K_CRM]) SEP(), bf_buf_puts(b, "{\"thirdPartyUserId\":"), bf_json_cstr(b, val[K_CRM]), bf_buf_putc(b, '}');
-  if (have[K_MOBILE]) SEP(), bf_buf_puts(b, "{\"mobileId\":"), bf_json_cstr(b, val[K_MOBILE]), bf_buf_putc(b, '}');
+  if (have[K_CRM])
+    SEP(), bf_buf_puts(b, "{\"thirdPartyUserId\":"), bf_json_cstr(b, val[K_CRM]),
+        bf_buf_putc(b, '}');
+  if (have[K_MOBILE])
+    SEP(), bf_buf_puts(b, "{\"mobileId\":"), bf_json_cstr(b, val[K_MOBILE]), bf_buf_putc(b, '}');
 #undef SEP
   bf_buf_puts(b, "]}}");
   return NULL;
@@ -384,7 +408,8 @@ size_t bf_gcm_partial_failures(json_t *res, const size_t *rec_of_op, size_t n_op
     json_array_foreach(json_object_get(det, "errors"), j, e) {
       json_t *path = json_object_get(json_object_get(e, "location"), "fieldPathElements");
       json_t *idx = json_object_get(json_array_get(path, 0), "index");
-      if (!json_is_integer(idx) || json_integer_value(idx) < 0 || (size_t)json_integer_value(idx) >= n_ops)
+      if (!json_is_integer(idx) || json_integer_value(idx) < 0 ||
+          (size_t)json_integer_value(idx) >= n_ops)
         continue;
       size_t r = rec_of_op[json_integer_value(idx)];
       if (outcomes[r].status != BF_OUT_OK) continue;
@@ -395,7 +420,8 @@ size_t bf_gcm_partial_failures(json_t *res, const size_t *rec_of_op, size_t n_op
       json_t *v;
       json_object_foreach(ec, k, v) code = json_string_value(v);
       set_outcome(&outcomes[r], BF_OUT_REJECT,
-                  bf_xasprintf("Google: %s%s%s", code ? code : "", code && msg ? ": " : "", msg ? msg : ""));
+                  bf_xasprintf("Google: %s%s%s", code ? code : "", code && msg ? ": " : "",
+                               msg ? msg : ""));
       n++;
     }
   }
@@ -403,7 +429,8 @@ size_t bf_gcm_partial_failures(json_t *res, const size_t *rec_of_op, size_t n_op
 }
 
 int bf_gcm_job_status(json_t *res, char *status, size_t status_cap, char *why, size_t cap) {
-  json_t *j = json_object_get(json_array_get(json_object_get(res, "results"), 0), "offlineUserDataJob");
+  json_t *j =
+      json_object_get(json_array_get(json_object_get(res, "results"), 0), "offlineUserDataJob");
   const char *st = json_string_value(json_object_get(j, "status"));
   const char *reason = json_string_value(json_object_get(j, "failureReason"));
   snprintf(status, status_cap, "%s", st ? st : "");
@@ -420,8 +447,11 @@ static int wait_job(struct gads_destination *d, const char *job, char *why, size
                     struct bf_error *err) {
   char *path = bf_xasprintf("%s/googleAds:search", d->api);
   struct bf_buf q = {0};
-  bf_buf_printf(&q, "{\"query\":\"SELECT offline_user_data_job.status, offline_user_data_job.failure_reason "
-                    "FROM offline_user_data_job WHERE offline_user_data_job.resource_name = '%s'\"}", job);
+  bf_buf_printf(
+      &q,
+      "{\"query\":\"SELECT offline_user_data_job.status, offline_user_data_job.failure_reason "
+      "FROM offline_user_data_job WHERE offline_user_data_job.resource_name = '%s'\"}",
+      job);
   double deadline = bf_http_now_ms() + (double)d->wait_ms;
   int rc = 1;
   for (;;) {
@@ -460,10 +490,11 @@ static int send_batch(struct gads_destination *d, const struct bf_batch *batch,
   char *job = NULL, *ops_path = NULL;
   json_t *res = NULL;
   char create[512];
-  int n = snprintf(create, sizeof create,
-                   "{\"job\":{\"type\":\"CUSTOMER_MATCH_USER_LIST\",\"customerMatchUserListMetadata\":"
-                   "{\"userList\":\"%s\"%s}}}",
-                   d->user_list, d->consent);
+  int n =
+      snprintf(create, sizeof create,
+               "{\"job\":{\"type\":\"CUSTOMER_MATCH_USER_LIST\",\"customerMatchUserListMetadata\":"
+               "{\"userList\":\"%s\"%s}}}",
+               d->user_list, d->consent);
   char *path = bf_xasprintf("%s/offlineUserDataJobs:create", d->api);
   bool any = false;
   size_t next = 0;
@@ -489,7 +520,8 @@ static int send_batch(struct gads_destination *d, const struct bf_batch *batch,
       if ((rc = call(d, "create job", path, create, (size_t)n, &res, NULL, err))) goto out;
       const char *rn = json_string_value(json_object_get(res, "resourceName"));
       if (!rn) {
-        rc = bf_error_set(err, BF_E_DESTINATION, "destination '%s': create job: no resourceName in the answer",
+        rc = bf_error_set(err, BF_E_DESTINATION,
+                          "destination '%s': create job: no resourceName in the answer",
                           d->base.name);
         goto out;
       }
@@ -499,7 +531,8 @@ static int send_batch(struct gads_destination *d, const struct bf_batch *batch,
       res = NULL;
     }
     struct bf_http_response refused = {0};
-    if ((rc = call(d, "addOperations", ops_path, d->body.data, d->body.len, &res, &refused, err))) goto out;
+    if ((rc = call(d, "addOperations", ops_path, d->body.data, d->body.len, &res, &refused, err)))
+      goto out;
     if (!res) {
       /* The whole call was refused (400 without partial failure). */
       char msg[240], status[48];
@@ -548,8 +581,8 @@ out:
   return rc;
 }
 
-static int gads_push(struct bf_destination *d, const struct bf_batch *batch, struct bf_outcome *outcomes,
-                     struct bf_error *err) {
+static int gads_push(struct bf_destination *d, const struct bf_batch *batch,
+                     struct bf_outcome *outcomes, struct bf_error *err) {
   return send_batch((struct gads_destination *)d, batch, outcomes, true, err);
 }
 

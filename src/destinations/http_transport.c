@@ -27,7 +27,7 @@ struct slot {
 
 struct bf_http {
   char *name;
-  char *base_url;       /* without trailing '/' */
+  char *base_url; /* without trailing '/' */
   char *base_url_shown;
   struct bf_http_options o;
   CURLM *multi;
@@ -108,7 +108,9 @@ long long bf_http_backoff_ms(long long base_ms, long long max_wait_ms, unsigned 
                              long long retry_after_ms) {
   long long cap = base_ms << (attempt < 20 ? attempt : 20);
   if (cap > max_wait_ms || cap < 0) cap = max_wait_ms;
-  long long ms = cap > 0 ? (long long)randombytes_uniform((uint32_t)(cap < 0x7fffffff ? cap : 0x7fffffff) + 1) : 0;
+  long long ms =
+      cap > 0 ? (long long)randombytes_uniform((uint32_t)(cap < 0x7fffffff ? cap : 0x7fffffff) + 1)
+              : 0;
   if (retry_after_ms >= 0 && ms < retry_after_ms) ms = retry_after_ms;
   return ms < max_wait_ms ? ms : max_wait_ms;
 }
@@ -218,10 +220,14 @@ static bool sql_timestamp_iso(struct bf_buf *out, const char *s, size_t n) {
   bf_buf_append(out, s, 10);
   bf_buf_putc(out, 'T');
   bf_buf_append(out, s + 11, 5);
-  if (has_seconds) bf_buf_append(out, s + 16, (zone < n && s[zone - 1] == ' ' ? zone - 1 : zone) - 16);
-  else bf_buf_puts(out, ":00");
-  if (zone >= n) bf_buf_putc(out, 'Z');
-  else bf_buf_append(out, s + zone, n - zone);
+  if (has_seconds)
+    bf_buf_append(out, s + 16, (zone < n && s[zone - 1] == ' ' ? zone - 1 : zone) - 16);
+  else
+    bf_buf_puts(out, ":00");
+  if (zone >= n)
+    bf_buf_putc(out, 'Z');
+  else
+    bf_buf_append(out, s + zone, n - zone);
   return true;
 }
 
@@ -280,8 +286,9 @@ static int node_number(const struct bf_node *n, double min, double max, double *
   char *end = NULL;
   double v = n && n->kind == BF_NODE_SCALAR ? strtod(n->scalar, &end) : NAN;
   if (!n || n->kind != BF_NODE_SCALAR || end == n->scalar || *end || !(v >= min && v <= max))
-    return bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: %s: rate_limit.%s must be a number from %g to %g",
-                        n->loc.file, n->loc.line, n->loc.col, what, key, min, max);
+    return bf_error_set(err, BF_E_CONFIG,
+                        "%s:%d:%d: %s: rate_limit.%s must be a number from %g to %g", n->loc.file,
+                        n->loc.line, n->loc.col, what, key, min, max);
   *out = v;
   return 0;
 }
@@ -292,9 +299,11 @@ int bf_http_options_from_params(struct bf_http_options *o, const struct bf_node 
   const struct bf_node *bn = bf_node_get(params, "base_url");
   const char *base = bf_params_str(params, specs, "base_url");
   if (base) o->base_url = base;
-  if (!o->base_url || (strncmp(o->base_url, "http://", 7) != 0 && strncmp(o->base_url, "https://", 8) != 0)) {
+  if (!o->base_url ||
+      (strncmp(o->base_url, "http://", 7) != 0 && strncmp(o->base_url, "https://", 8) != 0)) {
     if (bn)
-      return bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: %s: base_url must start with http:// or https://",
+      return bf_error_set(err, BF_E_CONFIG,
+                          "%s:%d:%d: %s: base_url must start with http:// or https://",
                           bn->loc.file, bn->loc.line, bn->loc.col, what);
     return bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: %s needs 'base_url'", params->loc.file,
                         params->loc.line, params->loc.col, what);
@@ -308,7 +317,8 @@ int bf_http_options_from_params(struct bf_http_options *o, const struct bf_node 
     if (rc) return rc;
     const struct bf_node *rps = bf_node_get(rl, "requests_per_second");
     const struct bf_node *burst = bf_node_get(rl, "burst");
-    if (rps && (rc = node_number(rps, 0, 1e9, &o->requests_per_second, what, "requests_per_second", err)))
+    if (rps &&
+        (rc = node_number(rps, 0, 1e9, &o->requests_per_second, what, "requests_per_second", err)))
       return rc;
     if (burst && (rc = node_number(burst, 1, 1e9, &o->burst, what, "burst", err))) return rc;
     if (rps && !burst) o->burst = 1; /* a rate alone: evenly paced */
@@ -324,8 +334,10 @@ int bf_http_options_from_params(struct bf_http_options *o, const struct bf_node 
   }
   if (has_spec(specs, "timeout")) o->timeout_ms = bf_params_duration_ms(params, specs, "timeout");
   if (o->connect_timeout_ms > o->timeout_ms) o->connect_timeout_ms = o->timeout_ms;
-  if (has_spec(specs, "max_retries")) o->max_retries = (unsigned)bf_params_int(params, specs, "max_retries");
-  if (has_spec(specs, "retry_base")) o->retry_base_ms = bf_params_duration_ms(params, specs, "retry_base");
+  if (has_spec(specs, "max_retries"))
+    o->max_retries = (unsigned)bf_params_int(params, specs, "max_retries");
+  if (has_spec(specs, "retry_base"))
+    o->retry_base_ms = bf_params_duration_ms(params, specs, "retry_base");
   if (has_spec(specs, "retry_max_wait"))
     o->retry_max_wait_ms = bf_params_duration_ms(params, specs, "retry_max_wait");
   if (has_spec(specs, "insecure")) o->insecure = bf_params_bool(params, specs, "insecure");
@@ -366,8 +378,8 @@ struct bf_http *bf_http_new(const struct bf_http_options *o, struct bf_error *er
   /* Headroom under the configured limit, so that network jitter between our
    * clock and the server's never tips a request over it: 1% of the rate and
    * one request of the burst. */
-  bf_token_bucket_init(&t->bucket, t->o.requests_per_second * 0.99, t->o.burst > 1 ? t->o.burst - 1 : 1,
-                       bf_http_now_ms());
+  bf_token_bucket_init(&t->bucket, t->o.requests_per_second * 0.99,
+                       t->o.burst > 1 ? t->o.burst - 1 : 1, bf_http_now_ms());
   t->multi = curl_multi_init();
   if (!t->multi) {
     bf_error_set(err, BF_E_DESTINATION, "%s: cannot initialise libcurl", t->name);
@@ -457,7 +469,8 @@ bool bf_http_default_retryable(const struct bf_http_response *r, void *arg) {
 
 bool bf_http_retryable(const struct bf_http *t, const struct bf_http_response *r) {
   if (r->too_large) return t->o.retry_too_large;
-  return t->o.retryable ? t->o.retryable(r, t->o.retryable_arg) : bf_http_default_retryable(r, NULL);
+  return t->o.retryable ? t->o.retryable(r, t->o.retryable_arg)
+                        : bf_http_default_retryable(r, NULL);
 }
 
 /* ---- curl callbacks ----------------------------------------------------- */
@@ -537,11 +550,13 @@ static void start_attempt(struct bf_http *t, struct slot *s, size_t idx,
   const char *method = req->method ? req->method : has_body ? "POST" : "GET";
   if (has_body || strcmp(method, "GET") != 0) {
     char ct[160];
-    snprintf(ct, sizeof ct, "Content-Type: %s", req->content_type ? req->content_type : "application/json");
+    snprintf(ct, sizeof ct, "Content-Type: %s",
+             req->content_type ? req->content_type : "application/json");
     if (has_body) s->headers = curl_slist_append(s->headers, ct);
   }
   s->headers = curl_slist_append(s->headers, "Expect:");
-  for (const char *const *h = req->headers; h && *h; h++) s->headers = curl_slist_append(s->headers, *h);
+  for (const char *const *h = req->headers; h && *h; h++)
+    s->headers = curl_slist_append(s->headers, *h);
   if (req->attempt_headers) {
     struct bf_buf *lines = &t->attempt_lines;
     bf_buf_reset(lines);
@@ -617,7 +632,8 @@ static double header_number(const struct bf_http_response *r, const char *name, 
  * or a vendor's remaining-calls header at 0 with its reset/interval. */
 static void server_pacing(struct bf_http *t, struct bf_http_response *r, double now) {
   double pause_ms = 0;
-  if (r->retry_after_ms >= 0 && (r->status == 429 || r->status == 503)) pause_ms = (double)r->retry_after_ms;
+  if (r->retry_after_ms >= 0 && (r->status == 429 || r->status == 503))
+    pause_ms = (double)r->retry_after_ms;
   bool f_rem, f_a, f_b;
   double rem = header_number(r, "x-hubspot-ratelimit-remaining", &f_rem);
   if (f_rem && rem <= 0) {
@@ -668,12 +684,18 @@ static void finish_attempt(struct bf_http *t, struct slot *s, CURLcode cc,
   const char *ra = bf_http_response_header(r, "retry-after");
   r->retry_after_ms = ra ? bf_http_parse_retry_after(ra, time(NULL)) : -1;
   STAT_ADD(t, bytes_received, r->body.len);
-  if (cc != CURLE_OK) STAT_ADD(t, transport_errors, 1);
-  else if (status == 429) STAT_ADD(t, status_429, 1);
-  else if (status >= 500) STAT_ADD(t, status_5xx, 1);
-  else if (status >= 400) STAT_ADD(t, status_4xx, 1);
-  else if (status >= 300) STAT_ADD(t, status_3xx, 1);
-  else if (status >= 200) STAT_ADD(t, status_2xx, 1);
+  if (cc != CURLE_OK)
+    STAT_ADD(t, transport_errors, 1);
+  else if (status == 429)
+    STAT_ADD(t, status_429, 1);
+  else if (status >= 500)
+    STAT_ADD(t, status_5xx, 1);
+  else if (status >= 400)
+    STAT_ADD(t, status_4xx, 1);
+  else if (status >= 300)
+    STAT_ADD(t, status_3xx, 1);
+  else if (status >= 200)
+    STAT_ADD(t, status_2xx, 1);
 
   if (r->too_large) {
     r->status = status ? status : r->status;
@@ -704,8 +726,10 @@ static void finish_attempt(struct bf_http *t, struct slot *s, CURLcode cc,
     snprintf(shown, sizeof shown, "%s", r->error);
     bf_http_scrub(t, shown);
     bf_log_info("%s: %s %s: %s; retry %u/%u in %lld ms", t->name,
-                req->method ? req->method : req->body ? "POST" : "GET", t->base_url_shown, shown,
-                st->attempt, t->o.max_retries, wait);
+                req->method ? req->method
+                : req->body ? "POST"
+                            : "GET",
+                t->base_url_shown, shown, st->attempt, t->o.max_retries, wait);
   } else {
     st->done = true;
     if (r->error[0] && st->attempt > 1) {
@@ -740,8 +764,8 @@ int bf_http_perform(struct bf_http *t, const struct bf_http_request *reqs,
         st[i].done = true;
         n_done++;
         n_waiting_retry--;
-        snprintf(resps[i].error + strlen(resps[i].error), sizeof resps[i].error - strlen(resps[i].error),
-                 " (interrupted)");
+        snprintf(resps[i].error + strlen(resps[i].error),
+                 sizeof resps[i].error - strlen(resps[i].error), " (interrupted)");
         if (on_done) on_done(arg, i, &reqs[i], &resps[i]);
       }
       continue;
@@ -785,8 +809,10 @@ int bf_http_perform(struct bf_http *t, const struct bf_http_request *reqs,
           break;
         }
       BF_ASSERT(s != NULL);
-      if (pick == next_fresh) next_fresh++;
-      else n_waiting_retry--;
+      if (pick == next_fresh)
+        next_fresh++;
+      else
+        n_waiting_retry--;
       start_attempt(t, s, pick, &reqs[pick], &st[pick]);
       in_flight++;
     }

@@ -40,9 +40,8 @@
  *   rc = bf_http_options_from_params(&o, dc->params, specs, what, err);   // config overrides
  *   struct bf_http *t = bf_http_new(&o, err);
  *   bf_http_add_header(t, "Authorization: Bearer <token>", true);
- *   struct bf_http_request req[k] = {{.method = "POST", .path = "/crm/v3/...", .body = b, .body_len = n}};
- *   struct bf_http_response resp[k];
- *   rc = bf_http_perform(t, req, resp, k, NULL, NULL, err);
+ *   struct bf_http_request req[k] = {{.method = "POST", .path = "/crm/v3/...", .body = b, .body_len
+ * = n}}; struct bf_http_response resp[k]; rc = bf_http_perform(t, req, resp, k, NULL, NULL, err);
  *   ... resp[i].status, resp[i].body ...
  *   bf_http_responses_release(resp, k);
  *   bf_http_free(t);
@@ -64,18 +63,18 @@
 struct bf_http_response;
 
 struct bf_http_options {
-  const char *name;     /* "hubspot:crm", for log lines; copied */
-  const char *base_url; /* "https://api.hubapi.com", no trailing slash needed; copied */
+  const char *name;           /* "hubspot:crm", for log lines; copied */
+  const char *base_url;       /* "https://api.hubapi.com", no trailing slash needed; copied */
   double requests_per_second; /* token refill rate; 0 = unlimited */
   double burst;               /* bucket size in requests (>= 1) */
   unsigned max_in_flight;     /* requests on the wire at once (>= 1) */
   long long timeout_ms;       /* one attempt, connect to last byte */
   long long connect_timeout_ms;
-  unsigned max_retries;       /* attempts = 1 + max_retries */
-  long long retry_base_ms;    /* first backoff cap; doubles per attempt */
+  unsigned max_retries;        /* attempts = 1 + max_retries */
+  long long retry_base_ms;     /* first backoff cap; doubles per attempt */
   long long retry_max_wait_ms; /* longest single wait, Retry-After included */
-  size_t max_response_bytes;  /* larger bodies fail the attempt (final unless retry_too_large) */
-  bool insecure;              /* skip TLS verification (warns once) */
+  size_t max_response_bytes;   /* larger bodies fail the attempt (final unless retry_too_large) */
+  bool insecure;               /* skip TLS verification (warns once) */
   /* Decides whether a finished attempt is sent again. NULL means
    * bf_http_default_retryable. Salesforce, for example, adds its 403
    * REQUEST_LIMIT_EXCEEDED. */
@@ -100,17 +99,20 @@ void bf_http_options_defaults(struct bf_http_options *o, const char *name, const
  *                  requests_per_second: 0 turns the limiter off)
  *   max_in_flight  concurrent requests
  *   timeout, max_retries, retry_base, retry_max_wait, insecure */
-#define BF_HTTP_PARAMS(default_base_url)                                                           \
-  {"base_url", BF_PARAM_STRING, default_base_url, false, false,                                    \
-   "API root URL (sandbox, proxy or test server)"},                                                \
-      {"rate_limit", BF_PARAM_MAP, NULL, false, false,                                             \
-       "{requests_per_second: N, burst: M}; defaults to the API's documented limit"},              \
-      {"max_in_flight", BF_PARAM_INT, NULL, false, false, "concurrent requests (default per API)"}, \
-      {"timeout", BF_PARAM_DURATION, "30s", false, false, "time allowed for one request"},         \
-      {"max_retries", BF_PARAM_INT, "6", false, false, "retries of a request on 429/5xx/timeouts"}, \
+#define BF_HTTP_PARAMS(default_base_url)                                                             \
+  {"base_url", BF_PARAM_STRING, default_base_url,                                                    \
+   false,      false,           "API root URL (sandbox, proxy or test server)"},                     \
+      {"rate_limit", BF_PARAM_MAP,                                                                   \
+       NULL,         false,                                                                          \
+       false,        "{requests_per_second: N, burst: M}; defaults to the API's documented limit"},  \
+      {"max_in_flight", BF_PARAM_INT, NULL, false, false, "concurrent requests (default per API)"},  \
+      {"timeout", BF_PARAM_DURATION, "30s", false, false, "time allowed for one request"},           \
+      {"max_retries", BF_PARAM_INT, "6", false, false, "retries of a request on 429/5xx/timeouts"},  \
       {"retry_base", BF_PARAM_DURATION, "500ms", false, false, "first backoff; doubles each retry"}, \
-      {"retry_max_wait", BF_PARAM_DURATION, "60s", false, false, "longest wait between retries"},  \
-      {"insecure", BF_PARAM_BOOL, "false", false, false, "skip TLS verification (warns)"}
+      {"retry_max_wait", BF_PARAM_DURATION, "60s", false, false, "longest wait between retries"},    \
+  {                                                                                                  \
+    "insecure", BF_PARAM_BOOL, "false", false, false, "skip TLS verification (warns)"                \
+  }
 
 /* Applies the BF_HTTP_PARAMS keys found in params (already checked with
  * bf_params_check against specs) on top of o. o->base_url then points into
@@ -150,8 +152,8 @@ struct bf_http_request {
   const char *body;         /* borrowed until bf_http_perform returns; may be NULL */
   size_t body_len;
   const char *const *headers; /* NULL-terminated "Name: value" lines, borrowed; may be NULL */
-  bool no_retry;            /* one attempt only (e.g. `check`) */
-  void *user;               /* for on_done */
+  bool no_retry;              /* one attempt only (e.g. `check`) */
+  void *user;                 /* for on_done */
   /* Optional: called just before every attempt of this request goes on the
    * wire (attempt = 1, 2, ...). It appends header lines for that attempt
    * only to out, each "Name: value\n": values that must be fresh on every
@@ -163,8 +165,8 @@ struct bf_http_request {
 #define BF_HTTP_MAX_KEPT_HEADERS 32
 
 struct bf_http_response {
-  long status;              /* final HTTP status; 0 when there was no HTTP answer */
-  struct bf_buf body;       /* the final answer's body; owned, see bf_http_response_release */
+  long status;        /* final HTTP status; 0 when there was no HTTP answer */
+  struct bf_buf body; /* the final answer's body; owned, see bf_http_response_release */
   char content_type[96];
   long long retry_after_ms; /* Retry-After of the final answer; -1 when absent */
   unsigned attempts;        /* how many times the request was sent */
@@ -173,7 +175,7 @@ struct bf_http_response {
   /* Why the request failed, "" when it got a 2xx: "HTTP 503", "Timeout
    * was reached after 7 attempts", ...; never holds credentials. */
   char error[256];
-  size_t n_headers;         /* every response header line, name lower-cased, up to the cap */
+  size_t n_headers; /* every response header line, name lower-cased, up to the cap */
   char *header_names[BF_HTTP_MAX_KEPT_HEADERS];
   char *header_values[BF_HTTP_MAX_KEPT_HEADERS];
 };
@@ -239,13 +241,13 @@ void bf_http_value_text(struct bf_buf *out, const struct bf_value *v);
 /* ---- statistics (the server exposes these as metrics) ------------------ */
 
 struct bf_http_stats {
-  uint64_t requests;          /* attempts put on the wire */
+  uint64_t requests; /* attempts put on the wire */
   uint64_t status_2xx, status_3xx, status_4xx, status_429, status_5xx;
-  uint64_t transport_errors;  /* no HTTP answer: timeouts, refused, reset */
-  uint64_t retries;           /* attempts after the first */
-  uint64_t rate_limit_waits;  /* attempts that waited for the token bucket */
+  uint64_t transport_errors;   /* no HTTP answer: timeouts, refused, reset */
+  uint64_t retries;            /* attempts after the first */
+  uint64_t rate_limit_waits;   /* attempts that waited for the token bucket */
   uint64_t rate_limit_wait_ms; /* total time waited for the bucket */
-  uint64_t server_throttles;  /* pauses asked for by the server (429, Retry-After, headers) */
+  uint64_t server_throttles;   /* pauses asked for by the server (429, Retry-After, headers) */
   uint64_t bytes_sent, bytes_received;
 };
 /* This transport's counters since bf_http_new. */
@@ -256,8 +258,8 @@ void bf_http_stats_totals(struct bf_http_stats *out);
 /* ---- the token bucket (exposed for tests and other limiters) ----------- */
 
 struct bf_token_bucket {
-  double rate;   /* tokens per second; <= 0: unlimited */
-  double burst;  /* capacity */
+  double rate;  /* tokens per second; <= 0: unlimited */
+  double burst; /* capacity */
   double tokens;
   double last_ms; /* time of the last refill */
 };

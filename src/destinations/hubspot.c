@@ -187,22 +187,23 @@ static char *error_reason(const char *prefix, struct bf_http_response *r) {
     out = bf_xasprintf("%s%s%s%s: %s", prefix, r->error, cat ? " " : "", cat ? cat : "", msg);
   else
     out = bf_xasprintf("%s%s%s%.*s", prefix, r->error, r->body.len ? ": " : "",
-                       (int)(r->body.len < 200 ? r->body.len : 200), r->body.data ? r->body.data : "");
+                       (int)(r->body.len < 200 ? r->body.len : 200),
+                       r->body.data ? r->body.data : "");
   json_decref(root);
   return out;
 }
 
 /* Failure of the whole destination (auth, unknown object, retries exhausted). */
-static int unavailable(struct hubspot_destination *d, const char *object, struct bf_http_response *r,
-                       struct bf_error *err) {
+static int unavailable(struct hubspot_destination *d, const char *object,
+                       struct bf_http_response *r, struct bf_error *err) {
   const char *hint = r->status == 401   ? " (check the token)"
                      : r->status == 403 ? " (the token lacks a scope for this object)"
                      : r->status == 404 ? " (unknown object type?)"
                                         : "";
   char *reason = error_reason("", r);
   bf_http_scrub(d->http, reason);
-  int rc = bf_error_set(err, BF_E_DESTINATION, "destination '%s' (%s, object %s): %s%s", d->base.name,
-                        bf_http_base_url_shown(d->http), object, reason, hint);
+  int rc = bf_error_set(err, BF_E_DESTINATION, "destination '%s' (%s, object %s): %s%s",
+                        d->base.name, bf_http_base_url_shown(d->http), object, reason, hint);
   free(reason);
   return rc;
 }
@@ -213,7 +214,8 @@ static bool unavailable_status(long status) {
 
 static int hubspot_check(struct bf_destination *d_, struct bf_error *err) {
   struct hubspot_destination *d = (struct hubspot_destination *)d_;
-  struct bf_http_request req = {.method = "GET", .path = "/crm/v3/objects/contacts?limit=1&archived=false"};
+  struct bf_http_request req = {.method = "GET",
+                                .path = "/crm/v3/objects/contacts?limit=1&archived=false"};
   struct bf_http_response resp;
   int rc = bf_http_perform_one(d->http, &req, &resp, err);
   if (rc == 0 && !bf_http_ok(&resp)) rc = unavailable(d, "contacts", &resp, err);
@@ -276,8 +278,9 @@ static int load_schema(struct hubspot_destination *d, const char *object, struct
   return rc;
 }
 
-static int property_type(struct hubspot_destination *d, const struct hs_schema *sc, const char *object,
-                         const char *name, enum hs_type *out, struct bf_error *err) {
+static int property_type(struct hubspot_destination *d, const struct hs_schema *sc,
+                         const char *object, const char *name, enum hs_type *out,
+                         struct bf_error *err) {
   *out = HS_STRING;
   if (!sc->known) return 0;
   for (size_t i = 0; i < sc->n; i++)
@@ -287,8 +290,8 @@ static int property_type(struct hubspot_destination *d, const struct hs_schema *
     }
   const char *guess = bf_did_you_mean(name, (const char *const *)sc->names);
   return bf_error_set(err, BF_E_CONFIG, "destination '%s': HubSpot %s have no property '%s'%s%s%s",
-                      d->base.name, object, name, guess ? "; did you mean '" : "", guess ? guess : "",
-                      guess ? "'?" : "");
+                      d->base.name, object, name, guess ? "; did you mean '" : "",
+                      guess ? guess : "", guess ? "'?" : "");
 }
 
 /* Types of the batch's mapped fields and constants, in d->field_types. */
@@ -321,7 +324,9 @@ static void hs_value_text(struct bf_buf *out, const struct bf_value *v, enum hs_
     if (v->type == BF_TEXT && v->len <= 5) {
       char low[6] = {0};
       for (uint32_t i = 0; i < v->len; i++) low[i] = (char)tolower((unsigned char)v->u.s[i]);
-      static const char *const yes[] = {"1", "t", "true", "y", "yes"}, *const no[] = {"0", "f", "false", "n", "no"};
+      static const char *const yes[] = {"1", "t", "true", "y", "yes"}, *const no[] = {"0", "f",
+                                                                                      "false", "n",
+                                                                                      "no"};
       for (size_t i = 0; i < 5; i++) {
         if (!strcmp(low, yes[i]) || !strcmp(low, no[i])) {
           bf_buf_puts(out, !strcmp(low, yes[i]) ? "true" : "false");
@@ -330,8 +335,8 @@ static void hs_value_text(struct bf_buf *out, const struct bf_value *v, enum hs_
       }
     }
   }
-  if (type == HS_DATE && v->type == BF_TEXT && v->len > 10 && v->u.s[4] == '-' && v->u.s[7] == '-' &&
-      (v->u.s[10] == ' ' || v->u.s[10] == 'T')) {
+  if (type == HS_DATE && v->type == BF_TEXT && v->len > 10 && v->u.s[4] == '-' &&
+      v->u.s[7] == '-' && (v->u.s[10] == ' ' || v->u.s[10] == 'T')) {
     bf_buf_append(out, v->u.s, 10);
     return;
   }
@@ -341,7 +346,8 @@ static void hs_value_text(struct bf_buf *out, const struct bf_value *v, enum hs_
 /* ---- values ---------------------------------------------------------------- */
 
 /* The record's idProperty value as text into out; false when NULL/empty. */
-static bool record_id(const struct bf_batch *batch, const struct bf_record *rec, struct bf_buf *out) {
+static bool record_id(const struct bf_batch *batch, const struct bf_record *rec,
+                      struct bf_buf *out) {
   bf_buf_reset(out);
   if (rec->values) {
     bf_http_value_text(out, &rec->values[0]);
@@ -350,8 +356,10 @@ static bool record_id(const struct bf_batch *batch, const struct bf_record *rec,
   /* Deletes carry only the match JSON: {"email":"a@b.c"} */
   json_t *m = json_loadb(rec->match_json, rec->match_json_len, 0, NULL);
   json_t *v = json_object_get(m, batch->mapping->match_names[0]);
-  if (json_is_string(v)) bf_buf_append(out, json_string_value(v), json_string_length(v));
-  else if (json_is_integer(v)) bf_buf_printf(out, "%lld", (long long)json_integer_value(v));
+  if (json_is_string(v))
+    bf_buf_append(out, json_string_value(v), json_string_length(v));
+  else if (json_is_integer(v))
+    bf_buf_printf(out, "%lld", (long long)json_integer_value(v));
   else if (json_is_real(v)) {
     struct bf_value fv = {.type = BF_FLOAT, .u.f = json_real_value(v)};
     bf_http_value_text(out, &fv);
@@ -361,13 +369,16 @@ static bool record_id(const struct bf_batch *batch, const struct bf_record *rec,
   return out->len > 0;
 }
 
-static const char *object_of(const struct bf_batch *b) { return b->object ? b->object : "contacts"; }
+static const char *object_of(const struct bf_batch *b) {
+  return b->object ? b->object : "contacts";
+}
 
 /* ids[i] for every record of the batch (NULL: no usable id). */
 static char **batch_ids(struct hubspot_destination *d, const struct bf_batch *batch) {
   char **ids = bf_xcalloc(batch->n ? batch->n : 1, sizeof *ids);
   for (size_t i = 0; i < batch->n; i++)
-    if (record_id(batch, &batch->records[i], &d->text)) ids[i] = bf_xstrndup(d->text.data, d->text.len);
+    if (record_id(batch, &batch->records[i], &d->text))
+      ids[i] = bf_xstrndup(d->text.data, d->text.len);
   return ids;
 }
 
@@ -376,7 +387,9 @@ static void free_ids(char **ids, size_t n) {
   free(ids);
 }
 
-static bool same_id(const char *a, const char *b, bool ci) { return ci ? !strcasecmp(a, b) : !strcmp(a, b); }
+static bool same_id(const char *a, const char *b, bool ci) {
+  return ci ? !strcasecmp(a, b) : !strcmp(a, b);
+}
 
 /* Splits recs[0..n) into pieces of at most HS_MAX_INPUTS with no id twice in
  * a piece (HubSpot refuses duplicate ids in one batch): duplicates go to
@@ -502,7 +515,8 @@ static void parse_upsert(const struct bf_batch *batch, const struct piece *pc, c
   json_error_t jerr;
   json_t *root = json_loadb(r->body.data ? r->body.data : "", r->body.len, 0, &jerr);
   if (!json_is_object(root)) {
-    char *why = bf_xasprintf("HubSpot answered HTTP %ld without a JSON body; will resend", r->status);
+    char *why =
+        bf_xasprintf("HubSpot answered HTTP %ld without a JSON body; will resend", r->status);
     for (size_t k = 0; k < pc->n; k++) set_outcome(&outcomes[pc->recs[k]], BF_OUT_RETRY, why);
     free(why);
     json_decref(root);
@@ -518,7 +532,8 @@ static void parse_upsert(const struct bf_batch *batch, const struct piece *pc, c
     size_t pos = trace_pos(json_string_value(json_object_get(res, "objectWriteTraceId")), pc->n);
     if (pos == SIZE_MAX) {
       /* No trace id: find the input by its idProperty value. */
-      const char *v = json_string_value(json_object_get(json_object_get(res, "properties"), idprop));
+      const char *v =
+          json_string_value(json_object_get(json_object_get(res, "properties"), idprop));
       for (size_t k = 0; v && k < pc->n && pos == SIZE_MAX; k++)
         if (!done[k] && same_id(ids[pc->recs[k]], v, ci)) pos = k;
     }
@@ -558,12 +573,12 @@ static void parse_upsert(const struct bf_batch *batch, const struct piece *pc, c
  * 413, 422) is split in halves and sent again. on_ok parses a 2xx answer. */
 typedef void (*parse_fn)(const struct bf_batch *batch, const struct piece *pc, char **ids, bool ci,
                          struct bf_http_response *r, struct bf_outcome *outcomes);
-typedef void (*build_fn)(struct hubspot_destination *d, const struct bf_batch *batch, struct piece *pc,
-                         char **ids);
+typedef void (*build_fn)(struct hubspot_destination *d, const struct bf_batch *batch,
+                         struct piece *pc, char **ids);
 
-static int send_pieces(struct hubspot_destination *d, const struct bf_batch *batch, const char *path,
-                       struct pieces *todo, char **ids, bool ci, build_fn build, parse_fn parse,
-                       struct bf_outcome *outcomes, struct bf_error *err) {
+static int send_pieces(struct hubspot_destination *d, const struct bf_batch *batch,
+                       const char *path, struct pieces *todo, char **ids, bool ci, build_fn build,
+                       parse_fn parse, struct bf_outcome *outcomes, struct bf_error *err) {
   struct pieces next = {0};
   int rc = 0;
   while (todo->n > 0 && rc == 0) {
@@ -571,7 +586,8 @@ static int send_pieces(struct hubspot_destination *d, const struct bf_batch *bat
     struct bf_http_response *resps = bf_xcalloc(todo->n, sizeof *resps);
     for (size_t i = 0; i < todo->n; i++) {
       build(d, batch, &todo->items[i], ids);
-      reqs[i] = (struct bf_http_request){.method = "POST", .path = path,
+      reqs[i] = (struct bf_http_request){.method = "POST",
+                                         .path = path,
                                          .body = todo->items[i].body.data,
                                          .body_len = todo->items[i].body.len};
     }
@@ -583,8 +599,8 @@ static int send_pieces(struct hubspot_destination *d, const struct bf_batch *bat
         parse(batch, pc, ids, ci, r, outcomes);
       } else if (unavailable_status(r->status) || bf_http_retryable(d->http, r)) {
         rc = unavailable(d, object_of(batch), r, err);
-      } else if (pc->n > 1 && (r->status == 400 || r->status == 409 || r->status == 413 ||
-                               r->status == 422)) {
+      } else if (pc->n > 1 &&
+                 (r->status == 400 || r->status == 409 || r->status == 413 || r->status == 422)) {
         size_t half = pc->n / 2;
         size_t *a = bf_xmalloc(half * sizeof *a), *b = bf_xmalloc((pc->n - half) * sizeof *b);
         memcpy(a, pc->recs, half * sizeof *a);
@@ -660,8 +676,11 @@ static void parse_read(const struct bf_batch *batch, const struct piece *pc, cha
     char *why = item_reason(e);
     for (size_t k = 0; k < pc->n; k++) {
       if (!hit[k] || outcomes[pc->recs[k]].status == BF_OUT_OK) continue;
-      if (not_found) set_outcome(&outcomes[pc->recs[k]], BF_OUT_OK, NULL);
-      else set_outcome(&outcomes[pc->recs[k]], error_is_transient(e) ? BF_OUT_RETRY : BF_OUT_REJECT, why);
+      if (not_found)
+        set_outcome(&outcomes[pc->recs[k]], BF_OUT_OK, NULL);
+      else
+        set_outcome(&outcomes[pc->recs[k]], error_is_transient(e) ? BF_OUT_RETRY : BF_OUT_REJECT,
+                    why);
     }
     free(why);
   }
@@ -692,10 +711,11 @@ static bool ids_case_insensitive(const struct bf_batch *batch) {
 }
 
 static int hubspot_push_batch(struct bf_destination *d_, const struct bf_batch *batch,
-                        struct bf_outcome *outcomes, struct bf_error *err) {
+                              struct bf_outcome *outcomes, struct bf_error *err) {
   struct hubspot_destination *d = (struct hubspot_destination *)d_;
   if (batch->mapping->n_match != 1)
-    return bf_error_set(err, BF_E_CONFIG, "sync '%s': hubspot needs exactly one match key", batch->sync_name);
+    return bf_error_set(err, BF_E_CONFIG, "sync '%s': hubspot needs exactly one match key",
+                        batch->sync_name);
   int rc = resolve_field_types(d, batch, object_of(batch), err);
   if (rc) return rc;
   bool ci = ids_case_insensitive(batch);
@@ -744,7 +764,8 @@ static int hubspot_push_batch(struct bf_destination *d_, const struct bf_batch *
     struct pieces todo = {0};
     make_pieces(&todo, send, n_send, ids, ci);
     char *path = object_path(batch, "upsert");
-    rc = send_pieces(d, batch, path, &todo, ids, ci, build_upsert_body, parse_upsert, outcomes, err);
+    rc =
+        send_pieces(d, batch, path, &todo, ids, ci, build_upsert_body, parse_upsert, outcomes, err);
     free(path);
     pieces_release(&todo);
   }
@@ -788,7 +809,9 @@ static void parse_archive(const struct bf_batch *batch, const struct piece *pc, 
     char *why = item_reason(e);
     if (error_targets(e, pc, ids, false, hit) == 0) memset(hit, 1, pc->n * sizeof *hit);
     for (size_t k = 0; k < pc->n; k++)
-      if (hit[k]) set_outcome(&outcomes[pc->recs[k]], error_is_transient(e) ? BF_OUT_RETRY : BF_OUT_REJECT, why);
+      if (hit[k])
+        set_outcome(&outcomes[pc->recs[k]], error_is_transient(e) ? BF_OUT_RETRY : BF_OUT_REJECT,
+                    why);
     free(why);
   }
   free(hit);
@@ -798,17 +821,20 @@ static void parse_archive(const struct bf_batch *batch, const struct piece *pc, 
 }
 
 static int hubspot_remove_batch(struct bf_destination *d_, const struct bf_batch *batch,
-                          struct bf_outcome *outcomes, struct bf_error *err) {
+                                struct bf_outcome *outcomes, struct bf_error *err) {
   struct hubspot_destination *d = (struct hubspot_destination *)d_;
   if (batch->mapping->n_match != 1)
-    return bf_error_set(err, BF_E_CONFIG, "sync '%s': hubspot needs exactly one match key", batch->sync_name);
+    return bf_error_set(err, BF_E_CONFIG, "sync '%s': hubspot needs exactly one match key",
+                        batch->sync_name);
   bool ci = ids_case_insensitive(batch);
   char **ids = batch_ids(d, batch);
   size_t *look = bf_xmalloc((batch->n ? batch->n : 1) * sizeof *look);
   size_t n_look = 0;
   for (size_t i = 0; i < batch->n; i++) {
-    if (ids[i]) look[n_look++] = i;
-    else set_outcome(&outcomes[i], BF_OUT_OK, NULL); /* no id: HubSpot cannot hold it */
+    if (ids[i])
+      look[n_look++] = i;
+    else
+      set_outcome(&outcomes[i], BF_OUT_OK, NULL); /* no id: HubSpot cannot hold it */
   }
   struct bf_outcome *res = bf_xcalloc(batch->n ? batch->n : 1, sizeof *res);
   int rc = n_look ? resolve(d, batch, look, n_look, ids, ci, res, err) : 0;
@@ -857,13 +883,13 @@ static int finish(int rc, const struct bf_batch *batch, struct bf_outcome *outco
   return rc;
 }
 
-static int hubspot_push(struct bf_destination *d, const struct bf_batch *batch, struct bf_outcome *outcomes,
-                   struct bf_error *err) {
+static int hubspot_push(struct bf_destination *d, const struct bf_batch *batch,
+                        struct bf_outcome *outcomes, struct bf_error *err) {
   return finish(hubspot_push_batch(d, batch, outcomes, err), batch, outcomes);
 }
 
-static int hubspot_remove(struct bf_destination *d, const struct bf_batch *batch, struct bf_outcome *outcomes,
-                   struct bf_error *err) {
+static int hubspot_remove(struct bf_destination *d, const struct bf_batch *batch,
+                          struct bf_outcome *outcomes, struct bf_error *err) {
   return finish(hubspot_remove_batch(d, batch, outcomes, err), batch, outcomes);
 }
 

@@ -40,7 +40,7 @@
 #include "destinations/http_transport.h"
 
 #define MC_MEMBERS_PER_REQUEST 500
-#define MC_MAX_CONNECTIONS 10
+#define MC_MAX_CONNECTIONS     10
 
 static const struct bf_param_spec mc_params[] = {
     BF_HTTP_PARAMS(NULL),
@@ -66,14 +66,16 @@ struct mc_destination {
 
 static void md5(const unsigned char *msg, size_t len, unsigned char out[16]) {
   static const uint32_t K[64] = {
-      0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, 0xf57c0faf, 0x4787c62a, 0xa8304613, 0xfd469501,
-      0x698098d8, 0x8b44f7af, 0xffff5bb1, 0x895cd7be, 0x6b901122, 0xfd987193, 0xa679438e, 0x49b40821,
-      0xf61e2562, 0xc040b340, 0x265e5a51, 0xe9b6c7aa, 0xd62f105d, 0x02441453, 0xd8a1e681, 0xe7d3fbc8,
-      0x21e1cde6, 0xc33707d6, 0xf4d50d87, 0x455a14ed, 0xa9e3e905, 0xfcefa3f8, 0x676f02d9, 0x8d2a4c8a,
-      0xfffa3942, 0x8771f681, 0x6d9d6122, 0xfde5380c, 0xa4beea44, 0x4bdecfa9, 0xf6bb4b60, 0xbebfbc70,
-      0x289b7ec6, 0xeaa127fa, 0xd4ef3085, 0x04881d05, 0xd9d4d039, 0xe6db99e5, 0x1fa27cf8, 0xc4ac5665,
-      0xf4292244, 0x432aff97, 0xab9423a7, 0xfc93a039, 0x655b59c3, 0x8f0ccc92, 0xffeff47d, 0x85845dd1,
-      0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, 0xf7537e82, 0xbd3af235, 0x2ad7d2bb, 0xeb86d391};
+      0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, 0xf57c0faf, 0x4787c62a, 0xa8304613,
+      0xfd469501, 0x698098d8, 0x8b44f7af, 0xffff5bb1, 0x895cd7be, 0x6b901122, 0xfd987193,
+      0xa679438e, 0x49b40821, 0xf61e2562, 0xc040b340, 0x265e5a51, 0xe9b6c7aa, 0xd62f105d,
+      0x02441453, 0xd8a1e681, 0xe7d3fbc8, 0x21e1cde6, 0xc33707d6, 0xf4d50d87, 0x455a14ed,
+      0xa9e3e905, 0xfcefa3f8, 0x676f02d9, 0x8d2a4c8a, 0xfffa3942, 0x8771f681, 0x6d9d6122,
+      0xfde5380c, 0xa4beea44, 0x4bdecfa9, 0xf6bb4b60, 0xbebfbc70, 0x289b7ec6, 0xeaa127fa,
+      0xd4ef3085, 0x04881d05, 0xd9d4d039, 0xe6db99e5, 0x1fa27cf8, 0xc4ac5665, 0xf4292244,
+      0x432aff97, 0xab9423a7, 0xfc93a039, 0x655b59c3, 0x8f0ccc92, 0xffeff47d, 0x85845dd1,
+      0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, 0xf7537e82, 0xbd3af235, 0x2ad7d2bb,
+      0xeb86d391};
   static const unsigned char R[64] = {7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22,
                                       5, 9,  14, 20, 5, 9,  14, 20, 5, 9,  14, 20, 5, 9,  14, 20,
                                       4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23,
@@ -92,16 +94,20 @@ static void md5(const unsigned char *msg, size_t len, unsigned char out[16]) {
     }
     uint32_t w[16];
     for (int i = 0; i < 16; i++)
-      w[i] = (uint32_t)block[4 * i] | (uint32_t)block[4 * i + 1] << 8 | (uint32_t)block[4 * i + 2] << 16 |
-             (uint32_t)block[4 * i + 3] << 24;
+      w[i] = (uint32_t)block[4 * i] | (uint32_t)block[4 * i + 1] << 8 |
+             (uint32_t)block[4 * i + 2] << 16 | (uint32_t)block[4 * i + 3] << 24;
     uint32_t a = h[0], b = h[1], c = h[2], d = h[3];
     for (int i = 0; i < 64; i++) {
       uint32_t f;
       int g;
-      if (i < 16) f = (b & c) | (~b & d), g = i;
-      else if (i < 32) f = (d & b) | (~d & c), g = (5 * i + 1) % 16;
-      else if (i < 48) f = b ^ c ^ d, g = (3 * i + 5) % 16;
-      else f = c ^ (b | ~d), g = (7 * i) % 16;
+      if (i < 16)
+        f = (b & c) | (~b & d), g = i;
+      else if (i < 32)
+        f = (d & b) | (~d & c), g = (5 * i + 1) % 16;
+      else if (i < 48)
+        f = b ^ c ^ d, g = (3 * i + 5) % 16;
+      else
+        f = c ^ (b | ~d), g = (7 * i) % 16;
       uint32_t t = d;
       d = c;
       c = b;
@@ -155,24 +161,28 @@ static int mc_open(const struct bf_destination_config *dc, const struct bf_confi
   if (!bf_params_str(p, mc_params, "base_url")) {
     if (!dc_ok) {
       const struct bf_node *n = bf_node_get(p, "api_key");
-      rc = bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: %s: api_key must end with its data centre (…-us14)",
-                        n->loc.file, n->loc.line, n->loc.col, what);
+      rc = bf_error_set(err, BF_E_CONFIG,
+                        "%s:%d:%d: %s: api_key must end with its data centre (…-us14)", n->loc.file,
+                        n->loc.line, n->loc.col, what);
       goto out;
     }
     base = bf_xasprintf("https://%s.api.mailchimp.com/3.0", dash + 1);
   }
   const char *status = bf_params_str(p, mc_params, "status");
-  if (strcmp(status, "subscribed") && strcmp(status, "pending") && strcmp(status, "transactional") &&
-      strcmp(status, "unsubscribed")) {
+  if (strcmp(status, "subscribed") && strcmp(status, "pending") &&
+      strcmp(status, "transactional") && strcmp(status, "unsubscribed")) {
     const struct bf_node *n = bf_node_get(p, "status");
-    rc = bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: %s: status must be subscribed, pending, transactional or unsubscribed",
-                      n->loc.file, n->loc.line, n->loc.col, what);
+    rc = bf_error_set(
+        err, BF_E_CONFIG,
+        "%s:%d:%d: %s: status must be subscribed, pending, transactional or unsubscribed",
+        n->loc.file, n->loc.line, n->loc.col, what);
     goto out;
   }
   const char *action = bf_params_str(p, mc_params, "remove_action");
   if (strcmp(action, "archive") && strcmp(action, "delete_permanent")) {
     const struct bf_node *n = bf_node_get(p, "remove_action");
-    rc = bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: %s: remove_action must be archive or delete_permanent",
+    rc = bf_error_set(err, BF_E_CONFIG,
+                      "%s:%d:%d: %s: remove_action must be archive or delete_permanent",
                       n->loc.file, n->loc.line, n->loc.col, what);
     goto out;
   }
@@ -192,7 +202,8 @@ static int mc_open(const struct bf_destination_config *dc, const struct bf_confi
   char *pair = bf_xasprintf("backflow:%s", key);
   size_t b64_cap = sodium_base64_ENCODED_LEN(strlen(pair), sodium_base64_VARIANT_ORIGINAL);
   char *b64 = bf_xmalloc(b64_cap);
-  sodium_bin2base64(b64, b64_cap, (const unsigned char *)pair, strlen(pair), sodium_base64_VARIANT_ORIGINAL);
+  sodium_bin2base64(b64, b64_cap, (const unsigned char *)pair, strlen(pair),
+                    sodium_base64_VARIANT_ORIGINAL);
   char *h = bf_xasprintf("Authorization: Basic %s", b64);
   bf_http_add_header(d->http, h, true);
   bf_http_add_secret(d->http, key);
@@ -220,7 +231,9 @@ void bf_mc_problem(const struct bf_http_response *r, char *out, size_t cap) {
   json_t *root = json_loadb(r->body.data ? r->body.data : "", r->body.len, 0, NULL);
   const char *title = json_string_value(json_object_get(root, "title"));
   const char *detail = json_string_value(json_object_get(root, "detail"));
-  if (title || detail) snprintf(out, cap, "%s%s%s", title ? title : "", title && detail ? ": " : "", detail ? detail : "");
+  if (title || detail)
+    snprintf(out, cap, "%s%s%s", title ? title : "", title && detail ? ": " : "",
+             detail ? detail : "");
   json_decref(root);
 }
 
@@ -229,13 +242,17 @@ static int unavailable(struct mc_destination *d, struct bf_http_response *r, str
   bf_mc_problem(r, msg, sizeof msg);
   bf_http_scrub(d->http, msg);
   const char *hint;
-  if (r->status == 401 || r->status == 403) hint = ": check api_key";
-  else if (r->status == 404) hint = ": no such list (check list_id)";
-  else if (bf_http_retryable(d->http, r) || r->status == 0) hint = ": still failing after retries";
-  else return 0;
-  return bf_error_set(err, BF_E_DESTINATION, "destination '%s' (mailchimp %s): %s%s%s%s", d->base.name,
-                      bf_http_base_url_shown(d->http), r->error[0] ? r->error : "failed",
-                      msg[0] ? ": " : "", msg, hint);
+  if (r->status == 401 || r->status == 403)
+    hint = ": check api_key";
+  else if (r->status == 404)
+    hint = ": no such list (check list_id)";
+  else if (bf_http_retryable(d->http, r) || r->status == 0)
+    hint = ": still failing after retries";
+  else
+    return 0;
+  return bf_error_set(err, BF_E_DESTINATION, "destination '%s' (mailchimp %s): %s%s%s%s",
+                      d->base.name, bf_http_base_url_shown(d->http),
+                      r->error[0] ? r->error : "failed", msg[0] ? ": " : "", msg, hint);
 }
 
 static int mc_check(struct bf_destination *d_, struct bf_error *err) {
@@ -247,7 +264,8 @@ static int mc_check(struct bf_destination *d_, struct bf_error *err) {
   free(path);
   if (rc) return rc;
   if (!bf_http_ok(&resp) && !(rc = unavailable(d, &resp, err)))
-    rc = bf_error_set(err, BF_E_DESTINATION, "destination '%s' (mailchimp): HTTP %ld", d->base.name, resp.status);
+    rc = bf_error_set(err, BF_E_DESTINATION, "destination '%s' (mailchimp): HTTP %ld", d->base.name,
+                      resp.status);
   bf_http_response_release(&resp);
   return rc;
 }
@@ -263,8 +281,10 @@ static void set_outcome(struct bf_outcome *o, enum bf_outcome_status st, char *r
 int bf_mc_email_column(const struct bf_batch *batch, struct bf_error *err) {
   const struct bf_mapping *m = batch->mapping;
   for (size_t i = 0; i < m->n_match; i++)
-    if (!strcmp(m->match_names[i], "email_address") || !strcmp(m->match_names[i], "email")) return (int)i;
-  return bf_error_set(err, BF_E_CONFIG, "sync '%s': a mailchimp sync needs match: {email_address: <column>}",
+    if (!strcmp(m->match_names[i], "email_address") || !strcmp(m->match_names[i], "email"))
+      return (int)i;
+  return bf_error_set(err, BF_E_CONFIG,
+                      "sync '%s': a mailchimp sync needs match: {email_address: <column>}",
                       batch->sync_name);
 }
 
@@ -321,9 +341,12 @@ void bf_mc_write_member(const struct bf_batch *batch, const struct bf_record *re
     bf_buf_putc(b, ',');
     bf_json_cstr(b, name);
     bf_buf_putc(b, ':');
-    if (!strcmp(name, "vip")) bf_buf_puts(b, (v.type == BF_TEXT ? v.len && v.u.s[0] != '0' && v.u.s[0] != 'f'
-                                                               : v.u.i != 0) ? "true" : "false");
-    else bf_json_value(b, &v);
+    if (!strcmp(name, "vip"))
+      bf_buf_puts(b, (v.type == BF_TEXT ? v.len && v.u.s[0] != '0' && v.u.s[0] != 'f' : v.u.i != 0)
+                         ? "true"
+                         : "false");
+    else
+      bf_json_value(b, &v);
   }
   if (!status_set) {
     bf_buf_puts(b, ",\"status\":");
@@ -342,8 +365,10 @@ void bf_mc_write_member(const struct bf_batch *batch, const struct bf_record *re
     bf_json_cstr(b, name);
     bf_buf_putc(b, ':');
     struct bf_value v = bf_mapping_field_value(m, i, &rec->values[m->n_match + i], tmp);
-    if (v.type == BF_NULL) bf_buf_puts(b, "\"\""); /* Mailchimp clears a merge field with "" */
-    else bf_json_value(b, &v);
+    if (v.type == BF_NULL)
+      bf_buf_puts(b, "\"\""); /* Mailchimp clears a merge field with "" */
+    else
+      bf_json_value(b, &v);
   }
   for (size_t i = 0; i < m->n_constants; i++) {
     bf_buf_puts(b, any_merge ? "," : ",\"merge_fields\":{");
@@ -398,7 +423,8 @@ void bf_mc_apply_answer(const char *body, size_t len, char (*lower)[BF_PII_MAX],
     for (size_t i = first; i < first + n; i++) {
       if (outcomes[i].status == BF_OUT_OK && !strcmp(lower[i], al)) {
         set_outcome(&outcomes[i], BF_OUT_REJECT,
-                    bf_xasprintf("Mailchimp: %s%s%s", code ? code : "", code && msg ? ": " : "", msg ? msg : ""));
+                    bf_xasprintf("Mailchimp: %s%s%s", code ? code : "", code && msg ? ": " : "",
+                                 msg ? msg : ""));
       }
     }
   }
@@ -410,15 +436,15 @@ struct chunk {
   struct bf_buf body;
 };
 
-static int mc_push(struct bf_destination *d_, const struct bf_batch *batch, struct bf_outcome *outcomes,
-                   struct bf_error *err) {
+static int mc_push(struct bf_destination *d_, const struct bf_batch *batch,
+                   struct bf_outcome *outcomes, struct bf_error *err) {
   struct mc_destination *d = (struct mc_destination *)d_;
   for (size_t i = 0; i < batch->n; i++) outcomes[i] = (struct bf_outcome){BF_OUT_OK, NULL};
   if (!batch->n) return 0;
   int col = bf_mc_email_column(batch, err);
   if (col < 0) return col;
   /* Emails, lower-cased, for matching errors[] back to records. */
-  char (*lower)[BF_PII_MAX] = bf_xmalloc(batch->n * sizeof *lower);
+  char(*lower)[BF_PII_MAX] = bf_xmalloc(batch->n * sizeof *lower);
   size_t n_chunks = (batch->n + MC_MEMBERS_PER_REQUEST - 1) / MC_MEMBERS_PER_REQUEST;
   struct chunk *chunks = bf_xcalloc(n_chunks, sizeof *chunks);
   struct bf_http_request *reqs = bf_xcalloc(n_chunks, sizeof *reqs);
@@ -429,7 +455,8 @@ static int mc_push(struct bf_destination *d_, const struct bf_batch *batch, stru
   for (size_t c = 0; c < n_chunks; c++) {
     struct chunk *ch = &chunks[c];
     ch->first = c * MC_MEMBERS_PER_REQUEST;
-    ch->n = batch->n - ch->first < MC_MEMBERS_PER_REQUEST ? batch->n - ch->first : MC_MEMBERS_PER_REQUEST;
+    ch->n = batch->n - ch->first < MC_MEMBERS_PER_REQUEST ? batch->n - ch->first
+                                                          : MC_MEMBERS_PER_REQUEST;
     bf_buf_puts(&ch->body, "{\"members\":[");
     size_t members = 0;
     for (size_t i = ch->first; i < ch->first + ch->n; i++) {
@@ -444,8 +471,11 @@ static int mc_push(struct bf_destination *d_, const struct bf_batch *batch, stru
     }
     bf_buf_printf(&ch->body, "],\"update_existing\":%s}", d->update_existing ? "true" : "false");
     if (!members) continue;
-    reqs[n_reqs] = (struct bf_http_request){.method = "POST", .path = d->list_path, .body = ch->body.data,
-                                            .body_len = ch->body.len, .user = ch};
+    reqs[n_reqs] = (struct bf_http_request){.method = "POST",
+                                            .path = d->list_path,
+                                            .body = ch->body.data,
+                                            .body_len = ch->body.len,
+                                            .user = ch};
     n_reqs++;
   }
   if (n_reqs && (rc = bf_http_perform(d->http, reqs, resps, n_reqs, NULL, NULL, err))) goto out;
@@ -458,7 +488,8 @@ static int mc_push(struct bf_destination *d_, const struct bf_batch *batch, stru
       bf_mc_problem(resp, msg, sizeof msg);
       for (size_t i = ch->first; i < ch->first + ch->n; i++)
         if (outcomes[i].status == BF_OUT_OK)
-          set_outcome(&outcomes[i], BF_OUT_REJECT, bf_xasprintf("Mailchimp: HTTP %ld: %s", resp->status, msg));
+          set_outcome(&outcomes[i], BF_OUT_REJECT,
+                      bf_xasprintf("Mailchimp: HTTP %ld: %s", resp->status, msg));
       continue;
     }
     bf_mc_apply_answer(resp->body.data, resp->body.len, lower, ch->first, ch->n, outcomes);
@@ -475,8 +506,8 @@ out:
   return rc;
 }
 
-static int mc_remove(struct bf_destination *d_, const struct bf_batch *batch, struct bf_outcome *outcomes,
-                     struct bf_error *err) {
+static int mc_remove(struct bf_destination *d_, const struct bf_batch *batch,
+                     struct bf_outcome *outcomes, struct bf_error *err) {
   struct mc_destination *d = (struct mc_destination *)d_;
   for (size_t i = 0; i < batch->n; i++) outcomes[i] = (struct bf_outcome){BF_OUT_OK, NULL};
   if (!batch->n) return 0;
@@ -498,7 +529,8 @@ static int mc_remove(struct bf_destination *d_, const struct bf_batch *batch, st
     paths[i] = bf_xasprintf("%s/members/%s%s", d->list_path, hash,
                             d->delete_permanent ? "/actions/delete-permanent" : "");
     reqs[n_reqs++] = (struct bf_http_request){.method = d->delete_permanent ? "POST" : "DELETE",
-                                              .path = paths[i], .user = (void *)(uintptr_t)i};
+                                              .path = paths[i],
+                                              .user = (void *)(uintptr_t)i};
   }
   if (n_reqs && (rc = bf_http_perform(d->http, reqs, resps, n_reqs, NULL, NULL, err))) goto out;
   for (size_t r = 0; r < n_reqs && !rc; r++) {
@@ -508,7 +540,8 @@ static int mc_remove(struct bf_destination *d_, const struct bf_batch *batch, st
     if ((rc = unavailable(d, resp, err))) break;
     char msg[240];
     bf_mc_problem(resp, msg, sizeof msg);
-    set_outcome(&outcomes[i], BF_OUT_REJECT, bf_xasprintf("Mailchimp: HTTP %ld: %s", resp->status, msg));
+    set_outcome(&outcomes[i], BF_OUT_REJECT,
+                bf_xasprintf("Mailchimp: HTTP %ld: %s", resp->status, msg));
   }
 out:
   bf_http_responses_release(resps, n_reqs);

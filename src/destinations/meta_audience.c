@@ -45,13 +45,13 @@ struct bf_meta_key {
 
 /* Meta's multi-key schema (customer file custom audiences). */
 static const struct bf_meta_key meta_keys[] = {
-    {"EMAIL", bf_pii_meta_email, true},         {"PHONE", bf_pii_meta_phone, true},
-    {"FN", bf_pii_meta_name, true},             {"LN", bf_pii_meta_name, true},
-    {"FI", bf_pii_meta_first_initial, true},    {"CT", bf_pii_meta_city, true},
-    {"ST", bf_pii_meta_state, true},            {"ZIP", bf_pii_meta_zip, true},
-    {"COUNTRY", bf_pii_meta_country, true},     {"DOBY", bf_pii_meta_dob_year, true},
-    {"DOBM", bf_pii_meta_dob_month, true},      {"DOBD", bf_pii_meta_dob_day, true},
-    {"GEN", bf_pii_meta_gender, true},          {"EXTERN_ID", bf_pii_external_id, false},
+    {"EMAIL", bf_pii_meta_email, true},      {"PHONE", bf_pii_meta_phone, true},
+    {"FN", bf_pii_meta_name, true},          {"LN", bf_pii_meta_name, true},
+    {"FI", bf_pii_meta_first_initial, true}, {"CT", bf_pii_meta_city, true},
+    {"ST", bf_pii_meta_state, true},         {"ZIP", bf_pii_meta_zip, true},
+    {"COUNTRY", bf_pii_meta_country, true},  {"DOBY", bf_pii_meta_dob_year, true},
+    {"DOBM", bf_pii_meta_dob_month, true},   {"DOBD", bf_pii_meta_dob_day, true},
+    {"GEN", bf_pii_meta_gender, true},       {"EXTERN_ID", bf_pii_external_id, false},
     {"MADID", bf_pii_meta_madid, false},
 };
 #define N_META_KEYS (sizeof meta_keys / sizeof meta_keys[0])
@@ -59,7 +59,8 @@ _Static_assert(N_META_KEYS == BF_META_N_KEYS, "BF_META_N_KEYS counts meta_keys")
 
 static const struct bf_param_spec meta_params[] = {
     BF_HTTP_PARAMS("https://graph.facebook.com"),
-    {"token", BF_PARAM_STRING, NULL, true, true, "Graph API access token (system user, ads_management)"},
+    {"token", BF_PARAM_STRING, NULL, true, true,
+     "Graph API access token (system user, ads_management)"},
     {"audience_id", BF_PARAM_STRING, NULL, true, false, "id of the customer-file custom audience"},
     {"api_version", BF_PARAM_STRING, "v21.0", false, false, "Graph API version in the path"},
     {"replace_on_full_resync", BF_PARAM_BOOL, "true", false, false,
@@ -77,10 +78,10 @@ struct meta_session {
 struct meta_replace {
   struct meta_session s;
   bool enabled, closed;
-  struct bf_buf last;   /* the last usersreplace body sent (to close an open session) */
-  size_t last_payload;  /* its length before ,"session" */
+  struct bf_buf last;  /* the last usersreplace body sent (to close an open session) */
+  size_t last_payload; /* its length before ,"session" */
   size_t last_rows;
-  long long rows;       /* rows sent in the session */
+  long long rows; /* rows sent in the session */
 };
 
 struct meta_destination {
@@ -167,7 +168,8 @@ int bf_meta_rows_schema(struct bf_meta_rows *t, const struct bf_batch *batch, bo
     t->cols[t->n_cols++] = k;
   }
   if (!t->n_cols)
-    return bf_error_set(err, BF_E_CONFIG, "sync '%s': no Meta schema key is mapped", batch->sync_name);
+    return bf_error_set(err, BF_E_CONFIG, "sync '%s': no Meta schema key is mapped",
+                        batch->sync_name);
   return 0;
 }
 
@@ -184,7 +186,9 @@ const char *bf_meta_rows_cell(const struct bf_meta_rows *t, size_t row, size_t c
   return CELL(t, row, col);
 }
 
-const char *bf_meta_rows_key(const struct bf_meta_rows *t, size_t col) { return t->cols[col]->name; }
+const char *bf_meta_rows_key(const struct bf_meta_rows *t, size_t col) {
+  return t->cols[col]->name;
+}
 
 void bf_meta_rows_release(struct bf_meta_rows *t) {
   if (t->cells.data) sodium_memzero(t->cells.data, t->cells.cap);
@@ -202,9 +206,12 @@ static bool json_text(json_t *v, char *buf, size_t cap, const char **s, size_t *
     return true;
   }
   struct bf_value bv = {.type = BF_NULL};
-  if (json_is_integer(v)) bv = (struct bf_value){.type = BF_INT, .u.i = json_integer_value(v)};
-  else if (json_is_real(v)) bv = (struct bf_value){.type = BF_FLOAT, .u.f = json_real_value(v)};
-  else if (json_is_boolean(v)) bv = (struct bf_value){.type = BF_BOOL, .u.i = json_is_true(v)};
+  if (json_is_integer(v))
+    bv = (struct bf_value){.type = BF_INT, .u.i = json_integer_value(v)};
+  else if (json_is_real(v))
+    bv = (struct bf_value){.type = BF_FLOAT, .u.f = json_real_value(v)};
+  else if (json_is_boolean(v))
+    bv = (struct bf_value){.type = BF_BOOL, .u.i = json_is_true(v)};
   return bf_pii_value_text(&bv, buf, cap, s, n);
 }
 
@@ -221,10 +228,12 @@ char *bf_meta_rows_add(struct bf_meta_rows *t, const struct bf_batch *batch,
     const char *s = NULL;
     size_t n = 0;
     bool present;
-    if (rec->values) present = bf_pii_value_text(&rec->values[c], num, sizeof num, &s, &n);
+    if (rec->values)
+      present = bf_pii_value_text(&rec->values[c], num, sizeof num, &s, &n);
     else if (c < m->n_match)
       present = json_text(json_object_get(match, m->match_names[c]), num, sizeof num, &s, &n);
-    else present = false;
+    else
+      present = false;
     const struct bf_meta_key *k = t->cols[c];
     const char *why = NULL;
     int rc = 0;
@@ -339,7 +348,8 @@ void bf_meta_apply_answer(const char *dest_name, const struct bf_meta_rows *t, c
     free(why);
   } else if (n_invalid > 0) {
     json_t *samples = json_object_get(root, "invalid_entry_samples");
-    size_t named = json_is_object(samples) ? reject_samples(t, samples, row_of, n_records, outcomes) : 0;
+    size_t named =
+        json_is_object(samples) ? reject_samples(t, samples, row_of, n_records, outcomes) : 0;
     if ((long long)named < n_invalid)
       bf_log_warn("destination '%s': Meta found %lld invalid entries and named %zu; the others "
                   "count as sent",
@@ -382,8 +392,9 @@ static int meta_open(const struct bf_destination_config *dc, const struct bf_con
   for (const char *c = audience; *c; c++) {
     if (*c < '0' || *c > '9') {
       const struct bf_node *n = bf_node_get(p, "audience_id");
-      rc = bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: %s: audience_id must be the audience's numeric id",
-                        n->loc.file, n->loc.line, n->loc.col, what);
+      rc = bf_error_set(err, BF_E_CONFIG,
+                        "%s:%d:%d: %s: audience_id must be the audience's numeric id", n->loc.file,
+                        n->loc.line, n->loc.col, what);
       goto out;
     }
   }
@@ -417,23 +428,31 @@ out:
 }
 
 /* A Graph error answer as a destination error or nothing (0). */
-static int unavailable(struct meta_destination *d, struct bf_http_response *r, struct bf_error *err) {
+static int unavailable(struct meta_destination *d, struct bf_http_response *r,
+                       struct bf_error *err) {
   long long code, subcode;
   bool transient;
   char msg[200];
-  bool graph = bf_meta_graph_error(r->body.data, r->body.len, &code, &subcode, msg, sizeof msg, &transient);
+  bool graph =
+      bf_meta_graph_error(r->body.data, r->body.len, &code, &subcode, msg, sizeof msg, &transient);
   bf_http_scrub(d->http, msg);
   const char *hint = "";
-  if (r->status == 401 || code == 190) hint = ": the access token is invalid or expired";
+  if (r->status == 401 || code == 190)
+    hint = ": the access token is invalid or expired";
   else if (code == 10 || code == 200 || code == 294 || r->status == 403)
     hint = ": the token lacks ads_management permission on this audience's ad account";
-  else if (subcode == 1713230) hint = ": the audience cannot be edited (flagged or being deleted)";
-  else if (r->status == 404 || (code == 100 && subcode == 33)) hint = ": no such audience (check audience_id)";
-  else if (bf_http_retryable(d->http, r)) hint = ": still failing after retries";
-  else return 0;
+  else if (subcode == 1713230)
+    hint = ": the audience cannot be edited (flagged or being deleted)";
+  else if (r->status == 404 || (code == 100 && subcode == 33))
+    hint = ": no such audience (check audience_id)";
+  else if (bf_http_retryable(d->http, r))
+    hint = ": still failing after retries";
+  else
+    return 0;
   return bf_error_set(err, BF_E_DESTINATION, "destination '%s' (meta_audience %s): %s%s%s%s",
                       d->base.name, bf_http_base_url_shown(d->http),
-                      r->error[0] ? r->error : "HTTP error", graph ? ": " : "", graph ? msg : "", hint);
+                      r->error[0] ? r->error : "HTTP error", graph ? ": " : "", graph ? msg : "",
+                      hint);
 }
 
 static int meta_check(struct bf_destination *d_, struct bf_error *err) {
@@ -454,7 +473,8 @@ static int meta_check(struct bf_destination *d_, struct bf_error *err) {
 /* A usersreplace request Meta did not take: the run stops, the session
  * stays without its last batch (Meta does not end it), and the rows this
  * run counted as sent may be missing until a full resync succeeds. */
-static int replace_failed(struct meta_destination *d, struct bf_http_response *r, struct bf_error *err) {
+static int replace_failed(struct meta_destination *d, struct bf_http_response *r,
+                          struct bf_error *err) {
   int rc = unavailable(d, r, err);
   if (!rc) {
     long long code, subcode;
@@ -462,22 +482,26 @@ static int replace_failed(struct meta_destination *d, struct bf_http_response *r
     char msg[300];
     bf_meta_graph_error(r->body.data, r->body.len, &code, &subcode, msg, sizeof msg, &transient);
     bf_http_scrub(d->http, msg);
-    rc = bf_error_set(err, BF_E_DESTINATION, "destination '%s' (meta_audience): usersreplace batch %u "
-                      "refused: HTTP %ld, code %lld/%lld: %s", d->base.name, d->replace.s.seq, r->status,
-                      code, subcode, msg[0] ? msg : "refused");
+    rc = bf_error_set(err, BF_E_DESTINATION,
+                      "destination '%s' (meta_audience): usersreplace batch %u "
+                      "refused: HTTP %ld, code %lld/%lld: %s",
+                      d->base.name, d->replace.s.seq, r->status, code, subcode,
+                      msg[0] ? msg : "refused");
   }
-  bf_log_warn("destination '%s': the full resync stopped inside Meta's replace session %llu (batch %u): "
-              "the audience is not replaced; run the full resync again",
-              d->base.name, (unsigned long long)d->replace.s.id, d->replace.s.seq);
+  bf_log_warn(
+      "destination '%s': the full resync stopped inside Meta's replace session %llu (batch %u): "
+      "the audience is not replaced; run the full resync again",
+      d->base.name, (unsigned long long)d->replace.s.id, d->replace.s.seq);
   d->replace.closed = true; /* what follows in this run only adds */
   return rc;
 }
 
 static void replace_done(struct meta_destination *d) {
   d->replace.closed = true;
-  bf_log_info("destination '%s': full resync: Meta replaces the audience with the %lld rows of replace "
-              "session %llu (%u batches)",
-              d->base.name, d->replace.rows, (unsigned long long)d->replace.s.id, d->replace.s.seq);
+  bf_log_info(
+      "destination '%s': full resync: Meta replaces the audience with the %lld rows of replace "
+      "session %llu (%u batches)",
+      d->base.name, d->replace.rows, (unsigned long long)d->replace.s.id, d->replace.s.seq);
 }
 
 /* Ends the replace session when the last batch brought no row to send:
@@ -488,13 +512,15 @@ static int close_replace(struct meta_destination *d, struct bf_error *err) {
   if (!d->replace.s.seq) {
     d->replace.closed = true;
     bf_log_info("destination '%s': full resync sent no row; the audience is not replaced (removals "
-                "follow)", d->base.name);
+                "follow)",
+                d->base.name);
     return 0;
   }
   struct bf_buf *b = &d->replace.last;
   b->len = d->replace.last_payload;
   bf_meta_write_session(b, d->replace.s.id, ++d->replace.s.seq, true);
-  struct bf_http_request req = {.method = "POST", .path = d->replace_path, .body = b->data, .body_len = b->len};
+  struct bf_http_request req = {
+      .method = "POST", .path = d->replace_path, .body = b->data, .body_len = b->len};
   struct bf_http_response resp;
   int rc = bf_http_perform_one(d->http, &req, &resp, err);
   if (rc) return rc;
@@ -504,9 +530,11 @@ static int close_replace(struct meta_destination *d, struct bf_error *err) {
     json_t *root = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, NULL);
     json_t *got = json_object_get(root, "num_received");
     if (!json_is_integer(got) || json_integer_value(got) != (long long)d->replace.last_rows)
-      bf_log_warn("destination '%s': Meta answered the closing usersreplace batch with num_received %lld "
-                  "for %zu rows", d->base.name, json_is_integer(got) ? json_integer_value(got) : -1LL,
-                  d->replace.last_rows);
+      bf_log_warn(
+          "destination '%s': Meta answered the closing usersreplace batch with num_received %lld "
+          "for %zu rows",
+          d->base.name, json_is_integer(got) ? json_integer_value(got) : -1LL,
+          d->replace.last_rows);
     json_decref(root);
     replace_done(d);
   }
@@ -520,7 +548,8 @@ static int send_batch(struct meta_destination *d, const struct bf_batch *batch,
   /* A full resync of a mirror sync: its upserts go to usersreplace in one
    * session, the last batch ends it (and Meta drops every member this run
    * did not send). Anything after that adds. */
-  bool replace = adds && d->replace.enabled && batch->resync != BF_RESYNC_NONE && !d->replace.closed;
+  bool replace =
+      adds && d->replace.enabled && batch->resync != BF_RESYNC_NONE && !d->replace.closed;
   bool last = replace && batch->resync == BF_RESYNC_LAST;
   if (!batch->n) return last ? close_replace(d, err) : 0;
   struct bf_meta_rows *t = &d->rows;
@@ -535,7 +564,8 @@ static int send_batch(struct meta_destination *d, const struct bf_batch *batch,
     for (size_t off = 0; off < batch->n && !rc; off += META_MAX_ROWS) {
       part.records = batch->records + off;
       part.n = batch->n - off < META_MAX_ROWS ? batch->n - off : META_MAX_ROWS;
-      part.resync = batch->resync == BF_RESYNC_LAST && off + part.n < batch->n ? BF_RESYNC_BATCH : batch->resync;
+      part.resync = batch->resync == BF_RESYNC_LAST && off + part.n < batch->n ? BF_RESYNC_BATCH
+                                                                               : batch->resync;
       rc = send_batch(d, &part, outcomes + off, adds, err);
     }
     return rc;
@@ -563,7 +593,8 @@ static int send_batch(struct meta_destination *d, const struct bf_batch *batch,
   bf_meta_write_session(&d->body, session->id, ++session->seq, last);
   struct bf_http_request req = {.method = adds ? "POST" : "DELETE",
                                 .path = replace ? d->replace_path : d->users_path,
-                                .body = d->body.data, .body_len = d->body.len};
+                                .body = d->body.data,
+                                .body_len = d->body.len};
   struct bf_http_response resp;
   if ((rc = bf_http_perform_one(d->http, &req, &resp, err))) goto out;
   if (!bf_http_ok(&resp)) {
@@ -577,12 +608,14 @@ static int send_batch(struct meta_destination *d, const struct bf_batch *batch,
     long long code, subcode;
     bool transient;
     char msg[300];
-    bf_meta_graph_error(resp.body.data, resp.body.len, &code, &subcode, msg, sizeof msg, &transient);
+    bf_meta_graph_error(resp.body.data, resp.body.len, &code, &subcode, msg, sizeof msg,
+                        &transient);
     bf_http_scrub(d->http, msg);
     for (size_t i = 0; i < batch->n; i++)
       if (row_of[i] != (size_t)-1)
         set_outcome(&outcomes[i], BF_OUT_REJECT,
-                    bf_xasprintf("Meta: HTTP %ld, code %lld: %s", resp.status, code, msg[0] ? msg : "refused"));
+                    bf_xasprintf("Meta: HTTP %ld, code %lld: %s", resp.status, code,
+                                 msg[0] ? msg : "refused"));
     goto release;
   }
   bf_meta_apply_answer(d->base.name, t, resp.body.data, resp.body.len, row_of, batch->n, n_rows,

@@ -39,7 +39,7 @@
 #include "core/writeback.h"
 #include "destinations/destination.h"
 
-#define STAGE "backflow_stage"
+#define STAGE   "backflow_stage"
 #define ROW_COL "backflow_row"
 
 static const struct bf_param_spec pgdest_params[] = {
@@ -55,7 +55,8 @@ static const struct bf_param_spec pgdest_params[] = {
     {"sslcert", BF_PARAM_STRING, NULL, false, false, "client certificate file"},
     {"sslkey", BF_PARAM_STRING, NULL, false, true, "client key file"},
     {"connect_timeout", BF_PARAM_DURATION, "10s", false, false, "time allowed to connect"},
-    {"statement_timeout", BF_PARAM_DURATION, "60s", false, false, "longest time one batch may take"},
+    {"statement_timeout", BF_PARAM_DURATION, "60s", false, false,
+     "longest time one batch may take"},
     {"max_retries", BF_PARAM_INT, "5", false, false,
      "reconnects/retries of a batch on connection loss, serialization failure or deadlock"},
     {"retry_base", BF_PARAM_DURATION, "500ms", false, false, "first backoff; doubles each retry"},
@@ -186,12 +187,17 @@ static void copy_value(struct bf_buf *b, const struct bf_value *v) {
   char num[40];
   switch (v->type) {
   case BF_NULL: bf_buf_append(b, "\\N", 2); break;
-  case BF_INT: bf_buf_append(b, num, (size_t)snprintf(num, sizeof num, "%lld", (long long)v->u.i)); break;
+  case BF_INT:
+    bf_buf_append(b, num, (size_t)snprintf(num, sizeof num, "%lld", (long long)v->u.i));
+    break;
   case BF_BOOL: bf_buf_puts(b, v->u.i ? "true" : "false"); break;
   case BF_FLOAT:
-    if (isnan(v->u.f)) bf_buf_puts(b, "NaN");
-    else if (isinf(v->u.f)) bf_buf_puts(b, v->u.f > 0 ? "Infinity" : "-Infinity");
-    else bf_buf_append(b, num, (size_t)snprintf(num, sizeof num, "%.17g", v->u.f));
+    if (isnan(v->u.f))
+      bf_buf_puts(b, "NaN");
+    else if (isinf(v->u.f))
+      bf_buf_puts(b, v->u.f > 0 ? "Infinity" : "-Infinity");
+    else
+      bf_buf_append(b, num, (size_t)snprintf(num, sizeof num, "%.17g", v->u.f));
     break;
   case BF_TEXT: copy_text(b, v->u.s, v->len); break;
   case BF_BLOB: {
@@ -219,14 +225,21 @@ static struct bf_value column_value(struct pgdest *d, const struct bf_mapping *m
 
 static void copy_json_scalar(struct bf_buf *b, const json_t *v) {
   char num[40];
-  if (!v || json_is_null(v)) bf_buf_append(b, "\\N", 2);
-  else if (json_is_string(v)) copy_text(b, json_string_value(v), json_string_length(v));
+  if (!v || json_is_null(v))
+    bf_buf_append(b, "\\N", 2);
+  else if (json_is_string(v))
+    copy_text(b, json_string_value(v), json_string_length(v));
   else if (json_is_integer(v))
-    bf_buf_append(b, num, (size_t)snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v)));
-  else if (json_is_real(v)) bf_buf_append(b, num, (size_t)snprintf(num, sizeof num, "%.17g", json_real_value(v)));
-  else if (json_is_true(v)) bf_buf_puts(b, "true");
-  else if (json_is_false(v)) bf_buf_puts(b, "false");
-  else bf_buf_append(b, "\\N", 2);
+    bf_buf_append(b, num,
+                  (size_t)snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v)));
+  else if (json_is_real(v))
+    bf_buf_append(b, num, (size_t)snprintf(num, sizeof num, "%.17g", json_real_value(v)));
+  else if (json_is_true(v))
+    bf_buf_puts(b, "true");
+  else if (json_is_false(v))
+    bf_buf_puts(b, "false");
+  else
+    bf_buf_append(b, "\\N", 2);
 }
 
 /* COPY rows for records idx[0..n): all columns, or only the match columns
@@ -289,8 +302,8 @@ static const char *pg_type_for(enum bf_type t) {
 }
 
 static int fatal(struct pgdest *d, const char *doing, struct bf_error *err) {
-  return bf_error_set(err, BF_E_DESTINATION, "destination '%s' (postgres, table %s): %s: %s", d->name,
-                      d->table_shown ? d->table_shown : "?", doing, d->msg);
+  return bf_error_set(err, BF_E_DESTINATION, "destination '%s' (postgres, table %s): %s: %s",
+                      d->name, d->table_shown ? d->table_shown : "?", doing, d->msg);
 }
 
 /* Resolves the table, creates it if asked, and creates the session's stage
@@ -302,7 +315,8 @@ static enum apply_result setup(struct pgdest *d, const struct bf_batch *b, bool 
   *missing_ok = false;
   const char *table = d->table_param ? d->table_param : b->object;
   if (!table || !*table) {
-    snprintf(d->msg, sizeof d->msg, "no table: set 'table' on the destination or 'object' on the sync");
+    snprintf(d->msg, sizeof d->msg,
+             "no table: set 'table' on the destination or 'object' on the sync");
     return A_FATAL;
   }
   const char *dot = strchr(table, '.');
@@ -324,8 +338,9 @@ static enum apply_result setup(struct pgdest *d, const struct bf_batch *b, bool 
   struct bf_buf sql = {0};
   for (size_t c = 0; c < d->ncols; c++) {
     const char *name = c < m->n_match ? m->match_names[c]
-                       : c < m->n_match + m->n_fields ? m->field_names[c - m->n_match]
-                                                      : m->constant_names[c - m->n_match - m->n_fields];
+                       : c < m->n_match + m->n_fields
+                           ? m->field_names[c - m->n_match]
+                           : m->constant_names[c - m->n_match - m->n_fields];
     d->cols_sql[c] = quote_ident(d->conn, name);
     if (c) bf_buf_putc(&sql, ',');
     bf_buf_puts(&sql, d->cols_sql[c]);
@@ -334,7 +349,8 @@ static enum apply_result setup(struct pgdest *d, const struct bf_batch *b, bool 
 
   enum apply_result r = A_OK;
   const char *params[1] = {d->table_sql};
-  PGresult *res = PQexecParams(d->conn, "SELECT to_regclass($1) IS NOT NULL", 1, NULL, params, NULL, NULL, 0);
+  PGresult *res =
+      PQexecParams(d->conn, "SELECT to_regclass($1) IS NOT NULL", 1, NULL, params, NULL, NULL, 0);
   if (PQresultStatus(res) != PGRES_TUPLES_OK) {
     r = classify(d, res);
     PQclear(res);
@@ -367,10 +383,12 @@ static enum apply_result setup(struct pgdest *d, const struct bf_batch *b, bool 
         struct bf_value v = column_value(d, m, &b->records[i], c);
         t = v.type;
       }
-      bf_buf_printf(&sql, "%s %s%s, ", d->cols_sql[c], pg_type_for(t), c < m->n_match ? " NOT NULL" : "");
+      bf_buf_printf(&sql, "%s %s%s, ", d->cols_sql[c], pg_type_for(t),
+                    c < m->n_match ? " NOT NULL" : "");
     }
     bf_buf_puts(&sql, "PRIMARY KEY (");
-    for (size_t c = 0; c < m->n_match; c++) bf_buf_printf(&sql, "%s%s", c ? "," : "", d->cols_sql[c]);
+    for (size_t c = 0; c < m->n_match; c++)
+      bf_buf_printf(&sql, "%s%s", c ? "," : "", d->cols_sql[c]);
     bf_buf_puts(&sql, "))");
     if ((r = exec_ok(d, bf_buf_cstr(&sql))) != A_OK) goto out;
     d->table_exists = true;
@@ -387,15 +405,17 @@ static enum apply_result setup(struct pgdest *d, const struct bf_batch *b, bool 
 
   struct bf_buf s = {0};
   /* upsert / insert */
-  bf_buf_printf(&s, "INSERT INTO %s AS t (%s) SELECT %s FROM " STAGE " ORDER BY " ROW_COL " ON CONFLICT (",
-                d->table_sql, d->col_list, d->col_list);
+  bf_buf_printf(
+      &s, "INSERT INTO %s AS t (%s) SELECT %s FROM " STAGE " ORDER BY " ROW_COL " ON CONFLICT (",
+      d->table_sql, d->col_list, d->col_list);
   for (size_t c = 0; c < m->n_match; c++) bf_buf_printf(&s, "%s%s", c ? "," : "", d->cols_sql[c]);
   bf_buf_puts(&s, ") DO ");
   d->sql_insert = bf_xasprintf("%sNOTHING", bf_buf_cstr(&s));
   if (d->ncols > m->n_match) {
     bf_buf_puts(&s, "UPDATE SET ");
     for (size_t c = m->n_match; c < d->ncols; c++)
-      bf_buf_printf(&s, "%s%s = EXCLUDED.%s", c > m->n_match ? "," : "", d->cols_sql[c], d->cols_sql[c]);
+      bf_buf_printf(&s, "%s%s = EXCLUDED.%s", c > m->n_match ? "," : "", d->cols_sql[c],
+                    d->cols_sql[c]);
   } else {
     bf_buf_puts(&s, "NOTHING");
   }
@@ -406,12 +426,14 @@ static enum apply_result setup(struct pgdest *d, const struct bf_batch *b, bool 
    * records had been written one after the other. */
   {
     struct bf_buf mcols = {0};
-    for (size_t c = 0; c < m->n_match; c++) bf_buf_printf(&mcols, "%s%s", c ? "," : "", d->cols_sql[c]);
+    for (size_t c = 0; c < m->n_match; c++)
+      bf_buf_printf(&mcols, "%s%s", c ? "," : "", d->cols_sql[c]);
     const char *on_conflict = strstr(d->sql_upsert, " ON CONFLICT");
-    d->sql_upsert_dedup = bf_xasprintf("INSERT INTO %s AS t (%s) SELECT %s FROM (SELECT DISTINCT ON (%s) * FROM " STAGE
-                                       " ORDER BY %s, " ROW_COL " DESC) AS last%s",
-                                       d->table_sql, d->col_list, d->col_list, bf_buf_cstr(&mcols),
-                                       bf_buf_cstr(&mcols), on_conflict);
+    d->sql_upsert_dedup = bf_xasprintf(
+        "INSERT INTO %s AS t (%s) SELECT %s FROM (SELECT DISTINCT ON (%s) * FROM " STAGE
+        " ORDER BY %s, " ROW_COL " DESC) AS last%s",
+        d->table_sql, d->col_list, d->col_list, bf_buf_cstr(&mcols), bf_buf_cstr(&mcols),
+        on_conflict);
     bf_buf_release(&mcols);
   }
   /* update */
@@ -455,8 +477,8 @@ out:
 
 /* Stages records idx[0..n) and applies them, inside the open transaction.
  * For updates, records that matched no row are rejected in outcomes. */
-static enum apply_result apply(struct pgdest *d, const struct bf_batch *b, const size_t *idx, size_t n,
-                               bool deletes, struct bf_outcome *outcomes) {
+static enum apply_result apply(struct pgdest *d, const struct bf_batch *b, const size_t *idx,
+                               size_t n, bool deletes, struct bf_outcome *outcomes) {
   enum apply_result r;
   if (d->stage_dirty && (r = exec_ok(d, "TRUNCATE " STAGE)) != A_OK) return r;
   size_t bad = 0;
@@ -472,7 +494,8 @@ static enum apply_result apply(struct pgdest *d, const struct bf_batch *b, const
     return r;
   }
   PQclear(res);
-  if (PQputCopyData(d->conn, d->copy.data, (int)d->copy.len) != 1 || PQputCopyEnd(d->conn, NULL) != 1)
+  if (PQputCopyData(d->conn, d->copy.data, (int)d->copy.len) != 1 ||
+      PQputCopyEnd(d->conn, NULL) != 1)
     return classify(d, NULL);
   r = A_OK;
   while ((res = PQgetResult(d->conn))) {
@@ -504,7 +527,8 @@ static enum apply_result apply(struct pgdest *d, const struct bf_batch *b, const
     for (size_t k = 0; k < n; k++)
       if (outcomes[idx[k]].status == BF_OUT_REJECT && !outcomes[idx[k]].reason)
         outcomes[idx[k]].reason = bf_xasprintf(
-            "no row in %s has these match values (mode update only changes existing rows)", d->table_shown);
+            "no row in %s has these match values (mode update only changes existing rows)",
+            d->table_shown);
   } else {
     for (size_t k = 0; k < n; k++) outcomes[idx[k]].status = BF_OUT_OK;
   }
@@ -515,8 +539,8 @@ static enum apply_result apply(struct pgdest *d, const struct bf_batch *b, const
 /* Applies idx[0..n) under a savepoint; on a data error, splits the range
  * until the bad records stand alone and rejects them with the server's
  * message. */
-static enum apply_result bisect(struct pgdest *d, const struct bf_batch *b, const size_t *idx, size_t n,
-                                bool deletes, struct bf_outcome *outcomes) {
+static enum apply_result bisect(struct pgdest *d, const struct bf_batch *b, const size_t *idx,
+                                size_t n, bool deletes, struct bf_outcome *outcomes) {
   enum apply_result r = exec_ok(d, "SAVEPOINT backflow_sp");
   if (r != A_OK) return r;
   r = apply(d, b, idx, n, deletes, outcomes);
@@ -555,8 +579,8 @@ static int pgdest_write(struct pgdest *d, const struct bf_batch *b, struct bf_ou
   for (long long attempt = 0;; attempt++) {
     if (attempt > 0) {
       long long wait = d->retry_base_ms << (attempt - 1 < 5 ? attempt - 1 : 5);
-      bf_log_warn("[sync %s → postgres:%s] %s; retrying in %lld ms (%lld of %lld)", b->sync_name, d->name,
-                  d->msg, wait, attempt, d->max_retries);
+      bf_log_warn("[sync %s → postgres:%s] %s; retrying in %lld ms (%lld of %lld)", b->sync_name,
+                  d->name, d->msg, wait, attempt, d->max_retries);
       sleep_ms(wait);
     }
     clear_outcomes(b, outcomes);
@@ -607,7 +631,8 @@ static int pgdest_write(struct pgdest *d, const struct bf_batch *b, struct bf_ou
   if (r == A_FATAL || r == A_DATA) {
     rc = fatal(d, deletes ? "deleting" : "writing", err);
   } else if (r == A_LOST) {
-    rc = bf_error_set(err, BF_E_DESTINATION, "destination '%s' (postgres, %s): unavailable after %lld retries: %s",
+    rc = bf_error_set(err, BF_E_DESTINATION,
+                      "destination '%s' (postgres, %s): unavailable after %lld retries: %s",
                       d->name, d->dsn_shown, d->max_retries, d->msg);
   } else if (r == A_RETRY) {
     /* Still conflicting after our retries: the runner retries the records. */
@@ -618,13 +643,13 @@ static int pgdest_write(struct pgdest *d, const struct bf_batch *b, struct bf_ou
   return rc;
 }
 
-static int pgdest_push(struct bf_destination *d_, const struct bf_batch *b, struct bf_outcome *outcomes,
-                       struct bf_error *err) {
+static int pgdest_push(struct bf_destination *d_, const struct bf_batch *b,
+                       struct bf_outcome *outcomes, struct bf_error *err) {
   return pgdest_write((struct pgdest *)d_, b, outcomes, false, err);
 }
 
-static int pgdest_remove(struct bf_destination *d_, const struct bf_batch *b, struct bf_outcome *outcomes,
-                         struct bf_error *err) {
+static int pgdest_remove(struct bf_destination *d_, const struct bf_batch *b,
+                         struct bf_outcome *outcomes, struct bf_error *err) {
   return pgdest_write((struct pgdest *)d_, b, outcomes, true, err);
 }
 
@@ -645,7 +670,8 @@ static int pgdest_check(struct bf_destination *d_, struct bf_error *err) {
     quoted = quote_ident(d->conn, d->table_param);
   }
   params[0] = quoted;
-  PGresult *res = PQexecParams(d->conn, "SELECT to_regclass($1) IS NOT NULL", 1, NULL, params, NULL, NULL, 0);
+  PGresult *res =
+      PQexecParams(d->conn, "SELECT to_regclass($1) IS NOT NULL", 1, NULL, params, NULL, NULL, 0);
   int rc = 0;
   if (PQresultStatus(res) != PGRES_TUPLES_OK) {
     bf_pg_error_text(d->conn, res, d->dsn, d->msg, sizeof d->msg);

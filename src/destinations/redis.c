@@ -30,10 +30,13 @@
 static const struct bf_param_spec redis_params[] = {
     {"url", BF_PARAM_STRING, NULL, true, true, "redis://[user:password@]host:port/db"},
     {"prefix", BF_PARAM_STRING, "", false, false, "key prefix, e.g. \"user:\""},
-    {"ttl", BF_PARAM_DURATION, "0s", false, false, "expire each written key after this long (0: never)"},
+    {"ttl", BF_PARAM_DURATION, "0s", false, false,
+     "expire each written key after this long (0: never)"},
     {"password", BF_PARAM_STRING, NULL, false, true, "password (overrides the one in url)"},
-    {"timeout", BF_PARAM_DURATION, "10s", false, false, "time allowed to connect and for each reply"},
-    {"max_retries", BF_PARAM_INT, "5", false, false, "reconnects/resends of a batch when the connection drops"},
+    {"timeout", BF_PARAM_DURATION, "10s", false, false,
+     "time allowed to connect and for each reply"},
+    {"max_retries", BF_PARAM_INT, "5", false, false,
+     "reconnects/resends of a batch when the connection drops"},
     {"retry_base", BF_PARAM_DURATION, "500ms", false, false, "first backoff; doubles each retry"},
     {NULL, 0, NULL, false, false, NULL},
 };
@@ -100,11 +103,13 @@ static char *pct_decode(const char *s, size_t n) {
 }
 
 /* redis://[user[:password]@]host[:port][/db] */
-static int parse_url(struct redisdest *d, const char *url, const struct bf_node *node, struct bf_error *err) {
+static int parse_url(struct redisdest *d, const char *url, const struct bf_node *node,
+                     struct bf_error *err) {
   if (strncmp(url, "redis://", 8) != 0)
-    return bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: destination '%s': url must look like redis://host:port/db%s",
-                        node->loc.file, node->loc.line, node->loc.col, d->name,
-                        strncmp(url, "rediss://", 9) == 0 ? " (TLS, rediss://, is not supported yet)" : "");
+    return bf_error_set(
+        err, BF_E_CONFIG, "%s:%d:%d: destination '%s': url must look like redis://host:port/db%s",
+        node->loc.file, node->loc.line, node->loc.col, d->name,
+        strncmp(url, "rediss://", 9) == 0 ? " (TLS, rediss://, is not supported yet)" : "");
   const char *p = url + 8;
   const char *end = p + strcspn(p, "/?#");
   const char *at = NULL;
@@ -128,8 +133,8 @@ static int parse_url(struct redisdest *d, const char *url, const struct bf_node 
     char *e;
     long port = strtol(colon + 1, &e, 10);
     if (e != end || port <= 0 || port > 65535)
-      return bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: destination '%s': bad port in url", node->loc.file,
-                          node->loc.line, node->loc.col, d->name);
+      return bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: destination '%s': bad port in url",
+                          node->loc.file, node->loc.line, node->loc.col, d->name);
     d->port = (int)port;
   }
   d->db = 0;
@@ -137,12 +142,14 @@ static int parse_url(struct redisdest *d, const char *url, const struct bf_node 
     char *e;
     long db = strtol(end + 1, &e, 10);
     if ((*e && *e != '?') || db < 0 || db > 100000)
-      return bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: destination '%s': the url's path must be a database number",
+      return bf_error_set(err, BF_E_CONFIG,
+                          "%s:%d:%d: destination '%s': the url's path must be a database number",
                           node->loc.file, node->loc.line, node->loc.col, d->name);
     d->db = (int)db;
   }
-  d->url_shown = bf_xasprintf("redis://%s%s%s%s:%d/%d", d->user ? d->user : "", d->password ? ":***" : "",
-                              d->user || d->password ? "@" : "", d->host, d->port, d->db);
+  d->url_shown =
+      bf_xasprintf("redis://%s%s%s%s:%d/%d", d->user ? d->user : "", d->password ? ":***" : "",
+                   d->user || d->password ? "@" : "", d->host, d->port, d->db);
   return 0;
 }
 
@@ -180,7 +187,8 @@ static int connect_redis(struct redisdest *d, struct bf_error *err) {
   redisSetTimeout(d->c, tv);
   redisReply *r = NULL;
   if (d->password) {
-    r = d->user ? command(d, "AUTH %s %s", d->user, d->password) : command(d, "AUTH %s", d->password);
+    r = d->user ? command(d, "AUTH %s %s", d->user, d->password)
+                : command(d, "AUTH %s", d->password);
     if (!r) goto fail;
     freeReplyObject(r);
   }
@@ -192,7 +200,8 @@ static int connect_redis(struct redisdest *d, struct bf_error *err) {
   return 0;
 fail:
   disconnect(d);
-  return bf_error_set(err, BF_E_DESTINATION, "destination '%s' (redis, %s): %s", d->name, d->url_shown, d->msg);
+  return bf_error_set(err, BF_E_DESTINATION, "destination '%s' (redis, %s): %s", d->name,
+                      d->url_shown, d->msg);
 }
 
 /* ---- building the pipeline ------------------------------------------- */
@@ -215,12 +224,17 @@ static void value_text(struct bf_buf *b, const struct bf_value *v) {
   char num[40];
   switch (v->type) {
   case BF_NULL: break;
-  case BF_INT: bf_buf_append(b, num, (size_t)snprintf(num, sizeof num, "%lld", (long long)v->u.i)); break;
+  case BF_INT:
+    bf_buf_append(b, num, (size_t)snprintf(num, sizeof num, "%lld", (long long)v->u.i));
+    break;
   case BF_BOOL: bf_buf_puts(b, v->u.i ? "true" : "false"); break;
   case BF_FLOAT:
-    if (isnan(v->u.f)) bf_buf_puts(b, "nan");
-    else if (isinf(v->u.f)) bf_buf_puts(b, v->u.f > 0 ? "inf" : "-inf");
-    else bf_buf_append(b, num, (size_t)snprintf(num, sizeof num, "%.17g", v->u.f));
+    if (isnan(v->u.f))
+      bf_buf_puts(b, "nan");
+    else if (isinf(v->u.f))
+      bf_buf_puts(b, v->u.f > 0 ? "inf" : "-inf");
+    else
+      bf_buf_append(b, num, (size_t)snprintf(num, sizeof num, "%.17g", v->u.f));
     break;
   case BF_TEXT:
   case BF_BLOB: bf_buf_append(b, v->u.s, v->len); break;
@@ -279,11 +293,15 @@ static int record_key(struct redisdest *d, const struct bf_batch *b, const struc
     }
     json_t *v = json_object_get(obj, m->match_names[i]);
     char num[40];
-    if (json_is_string(v)) bf_buf_append(key, json_string_value(v), json_string_length(v));
+    if (json_is_string(v))
+      bf_buf_append(key, json_string_value(v), json_string_length(v));
     else if (json_is_integer(v))
-      bf_buf_append(key, num, (size_t)snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v)));
-    else if (json_is_real(v)) bf_buf_append(key, num, (size_t)snprintf(num, sizeof num, "%.17g", json_real_value(v)));
-    else if (json_is_boolean(v)) bf_buf_puts(key, json_is_true(v) ? "true" : "false");
+      bf_buf_append(key, num,
+                    (size_t)snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v)));
+    else if (json_is_real(v))
+      bf_buf_append(key, num, (size_t)snprintf(num, sizeof num, "%.17g", json_real_value(v)));
+    else if (json_is_boolean(v))
+      bf_buf_puts(key, json_is_true(v) ? "true" : "false");
     else {
       *why = "a match value is NULL: no key can be made";
       rc = -1;
@@ -293,16 +311,16 @@ static int record_key(struct redisdest *d, const struct bf_batch *b, const struc
   return rc;
 }
 
-static struct bf_value field_value(const struct bf_mapping *m, const struct bf_record *rec, size_t f,
-                                   struct bf_buf *tmp) {
+static struct bf_value field_value(const struct bf_mapping *m, const struct bf_record *rec,
+                                   size_t f, struct bf_buf *tmp) {
   return f < m->n_fields ? bf_mapping_field_value(m, f, &rec->values[m->n_match + f], tmp)
                          : m->constant_values[f - m->n_fields];
 }
 
 /* Appends "field value" pairs of the non-NULL fields (set) or the names of
  * the NULL ones (!set). */
-static void add_fields(struct redisdest *d, const struct bf_mapping *m, const struct bf_record *rec, bool set,
-                       struct bf_buf *tmp) {
+static void add_fields(struct redisdest *d, const struct bf_mapping *m, const struct bf_record *rec,
+                       bool set, struct bf_buf *tmp) {
   for (size_t f = 0; f < m->n_fields + m->n_constants; f++) {
     struct bf_value v = field_value(m, rec, f, tmp);
     if ((v.type != BF_NULL) != set) continue;
@@ -383,8 +401,9 @@ static void build_pipeline(struct redisdest *d, const struct bf_batch *b, bool d
 }
 
 static bool retryable_error(const char *s, size_t n) {
-  static const char *const prefixes[] = {"OOM", "LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN",
-                                         "MASTERDOWN", "READONLY", "NOREPLICAS", NULL};
+  static const char *const prefixes[] = {"OOM",      "LOADING",     "BUSY",
+                                         "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN",
+                                         "READONLY", "NOREPLICAS",  NULL};
   for (size_t i = 0; prefixes[i]; i++) {
     size_t l = strlen(prefixes[i]);
     if (n >= l && !memcmp(s, prefixes[i], l)) return true;
@@ -410,7 +429,8 @@ static int send_pipeline(struct redisdest *d, const struct bf_batch *b, struct b
       lens[a] = d->arg_len[d->cmd_first[k] + a];
     }
     if (redisAppendCommandArgv(d->c, (int)d->cmd_nargs[k], d->argv, lens) != REDIS_OK) {
-      snprintf(d->msg, sizeof d->msg, "%s", d->c->errstr[0] ? d->c->errstr : "cannot queue a command");
+      snprintf(d->msg, sizeof d->msg, "%s",
+               d->c->errstr[0] ? d->c->errstr : "cannot queue a command");
       free(lens);
       return -1;
     }
@@ -431,8 +451,9 @@ static int send_pipeline(struct redisdest *d, const struct bf_batch *b, struct b
       if (r->len >= 8 && !memcmp(r->str, "NOSCRIPT", 8)) rc = -2;
       outcomes[i].status = retryable_error(r->str, r->len) ? BF_OUT_RETRY : BF_OUT_REJECT;
       outcomes[i].reason = bf_xasprintf("redis: %.*s", (int)r->len, r->str);
-    } else if (r->type == REDIS_REPLY_INTEGER && r->integer == 0 && b->records[i].op == BF_OP_UPDATE &&
-               d->cmd_nargs[k] > 2 && d->arg_len[d->cmd_first[k]] == 7 &&
+    } else if (r->type == REDIS_REPLY_INTEGER && r->integer == 0 &&
+               b->records[i].op == BF_OP_UPDATE && d->cmd_nargs[k] > 2 &&
+               d->arg_len[d->cmd_first[k]] == 7 &&
                !memcmp(d->arena.data + d->arg_off[d->cmd_first[k]], "EVALSHA", 7)) {
       outcomes[i].status = BF_OUT_REJECT;
       outcomes[i].reason = bf_xstrdup("no such key (mode update only changes existing hashes)");
@@ -442,16 +463,16 @@ static int send_pipeline(struct redisdest *d, const struct bf_batch *b, struct b
   return rc;
 }
 
-static int redis_write(struct bf_destination *d_, const struct bf_batch *b, struct bf_outcome *outcomes,
-                       bool deletes, struct bf_error *err) {
+static int redis_write(struct bf_destination *d_, const struct bf_batch *b,
+                       struct bf_outcome *outcomes, bool deletes, struct bf_error *err) {
   struct redisdest *d = (struct redisdest *)d_;
   bool *skip = bf_xcalloc(b->n ? b->n : 1, sizeof *skip);
   int rc = 0;
   for (long long attempt = 0;; attempt++) {
     if (attempt > 0) {
       long long wait = d->retry_base_ms << (attempt - 1 < 5 ? attempt - 1 : 5);
-      bf_log_warn("[sync %s → redis:%s] %s; retrying in %lld ms (%lld of %lld)", b->sync_name, d->name, d->msg,
-                  wait, attempt, d->max_retries);
+      bf_log_warn("[sync %s → redis:%s] %s; retrying in %lld ms (%lld of %lld)", b->sync_name,
+                  d->name, d->msg, wait, attempt, d->max_retries);
       sleep_ms(wait);
     }
     for (size_t i = 0; i < b->n; i++) {
@@ -462,7 +483,8 @@ static int redis_write(struct bf_destination *d_, const struct bf_batch *b, stru
     struct bf_error cerr = {0};
     if (!d->c && connect_redis(d, &cerr)) {
       if (attempt < d->max_retries) continue;
-      rc = bf_error_set(err, BF_E_DESTINATION, "%s (gave up after %lld retries)", cerr.msg, d->max_retries);
+      rc = bf_error_set(err, BF_E_DESTINATION, "%s (gave up after %lld retries)", cerr.msg,
+                        d->max_retries);
       break;
     }
     build_pipeline(d, b, deletes, outcomes, skip);
@@ -476,8 +498,9 @@ static int redis_write(struct bf_destination *d_, const struct bf_batch *b, stru
     }
     disconnect(d);
     if (attempt >= d->max_retries) {
-      rc = bf_error_set(err, BF_E_DESTINATION, "destination '%s' (redis, %s): unavailable after %lld retries: %s",
-                        d->name, d->url_shown, d->max_retries, d->msg);
+      rc = bf_error_set(err, BF_E_DESTINATION,
+                        "destination '%s' (redis, %s): unavailable after %lld retries: %s", d->name,
+                        d->url_shown, d->max_retries, d->msg);
       break;
     }
   }
@@ -485,13 +508,13 @@ static int redis_write(struct bf_destination *d_, const struct bf_batch *b, stru
   return rc;
 }
 
-static int redis_push(struct bf_destination *d, const struct bf_batch *b, struct bf_outcome *outcomes,
-                      struct bf_error *err) {
+static int redis_push(struct bf_destination *d, const struct bf_batch *b,
+                      struct bf_outcome *outcomes, struct bf_error *err) {
   return redis_write(d, b, outcomes, false, err);
 }
 
-static int redis_remove(struct bf_destination *d, const struct bf_batch *b, struct bf_outcome *outcomes,
-                        struct bf_error *err) {
+static int redis_remove(struct bf_destination *d, const struct bf_batch *b,
+                        struct bf_outcome *outcomes, struct bf_error *err) {
   return redis_write(d, b, outcomes, true, err);
 }
 
@@ -501,7 +524,8 @@ static int redis_check(struct bf_destination *d_, struct bf_error *err) {
   redisReply *r = command(d, "PING");
   if (!r) {
     disconnect(d);
-    return bf_error_set(err, BF_E_DESTINATION, "destination '%s' (redis, %s): %s", d->name, d->url_shown, d->msg);
+    return bf_error_set(err, BF_E_DESTINATION, "destination '%s' (redis, %s): %s", d->name,
+                        d->url_shown, d->msg);
   }
   freeReplyObject(r);
   return 0;
@@ -535,7 +559,8 @@ static int redis_open(const struct bf_destination_config *dc, const struct bf_co
                       struct bf_destination **out, struct bf_error *err) {
   struct redisdest *d = bf_xcalloc(1, sizeof *d);
   d->name = bf_xstrdup(dc->name);
-  int rc = parse_url(d, bf_params_str(dc->params, redis_params, "url"), bf_node_get(dc->params, "url"), err);
+  int rc = parse_url(d, bf_params_str(dc->params, redis_params, "url"),
+                     bf_node_get(dc->params, "url"), err);
   if (rc) goto fail;
   const char *pw = bf_params_str(dc->params, redis_params, "password");
   if (pw) {

@@ -117,10 +117,12 @@ static void csv_parse(struct csv *c, const char *s, size_t n) {
   c->row_start = bf_xmalloc(cap_r * sizeof *c->row_start);
   size_t out = 0, i = 0;
   while (i < n) {
-    if (c->n_rows + 2 > cap_r) c->row_start = bf_xrealloc(c->row_start, (cap_r *= 2) * sizeof *c->row_start);
+    if (c->n_rows + 2 > cap_r)
+      c->row_start = bf_xrealloc(c->row_start, (cap_r *= 2) * sizeof *c->row_start);
     c->row_start[c->n_rows] = c->n_fields;
     for (;;) { /* one field */
-      if (c->n_fields + 1 > cap_f) c->fields = bf_xrealloc(c->fields, (cap_f *= 2) * sizeof *c->fields);
+      if (c->n_fields + 1 > cap_f)
+        c->fields = bf_xrealloc(c->fields, (cap_f *= 2) * sizeof *c->fields);
       c->fields[c->n_fields++] = c->data + out;
       if (i < n && s[i] == '"') {
         i++;
@@ -153,7 +155,9 @@ static void csv_parse(struct csv *c, const char *s, size_t n) {
   c->data[out] = '\0';
 }
 
-static size_t csv_cols(const struct csv *c, size_t row) { return c->row_start[row + 1] - c->row_start[row]; }
+static size_t csv_cols(const struct csv *c, size_t row) {
+  return c->row_start[row + 1] - c->row_start[row];
+}
 static const char *csv_get(const struct csv *c, size_t row, size_t col) {
   return col < csv_cols(c, row) ? c->fields[c->row_start[row] + col] : NULL;
 }
@@ -172,10 +176,11 @@ static int sf_open(const struct bf_destination_config *dc, const struct bf_confi
     const struct bf_sync_config *s = &cfg->syncs[i];
     if (strcmp(s->destination, dc->name) != 0) continue;
     if (s->match.n != 1 || !valid_api_name(s->match.items[0].key))
-      return bf_error_set(err, BF_E_CONFIG,
-                          "%s:%d:%d: sync '%s': salesforce needs exactly one match key, the "
-                          "External ID field records are upserted by (e.g. match: {Warehouse_Id__c: id})",
-                          s->loc.file, s->loc.line, s->loc.col, s->name);
+      return bf_error_set(
+          err, BF_E_CONFIG,
+          "%s:%d:%d: sync '%s': salesforce needs exactly one match key, the "
+          "External ID field records are upserted by (e.g. match: {Warehouse_Id__c: id})",
+          s->loc.file, s->loc.line, s->loc.col, s->name);
     if (!s->object || !valid_api_name(s->object))
       return bf_error_set(err, BF_E_CONFIG,
                           "%s:%d:%d: sync '%s': salesforce needs object: the sObject API name "
@@ -183,7 +188,8 @@ static int sf_open(const struct bf_destination_config *dc, const struct bf_confi
                           s->loc.file, s->loc.line, s->loc.col, s->name);
     for (size_t k = 0; k < s->fields.n; k++)
       if (!valid_api_name(s->fields.items[k].key))
-        return bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: sync '%s': '%s' is not a Salesforce field API name",
+        return bf_error_set(err, BF_E_CONFIG,
+                            "%s:%d:%d: sync '%s': '%s' is not a Salesforce field API name",
                             s->fields.items[k].loc.file, s->fields.items[k].loc.line,
                             s->fields.items[k].loc.col, s->name, s->fields.items[k].key);
   }
@@ -199,8 +205,8 @@ static int sf_open(const struct bf_destination_config *dc, const struct bf_confi
   bf_http_options_defaults(&o, name, bf_params_str(p, sf_params, "instance_url"), 0, 1, 4);
   for (const char *c = version; *c; c++)
     if (!isdigit((unsigned char)*c) && *c != '.') {
-      rc = bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: %s: api_version must look like 59.0", vn->loc.file,
-                        vn->loc.line, vn->loc.col, what);
+      rc = bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: %s: api_version must look like 59.0",
+                        vn->loc.file, vn->loc.line, vn->loc.col, what);
       goto out;
     }
   if ((rc = bf_http_options_from_params(&o, p, sf_params, what, err))) goto out;
@@ -209,7 +215,8 @@ static int sf_open(const struct bf_destination_config *dc, const struct bf_confi
     rc = err ? err->code : BF_E_DESTINATION;
     goto out;
   }
-  char *auth = bf_xasprintf("Authorization: Bearer %s", bf_params_str(p, sf_params, "access_token"));
+  char *auth =
+      bf_xasprintf("Authorization: Bearer %s", bf_params_str(p, sf_params, "access_token"));
   bf_http_add_header(d->http, auth, true);
   free(auth);
   d->api = bf_xasprintf("/services/data/v%s", version);
@@ -247,7 +254,8 @@ static char *sf_reason(struct bf_http_response *r) {
   const char *msg = json_string_value(json_object_get(e, "message"));
   char *out = msg ? bf_xasprintf("Salesforce %s %s: %s", r->error, code ? code : "", msg)
                   : bf_xasprintf("Salesforce %s%s%.*s", r->error, r->body.len ? ": " : "",
-                                 (int)(r->body.len < 200 ? r->body.len : 200), r->body.data ? r->body.data : "");
+                                 (int)(r->body.len < 200 ? r->body.len : 200),
+                                 r->body.data ? r->body.data : "");
   json_decref(root);
   return out;
 }
@@ -256,8 +264,9 @@ static int unavailable(struct sf_destination *d, struct bf_http_response *r, str
   char *why = sf_reason(r);
   bf_http_scrub(d->http, why);
   const char *hint = r->status == 401 ? " (the access token is invalid or expired)"
-                     : r->status == 403 ? " (the user lacks permission, or the org's API limit is used up)"
-                                        : "";
+                     : r->status == 403
+                         ? " (the user lacks permission, or the org's API limit is used up)"
+                         : "";
   int rc = bf_error_set(err, BF_E_DESTINATION, "destination '%s' (%s): %s%s", d->base.name,
                         bf_http_base_url_shown(d->http), why, hint);
   free(why);
@@ -274,7 +283,8 @@ static void watch_usage(struct sf_destination *d, const struct bf_http_response 
   if (!u || d->warned_usage) return;
   long used = 0, max = 0;
   if (sscanf(u + 10, "%ld/%ld", &used, &max) == 2 && max > 0 && used * 10 >= max * 9) {
-    bf_log_warn("destination '%s': %ld of the org's %ld daily API requests are used", d->base.name, used, max);
+    bf_log_warn("destination '%s': %ld of the org's %ld daily API requests are used", d->base.name,
+                used, max);
     d->warned_usage = true;
   }
 }
@@ -282,8 +292,8 @@ static void watch_usage(struct sf_destination *d, const struct bf_http_response 
 /* One request; rc != 0 only when the destination is unavailable. */
 static int call(struct sf_destination *d, const char *method, const char *path, const char *ctype,
                 const char *body, size_t len, struct bf_http_response *resp, struct bf_error *err) {
-  struct bf_http_request req = {.method = method, .path = path, .content_type = ctype, .body = body,
-                                .body_len = len};
+  struct bf_http_request req = {
+      .method = method, .path = path, .content_type = ctype, .body = body, .body_len = len};
   int rc = bf_http_perform_one(d->http, &req, resp, err);
   if (rc) return rc;
   watch_usage(d, resp);
@@ -313,8 +323,9 @@ struct job_records {
 };
 
 /* Result rows -> outcomes. key_col names the column holding keys. */
-static void apply_results(struct sf_destination *d, const struct job_records *jr, const char *csv_text,
-                          size_t csv_len, const char *key_col, int kind, struct bf_outcome *outcomes) {
+static void apply_results(struct sf_destination *d, const struct job_records *jr,
+                          const char *csv_text, size_t csv_len, const char *key_col, int kind,
+                          struct bf_outcome *outcomes) {
   struct csv c;
   csv_parse(&c, csv_text, csv_len);
   size_t kc = csv_col(&c, key_col), ec = csv_col(&c, "sf__Error");
@@ -325,8 +336,10 @@ static void apply_results(struct sf_destination *d, const struct job_records *jr
     size_t lo = 0, hi = jr->n;
     while (lo < hi) {
       size_t mid = lo + (hi - lo) / 2;
-      if (strcmp(jr->keys[jr->recs[mid]], key) < 0) lo = mid + 1;
-      else hi = mid;
+      if (strcmp(jr->keys[jr->recs[mid]], key) < 0)
+        lo = mid + 1;
+      else
+        hi = mid;
     }
     if (lo == jr->n || strcmp(jr->keys[jr->recs[lo]], key) != 0) continue; /* not ours */
     size_t i = jr->recs[lo];
@@ -338,7 +351,8 @@ static void apply_results(struct sf_destination *d, const struct job_records *jr
       set_outcome(&outcomes[i], BF_OUT_REJECT, why);
       free(why);
     } else {
-      set_outcome(&outcomes[i], BF_OUT_RETRY, "Salesforce did not process this record; will resend");
+      set_outcome(&outcomes[i], BF_OUT_RETRY,
+                  "Salesforce did not process this record; will resend");
     }
   }
   (void)d;
@@ -370,7 +384,8 @@ static int get_results(struct sf_destination *d, const char *job, const struct j
       for (size_t j = 0; j < jr->n; j++) {
         struct bf_outcome *o = &outcomes[jr->recs[j]];
         if (o->status == BF_OUT_REJECT && o->reason &&
-            (strstr(o->reason, "ENTITY_IS_DELETED") || strstr(o->reason, "INVALID_CROSS_REFERENCE_KEY")))
+            (strstr(o->reason, "ENTITY_IS_DELETED") ||
+             strstr(o->reason, "INVALID_CROSS_REFERENCE_KEY")))
           set_outcome(o, BF_OUT_OK, NULL);
       }
   }
@@ -394,7 +409,8 @@ static int run_job(struct sf_destination *d, const char *object, const char *ope
     bf_buf_puts(&body, ",\"externalIdFieldName\":");
     bf_json_cstr(&body, ext_field);
   }
-  bf_buf_puts(&body, ",\"contentType\":\"CSV\",\"columnDelimiter\":\"COMMA\",\"lineEnding\":\"LF\"}");
+  bf_buf_puts(&body,
+              ",\"contentType\":\"CSV\",\"columnDelimiter\":\"COMMA\",\"lineEnding\":\"LF\"}");
   char *path = bf_xasprintf("%s/jobs/ingest", d->api);
   char *job = NULL, *job_path = NULL, *upload = NULL;
   struct bf_http_response r = {0};
@@ -411,9 +427,11 @@ static int run_job(struct sf_destination *d, const char *object, const char *ope
   doc = json_loadb(r.body.data, r.body.len, 0, NULL);
   const char *id = json_string_value(json_object_get(doc, "id"));
   const char *content_url = json_string_value(json_object_get(doc, "contentUrl"));
-  if (!id || strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") != strlen(id)) {
-    rc = bf_error_set(err, BF_E_DESTINATION, "destination '%s': Salesforce created a job without a valid id",
-                      d->base.name);
+  if (!id ||
+      strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") != strlen(id)) {
+    rc =
+        bf_error_set(err, BF_E_DESTINATION,
+                     "destination '%s': Salesforce created a job without a valid id", d->base.name);
     goto out;
   }
   job = bf_xstrdup(id);
@@ -460,12 +478,14 @@ static int run_job(struct sf_destination *d, const char *object, const char *ope
     json_decref(doc);
     doc = json_loadb(r.body.data ? r.body.data : "", r.body.len, 0, NULL);
     state = json_string_value(json_object_get(doc, "state"));
-    if (state && (!strcmp(state, "JobComplete") || !strcmp(state, "Failed") || !strcmp(state, "Aborted")))
+    if (state &&
+        (!strcmp(state, "JobComplete") || !strcmp(state, "Failed") || !strcmp(state, "Aborted")))
       break;
     bf_http_response_release(&r);
     if (bf_http_now_ms() - start > (double)d->job_timeout_ms || bf_stop_requested) {
       bf_log_warn("destination '%s': job %s still %s after %lld ms; its records will be sent again",
-                  d->base.name, job, state ? state : "unknown", (long long)(bf_http_now_ms() - start));
+                  d->base.name, job, state ? state : "unknown",
+                  (long long)(bf_http_now_ms() - start));
       goto out;
     }
     wait = wait * 3 / 2;
@@ -476,10 +496,12 @@ static int run_job(struct sf_destination *d, const char *object, const char *ope
   rc = get_results(d, job, jr, key_col, !strcmp(operation, "delete"), outcomes, err);
   if (rc == 0 && strcmp(state, "JobComplete") != 0) {
     /* A failed job may report nothing per record: give its reason. */
-    char *why = bf_xasprintf("Salesforce job %s: %s", state, job_error ? job_error : "no reason given");
+    char *why =
+        bf_xasprintf("Salesforce job %s: %s", state, job_error ? job_error : "no reason given");
     for (size_t k = 0; k < jr->n; k++) {
       struct bf_outcome *o = &outcomes[jr->recs[k]];
-      if (o->status == BF_OUT_RETRY && o->reason && !strncmp(o->reason, "Salesforce did not report", 25))
+      if (o->status == BF_OUT_RETRY && o->reason &&
+          !strncmp(o->reason, "Salesforce did not report", 25))
         set_outcome(o, BF_OUT_REJECT, why);
     }
     free(why);
@@ -507,8 +529,10 @@ static bool record_key(struct sf_destination *d, const struct bf_batch *batch,
   }
   json_t *m = json_loadb(rec->match_json, rec->match_json_len, 0, NULL);
   json_t *v = json_object_get(m, batch->mapping->match_names[0]);
-  if (json_is_string(v)) bf_buf_append(out, json_string_value(v), json_string_length(v));
-  else if (json_is_integer(v)) bf_buf_printf(out, "%lld", (long long)json_integer_value(v));
+  if (json_is_string(v))
+    bf_buf_append(out, json_string_value(v), json_string_length(v));
+  else if (json_is_integer(v))
+    bf_buf_printf(out, "%lld", (long long)json_integer_value(v));
   else if (json_is_real(v)) {
     struct bf_value fv = {.type = BF_FLOAT, .u.f = json_real_value(v)};
     bf_http_value_text(out, &fv);
@@ -543,12 +567,13 @@ static size_t assign_rounds(size_t *recs, size_t n, char **keys, unsigned *round
   return rounds;
 }
 
-static int sf_push_batch(struct bf_destination *d_, const struct bf_batch *batch, struct bf_outcome *outcomes,
-                   struct bf_error *err) {
+static int sf_push_batch(struct bf_destination *d_, const struct bf_batch *batch,
+                         struct bf_outcome *outcomes, struct bf_error *err) {
   struct sf_destination *d = (struct sf_destination *)d_;
   const struct bf_mapping *m = batch->mapping;
   if (m->n_match != 1 || !batch->object)
-    return bf_error_set(err, BF_E_CONFIG, "sync '%s': salesforce needs object and one match key", batch->sync_name);
+    return bf_error_set(err, BF_E_CONFIG, "sync '%s': salesforce needs object and one match key",
+                        batch->sync_name);
   size_t n = batch->n;
   char **keys = bf_xcalloc(n ? n : 1, sizeof *keys);
   size_t *recs = bf_xmalloc((n ? n : 1) * sizeof *recs);
@@ -559,7 +584,8 @@ static int sf_push_batch(struct bf_destination *d_, const struct bf_batch *batch
       keys[i] = bf_xstrndup(d->text.data, d->text.len);
       recs[n_recs++] = i;
     } else {
-      char *why = bf_xasprintf("%s is empty: Salesforce cannot match the record", m->match_names[0]);
+      char *why =
+          bf_xasprintf("%s is empty: Salesforce cannot match the record", m->match_names[0]);
       set_outcome(&outcomes[i], BF_OUT_REJECT, why);
       free(why);
     }
@@ -602,8 +628,9 @@ static int sf_push_batch(struct bf_destination *d_, const struct bf_batch *batch
     }
     struct job_records jr = {job_recs, k, keys};
     /* mode insert creates only; upsert/update/mirror upsert by external id */
-    rc = run_job(d, batch->object, operation, !strcmp(operation, "insert") ? NULL : m->match_names[0], &csv,
-                 &jr, m->match_names[0], outcomes, err);
+    rc = run_job(d, batch->object, operation,
+                 !strcmp(operation, "insert") ? NULL : m->match_names[0], &csv, &jr,
+                 m->match_names[0], outcomes, err);
   }
   bf_buf_release(&csv);
   for (size_t i = 0; i < n; i++) free(keys[i]);
@@ -645,8 +672,8 @@ static void soql_literal(struct bf_buf *b, const char *s) {
 }
 
 /* ids[i] := Salesforce Id of record i (NULL when Salesforce has none). */
-static int find_ids(struct sf_destination *d, const struct bf_batch *batch, const size_t *recs, size_t n,
-                    char **keys, char **ids, struct bf_error *err) {
+static int find_ids(struct sf_destination *d, const struct bf_batch *batch, const size_t *recs,
+                    size_t n, char **keys, char **ids, struct bf_error *err) {
   const char *ext = batch->mapping->match_names[0];
   int rc = 0;
   struct bf_buf q = {0}, url = {0};
@@ -671,8 +698,9 @@ static int find_ids(struct sf_destination *d, const struct bf_batch *batch, cons
       if (rc == 0 && !bf_http_ok(&r)) {
         char *why = sf_reason(&r);
         bf_http_scrub(d->http, why);
-        rc = bf_error_set(err, BF_E_DESTINATION, "destination '%s': cannot look up records to delete: %s",
-                          d->base.name, why);
+        rc = bf_error_set(err, BF_E_DESTINATION,
+                          "destination '%s': cannot look up records to delete: %s", d->base.name,
+                          why);
         free(why);
       }
       if (rc == 0) {
@@ -684,14 +712,17 @@ static int find_ids(struct sf_destination *d, const struct bf_batch *batch, cons
           json_t *ev = json_object_get(row, ext);
           char num[64];
           const char *v = json_string_value(ev);
-          if (!v && json_is_integer(ev)) snprintf(num, sizeof num, "%lld", (long long)json_integer_value(ev)), v = num;
-          if (!v && json_is_real(ev)) snprintf(num, sizeof num, "%.15g", json_real_value(ev)), v = num;
+          if (!v && json_is_integer(ev))
+            snprintf(num, sizeof num, "%lld", (long long)json_integer_value(ev)), v = num;
+          if (!v && json_is_real(ev))
+            snprintf(num, sizeof num, "%.15g", json_real_value(ev)), v = num;
           if (!id || !v) continue;
           for (size_t k = start; k < end; k++)
             if (!ids[recs[k]] && !strcmp(keys[recs[k]], v)) ids[recs[k]] = bf_xstrdup(id);
         }
-        const char *nu = json_is_true(json_object_get(doc, "done")) ? NULL
-                                                                    : json_string_value(json_object_get(doc, "nextRecordsUrl"));
+        const char *nu = json_is_true(json_object_get(doc, "done"))
+                             ? NULL
+                             : json_string_value(json_object_get(doc, "nextRecordsUrl"));
         if (nu) next = bf_xstrdup(nu);
         json_decref(doc);
       }
@@ -704,11 +735,12 @@ static int find_ids(struct sf_destination *d, const struct bf_batch *batch, cons
   return rc;
 }
 
-static int sf_remove_batch(struct bf_destination *d_, const struct bf_batch *batch, struct bf_outcome *outcomes,
-                     struct bf_error *err) {
+static int sf_remove_batch(struct bf_destination *d_, const struct bf_batch *batch,
+                           struct bf_outcome *outcomes, struct bf_error *err) {
   struct sf_destination *d = (struct sf_destination *)d_;
   if (batch->mapping->n_match != 1 || !batch->object)
-    return bf_error_set(err, BF_E_CONFIG, "sync '%s': salesforce needs object and one match key", batch->sync_name);
+    return bf_error_set(err, BF_E_CONFIG, "sync '%s': salesforce needs object and one match key",
+                        batch->sync_name);
   size_t n = batch->n;
   char **keys = bf_xcalloc(n ? n : 1, sizeof *keys);
   char **ids = bf_xcalloc(n ? n : 1, sizeof *ids);
@@ -769,13 +801,13 @@ static int finish(int rc, const struct bf_batch *batch, struct bf_outcome *outco
   return rc;
 }
 
-static int sf_push(struct bf_destination *d, const struct bf_batch *batch, struct bf_outcome *outcomes,
-                   struct bf_error *err) {
+static int sf_push(struct bf_destination *d, const struct bf_batch *batch,
+                   struct bf_outcome *outcomes, struct bf_error *err) {
   return finish(sf_push_batch(d, batch, outcomes, err), batch, outcomes);
 }
 
-static int sf_remove(struct bf_destination *d, const struct bf_batch *batch, struct bf_outcome *outcomes,
-                   struct bf_error *err) {
+static int sf_remove(struct bf_destination *d, const struct bf_batch *batch,
+                     struct bf_outcome *outcomes, struct bf_error *err) {
   return finish(sf_remove_batch(d, batch, outcomes, err), batch, outcomes);
 }
 

@@ -27,18 +27,18 @@
 #include "destinations/destination.h"
 #include "destinations/http_transport.h"
 
-#define MAX_RESPONSE_BYTES (8u << 20) /* a hostile receiver cannot make us eat memory */
-#define DEFAULT_POST_RECORDS 500      /* records per POST when the sync sets no batch_size */
-#define DEFAULT_IN_FLIGHT 4           /* the max_in_flight default below */
+#define MAX_RESPONSE_BYTES   (8u << 20) /* a hostile receiver cannot make us eat memory */
+#define DEFAULT_POST_RECORDS 500        /* records per POST when the sync sets no batch_size */
+#define DEFAULT_IN_FLIGHT    4          /* the max_in_flight default below */
 
 /* One POST: records [off, off + n) of the batch being pushed. */
 struct post {
   struct webhook_destination *d;
   size_t off, n;
-  char id[40];         /* "msg_" + 32 hex: webhook-id and batch_id */
-  char id_header[64];  /* "webhook-id: msg_..." */
+  char id[40];        /* "msg_" + 32 hex: webhook-id and batch_id */
+  char id_header[64]; /* "webhook-id: msg_..." */
   const char *headers[2];
-  struct bf_buf body;  /* reused from push to push */
+  struct bf_buf body; /* reused from push to push */
 };
 
 struct range {
@@ -61,7 +61,7 @@ struct webhook_destination {
   char *url;       /* as configured: may hold credentials, never printed */
   char *url_shown; /* without credentials or query string */
   unsigned char key[64];
-  size_t key_len; /* 0 = unsigned */
+  size_t key_len;               /* 0 = unsigned */
   struct sync_post_size *syncs; /* syncs to this destination */
   size_t n_syncs;
   struct post *posts; /* pool, one per POST of a round */
@@ -71,7 +71,8 @@ struct webhook_destination {
 
 static const struct bf_param_spec webhook_params[] = {
     {"url", BF_PARAM_STRING, NULL, true, false, "http(s) URL the batches are POSTed to"},
-    {"signing_secret", BF_PARAM_STRING, NULL, false, true, "whsec_<base64> secret for webhook-signature"},
+    {"signing_secret", BF_PARAM_STRING, NULL, false, true,
+     "whsec_<base64> secret for webhook-signature"},
     {"max_in_flight", BF_PARAM_INT, "4", false, false,
      "POSTs on the wire at once (1-256), each of the sync's batch_size records (default 500). "
      "A sync without batch_size is handed 2000 records at a time (4 POSTs); one with "
@@ -109,7 +110,8 @@ static int webhook_open(const struct bf_destination_config *dc, const struct bf_
   d->url_shown = bf_http_redact_url(d->url);
   const struct bf_node *url_node = bf_node_get(p, "url");
   if (strncmp(d->url, "http://", 7) != 0 && strncmp(d->url, "https://", 8) != 0) {
-    rc = bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: destination '%s': url must start with http:// or https://",
+    rc = bf_error_set(err, BF_E_CONFIG,
+                      "%s:%d:%d: destination '%s': url must start with http:// or https://",
                       url_node->loc.file, url_node->loc.line, url_node->loc.col, dc->name);
     goto fail;
   }
@@ -119,7 +121,8 @@ static int webhook_open(const struct bf_destination_config *dc, const struct bf_
     const char *b64 = strncmp(secret, "whsec_", 6) == 0 ? secret + 6 : secret;
     size_t key_len = 0;
     if (sodium_base642bin(d->key, sizeof d->key, b64, strlen(b64), NULL, &key_len, NULL,
-                          sodium_base64_VARIANT_ORIGINAL) != 0 || key_len < 16) {
+                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        key_len < 16) {
       rc = bf_error_set(err, BF_E_CONFIG,
                         "%s:%d:%d: destination '%s': signing_secret must be whsec_ followed by "
                         "base64 of 16 to 64 bytes",
@@ -131,7 +134,8 @@ static int webhook_open(const struct bf_destination_config *dc, const struct bf_
   long long in_flight = bf_params_int(p, webhook_params, "max_in_flight");
   if (in_flight < 1 || in_flight > 256) {
     const struct bf_node *n = bf_node_get(p, "max_in_flight");
-    rc = bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: destination '%s': max_in_flight must be from 1 to 256",
+    rc = bf_error_set(err, BF_E_CONFIG,
+                      "%s:%d:%d: destination '%s': max_in_flight must be from 1 to 256",
                       n->loc.file, n->loc.line, n->loc.col, dc->name);
     goto fail;
   }
@@ -141,8 +145,8 @@ static int webhook_open(const struct bf_destination_config *dc, const struct bf_
     const struct bf_sync_config *s = &cfg->syncs[i];
     if (strcmp(s->destination, dc->name) != 0) continue;
     d->syncs = bf_xrealloc(d->syncs, (d->n_syncs + 1) * sizeof *d->syncs);
-    d->syncs[d->n_syncs++] = (struct sync_post_size){bf_xstrdup(s->name),
-                                                     s->batch_size > 0 ? (size_t)s->batch_size : 0};
+    d->syncs[d->n_syncs++] =
+        (struct sync_post_size){bf_xstrdup(s->name), s->batch_size > 0 ? (size_t)s->batch_size : 0};
   }
 
   /* The transport's name starts its log lines and the insecure warning. */
@@ -210,14 +214,16 @@ void bf_webhook_signature(const unsigned char *key, size_t key_len, const char *
 /* Called by the transport before every attempt of a POST: a fresh
  * timestamp, and the signature over it (webhook-id stays in the fixed
  * headers). */
-static void attempt_headers(const struct bf_http_request *req, unsigned attempt, struct bf_buf *out) {
+static void attempt_headers(const struct bf_http_request *req, unsigned attempt,
+                            struct bf_buf *out) {
   (void)attempt;
   const struct post *p = req->user;
   long long ts = (long long)time(NULL);
   bf_buf_printf(out, "webhook-timestamp: %lld\n", ts);
   if (p->d->key_len) {
     char sig[96];
-    bf_webhook_signature(p->d->key, p->d->key_len, p->id, ts, req->body, req->body_len, sig, sizeof sig);
+    bf_webhook_signature(p->d->key, p->d->key_len, p->id, ts, req->body, req->body_len, sig,
+                         sizeof sig);
     bf_buf_printf(out, "webhook-signature: %s\n", sig);
   }
 }
@@ -234,7 +240,8 @@ void bf_webhook_parse_results(const char *name, const char *url_shown, const cha
   char detail[256];
   json_t *results = root ? json_object_get(root, "results") : NULL;
   if (!root) {
-    snprintf(detail, sizeof detail, "malformed JSON response (%.120s at byte %d)", jerr.text, jerr.position);
+    snprintf(detail, sizeof detail, "malformed JSON response (%.120s at byte %d)", jerr.text,
+             jerr.position);
     problem = detail;
   } else if (!results) {
     goto out; /* a JSON body without per-record results: accepted */
@@ -247,7 +254,8 @@ void bf_webhook_parse_results(const char *name, const char *url_shown, const cha
     /* We cannot tell which records landed: send them all again (at-least-once). */
     bf_log_warn("destination '%s' (%s): %s; the batch will be sent again", name, url_shown,
                 problem);
-    for (size_t i = 0; i < n; i++) outcomes[i] = (struct bf_outcome){BF_OUT_RETRY, bf_xstrdup(problem)};
+    for (size_t i = 0; i < n; i++)
+      outcomes[i] = (struct bf_outcome){BF_OUT_RETRY, bf_xstrdup(problem)};
     goto out;
   }
   for (size_t i = 0; i < n; i++) {
@@ -256,9 +264,11 @@ void bf_webhook_parse_results(const char *name, const char *url_shown, const cha
     const char *reason = json_string_value(json_object_get(r, "reason"));
     if (status && (!strcmp(status, "ok") || !strcmp(status, "success"))) continue;
     if (status && !strcmp(status, "retry")) {
-      outcomes[i] = (struct bf_outcome){BF_OUT_RETRY, bf_xstrdup(reason && *reason ? reason : "receiver asked to retry")};
+      outcomes[i] = (struct bf_outcome){
+          BF_OUT_RETRY, bf_xstrdup(reason && *reason ? reason : "receiver asked to retry")};
     } else if (status && (!strcmp(status, "rejected") || !strcmp(status, "error"))) {
-      outcomes[i] = (struct bf_outcome){BF_OUT_REJECT, bf_xstrdup(reason && *reason ? reason : "rejected by receiver")};
+      outcomes[i] = (struct bf_outcome){
+          BF_OUT_REJECT, bf_xstrdup(reason && *reason ? reason : "rejected by receiver")};
     } else {
       outcomes[i] = (struct bf_outcome){BF_OUT_RETRY, bf_xstrdup("result without a known status")};
     }
@@ -326,23 +336,26 @@ static int judge(struct webhook_destination *d, const struct post *p, struct bf_
     ranges_add(again, p->off + p->n / 2, p->n - p->n / 2);
     return 0;
   }
-  if (status == 401 || status == 403 || status == 404 || status == 410 || (status >= 300 && status < 400))
+  if (status == 401 || status == 403 || status == 404 || status == 410 ||
+      (status >= 300 && status < 400))
     return bf_error_set(err, BF_E_DESTINATION, "destination '%s' (%s): HTTP %ld%s", d->base.name,
                         d->url_shown, status,
                         status == 401 || status == 403 ? ": check the signing secret and headers"
-                        : status == 410              ? ": the receiver says the endpoint is gone"
-                                                     : "");
+                        : status == 410                ? ": the receiver says the endpoint is gone"
+                                                       : "");
   if (!r->too_large && !bf_http_retryable(d->http, r) && status >= 400 && status < 500) {
     size_t shown = r->body.len < 200 ? r->body.len : 200;
-    char *reason = bf_xasprintf("HTTP %ld: %.*s", status, (int)shown, r->body.data ? r->body.data : "");
+    char *reason =
+        bf_xasprintf("HTTP %ld: %.*s", status, (int)shown, r->body.data ? r->body.data : "");
     bf_http_scrub(d->http, reason);
-    for (size_t i = 0; i < p->n; i++) out[i] = (struct bf_outcome){BF_OUT_REJECT, bf_xstrdup(reason)};
+    for (size_t i = 0; i < p->n; i++)
+      out[i] = (struct bf_outcome){BF_OUT_REJECT, bf_xstrdup(reason)};
     free(reason);
     return 0;
   }
   /* 429, 408, 5xx, no answer or an oversized one, after the retries. */
-  return bf_error_set(err, BF_E_DESTINATION, "destination '%s' (%s): %s", d->base.name, d->url_shown,
-                      r->error[0] ? r->error : "no usable answer");
+  return bf_error_set(err, BF_E_DESTINATION, "destination '%s' (%s): %s", d->base.name,
+                      d->url_shown, r->error[0] ? r->error : "no usable answer");
 }
 
 struct round {

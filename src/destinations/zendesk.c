@@ -38,10 +38,12 @@ struct zd_destination {
 
 static const struct bf_param_spec zd_params[] = {
     BF_HTTP_PARAMS(NULL),
-    {"subdomain", BF_PARAM_STRING, NULL, false, false, "your Zendesk subdomain (base_url overrides it)"},
+    {"subdomain", BF_PARAM_STRING, NULL, false, false,
+     "your Zendesk subdomain (base_url overrides it)"},
     {"email", BF_PARAM_STRING, NULL, true, false, "agent email the API token belongs to"},
     {"api_token", BF_PARAM_STRING, NULL, true, true, "Zendesk API token"},
-    {"poll_interval", BF_PARAM_DURATION, "500ms", false, false, "first wait between job status polls"},
+    {"poll_interval", BF_PARAM_DURATION, "500ms", false, false,
+     "first wait between job status polls"},
     {"poll_max_interval", BF_PARAM_DURATION, "5s", false, false, "longest wait between polls"},
     {"job_timeout", BF_PARAM_DURATION, "10m", false, false,
      "give up waiting for a job (its records are sent again next run)"},
@@ -49,9 +51,27 @@ static const struct bf_param_spec zd_params[] = {
 };
 
 static const char *const user_attributes[] = {
-    "name", "email", "phone", "external_id", "role", "alias", "details", "notes", "locale",
-    "time_zone", "verified", "organization_id", "signature", "tags", "moderator", "suspended",
-    "shared_phone_number", "remote_photo_url", "default_group_id", "custom_role_id", NULL,
+    "name",
+    "email",
+    "phone",
+    "external_id",
+    "role",
+    "alias",
+    "details",
+    "notes",
+    "locale",
+    "time_zone",
+    "verified",
+    "organization_id",
+    "signature",
+    "tags",
+    "moderator",
+    "suspended",
+    "shared_phone_number",
+    "remote_photo_url",
+    "default_group_id",
+    "custom_role_id",
+    NULL,
 };
 
 static bool is_attribute(const char *name) {
@@ -94,8 +114,9 @@ static int zd_open(const struct bf_destination_config *dc, const struct bf_confi
     for (const char *c = sub; *c; c++)
       if (!isalnum((unsigned char)*c) && *c != '-') {
         const struct bf_node *n = bf_node_get(p, "subdomain");
-        rc = bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: %s: subdomain must be letters, digits and '-'",
-                          n->loc.file, n->loc.line, n->loc.col, what);
+        rc = bf_error_set(err, BF_E_CONFIG,
+                          "%s:%d:%d: %s: subdomain must be letters, digits and '-'", n->loc.file,
+                          n->loc.line, n->loc.col, what);
         goto out;
       }
     base = bf_xasprintf("https://%s.zendesk.com", sub);
@@ -115,7 +136,8 @@ static int zd_open(const struct bf_destination_config *dc, const struct bf_confi
                             bf_params_str(p, zd_params, "api_token"));
   size_t b64_len = sodium_base64_ENCODED_LEN(strlen(cred), sodium_base64_VARIANT_ORIGINAL);
   char *b64 = bf_xmalloc(b64_len);
-  sodium_bin2base64(b64, b64_len, (const unsigned char *)cred, strlen(cred), sodium_base64_VARIANT_ORIGINAL);
+  sodium_bin2base64(b64, b64_len, (const unsigned char *)cred, strlen(cred),
+                    sodium_base64_VARIANT_ORIGINAL);
   char *auth = bf_xasprintf("Authorization: Basic %s", b64);
   bf_http_add_header(d->http, auth, true);
   bf_http_add_secret(d->http, bf_params_str(p, zd_params, "api_token"));
@@ -153,7 +175,8 @@ static void zd_close(struct bf_destination *d_) {
 static char *zd_reason(struct bf_http_response *r) {
   json_t *root = json_loadb(r->body.data ? r->body.data : "", r->body.len, 0, NULL);
   json_t *e = json_object_get(root, "error");
-  const char *title = json_is_string(e) ? json_string_value(e) : json_string_value(json_object_get(e, "title"));
+  const char *title =
+      json_is_string(e) ? json_string_value(e) : json_string_value(json_object_get(e, "title"));
   const char *msg = json_string_value(json_object_get(root, "description"));
   if (!msg) msg = json_string_value(json_object_get(e, "message"));
   char *out = title || msg ? bf_xasprintf("Zendesk %s: %s%s%s", r->error, title ? title : "",
@@ -176,8 +199,8 @@ static int unavailable(struct zd_destination *d, struct bf_http_response *r, str
 }
 
 static bool fatal(struct zd_destination *d, const struct bf_http_response *r) {
-  return r->status == 401 || r->status == 403 || r->status == 404 || (r->status >= 300 && r->status < 400) ||
-         (!bf_http_ok(r) && bf_http_retryable(d->http, r));
+  return r->status == 401 || r->status == 403 || r->status == 404 ||
+         (r->status >= 300 && r->status < 400) || (!bf_http_ok(r) && bf_http_retryable(d->http, r));
 }
 
 static int zd_check(struct bf_destination *d_, struct bf_error *err) {
@@ -192,7 +215,8 @@ static int zd_check(struct bf_destination *d_, struct bf_error *err) {
 
 /* ---- values --------------------------------------------------------------- */
 
-static void json_typed(struct zd_destination *d, struct bf_buf *b, const struct bf_value *v, bool as_string) {
+static void json_typed(struct zd_destination *d, struct bf_buf *b, const struct bf_value *v,
+                       bool as_string) {
   if (v->type == BF_NULL) {
     bf_buf_puts(b, "null");
   } else if (!as_string && (v->type == BF_INT || v->type == BF_FLOAT || v->type == BF_BOOL)) {
@@ -210,21 +234,23 @@ static void member(struct zd_destination *d, struct bf_buf *b, bool *first, cons
   *first = false;
   bf_json_cstr(b, name);
   bf_buf_putc(b, ':');
-  bool as_string = !strcmp(name, "external_id") || !strcmp(name, "email") || !strcmp(name, "name") ||
-                   !strcmp(name, "phone");
+  bool as_string = !strcmp(name, "external_id") || !strcmp(name, "email") ||
+                   !strcmp(name, "name") || !strcmp(name, "phone");
   json_typed(d, b, v, as_string);
 }
 
-static void user_json(struct zd_destination *d, const struct bf_batch *batch, const struct bf_record *rec,
-                      struct bf_buf *b) {
+static void user_json(struct zd_destination *d, const struct bf_batch *batch,
+                      const struct bf_record *rec, struct bf_buf *b) {
   const struct bf_mapping *m = batch->mapping;
   bool first = true, has_custom = false;
   bf_buf_putc(b, '{');
   member(d, b, &first, m->match_names[0], &rec->values[0]);
   for (int pass = 0; pass < 2; pass++) {
     if (pass == 1) {
-      for (size_t i = 0; i < m->n_fields && !has_custom; i++) has_custom = !is_attribute(m->field_names[i]);
-      for (size_t i = 0; i < m->n_constants && !has_custom; i++) has_custom = !is_attribute(m->constant_names[i]);
+      for (size_t i = 0; i < m->n_fields && !has_custom; i++)
+        has_custom = !is_attribute(m->field_names[i]);
+      for (size_t i = 0; i < m->n_constants && !has_custom; i++)
+        has_custom = !is_attribute(m->constant_names[i]);
       if (!has_custom) break;
       bf_buf_puts(b, ",\"user_fields\":{");
       first = true;
@@ -251,12 +277,13 @@ struct zd_job {
   size_t *recs; /* batch positions, in request order */
   size_t n;
   struct bf_buf body;
-  char *id;     /* job id once queued */
+  char *id; /* job id once queued */
   bool done;
 };
 
 /* Applies a finished job's results to its records. */
-static void apply_job(json_t *js, const struct zd_job *job, bool deleting, struct bf_outcome *outcomes) {
+static void apply_job(json_t *js, const struct zd_job *job, bool deleting,
+                      struct bf_outcome *outcomes) {
   const char *status = json_string_value(json_object_get(js, "status"));
   json_t *results = json_object_get(js, "results");
   size_t i;
@@ -279,13 +306,15 @@ static void apply_job(json_t *js, const struct zd_job *job, bool deleting, struc
       set_outcome(o, BF_OUT_OK, NULL);
       continue;
     }
-    char *why = bf_xasprintf("Zendesk %s%s%s", e ? e : "Failed", details ? ": " : "", details ? details : "");
+    char *why = bf_xasprintf("Zendesk %s%s%s", e ? e : "Failed", details ? ": " : "",
+                             details ? details : "");
     set_outcome(o, BF_OUT_REJECT, why);
     free(why);
   }
   if (status && strcmp(status, "completed") != 0) {
     const char *msg = json_string_value(json_object_get(js, "message"));
-    char *why = bf_xasprintf("Zendesk job %s%s%s; will resend", status, msg ? ": " : "", msg ? msg : "");
+    char *why =
+        bf_xasprintf("Zendesk job %s%s%s; will resend", status, msg ? ": " : "", msg ? msg : "");
     for (size_t k = 0; k < job->n; k++) {
       struct bf_outcome *o = &outcomes[job->recs[k]];
       if (o->status == BF_OUT_RETRY) set_outcome(o, BF_OUT_RETRY, why);
@@ -296,15 +325,17 @@ static void apply_job(json_t *js, const struct zd_job *job, bool deleting, struc
 
 /* Queues every job (requests built in job->body with method/path), then
  * polls them until all are done; fills outcomes. */
-static int run_jobs(struct zd_destination *d, struct zd_job *jobs, size_t n_jobs, const char *method,
-                    char **paths, bool deleting, struct bf_outcome *outcomes, struct bf_error *err) {
+static int run_jobs(struct zd_destination *d, struct zd_job *jobs, size_t n_jobs,
+                    const char *method, char **paths, bool deleting, struct bf_outcome *outcomes,
+                    struct bf_error *err) {
   for (size_t j = 0; j < n_jobs; j++)
     for (size_t k = 0; k < jobs[j].n; k++)
       set_outcome(&outcomes[jobs[j].recs[k]], BF_OUT_RETRY, "Zendesk did not report this record");
   struct bf_http_request *reqs = bf_xcalloc(n_jobs ? n_jobs : 1, sizeof *reqs);
   struct bf_http_response *resps = bf_xcalloc(n_jobs ? n_jobs : 1, sizeof *resps);
   for (size_t j = 0; j < n_jobs; j++)
-    reqs[j] = (struct bf_http_request){.method = method, .path = paths[j],
+    reqs[j] = (struct bf_http_request){.method = method,
+                                       .path = paths[j],
                                        .body = jobs[j].body.len ? jobs[j].body.data : NULL,
                                        .body_len = jobs[j].body.len};
   int rc = bf_http_perform(d->http, reqs, resps, n_jobs, NULL, NULL, err);
@@ -318,7 +349,8 @@ static int run_jobs(struct zd_destination *d, struct zd_job *jobs, size_t n_jobs
     if (!bf_http_ok(r)) { /* 400/422: the request as a whole was refused */
       char *why = zd_reason(r);
       bf_http_scrub(d->http, why);
-      for (size_t k = 0; k < jobs[j].n; k++) set_outcome(&outcomes[jobs[j].recs[k]], BF_OUT_REJECT, why);
+      for (size_t k = 0; k < jobs[j].n; k++)
+        set_outcome(&outcomes[jobs[j].recs[k]], BF_OUT_REJECT, why);
       free(why);
       jobs[j].done = true;
       continue;
@@ -326,8 +358,10 @@ static int run_jobs(struct zd_destination *d, struct zd_job *jobs, size_t n_jobs
     json_t *doc = json_loadb(r->body.data ? r->body.data : "", r->body.len, 0, NULL);
     json_t *js = json_object_get(doc, "job_status");
     json_t *id = json_object_get(js, "id");
-    if (json_is_string(id)) jobs[j].id = bf_xstrdup(json_string_value(id));
-    else if (json_is_integer(id)) jobs[j].id = bf_xasprintf("%lld", (long long)json_integer_value(id));
+    if (json_is_string(id))
+      jobs[j].id = bf_xstrdup(json_string_value(id));
+    else if (json_is_integer(id))
+      jobs[j].id = bf_xasprintf("%lld", (long long)json_integer_value(id));
     const char *st = json_string_value(json_object_get(js, "status"));
     if (!jobs[j].id) {
       jobs[j].done = true; /* stays retry: no job to follow */
@@ -348,8 +382,10 @@ static int run_jobs(struct zd_destination *d, struct zd_job *jobs, size_t n_jobs
   size_t *which = bf_xcalloc(n_jobs ? n_jobs : 1, sizeof *which);
   while (rc == 0 && pending > 0) {
     if (bf_http_now_ms() - start > (double)d->job_timeout_ms || bf_stop_requested) {
-      bf_log_warn("destination '%s': %zu Zendesk job(s) not finished after %lld ms; their records will be "
-                  "sent again", d->base.name, pending, (long long)(bf_http_now_ms() - start));
+      bf_log_warn(
+          "destination '%s': %zu Zendesk job(s) not finished after %lld ms; their records will be "
+          "sent again",
+          d->base.name, pending, (long long)(bf_http_now_ms() - start));
       break;
     }
     bf_http_sleep_ms(wait);
@@ -400,17 +436,20 @@ static void jobs_free(struct zd_job *jobs, size_t n) {
 
 /* ---- push ------------------------------------------------------------------- */
 
-static int zd_push_batch(struct bf_destination *d_, const struct bf_batch *batch, struct bf_outcome *outcomes,
-                   struct bf_error *err) {
+static int zd_push_batch(struct bf_destination *d_, const struct bf_batch *batch,
+                         struct bf_outcome *outcomes, struct bf_error *err) {
   struct zd_destination *d = (struct zd_destination *)d_;
   const struct bf_mapping *m = batch->mapping;
-  if (m->n_match != 1) return bf_error_set(err, BF_E_CONFIG, "sync '%s': zendesk needs one match key", batch->sync_name);
+  if (m->n_match != 1)
+    return bf_error_set(err, BF_E_CONFIG, "sync '%s': zendesk needs one match key",
+                        batch->sync_name);
   size_t n_jobs = (batch->n + ZD_MAX_USERS - 1) / ZD_MAX_USERS;
   struct zd_job *jobs = bf_xcalloc(n_jobs ? n_jobs : 1, sizeof *jobs);
   size_t j = 0;
   for (size_t i = 0; i < batch->n; i++) {
     const struct bf_record *rec = &batch->records[i];
-    if (rec->values[0].type == BF_NULL || (rec->values[0].type == BF_TEXT && rec->values[0].len == 0)) {
+    if (rec->values[0].type == BF_NULL ||
+        (rec->values[0].type == BF_TEXT && rec->values[0].len == 0)) {
       char *why = bf_xasprintf("%s is empty: Zendesk cannot match the user", m->match_names[0]);
       set_outcome(&outcomes[i], BF_OUT_REJECT, why);
       free(why);
@@ -459,15 +498,18 @@ static char *match_text(const struct bf_batch *batch, const struct bf_record *re
   json_t *mj = json_loadb(rec->match_json, rec->match_json_len, 0, NULL);
   json_t *v = json_object_get(mj, batch->mapping->match_names[0]);
   char *out = NULL;
-  if (json_is_string(v) && json_string_length(v)) out = bf_xstrdup(json_string_value(v));
-  else if (json_is_integer(v)) out = bf_xasprintf("%lld", (long long)json_integer_value(v));
-  else if (json_is_real(v)) out = bf_xasprintf("%.17g", json_real_value(v));
+  if (json_is_string(v) && json_string_length(v))
+    out = bf_xstrdup(json_string_value(v));
+  else if (json_is_integer(v))
+    out = bf_xasprintf("%lld", (long long)json_integer_value(v));
+  else if (json_is_real(v))
+    out = bf_xasprintf("%.17g", json_real_value(v));
   json_decref(mj);
   return out;
 }
 
-static int zd_remove_batch(struct bf_destination *d_, const struct bf_batch *batch, struct bf_outcome *outcomes,
-                     struct bf_error *err) {
+static int zd_remove_batch(struct bf_destination *d_, const struct bf_batch *batch,
+                           struct bf_outcome *outcomes, struct bf_error *err) {
   struct zd_destination *d = (struct zd_destination *)d_;
   bool by_email = !strcmp(batch->mapping->match_names[0], "email");
   size_t n = batch->n;
@@ -503,7 +545,8 @@ static int zd_remove_batch(struct bf_destination *d_, const struct bf_batch *bat
       keys[i] = NULL;
       if (rc == 0 && fatal(d, &resps[q])) rc = unavailable(d, &resps[q], err);
       if (rc || !bf_http_ok(&resps[q])) continue;
-      json_t *doc = json_loadb(resps[q].body.data ? resps[q].body.data : "", resps[q].body.len, 0, NULL);
+      json_t *doc =
+          json_loadb(resps[q].body.data ? resps[q].body.data : "", resps[q].body.len, 0, NULL);
       json_t *id = json_object_get(json_array_get(json_object_get(doc, "users"), 0), "id");
       if (json_is_integer(id)) keys[i] = bf_xasprintf("%lld", (long long)json_integer_value(id));
       json_decref(doc);
@@ -533,7 +576,8 @@ static int zd_remove_batch(struct bf_destination *d_, const struct bf_batch *bat
   }
   for (size_t j = 0; j < n_jobs && rc == 0; j++) {
     bf_buf_reset(&url);
-    bf_buf_puts(&url, by_email ? "/api/v2/users/destroy_many?ids=" : "/api/v2/users/destroy_many?external_ids=");
+    bf_buf_puts(&url, by_email ? "/api/v2/users/destroy_many?ids="
+                               : "/api/v2/users/destroy_many?external_ids=");
     for (size_t k = 0; k < jobs[j].n; k++) {
       if (k) bf_buf_puts(&url, "%2C");
       url_escape(&url, keys[jobs[j].recs[k]], strlen(keys[jobs[j].recs[k]]));
@@ -560,13 +604,13 @@ static int finish(int rc, const struct bf_batch *batch, struct bf_outcome *outco
   return rc;
 }
 
-static int zd_push(struct bf_destination *d, const struct bf_batch *batch, struct bf_outcome *outcomes,
-                   struct bf_error *err) {
+static int zd_push(struct bf_destination *d, const struct bf_batch *batch,
+                   struct bf_outcome *outcomes, struct bf_error *err) {
   return finish(zd_push_batch(d, batch, outcomes, err), batch, outcomes);
 }
 
-static int zd_remove(struct bf_destination *d, const struct bf_batch *batch, struct bf_outcome *outcomes,
-                   struct bf_error *err) {
+static int zd_remove(struct bf_destination *d, const struct bf_batch *batch,
+                     struct bf_outcome *outcomes, struct bf_error *err) {
   return finish(zd_remove_batch(d, batch, outcomes, err), batch, outcomes);
 }
 

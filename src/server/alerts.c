@@ -54,12 +54,15 @@ struct bf_alerts {
   pthread_t thread;
 };
 
-static int loc_err(struct bf_error *err, const struct bf_node *n, const char *fmt, const char *what) {
-  return bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: %s %s", n->loc.file, n->loc.line, n->loc.col, what, fmt);
+static int loc_err(struct bf_error *err, const struct bf_node *n, const char *fmt,
+                   const char *what) {
+  return bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: %s %s", n->loc.file, n->loc.line, n->loc.col,
+                      what, fmt);
 }
 
 /* "5%", "5", "0.5 %" -> percent. */
-static int parse_percent(const struct bf_node *n, const char *text, double *out, struct bf_error *err) {
+static int parse_percent(const struct bf_node *n, const char *text, double *out,
+                         struct bf_error *err) {
   char *end;
   double v = strtod(text, &end);
   while (*end == ' ') end++;
@@ -105,13 +108,16 @@ static int parse_event(struct rule *r, const struct bf_node *n, struct bf_error 
 static int parse_rule(struct rule *r, const struct bf_node *n, struct bf_error *err) {
   static const char *const keys[] = {"type", "url", "on", NULL};
   if (n->kind != BF_NODE_MAP)
-    return loc_err(err, n, "expected {type: webhook, url: ..., on: [failure, recovered]}", "alert:");
+    return loc_err(err, n, "expected {type: webhook, url: ..., on: [failure, recovered]}",
+                   "alert:");
   int rc = bf_node_check_keys(n, "alert", keys, err);
   if (rc) return rc;
-  const struct bf_node *type = bf_node_get(n, "type"), *url = bf_node_get(n, "url"), *on = bf_node_get(n, "on");
+  const struct bf_node *type = bf_node_get(n, "type"), *url = bf_node_get(n, "url"),
+                       *on = bf_node_get(n, "on");
   if (!type || type->kind != BF_NODE_SCALAR ||
       (strcmp(type->scalar, "webhook") && strcmp(type->scalar, "slack")))
-    return loc_err(err, type ? type : n, "expected 'type: webhook' (Slack-compatible JSON)", "alert:");
+    return loc_err(err, type ? type : n, "expected 'type: webhook' (Slack-compatible JSON)",
+                   "alert:");
   if (!url || url->kind != BF_NODE_SCALAR ||
       (strncmp(url->scalar, "http://", 7) && strncmp(url->scalar, "https://", 8)))
     return loc_err(err, url ? url : n, "expected 'url: https://...'", "alert:");
@@ -135,7 +141,8 @@ static int parse_list(struct bf_alerts *a, const struct bf_node *list, size_t *f
   *count = 0;
   if (!list) return 0;
   if (list->kind != BF_NODE_SEQ)
-    return loc_err(err, list, "expected a list: alerts: [{type: webhook, url: ..., on: [...]}]", "alerts:");
+    return loc_err(err, list, "expected a list: alerts: [{type: webhook, url: ..., on: [...]}]",
+                   "alerts:");
   a->rules = bf_xrealloc(a->rules, (a->n_rules + list->n + 1) * sizeof *a->rules);
   for (size_t i = 0; i < list->n; i++) {
     struct rule *r = &a->rules[a->n_rules];
@@ -155,10 +162,12 @@ int bf_alerts_new(const struct bf_config *cfg, struct bf_alerts **out, struct bf
   const struct bf_node *syncs = bf_node_get(cfg->root, "syncs");
   size_t *first = bf_xcalloc(cfg->n_syncs + 1, sizeof *first);
   size_t *count = bf_xcalloc(cfg->n_syncs + 1, sizeof *count);
-  int rc = parse_list(a, bf_node_get(cfg->root, "alerts"), &first[cfg->n_syncs], &count[cfg->n_syncs], err);
+  int rc = parse_list(a, bf_node_get(cfg->root, "alerts"), &first[cfg->n_syncs],
+                      &count[cfg->n_syncs], err);
   for (size_t i = 0; rc == 0 && i < cfg->n_syncs; i++) {
     const struct bf_node *own = bf_node_get(bf_node_get(syncs, cfg->syncs[i].name), "alerts");
-    if (own) rc = parse_list(a, own, &first[i], &count[i], err);
+    if (own)
+      rc = parse_list(a, own, &first[i], &count[i], err);
     else {
       first[i] = first[cfg->n_syncs];
       count[i] = count[cfg->n_syncs];
@@ -184,7 +193,8 @@ int bf_alerts_new(const struct bf_config *cfg, struct bf_alerts **out, struct bf
 
 size_t bf_alerts_count(const struct bf_alerts *a) { return a->n_rules; }
 
-static enum health health_of(const struct rule *r, const char *status, const struct bf_run_counts *c) {
+static enum health health_of(const struct rule *r, const char *status,
+                             const struct bf_run_counts *c) {
   if (!strcmp(status, "failed") || !strcmp(status, "crashed")) return HEALTH_FAILING;
   if (r->on_rejected && c->rows_read > 0 &&
       100.0 * (double)c->rejected / (double)c->rows_read > r->rejected_pct)
@@ -217,8 +227,10 @@ static void enqueue(struct bf_alerts *a, const char *url, const char *text) {
     free(m);
     return;
   }
-  if (a->tail) a->tail->next = m;
-  else a->head = m;
+  if (a->tail)
+    a->tail->next = m;
+  else
+    a->head = m;
   a->tail = m;
   a->queued++;
   pthread_cond_signal(&a->cv);
@@ -244,15 +256,17 @@ void bf_alerts_observe(struct bf_alerts *a, const char *sync, const struct bf_sc
       snprintf(text, sizeof text, ":red_circle: backflow: sync %s failed (run %lld): %s", sync,
                res->run_id, res->error[0] ? res->error : "no error message");
     } else if (now == HEALTH_REJECTING && r->on_rejected) {
-      snprintf(text, sizeof text,
-               ":warning: backflow: sync %s rejected %.1f%% of the rows it read in run %lld (%lld of "
-               "%lld; alert threshold %g%%). See the row errors on the dashboard or with "
-               "`backflow errors %s --run %lld`.",
-               sync, 100.0 * (double)c->rejected / (double)c->rows_read, res->run_id, c->rejected,
-               c->rows_read, r->rejected_pct, sync, res->run_id);
+      snprintf(
+          text, sizeof text,
+          ":warning: backflow: sync %s rejected %.1f%% of the rows it read in run %lld (%lld of "
+          "%lld; alert threshold %g%%). See the row errors on the dashboard or with "
+          "`backflow errors %s --run %lld`.",
+          sync, 100.0 * (double)c->rejected / (double)c->rows_read, res->run_id, c->rejected,
+          c->rows_read, r->rejected_pct, sync, res->run_id);
     } else if (now == HEALTH_OK && r->on_recovered) {
       snprintf(text, sizeof text,
-               ":large_green_circle: backflow: sync %s recovered: run %lld %s (%lld added, %lld changed, "
+               ":large_green_circle: backflow: sync %s recovered: run %lld %s (%lld added, %lld "
+               "changed, "
                "%lld removed, %lld rejected)",
                sync, res->run_id, res->status, c->added, c->changed, c->removed, c->rejected);
     } else {

@@ -8,11 +8,12 @@
 #include "core/log.h"
 #include "server/server.h"
 
-#define MAX_RUNS_LIMIT 1000
+#define MAX_RUNS_LIMIT       1000
 #define DEFAULT_ERRORS_LIMIT 1000
-#define MAX_ERRORS_LIMIT 100000
+#define MAX_ERRORS_LIMIT     100000
 
-static long long query_int(const struct bf_http_req *req, const char *name, long long dflt, long long max) {
+static long long query_int(const struct bf_http_req *req, const char *name, long long dflt,
+                           long long max) {
   const char *v = bf_http_query(req, name);
   if (!v || !*v) return dflt;
   char *end;
@@ -36,8 +37,8 @@ static void counts_json(struct bf_buf *b, const struct bf_run_counts *c) {
   bf_buf_printf(b,
                 "{\"rows_read\":%lld,\"added\":%lld,\"changed\":%lld,\"removed\":%lld,"
                 "\"unchanged\":%lld,\"skipped\":%lld,\"rejected\":%lld,\"failed\":%lld}",
-                c->rows_read, c->added, c->changed, c->removed, c->unchanged, c->skipped, c->rejected,
-                c->failed);
+                c->rows_read, c->added, c->changed, c->removed, c->unchanged, c->skipped,
+                c->rejected, c->failed);
 }
 
 static void run_json(struct bf_buf *b, const struct bf_run_info *r) {
@@ -46,26 +47,35 @@ static void run_json(struct bf_buf *b, const struct bf_run_info *r) {
   bf_buf_puts(b, ",\"status\":");
   bf_json_cstr(b, r->status ? r->status : "");
   bf_buf_printf(b, ",\"started_ms\":%lld,\"finished_ms\":", r->started_ms);
-  if (r->finished_ms > 0) bf_buf_printf(b, "%lld,\"duration_ms\":%lld", r->finished_ms, r->finished_ms - r->started_ms);
-  else bf_buf_puts(b, "null,\"duration_ms\":null");
+  if (r->finished_ms > 0)
+    bf_buf_printf(b, "%lld,\"duration_ms\":%lld", r->finished_ms, r->finished_ms - r->started_ms);
+  else
+    bf_buf_puts(b, "null,\"duration_ms\":null");
   bf_buf_puts(b, ",\"counts\":");
   counts_json(b, &r->counts);
   bf_buf_puts(b, ",\"error\":");
-  if (r->error) bf_json_cstr(b, r->error);
-  else bf_buf_puts(b, "null");
+  if (r->error)
+    bf_json_cstr(b, r->error);
+  else
+    bf_buf_puts(b, "null");
   bf_buf_putc(b, '}');
 }
 
 static void duration_text(char *out, size_t n, long long ms) {
-  if (ms % 86400000 == 0) snprintf(out, n, "%lldd", ms / 86400000);
-  else if (ms % 3600000 == 0) snprintf(out, n, "%lldh", ms / 3600000);
-  else if (ms % 60000 == 0) snprintf(out, n, "%lldm", ms / 60000);
-  else if (ms % 1000 == 0) snprintf(out, n, "%llds", ms / 1000);
-  else snprintf(out, n, "%lldms", ms);
+  if (ms % 86400000 == 0)
+    snprintf(out, n, "%lldd", ms / 86400000);
+  else if (ms % 3600000 == 0)
+    snprintf(out, n, "%lldh", ms / 3600000);
+  else if (ms % 60000 == 0)
+    snprintf(out, n, "%lldm", ms / 60000);
+  else if (ms % 1000 == 0)
+    snprintf(out, n, "%llds", ms / 1000);
+  else
+    snprintf(out, n, "%lldms", ms);
 }
 
-static void sync_json(struct bf_http_req *req, struct bf_runlog *log, const struct bf_sync_config *s,
-                      struct bf_buf *b) {
+static void sync_json(struct bf_http_req *req, struct bf_runlog *log,
+                      const struct bf_sync_config *s, struct bf_buf *b) {
   bf_buf_puts(b, "{\"name\":");
   bf_json_cstr(b, s->name);
   bf_buf_puts(b, ",\"model\":");
@@ -110,19 +120,25 @@ static void sync_json(struct bf_http_req *req, struct bf_runlog *log, const stru
   struct bf_sched_status st = {0};
   st.next_ms = -1;
   bf_scheduler_status(req->srv->sched, s->name, &st);
-  bf_buf_printf(b, ",\"running\":%s,\"queued\":%s,\"running_since_ms\":", st.running ? "true" : "false",
-                st.queued ? "true" : "false");
-  if (st.running) bf_buf_printf(b, "%lld", st.running_since_ms);
-  else bf_buf_puts(b, "null");
+  bf_buf_printf(b, ",\"running\":%s,\"queued\":%s,\"running_since_ms\":",
+                st.running ? "true" : "false", st.queued ? "true" : "false");
+  if (st.running)
+    bf_buf_printf(b, "%lld", st.running_since_ms);
+  else
+    bf_buf_puts(b, "null");
   bf_buf_puts(b, ",\"next_run_ms\":");
-  if (st.next_ms >= 0) bf_buf_printf(b, "%lld", st.next_ms);
-  else bf_buf_puts(b, "null");
+  if (st.next_ms >= 0)
+    bf_buf_printf(b, "%lld", st.next_ms);
+  else
+    bf_buf_puts(b, "null");
   bf_buf_puts(b, ",\"last_run\":");
   struct bf_run_info *runs = NULL;
   size_t n = 0;
   struct bf_error err = {0};
-  if (log && bf_runlog_list(log, s->name, 1, &runs, &n, &err) == 0 && n > 0) run_json(b, &runs[0]);
-  else bf_buf_puts(b, "null");
+  if (log && bf_runlog_list(log, s->name, 1, &runs, &n, &err) == 0 && n > 0)
+    run_json(b, &runs[0]);
+  else
+    bf_buf_puts(b, "null");
   bf_run_infos_free(runs, n);
   bf_buf_putc(b, '}');
 }
@@ -130,7 +146,8 @@ static void sync_json(struct bf_http_req *req, struct bf_runlog *log, const stru
 void bf_api_healthz(struct bf_http_req *req, struct bf_http_resp *resp) {
   bf_http_json(resp, 200);
   bf_buf_printf(&resp->body, "{\"status\":\"%s\",\"uptime_s\":%lld}\n",
-                req->srv->stopping ? "stopping" : "ok", (bf_now_ms() - req->srv->started_ms) / 1000);
+                req->srv->stopping ? "stopping" : "ok",
+                (bf_now_ms() - req->srv->started_ms) / 1000);
 }
 
 void bf_api_dashboard(struct bf_http_req *req, struct bf_http_resp *resp) {
@@ -255,8 +272,10 @@ void bf_api_run_errors(struct bf_http_req *req, struct bf_http_resp *resp) {
   if (bf_runlog_list(log, owner, MAX_RUNS_LIMIT, &runs, &nruns, &err) == 0)
     for (size_t i = 0; i < nruns && !run; i++)
       if (runs[i].id == id) run = &runs[i];
-  if (run) run_json(b, run);
-  else bf_buf_puts(b, "null");
+  if (run)
+    run_json(b, run);
+  else
+    bf_buf_puts(b, "null");
   bf_run_infos_free(runs, nruns);
   bf_buf_printf(b, ",\"total\":%zu,\"truncated\":%s,\"errors\":[", n, n > limit ? "true" : "false");
   for (size_t i = 0; i < n && i < limit; i++) {
@@ -264,8 +283,10 @@ void bf_api_run_errors(struct bf_http_req *req, struct bf_http_resp *resp) {
     bf_buf_puts(b, "{\"key_hash\":");
     bf_json_cstr(b, errs[i].key_hash ? errs[i].key_hash : "");
     bf_buf_puts(b, ",\"column\":");
-    if (errs[i].column && *errs[i].column) bf_json_cstr(b, errs[i].column);
-    else bf_buf_puts(b, "null");
+    if (errs[i].column && *errs[i].column)
+      bf_json_cstr(b, errs[i].column);
+    else
+      bf_buf_puts(b, "null");
     bf_buf_puts(b, ",\"reason\":");
     bf_json_cstr(b, errs[i].reason ? errs[i].reason : "");
     bf_buf_putc(b, '}');

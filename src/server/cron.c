@@ -12,8 +12,8 @@ struct field_spec {
   const char *const *names; /* names[i] stands for min + i; NULL when none */
 };
 
-static const char *const month_names[] = {"jan", "feb", "mar", "apr", "may", "jun",
-                                          "jul", "aug", "sep", "oct", "nov", "dec", NULL};
+static const char *const month_names[] = {"jan", "feb", "mar", "apr", "may", "jun", "jul",
+                                          "aug", "sep", "oct", "nov", "dec", NULL};
 static const char *const weekday_names[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat", NULL};
 
 /* Weekday accepts 7 (Sunday) and is folded to 0 after parsing. */
@@ -28,8 +28,8 @@ static const struct field_spec fields[5] = {
 static const struct {
   const char *name, *expansion;
 } macros[] = {
-    {"@yearly", "0 0 1 1 *"},  {"@annually", "0 0 1 1 *"}, {"@monthly", "0 0 1 * *"},
-    {"@weekly", "0 0 * * 0"},  {"@daily", "0 0 * * *"},    {"@midnight", "0 0 * * *"},
+    {"@yearly", "0 0 1 1 *"}, {"@annually", "0 0 1 1 *"}, {"@monthly", "0 0 1 * *"},
+    {"@weekly", "0 0 * * 0"}, {"@daily", "0 0 * * *"},    {"@midnight", "0 0 * * *"},
     {"@hourly", "0 * * * *"},
 };
 
@@ -170,8 +170,10 @@ int bf_cron_parse(const char *expr, struct bf_cron *out, struct bf_error *err) {
 }
 
 static void to_tm(time_t t, bool utc, struct tm *tm) {
-  if (utc) gmtime_r(&t, tm);
-  else localtime_r(&t, tm);
+  if (utc)
+    gmtime_r(&t, tm);
+  else
+    localtime_r(&t, tm);
 }
 
 static time_t from_tm(struct tm *tm, bool utc) {

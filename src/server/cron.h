@@ -20,12 +20,12 @@
 #include "core/error.h"
 
 struct bf_cron {
-  uint64_t minutes;  /* bit m set: minute m (0-59) matches */
-  uint32_t hours;    /* bit h: hour h (0-23) */
-  uint32_t days;     /* bit d: day of month d (1-31) */
-  uint16_t months;   /* bit m: month m (1-12) */
-  uint8_t weekdays;  /* bit d: weekday d (0 = Sunday .. 6) */
-  bool days_star;    /* day-of-month field started with '*' */
+  uint64_t minutes; /* bit m set: minute m (0-59) matches */
+  uint32_t hours;   /* bit h: hour h (0-23) */
+  uint32_t days;    /* bit d: day of month d (1-31) */
+  uint16_t months;  /* bit m: month m (1-12) */
+  uint8_t weekdays; /* bit d: weekday d (0 = Sunday .. 6) */
+  bool days_star;   /* day-of-month field started with '*' */
   bool weekdays_star;
 };
 

@@ -18,33 +18,35 @@
 #include "server/server.h"
 
 #define TOLERANCE_S 300
-#define MAX_EVENTS 10000
+#define MAX_EVENTS  10000
 
-static const char *const event_keys[] = {"event", "type", "event_type", "eventType", "subscriptionType", NULL};
+static const char *const event_keys[] = {
+    "event", "type", "event_type", "eventType", "subscriptionType", NULL};
 /* Where shapes we know put the person: generic, Braze (user.external_user_id),
  * HubSpot (objectId), Mailchimp form posts (data[id], data[email]). */
-static const char *const id_paths[] = {"user_id", "userId", "external_id", "external_user_id",
-                                       "user.external_user_id", "user.user_id", "contact_id",
-                                       "objectId", "data.id", NULL};
-static const char *const email_paths[] = {"email", "email_address", "recipient", "user.email",
-                                          "properties.email_address", "data.email", "contact.email", NULL};
+static const char *const id_paths[] = {
+    "user_id",      "userId",     "external_id", "external_user_id", "user.external_user_id",
+    "user.user_id", "contact_id", "objectId",    "data.id",          NULL};
+static const char *const email_paths[] = {
+    "email",      "email_address", "recipient", "user.email", "properties.email_address",
+    "data.email", "contact.email", NULL};
 /* Keys whose values are personal data wherever they appear in a payload. */
-static const char *const pii_keys[] = {"email", "email_address", "emailaddress", "recipient", "phone",
-                                       "phone_number", "mobile", "first_name", "firstname", "fname",
-                                       "last_name", "lastname", "lname", "name", "full_name", "address",
-                                       "street", "ip", "ip_address", "user_agent", "useragent", NULL};
+static const char *const pii_keys[] = {
+    "email",      "email_address", "emailaddress", "recipient", "phone",     "phone_number",
+    "mobile",     "first_name",    "firstname",    "fname",     "last_name", "lastname",
+    "lname",      "name",          "full_name",    "address",   "street",    "ip",
+    "ip_address", "user_agent",    "useragent",    NULL};
 
-static const char *const schema =
-    "CREATE TABLE IF NOT EXISTS backflow_events ("
-    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " received_at TEXT NOT NULL,"
-    " destination TEXT NOT NULL,"
-    " event TEXT NOT NULL,"
-    " person_hash TEXT,"
-    " payload TEXT NOT NULL,"
-    " webhook_id TEXT NOT NULL,"
-    " seq INTEGER NOT NULL,"
-    " UNIQUE (destination, webhook_id, seq))";
+static const char *const schema = "CREATE TABLE IF NOT EXISTS backflow_events ("
+                                  " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                                  " received_at TEXT NOT NULL,"
+                                  " destination TEXT NOT NULL,"
+                                  " event TEXT NOT NULL,"
+                                  " person_hash TEXT,"
+                                  " payload TEXT NOT NULL,"
+                                  " webhook_id TEXT NOT NULL,"
+                                  " seq INTEGER NOT NULL,"
+                                  " UNIQUE (destination, webhook_id, seq))";
 
 static void unauthorized(struct bf_http_req *req, struct bf_http_resp *resp, const char *dest,
                          const char *why) {
@@ -199,17 +201,20 @@ static void scrub(json_t *v, int depth) {
     json_t *child;
     void *tmp;
     json_object_foreach_safe(v, tmp, k, child) {
-      if (is_pii_key(k)) json_object_del(v, k);
+      if (is_pii_key(k))
+        json_object_del(v, k);
       else if (json_is_string(child) && looks_like_email(json_string_value(child)))
         json_object_set_new(v, k, json_string("[redacted]"));
-      else scrub(child, depth + 1);
+      else
+        scrub(child, depth + 1);
     }
   } else if (json_is_array(v)) {
     for (size_t i = 0; i < json_array_size(v); i++) {
       json_t *child = json_array_get(v, i);
       if (json_is_string(child) && looks_like_email(json_string_value(child)))
         json_array_set_new(v, i, json_string("[redacted]"));
-      else scrub(child, depth + 1);
+      else
+        scrub(child, depth + 1);
     }
   }
 }
@@ -234,8 +239,10 @@ static void extract(const struct bf_prf *prf, json_t *ev, struct event *out) {
     json_t *parent;
     const char *leaf;
     json_t *v = get_path(ev, id_paths[i], &parent, &leaf);
-    if (json_is_integer(v)) snprintf(ident, sizeof ident, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-    else if (json_is_string(v) && *json_string_value(v)) snprintf(ident, sizeof ident, "%s", json_string_value(v));
+    if (json_is_integer(v))
+      snprintf(ident, sizeof ident, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else if (json_is_string(v) && *json_string_value(v))
+      snprintf(ident, sizeof ident, "%s", json_string_value(v));
     if (*ident) json_object_del(parent, leaf);
   }
   for (int i = 0; email_paths[i]; i++) {
@@ -281,8 +288,8 @@ static char *events_db_path(const struct bf_config *cfg, const char *destination
   return path ? bf_config_path(cfg, path) : NULL;
 }
 
-static int store(const char *db_path, const char *destination, const char *webhook_id, struct event *evs,
-                 size_t n, long long *stored, char *why, size_t why_len) {
+static int store(const char *db_path, const char *destination, const char *webhook_id,
+                 struct event *evs, size_t n, long long *stored, char *why, size_t why_len) {
   sqlite3 *db = NULL;
   sqlite3_stmt *st = NULL;
   int rc = -1;
@@ -308,8 +315,10 @@ static int store(const char *db_path, const char *destination, const char *webho
     sqlite3_bind_text(st, 1, stamp, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, destination, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, evs[i].event, -1, SQLITE_STATIC);
-    if (evs[i].person_hash[0]) sqlite3_bind_text(st, 4, evs[i].person_hash, -1, SQLITE_STATIC);
-    else sqlite3_bind_null(st, 4);
+    if (evs[i].person_hash[0])
+      sqlite3_bind_text(st, 4, evs[i].person_hash, -1, SQLITE_STATIC);
+    else
+      sqlite3_bind_null(st, 4);
     sqlite3_bind_text(st, 5, evs[i].payload ? evs[i].payload : "{}", -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 6, webhook_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 7, (sqlite3_int64)i);
@@ -335,24 +344,21 @@ void bf_hooks_receive(struct bf_http_req *req, struct bf_http_resp *resp) {
     return;
   }
   const char *secret = bf_node_get_str(dc->params, "signing_secret");
-  if (!secret || !*secret)
-    {
+  if (!secret || !*secret) {
     unauthorized(req, resp, dest, "the destination has no signing_secret to verify events with");
     return;
   }
   const char *id = bf_http_header(req, "webhook-id");
   const char *ts = bf_http_header(req, "webhook-timestamp");
   const char *sigs = bf_http_header(req, "webhook-signature");
-  if (!id || !ts || !sigs || !*id || strlen(id) > 256)
-    {
+  if (!id || !ts || !sigs || !*id || strlen(id) > 256) {
     unauthorized(req, resp, dest, "webhook-id, webhook-timestamp or webhook-signature missing");
     return;
   }
   char *end;
   long long when = strtoll(ts, &end, 10);
   long long now_s = bf_now_ms() / 1000;
-  if (*end || !*ts || when < now_s - TOLERANCE_S || when > now_s + TOLERANCE_S)
-    {
+  if (*end || !*ts || when < now_s - TOLERANCE_S || when > now_s + TOLERANCE_S) {
     unauthorized(req, resp, dest, "webhook-timestamp is not within 5 minutes of now");
     return;
   }
@@ -414,8 +420,8 @@ void bf_hooks_receive(struct bf_http_req *req, struct bf_http_resp *resp) {
     bf_metrics_hook(req->srv->metrics, dest, "stored", stored);
     bf_log_debug("hooks: destination '%s': %lld events stored (%zu received)", dest, stored, k);
     bf_http_json(resp, 200);
-    bf_buf_printf(&resp->body, "{\"received\":%zu,\"stored\":%lld,\"duplicates\":%lld}\n", k, stored,
-                  (long long)k - stored);
+    bf_buf_printf(&resp->body, "{\"received\":%zu,\"stored\":%lld,\"duplicates\":%lld}\n", k,
+                  stored, (long long)k - stored);
   }
   for (size_t i = 0; i < k; i++) free(evs[i].payload);
   free(evs);

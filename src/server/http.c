@@ -35,7 +35,8 @@ static const struct route routes[] = {
     {"GET", "/api/syncs", AUTH_TOKEN, bf_api_syncs, "every sync with its last run and next run"},
     {"GET", "/api/syncs/{name}", AUTH_TOKEN, bf_api_sync, "one sync"},
     {"GET", "/api/syncs/{name}/runs", AUTH_TOKEN, bf_api_sync_runs, "run history (?limit=N)"},
-    {"POST", "/api/syncs/{name}/trigger", AUTH_TOKEN, bf_api_sync_trigger, "run now (or once more)"},
+    {"POST", "/api/syncs/{name}/trigger", AUTH_TOKEN, bf_api_sync_trigger,
+     "run now (or once more)"},
     {"GET", "/api/runs/{id}/errors", AUTH_TOKEN, bf_api_run_errors, "row-level errors of a run"},
     {"GET", "/metrics", AUTH_TOKEN, bf_api_metrics, "Prometheus text format"},
     {"POST", "/hooks/{destination}", AUTH_HMAC, bf_hooks_receive, "destination events, signed"},
@@ -127,9 +128,10 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, struct bf_http_resp *
     MHD_add_response_header(mr, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"backflow\"");
   if (r->allow[0]) MHD_add_response_header(mr, MHD_HTTP_HEADER_ALLOW, r->allow);
   if (r->html) {
-    MHD_add_response_header(mr, "Content-Security-Policy",
-                            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-                            "connect-src 'self'; img-src data:; frame-ancestors 'none'");
+    MHD_add_response_header(
+        mr, "Content-Security-Policy",
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+        "connect-src 'self'; img-src data:; frame-ancestors 'none'");
     MHD_add_response_header(mr, "X-Frame-Options", "DENY");
     MHD_add_response_header(mr, "Referrer-Policy", "no-referrer");
   }
@@ -187,8 +189,12 @@ static void dispatch(struct bf_server *srv, struct MHD_Connection *c, const char
     bf_http_error(resp, 413, "request body larger than %d bytes", BF_HTTP_MAX_BODY);
     goto out;
   }
-  struct bf_http_req req = {.srv = srv, .method = m, .path = url, .conn = c,
-                            .body = bf_buf_cstr(&ctx->body), .body_len = ctx->body.len};
+  struct bf_http_req req = {.srv = srv,
+                            .method = m,
+                            .path = url,
+                            .conn = c,
+                            .body = bf_buf_cstr(&ctx->body),
+                            .body_len = ctx->body.len};
   req.params[0] = params[0];
   req.params[1] = params[1];
   resp->status = 500;
@@ -207,7 +213,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   if (!ctx) {
     ctx = bf_xcalloc(1, sizeof *ctx);
     *con_cls = ctx;
-    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *cl =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl && strtoull(cl, NULL, 10) > BF_HTTP_MAX_BODY) {
       /* Refuse before reading it; MHD closes the connection afterwards. */
       char msg[96];
@@ -226,7 +233,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   }
   struct bf_http_resp resp = {.status = 500};
   dispatch(srv, c, url, method, ctx, &resp);
-  if (!resp.content_type && resp.body.len == 0) bf_http_error(&resp, 500, "internal error: empty response");
+  if (!resp.content_type && resp.body.len == 0)
+    bf_http_error(&resp, 500, "internal error: empty response");
   enum MHD_Result ret = send_resp(c, &resp);
   bf_buf_release(&resp.body);
   return ret;
@@ -270,11 +278,14 @@ int bf_http_start(struct bf_server *srv, const char *listen, struct bf_error *er
   long pn = strtol(port, &end, 10);
   if (!*port || *end || pn < 0 || pn > 65535)
     return bf_error_set(err, BF_E_USAGE, "listen address '%s': port must be 0-65535", listen);
-  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+  struct addrinfo hints = {
+      .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
   struct addrinfo *ai = NULL;
   int gai = getaddrinfo(host, port, &hints, &ai);
-  if (gai) return bf_error_set(err, BF_E_USAGE, "listen address '%s': %s", listen, gai_strerror(gai));
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
+  if (gai)
+    return bf_error_set(err, BF_E_USAGE, "listen address '%s': %s", listen, gai_strerror(gai));
+  unsigned flags =
+      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
   if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
   srv->daemon = MHD_start_daemon(
       flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, ai->ai_addr,

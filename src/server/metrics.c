@@ -9,8 +9,8 @@
 #include "server/server.h"
 
 static const char *const run_statuses[] = {"succeeded", "partial", "failed", "skipped", NULL};
-static const char *const outcomes[] = {"added", "changed", "removed", "unchanged",
-                                       "skipped", "rejected", "failed", NULL};
+static const char *const outcomes[] = {"added",   "changed",  "removed", "unchanged",
+                                       "skipped", "rejected", "failed",  NULL};
 #define N_STATUSES 4
 #define N_OUTCOMES 7
 /* Run durations range from a second to hours. */
@@ -69,7 +69,8 @@ static struct sync_metrics *find(struct bf_metrics *m, const char *sync) {
   return NULL;
 }
 
-void bf_metrics_observe_run(struct bf_metrics *m, const char *sync, const struct bf_sched_result *res) {
+void bf_metrics_observe_run(struct bf_metrics *m, const char *sync,
+                            const struct bf_sched_result *res) {
   pthread_mutex_lock(&m->mu);
   struct sync_metrics *s = find(m, sync);
   if (s) {
@@ -77,7 +78,7 @@ void bf_metrics_observe_run(struct bf_metrics *m, const char *sync, const struct
       if (!strcmp(run_statuses[i], res->status)) s->runs[i]++;
     if (strcmp(res->status, "skipped")) {
       const struct bf_run_counts *c = &res->counts;
-      long long v[N_OUTCOMES] = {c->added, c->changed, c->removed, c->unchanged,
+      long long v[N_OUTCOMES] = {c->added,   c->changed,  c->removed, c->unchanged,
                                  c->skipped, c->rejected, c->failed};
       for (int i = 0; i < N_OUTCOMES; i++) s->records[i] += v[i];
       s->rows_read += c->rows_read;
@@ -103,7 +104,8 @@ void bf_metrics_set_last_success(struct bf_metrics *m, const char *sync, long lo
   pthread_mutex_unlock(&m->mu);
 }
 
-void bf_metrics_hook(struct bf_metrics *m, const char *destination, const char *result, long long events) {
+void bf_metrics_hook(struct bf_metrics *m, const char *destination, const char *result,
+                     long long events) {
   pthread_mutex_lock(&m->mu);
   struct hook_metrics *h = NULL;
   for (size_t i = 0; i < m->n_hooks && !h; i++)
@@ -131,10 +133,14 @@ static void label(struct bf_buf *out, const char *name, const char *value) {
   bf_buf_puts(out, name);
   bf_buf_puts(out, "=\"");
   for (const char *c = value; *c; c++) {
-    if (*c == '\\') bf_buf_puts(out, "\\\\");
-    else if (*c == '"') bf_buf_puts(out, "\\\"");
-    else if (*c == '\n') bf_buf_puts(out, "\\n");
-    else bf_buf_putc(out, *c);
+    if (*c == '\\')
+      bf_buf_puts(out, "\\\\");
+    else if (*c == '"')
+      bf_buf_puts(out, "\\\"");
+    else if (*c == '\n')
+      bf_buf_puts(out, "\\n");
+    else
+      bf_buf_putc(out, *c);
   }
   bf_buf_putc(out, '"');
 }
@@ -145,7 +151,8 @@ static void family(struct bf_buf *out, const char *name, const char *type, const
 
 void bf_metrics_write(struct bf_metrics *m, const bool *running, struct bf_buf *out) {
   pthread_mutex_lock(&m->mu);
-  family(out, "backflow_runs_total", "counter", "Runs finished by this server, by sync and status.");
+  family(out, "backflow_runs_total", "counter",
+         "Runs finished by this server, by sync and status.");
   for (size_t i = 0; i < m->n; i++)
     for (int k = 0; k < N_STATUSES; k++) {
       bf_buf_puts(out, "backflow_runs_total{");
@@ -213,22 +220,29 @@ void bf_metrics_write(struct bf_metrics *m, const bool *running, struct bf_buf *
   struct bf_http_stats hs;
   bf_http_stats_totals(&hs);
   family(out, "backflow_destination_requests_total", "counter",
-         "HTTP requests to destinations (all HTTP destinations on the shared transport), by status class.");
+         "HTTP requests to destinations (all HTTP destinations on the shared transport), by status "
+         "class.");
   static const char *const classes[] = {"2xx", "3xx", "4xx", "429", "5xx", "transport_error"};
   const uint64_t by_class[] = {hs.status_2xx, hs.status_3xx, hs.status_4xx,
                                hs.status_429, hs.status_5xx, hs.transport_errors};
   for (size_t i = 0; i < 6; i++)
     bf_buf_printf(out, "backflow_destination_requests_total{status=\"%s\"} %llu\n", classes[i],
                   (unsigned long long)by_class[i]);
-  family(out, "backflow_destination_retries_total", "counter", "Destination requests sent again after a retryable answer.");
+  family(out, "backflow_destination_retries_total", "counter",
+         "Destination requests sent again after a retryable answer.");
   bf_buf_printf(out, "backflow_destination_retries_total %llu\n", (unsigned long long)hs.retries);
   family(out, "backflow_destination_throttles_total", "counter",
          "Pauses a destination asked for (429, Retry-After, rate-limit headers).");
-  bf_buf_printf(out, "backflow_destination_throttles_total %llu\n", (unsigned long long)hs.server_throttles);
-  family(out, "backflow_rate_limit_waits_total", "counter", "Requests that waited for a destination's rate limit.");
-  bf_buf_printf(out, "backflow_rate_limit_waits_total %llu\n", (unsigned long long)hs.rate_limit_waits);
-  family(out, "backflow_rate_limit_wait_seconds_total", "counter", "Time spent waiting for destinations' rate limits.");
-  bf_buf_printf(out, "backflow_rate_limit_wait_seconds_total %.3f\n", (double)hs.rate_limit_wait_ms / 1000.0);
+  bf_buf_printf(out, "backflow_destination_throttles_total %llu\n",
+                (unsigned long long)hs.server_throttles);
+  family(out, "backflow_rate_limit_waits_total", "counter",
+         "Requests that waited for a destination's rate limit.");
+  bf_buf_printf(out, "backflow_rate_limit_waits_total %llu\n",
+                (unsigned long long)hs.rate_limit_waits);
+  family(out, "backflow_rate_limit_wait_seconds_total", "counter",
+         "Time spent waiting for destinations' rate limits.");
+  bf_buf_printf(out, "backflow_rate_limit_wait_seconds_total %.3f\n",
+                (double)hs.rate_limit_wait_ms / 1000.0);
   family(out, "backflow_hook_requests_total", "counter",
          "Requests to /hooks/{destination} by result (stored, bad_signature, bad_request, error).");
   for (size_t i = 0; i < m->n_hooks; i++) {
@@ -238,7 +252,8 @@ void bf_metrics_write(struct bf_metrics *m, const bool *running, struct bf_buf *
     label(out, "result", m->hooks[i].result);
     bf_buf_printf(out, "} %lld\n", m->hooks[i].requests);
   }
-  family(out, "backflow_hook_events_total", "counter", "Destination events stored in backflow_events.");
+  family(out, "backflow_hook_events_total", "counter",
+         "Destination events stored in backflow_events.");
   for (size_t i = 0; i < m->n_hooks; i++) {
     if (strcmp(m->hooks[i].result, "stored")) continue;
     bf_buf_puts(out, "backflow_hook_events_total{");

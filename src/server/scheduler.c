@@ -152,7 +152,8 @@ static void *timer_main(void *arg) {
      * wall-clock change is noticed. */
     long long wait = 1000;
     for (size_t i = 0; i < s->n; i++)
-      if (s->jobs[i].next_ms >= 0 && s->jobs[i].next_ms - now < wait) wait = s->jobs[i].next_ms - now;
+      if (s->jobs[i].next_ms >= 0 && s->jobs[i].next_ms - now < wait)
+        wait = s->jobs[i].next_ms - now;
     if (wait < 1) wait = 1;
     struct timespec ts;
     abs_deadline(&ts, wait);
@@ -194,8 +195,8 @@ int bf_scheduler_new(const struct bf_config *cfg, const struct bf_sched_ops *ops
       }
       j->next_ms = bf_cron_next(&j->cron, now, false);
       if (j->next_ms < 0)
-        bf_log_warn("sync '%s': cron \"%s\" never fires; it runs only when triggered", j->sync->name,
-                    j->sync->cron);
+        bf_log_warn("sync '%s': cron \"%s\" never fires; it runs only when triggered",
+                    j->sync->name, j->sync->cron);
       break;
     }
     case BF_SCHEDULE_LIVE:

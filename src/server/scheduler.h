@@ -28,11 +28,11 @@
 #include "core/runlog.h"
 
 struct bf_sched_result {
-  long long run_id;          /* 0 when the run was not logged */
-  const char *status;        /* static: succeeded | partial | failed | skipped */
+  long long run_id;   /* 0 when the run was not logged */
+  const char *status; /* static: succeeded | partial | failed | skipped */
   struct bf_run_counts counts;
   long long started_ms, duration_ms;
-  int code;                  /* 0 or the bf_code that stopped the run */
+  int code;                     /* 0 or the bf_code that stopped the run */
   char error[BF_ERROR_MSG_MAX]; /* "" when none */
 };
 
@@ -50,10 +50,10 @@ struct bf_sched_ops {
 /* What the scheduler knows about one sync, for the API and dashboard. */
 struct bf_sched_status {
   bool running;
-  bool queued;           /* a run is wanted and will start when possible */
-  long long next_ms;     /* next scheduled instant; -1 when none (manual, after) */
+  bool queued;                /* a run is wanted and will start when possible */
+  long long next_ms;          /* next scheduled instant; -1 when none (manual, after) */
   long long running_since_ms; /* when running */
-  long long runs;        /* runs started by this scheduler */
+  long long runs;             /* runs started by this scheduler */
 };
 
 struct bf_scheduler;

@@ -18,7 +18,8 @@
 /* A run that failed before the runner logged it (warehouse unreachable,
  * SQL error, bad destination settings) still belongs in the history the
  * dashboard and `backflow runs` show. */
-static void log_early_failure(struct bf_server *srv, const char *sync, struct bf_sched_result *res) {
+static void log_early_failure(struct bf_server *srv, const char *sync,
+                              struct bf_sched_result *res) {
   struct bf_runlog *log = NULL;
   struct bf_error err = {0};
   if (bf_runlog_open(srv->p->state_dir, &log, &err) == 0 &&
@@ -44,7 +45,8 @@ static void run_sync(void *ctx, const char *sync, struct bf_sched_result *res) {
   res->duration_ms = rr.duration_ms;
   res->code = rc;
   res->status = rr.status ? rr.status : "failed";
-  if (rc == BF_E_LOCKED) res->status = "skipped"; /* `backflow run` holds it; the next run catches up */
+  if (rc == BF_E_LOCKED)
+    res->status = "skipped"; /* `backflow run` holds it; the next run catches up */
   if (rc) snprintf(res->error, sizeof res->error, "%s", err.msg);
   bf_run_result_release(&rr);
   if (rc && rc != BF_E_LOCKED && res->run_id == 0) log_early_failure(srv, sync, res);
@@ -52,8 +54,8 @@ static void run_sync(void *ctx, const char *sync, struct bf_sched_result *res) {
   if (rc == BF_E_LOCKED)
     bf_log_warn("[sync %s → %s] skipped: %s", sync, sc->destination, err.msg);
   else if (rc)
-    bf_log_error("[sync %s → %s] run %lld failed after %.1fs: %s", sync, sc->destination, res->run_id,
-                 (double)res->duration_ms / 1000.0, err.msg);
+    bf_log_error("[sync %s → %s] run %lld failed after %.1fs: %s", sync, sc->destination,
+                 res->run_id, (double)res->duration_ms / 1000.0, err.msg);
   else
     bf_log_info("[sync %s → %s] run %lld %s in %.1fs: %lld added, %lld changed, %lld removed, "
                 "%lld unchanged, %lld rejected, %lld failed",
@@ -89,7 +91,8 @@ static int load_token(struct bf_server *srv, struct bf_error *err) {
         return rc;
       }
       close(fd);
-      bf_log_warn("no 'server: {token: ...}' in %s: generated a token into %s", srv->p->cfg->path, path);
+      bf_log_warn("no 'server: {token: ...}' in %s: generated a token into %s", srv->p->cfg->path,
+                  path);
     } else {
       ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
       if (fd >= 0) close(fd);
@@ -105,7 +108,8 @@ static int load_token(struct bf_server *srv, struct bf_error *err) {
     free(path);
     tok = buf;
   }
-  crypto_generichash(srv->token_hash, sizeof srv->token_hash, (const unsigned char *)tok, strlen(tok), NULL, 0);
+  crypto_generichash(srv->token_hash, sizeof srv->token_hash, (const unsigned char *)tok,
+                     strlen(tok), NULL, 0);
   sodium_memzero(buf, sizeof buf);
   return 0;
 }
@@ -162,8 +166,8 @@ int bf_serve(struct bf_project *p, const char *listen, struct bf_error *err) {
   if ((rc = bf_scheduler_start(srv.sched, true, err))) goto out;
   printf("listening on %s\n", srv.url);
   fflush(stdout);
-  bf_log_info("serving %zu syncs on %s (dashboard: %s/ ; %zu alert rules)", p->cfg->n_syncs, srv.url,
-              srv.url, bf_alerts_count(srv.alerts));
+  bf_log_info("serving %zu syncs on %s (dashboard: %s/ ; %zu alert rules)", p->cfg->n_syncs,
+              srv.url, srv.url, bf_alerts_count(srv.alerts));
 
   while (!bf_stop_requested) {
     struct timespec one_second = {1, 0};

@@ -26,11 +26,13 @@ int bf_serve(struct bf_project *p, const char *listen, struct bf_error *err);
 struct bf_metrics;
 struct bf_metrics *bf_metrics_new(const struct bf_config *cfg);
 void bf_metrics_free(struct bf_metrics *m);
-void bf_metrics_observe_run(struct bf_metrics *m, const char *sync, const struct bf_sched_result *res);
+void bf_metrics_observe_run(struct bf_metrics *m, const char *sync,
+                            const struct bf_sched_result *res);
 /* Seeds the last success time of sync from the run log (unix ms). */
 void bf_metrics_set_last_success(struct bf_metrics *m, const char *sync, long long finished_ms);
 /* result: stored | bad_signature | bad_request | error */
-void bf_metrics_hook(struct bf_metrics *m, const char *destination, const char *result, long long events);
+void bf_metrics_hook(struct bf_metrics *m, const char *destination, const char *result,
+                     long long events);
 /* Appends the exposition; running[i] tells whether sync i runs now. */
 void bf_metrics_write(struct bf_metrics *m, const bool *running, struct bf_buf *out);
 
@@ -68,18 +70,18 @@ struct bf_http_req {
   struct bf_server *srv;
   const char *method;
   const char *path;
-  char *params[2];   /* values of {placeholders} in the route, in order */
-  const char *body;  /* NUL-terminated; body_len bytes */
+  char *params[2];  /* values of {placeholders} in the route, in order */
+  const char *body; /* NUL-terminated; body_len bytes */
   size_t body_len;
-  void *conn;        /* struct MHD_Connection */
+  void *conn; /* struct MHD_Connection */
 };
 
 struct bf_http_resp {
   int status;
   const char *content_type; /* static */
   struct bf_buf body;
-  char allow[64];           /* Allow header (405); "" when none */
-  bool html;                /* adds the dashboard's security headers */
+  char allow[64]; /* Allow header (405); "" when none */
+  bool html;      /* adds the dashboard's security headers */
 };
 
 #define BF_HTTP_MAX_BODY (1024 * 1024)

@@ -25,15 +25,15 @@
 #include "sources/source.h"
 
 /* Column OIDs (pg_type.dat; stable across versions). */
-#define OID_BOOL 16
-#define OID_BYTEA 17
-#define OID_INT8 20
-#define OID_INT2 21
-#define OID_INT4 23
-#define OID_OID 26
-#define OID_FLOAT4 700
-#define OID_FLOAT8 701
-#define OID_TIMESTAMP 1114
+#define OID_BOOL        16
+#define OID_BYTEA       17
+#define OID_INT8        20
+#define OID_INT2        21
+#define OID_INT4        23
+#define OID_OID         26
+#define OID_FLOAT4      700
+#define OID_FLOAT8      701
+#define OID_TIMESTAMP   1114
 #define OID_TIMESTAMPTZ 1184
 
 enum col_kind { K_TEXT, K_INT, K_FLOAT, K_BOOL, K_BLOB, K_TS, K_TSTZ };
@@ -43,7 +43,8 @@ static const struct bf_param_spec pg_params[] = {
      "libpq connection string or URI, e.g. postgresql://user:pass@host:5432/db"},
     {"sslmode", BF_PARAM_STRING, NULL, false, false,
      "disable | allow | prefer | require | verify-ca | verify-full (overrides the DSN)"},
-    {"sslrootcert", BF_PARAM_STRING, NULL, false, false, "CA certificate file for verify-ca/verify-full"},
+    {"sslrootcert", BF_PARAM_STRING, NULL, false, false,
+     "CA certificate file for verify-ca/verify-full"},
     {"sslcert", BF_PARAM_STRING, NULL, false, false, "client certificate file"},
     {"sslkey", BF_PARAM_STRING, NULL, false, true, "client key file"},
     {"connect_timeout", BF_PARAM_DURATION, "10s", false, false, "time allowed to connect"},
@@ -53,7 +54,6 @@ static const struct bf_param_spec pg_params[] = {
      "copy (COPY ... TO STDOUT, fastest) | cursor (DECLARE/FETCH, for Redshift)"},
     {NULL, 0, NULL, false, false, NULL},
 };
-
 
 /* ---- shared connection helpers (declared in sources/pg.h) ---------- */
 
@@ -176,8 +176,10 @@ void bf_pg_error_text(PGconn *conn, const PGresult *res, const char *dsn, char *
     const char *col = PQresultErrorField(res, PG_DIAG_COLUMN_NAME);
     const char *ctx = PQresultErrorField(res, PG_DIAG_CONTEXT);
     const char *at = !col && ctx ? strstr(ctx, ", column ") : NULL;
-    if (col) snprintf(column, sizeof column, " (column %s)", col);
-    else if (at) snprintf(column, sizeof column, " (column %.*s)", (int)strcspn(at + 9, ":\n"), at + 9);
+    if (col)
+      snprintf(column, sizeof column, " (column %s)", col);
+    else if (at)
+      snprintf(column, sizeof column, " (column %.*s)", (int)strcspn(at + 9, ":\n"), at + 9);
     text = bf_xasprintf("%s%s%s%s%s%s%s", primary, column, hint ? " (hint: " : "", hint ? hint : "",
                         hint ? ")" : "", state ? " [SQLSTATE " : "", state ? state : "");
     if (state) {
@@ -291,7 +293,8 @@ static int pg_fail(struct pg_source *src, const PGresult *res, const char *doing
 }
 
 /* Runs a command expecting no rows. */
-static int pg_command(struct pg_source *src, const char *sql, const char *doing, struct bf_error *err) {
+static int pg_command(struct pg_source *src, const char *sql, const char *doing,
+                      struct bf_error *err) {
   PGresult *res = PQexec(src->conn, sql);
   int rc = 0;
   if (PQresultStatus(res) != PGRES_COMMAND_OK) rc = pg_fail(src, res, doing, err);
@@ -329,7 +332,8 @@ static int hexval(char c) {
   return -1;
 }
 
-static void put_bytes(struct bf_rowbuf *rb, struct bf_value *v, enum bf_type t, const char *s, size_t n) {
+static void put_bytes(struct bf_rowbuf *rb, struct bf_value *v, enum bf_type t, const char *s,
+                      size_t n) {
   v->type = t;
   v->len = (uint32_t)n;
   v->u.off = bf_rowbuf_put_bytes(rb, s, n);
@@ -337,7 +341,8 @@ static void put_bytes(struct bf_rowbuf *rb, struct bf_value *v, enum bf_type t, 
 
 /* Types one value from PostgreSQL's text output. s is writable and has a
  * byte to spare at s[n] (a delimiter or the terminating NUL). */
-static void put_value(struct bf_rowbuf *rb, struct bf_value *v, enum col_kind kind, char *s, size_t n) {
+static void put_value(struct bf_rowbuf *rb, struct bf_value *v, enum col_kind kind, char *s,
+                      size_t n) {
   switch (kind) {
   case K_INT:
     if (parse_int(s, n, &v->u.i) == 0) {
@@ -385,7 +390,8 @@ static void put_value(struct bf_rowbuf *rb, struct bf_value *v, enum col_kind ki
     /* "2024-05-01 12:00:00.5+00" -> "2024-05-01T12:00:00.5Z" */
     if (n >= 19 && s[4] == '-' && s[10] == ' ' && s[13] == ':') {
       s[10] = 'T';
-      if (kind == K_TSTZ && n >= 22 && !memcmp(s + n - 3, "+00", 3) && isdigit((unsigned char)s[n - 4])) {
+      if (kind == K_TSTZ && n >= 22 && !memcmp(s + n - 3, "+00", 3) &&
+          isdigit((unsigned char)s[n - 4])) {
         s[n - 3] = 'Z';
         n -= 2;
       }
@@ -425,7 +431,8 @@ static size_t copy_unescape(char *s, size_t n) {
     default:
       if (c >= '0' && c <= '7') {
         int v = c - '0';
-        for (int k = 0; k < 2 && i + 1 < n && s[i + 1] >= '0' && s[i + 1] <= '7'; k++) v = v * 8 + (s[++i] - '0');
+        for (int k = 0; k < 2 && i + 1 < n && s[i + 1] >= '0' && s[i + 1] <= '7'; k++)
+          v = v * 8 + (s[++i] - '0');
         *w++ = (char)v;
       } else {
         *w++ = c;
@@ -444,7 +451,8 @@ static int parse_copy_line(struct pg_cursor *cur, struct bf_rowbuf *rb, char *li
   char *p = line;
   for (size_t c = 0; c < rb->ncols; c++) {
     if (p > end)
-      return bf_error_set(err, BF_E_WAREHOUSE, "warehouse '%s': malformed COPY row (too few columns)",
+      return bf_error_set(err, BF_E_WAREHOUSE,
+                          "warehouse '%s': malformed COPY row (too few columns)",
                           cur->src->base.name);
     char *tab = memchr(p, '\t', (size_t)(end - p));
     char *fend = tab ? tab : end;
@@ -464,8 +472,9 @@ static int parse_copy_line(struct pg_cursor *cur, struct bf_rowbuf *rb, char *li
 
 static int start_copy(struct pg_cursor *cur, struct bf_error *err) {
   struct pg_source *src = cur->src;
-  char *q = src->use_cursor ? bf_xasprintf("DECLARE backflow_model NO SCROLL CURSOR FOR\n%s\n", cur->sql)
-                            : bf_xasprintf("COPY (\n%s\n) TO STDOUT", cur->sql);
+  char *q = src->use_cursor
+                ? bf_xasprintf("DECLARE backflow_model NO SCROLL CURSOR FOR\n%s\n", cur->sql)
+                : bf_xasprintf("COPY (\n%s\n) TO STDOUT", cur->sql);
   PGresult *res = PQexec(src->conn, q);
   free(q);
   int rc = 0;
@@ -626,7 +635,8 @@ static int pg_query(struct bf_source *src_, const char *sql, struct bf_cursor **
   char *body = bf_xstrndup(sql, n);
   PGresult *res = NULL;
   struct pg_cursor *cur = NULL;
-  int rc = pg_command(src, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", "starting a transaction", err);
+  int rc = pg_command(src, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+                      "starting a transaction", err);
   if (rc) goto fail;
   if (src->statement_timeout_ms > 0) {
     char q[64];
@@ -648,7 +658,8 @@ static int pg_query(struct bf_source *src_, const char *sql, struct bf_cursor **
   }
   int ncols = PQnfields(res);
   if (ncols == 0) {
-    rc = bf_error_set(err, BF_E_WAREHOUSE, "warehouse '%s': the SQL returns no columns (a SELECT is needed)",
+    rc = bf_error_set(err, BF_E_WAREHOUSE,
+                      "warehouse '%s': the SQL returns no columns (a SELECT is needed)",
                       src->base.name);
     goto fail;
   }
@@ -724,7 +735,8 @@ static int pg_query_params(struct bf_source *src_, const char *sql, const char *
   if (n == 0) return bf_error_set(err, BF_E_WAREHOUSE, "the SQL is empty");
   char *body = bf_xstrndup(sql, n);
   PGresult *res = NULL;
-  int rc = pg_command(src, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", "starting a transaction", err);
+  int rc = pg_command(src, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+                      "starting a transaction", err);
   if (rc) goto fail;
   if (src->statement_timeout_ms > 0) {
     char q[64];
@@ -738,7 +750,8 @@ static int pg_query_params(struct bf_source *src_, const char *sql, const char *
   }
   int ncols = PQnfields(res);
   if (ncols == 0) {
-    rc = bf_error_set(err, BF_E_WAREHOUSE, "warehouse '%s': the SQL returns no columns (a SELECT is needed)",
+    rc = bf_error_set(err, BF_E_WAREHOUSE,
+                      "warehouse '%s': the SQL returns no columns (a SELECT is needed)",
                       src->base.name);
     goto fail;
   }

@@ -163,7 +163,8 @@ struct bf_prefetch *bf_prefetch_new(struct bf_cursor *cur, size_t chunk_rows) {
   return pf;
 }
 
-const struct bf_rowbuf *bf_prefetch_next(struct bf_prefetch *pf, bool *failed, struct bf_error *err) {
+const struct bf_rowbuf *bf_prefetch_next(struct bf_prefetch *pf, bool *failed,
+                                         struct bf_error *err) {
   pthread_mutex_lock(&pf->mu);
   if (pf->consumer_idx >= 0) {
     pf->consumer_idx = -1; /* give back the previous chunk */

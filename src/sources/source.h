@@ -92,7 +92,8 @@ struct bf_prefetch;
 struct bf_prefetch *bf_prefetch_new(struct bf_cursor *cur, size_t chunk_rows);
 /* Returns the next chunk (valid until the next call), NULL at the end or on
  * error (then err is set and *failed is true). */
-const struct bf_rowbuf *bf_prefetch_next(struct bf_prefetch *pf, bool *failed, struct bf_error *err);
+const struct bf_rowbuf *bf_prefetch_next(struct bf_prefetch *pf, bool *failed,
+                                         struct bf_error *err);
 void bf_prefetch_free(struct bf_prefetch *pf);
 
 /* NULL-terminated list of every warehouse type. */

@@ -61,9 +61,7 @@ static int sqlite_next_chunk(struct bf_cursor *cur_, struct bf_rowbuf *rb, struc
         v->u.off = bf_rowbuf_put_bytes(rb, b, (size_t)n);
         break;
       }
-      default:
-        v->type = BF_NULL;
-        break;
+      default: v->type = BF_NULL; break;
       }
     }
     rb->nrows++;
@@ -94,8 +92,8 @@ static int sqlite_open(const struct bf_warehouse_config *wh, const struct bf_con
   int rc = sqlite3_open_v2(src->path, &src->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
   if (rc != SQLITE_OK) {
     bf_error_set(err, BF_E_WAREHOUSE, "%s:%d:%d: warehouse '%s': cannot open %s: %s",
-                 path_node->loc.file, path_node->loc.line, path_node->loc.col, wh->name,
-                 src->path, src->db ? sqlite3_errmsg(src->db) : sqlite3_errstr(rc));
+                 path_node->loc.file, path_node->loc.line, path_node->loc.col, wh->name, src->path,
+                 src->db ? sqlite3_errmsg(src->db) : sqlite3_errstr(rc));
     sqlite3_close(src->db);
     free(src->path);
     free(src);
@@ -112,8 +110,7 @@ static int sqlite_query(struct bf_source *src_, const char *sql, struct bf_curso
   sqlite3_stmt *stmt = NULL;
   const char *tail = NULL;
   int rc = sqlite3_prepare_v2(src->db, sql, -1, &stmt, &tail);
-  if (rc != SQLITE_OK)
-    return bf_error_set(err, BF_E_WAREHOUSE, "%s", sqlite3_errmsg(src->db));
+  if (rc != SQLITE_OK) return bf_error_set(err, BF_E_WAREHOUSE, "%s", sqlite3_errmsg(src->db));
   if (!stmt) return bf_error_set(err, BF_E_WAREHOUSE, "the SQL is empty");
   while (tail && (*tail == ' ' || *tail == '\n' || *tail == '\t' || *tail == ';' || *tail == '\r'))
     tail++;
@@ -153,7 +150,8 @@ static int sqlite_query_params(struct bf_source *src_, const char *sql, const ch
     char name[24];
     snprintf(name, sizeof name, "$%zu", i + 1);
     int idx = sqlite3_bind_parameter_index(cur->stmt, name);
-    if (idx == 0 || sqlite3_bind_text(cur->stmt, idx, params[i], -1, SQLITE_TRANSIENT) != SQLITE_OK) {
+    if (idx == 0 ||
+        sqlite3_bind_text(cur->stmt, idx, params[i], -1, SQLITE_TRANSIENT) != SQLITE_OK) {
       rc = bf_error_set(err, BF_E_WAREHOUSE, "binding parameter %s: %s", name,
                         idx ? sqlite3_errmsg(src->db) : "not in the SQL");
       bf_cursor_free(*out);
@@ -172,7 +170,8 @@ static void sqlite_close(struct bf_source *src_) {
 }
 
 static const struct bf_param_spec sqlite_params[] = {
-    {"path", BF_PARAM_STRING, NULL, true, false, "SQLite database file (opened read-only), relative to the project"},
+    {"path", BF_PARAM_STRING, NULL, true, false,
+     "SQLite database file (opened read-only), relative to the project"},
     {NULL, 0, NULL, false, false, NULL},
 };
 

@@ -32,14 +32,14 @@ static inline void fuzz_setup_env(void) {
   bf_log_level = getenv("FUZZ_LOG") ? BF_LOG_DEBUG : BF_LOG_ERROR;
 }
 
-#define FUZZ_CHECK(cond, ...)                                                  \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: property broken: %s: ", __FILE__, __LINE__, #cond); \
-      fprintf(stderr, __VA_ARGS__);                                            \
-      fputc('\n', stderr);                                                     \
-      abort();                                                                 \
-    }                                                                          \
+#define FUZZ_CHECK(cond, ...)                                                                      \
+  do {                                                                                             \
+    if (!(cond)) {                                                                                 \
+      fprintf(stderr, "%s:%d: property broken: %s: ", __FILE__, __LINE__, #cond);                  \
+      fprintf(stderr, __VA_ARGS__);                                                                \
+      fputc('\n', stderr);                                                                         \
+      abort();                                                                                     \
+    }                                                                                              \
   } while (0)
 
 /* True when the n bytes at p contain needle. */

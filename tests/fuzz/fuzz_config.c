@@ -54,8 +54,7 @@ static void check_parsed(const struct bf_config *cfg, const uint8_t *doc, size_t
     for (size_t k = 0; bf_source_types[k]; k++) {
       if (strcmp(cfg->warehouses[i].type, bf_source_types[k]->name)) continue;
       struct bf_error err = {0};
-      if (bf_params_check(cfg->warehouses[i].params, bf_source_types[k]->params, "warehouse",
-                          &err))
+      if (bf_params_check(cfg->warehouses[i].params, bf_source_types[k]->params, "warehouse", &err))
         check_message(&err, doc, size, "warehouse params");
     }
   }
@@ -84,8 +83,8 @@ static void check_parsed(const struct bf_config *cfg, const uint8_t *doc, size_t
       } else {
         long long after = 1767225600000LL; /* 2026-01-01T00:00:00Z */
         long long next = bf_cron_next(&cron, after, true);
-        FUZZ_CHECK(next == -1 || (next > after && next % 60000 == 0),
-                   "cron '%s' next fire %lld", s->cron, next);
+        FUZZ_CHECK(next == -1 || (next > after && next % 60000 == 0), "cron '%s' next fire %lld",
+                   s->cron, next);
       }
     }
   }

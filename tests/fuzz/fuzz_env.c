@@ -28,7 +28,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   return 0;
 }
 
-static bool name_start(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; }
+static bool name_start(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+}
 static bool name_char(char c) { return name_start(c) || (c >= '0' && c <= '9'); }
 
 /* The documented rules, written out once more. Returns false on an error. */
@@ -65,30 +67,36 @@ static void yaml_quote(struct bf_buf *b, const char *s, size_t n) {
   const unsigned char *p = (const unsigned char *)s;
   for (size_t i = 0; i < n;) {
     unsigned c = p[i], cp, len;
-    if (c < 0x80) cp = c, len = 1;
-    else if (c < 0xE0) cp = c & 0x1F, len = 2;
-    else if (c < 0xF0) cp = c & 0x0F, len = 3;
-    else cp = c & 0x07, len = 4;
+    if (c < 0x80)
+      cp = c, len = 1;
+    else if (c < 0xE0)
+      cp = c & 0x1F, len = 2;
+    else if (c < 0xF0)
+      cp = c & 0x0F, len = 3;
+    else
+      cp = c & 0x07, len = 4;
     for (unsigned k = 1; k < len; k++) cp = (cp << 6) | (p[i + k] & 0x3F);
     i += len;
-    if (cp == '"' || cp == '\\') bf_buf_printf(b, "\\%c", (char)cp);
-    else if (cp >= 0x20 && cp < 0x7F) bf_buf_putc(b, (char)cp);
-    else bf_buf_printf(b, "\\U%08X", cp);
+    if (cp == '"' || cp == '\\')
+      bf_buf_printf(b, "\\%c", (char)cp);
+    else if (cp >= 0x20 && cp < 0x7F)
+      bf_buf_putc(b, (char)cp);
+    else
+      bf_buf_printf(b, "\\U%08X", cp);
   }
 }
 
-static const char prefix[] =
-    "version: 1\n"
-    "warehouses:\n"
-    "  local: {type: sqlite, path: warehouse.db}\n"
-    "models:\n"
-    "  users:\n"
-    "    warehouse: local\n"
-    "    sql: SELECT id, email FROM users\n"
-    "    primary_key: id\n"
-    "    pii: {email: email}\n"
-    "destinations:\n"
-    "  hook: {type: webhook, url: \"http://127.0.0.1:9/in\"}\n";
+static const char prefix[] = "version: 1\n"
+                             "warehouses:\n"
+                             "  local: {type: sqlite, path: warehouse.db}\n"
+                             "models:\n"
+                             "  users:\n"
+                             "    warehouse: local\n"
+                             "    sql: SELECT id, email FROM users\n"
+                             "    primary_key: id\n"
+                             "    pii: {email: email}\n"
+                             "destinations:\n"
+                             "  hook: {type: webhook, url: \"http://127.0.0.1:9/in\"}\n";
 
 /* Where the value goes: %s is the quoted value. */
 static const char *const places[] = {
@@ -102,7 +110,8 @@ static const char *const places[] = {
     "syncs:\n  s: {model: users, destination: hook, match: {id: id}, schedule: {every: \"%s\"}}\n",
     "syncs:\n  s: {model: users, destination: hook, match: {id: id}, schedule: {after: \"%s\"}}\n",
     "syncs:\n  s: {model: users, destination: hook, match: {id: id}, schedule: \"%s\"}\n",
-    "syncs:\n  s: {model: users, destination: hook, match: {id: id}, pii_policy: {email: \"%s\"}}\n",
+    "syncs:\n  s: {model: users, destination: hook, match: {id: id}, pii_policy: {email: "
+    "\"%s\"}}\n",
     "syncs:\n  s: {model: users, destination: hook, match: {id: id}, batch_size: \"%s\"}\n",
     "syncs:\n  s: {model: users, destination: hook, match: {id: id}, constants: {c: \"%s\"}}\n",
     "syncs:\n  s: {model: users, destination: \"%s\", match: {id: id}}\n",
@@ -145,8 +154,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int rc = bf_config_parse(FILE_NAME, doc.data, doc.len, "/proj", &cfg, &err);
   if (rc) {
     FUZZ_CHECK(rc == BF_E_CONFIG && err.code == rc && !cfg, "code %d: %s", rc, err.msg);
-    FUZZ_CHECK(!strncmp(err.msg, FILE_NAME ":", strlen(FILE_NAME ":")), "no file in: %s",
-               err.msg);
+    FUZZ_CHECK(!strncmp(err.msg, FILE_NAME ":", strlen(FILE_NAME ":")), "no file in: %s", err.msg);
     check_message(&err, data, size, doc.data, "parse");
   }
 
@@ -159,11 +167,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                  ok ? "gives an empty value" : "rejects it");
     } else {
       FUZZ_CHECK(rc == 0, "'%.*s' should give '%s': %s", (int)n, value, want.data, err.msg);
-      FUZZ_CHECK(!strcmp(cfg->state_dir, want.data), "'%.*s' gave '%s', reference '%s'",
-                 (int)n, value, cfg->state_dir, want.data);
+      FUZZ_CHECK(!strcmp(cfg->state_dir, want.data), "'%.*s' gave '%s', reference '%s'", (int)n,
+                 value, cfg->state_dir, want.data);
       const struct bf_node *node = bf_node_get(cfg->root, "state_dir");
-      FUZZ_CHECK(node->from_env == substituted, "from_env %d for '%.*s'", node->from_env,
-                 (int)n, value);
+      FUZZ_CHECK(node->from_env == substituted, "from_env %d for '%.*s'", node->from_env, (int)n,
+                 value);
     }
   }
   if (!rc) {

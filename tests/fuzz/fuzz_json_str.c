@@ -36,8 +36,8 @@ static void check_numbers(const uint8_t *data) {
   struct bf_buf b = {0};
   bf_json_int(&b, i);
   json_t *v = json_loadb(b.data, b.len, JSON_DECODE_ANY, NULL);
-  FUZZ_CHECK(json_is_integer(v) && json_integer_value(v) == i, "int %lld wrote %.*s",
-             (long long)i, (int)b.len, b.data);
+  FUZZ_CHECK(json_is_integer(v) && json_integer_value(v) == i, "int %lld wrote %.*s", (long long)i,
+             (int)b.len, b.data);
   json_decref(v);
   bf_buf_reset(&b);
   bf_json_double(&b, d);
@@ -59,14 +59,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t start = out.len;
   bf_json_str(&out, in, size);
   json_error_t jerr;
-  json_t *s = json_loadb(out.data + start, out.len - start, JSON_DECODE_ANY | JSON_ALLOW_NUL,
-                         &jerr);
-  FUZZ_CHECK(json_is_string(s), "not a JSON string (%s): %.*s", jerr.text,
-             (int)(out.len - start), out.data + start);
+  json_t *s =
+      json_loadb(out.data + start, out.len - start, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+  FUZZ_CHECK(json_is_string(s), "not a JSON string (%s): %.*s", jerr.text, (int)(out.len - start),
+             out.data + start);
   for (size_t i = 0; i < size;) {
     size_t len = one_char(in + i, size - i);
-    if (len) bf_buf_append(&want, in + i, len);
-    else bf_buf_append(&want, "\xEF\xBF\xBD", 3);
+    if (len)
+      bf_buf_append(&want, in + i, len);
+    else
+      bf_buf_append(&want, "\xEF\xBF\xBD", 3);
     i += len ? len : 1;
   }
   FUZZ_CHECK(json_string_length(s) == want.len &&

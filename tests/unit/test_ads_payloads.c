@@ -73,10 +73,11 @@ static struct bf_http_response response(long status, const char *body) {
 /* Independent SHA-256 values (Python hashlib) of normalised identifiers. */
 #define H_JANE                                                                                     \
   "86e0b9e56c17cc4d12387e1949b85053fbe73bc3ce5a1188713a9d300cc6133d" /* jane.doe@example.com */
-#define H_PHONE "e323ec626319ca94ee8bff2e4c87cf613be6ea19919ed1364124e16807ab3176" /* 16505551212  \
-                                                                                    */
-#define H_JOSE "d994e1d001886fe5b45b1267bd1fa2b752ac50742579bd3dad7b2a2aa0ed6866"  /* josé */
-#define H_US   "79adb2a2fce5c6ba215fe5f27f532d4e7edbac4b6a5e09e1ef3a08084a904621"  /* us */
+#define H_PHONE                                                                                    \
+  "e323ec626319ca94ee8bff2e4c87cf613be6ea19919ed1364124e16807ab3176"              /* 16505551212   \
+                                                                                   */
+#define H_JOSE "d994e1d001886fe5b45b1267bd1fa2b752ac50742579bd3dad7b2a2aa0ed6866" /* josé */
+#define H_US   "79adb2a2fce5c6ba215fe5f27f532d4e7edbac4b6a5e09e1ef3a08084a904621" /* us */
 #define H_BOB                                                                                      \
   "5ff860bf1190596c7188ab851db691f0f3169c453936e9e1eba2f9a47f7a0018" /* bob@example.com */
 #define H_OBRIEN "b4cb6cb33fe4b865868de825023a1e2790dc12ac01ecc8d7c5afe8254071c8ba" /* obrien */
@@ -86,11 +87,13 @@ static struct bf_http_response response(long status, const char *body) {
 #define H_CLOUDY                                                                                     \
   "223ebda6f6889b1494551ba902d9d381daf2f642bae055888e96343d53e9f9c4" /* cloudysanfrancisco@gmail.com \
                                                                       */
-#define H_E164 "fb4f73a6ec5fdb7077d564cdd22c3554b43ce49168550c3b12c547b78c517b30" /* +18005550100  \
-                                                                                   */
-#define H_MARYANN "343b97011010c3549fe7fcd6c226ed9431ea37b0b77ed78f6300a0098925faf1" /* mary ann   \
-                                                                                      */
-#define H_ONEIL "67a42a846e98e3c1a96cd6ba14883a5ea05990cd93964ce8b832aa9497ca785c"   /* oneil */
+#define H_E164                                                                                     \
+  "fb4f73a6ec5fdb7077d564cdd22c3554b43ce49168550c3b12c547b78c517b30" /* +18005550100               \
+                                                                      */
+#define H_MARYANN                                                                                  \
+  "343b97011010c3549fe7fcd6c226ed9431ea37b0b77ed78f6300a0098925faf1"               /* mary ann     \
+                                                                                    */
+#define H_ONEIL "67a42a846e98e3c1a96cd6ba14883a5ea05990cd93964ce8b832aa9497ca785c" /* oneil */
 #define H_NYC                                                                                      \
   "f109a2a632fbcea5fc82049f50beed3d8621bf9034399f437fb622222acccdac" /* user.name+nyc@example.com  \
                                                                       */

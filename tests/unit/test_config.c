@@ -32,19 +32,18 @@ static struct bf_error parse_err(const char *yaml) {
   return err;
 }
 
-#define assert_msg(yaml, expected)                                              \
-  do {                                                                          \
-    struct bf_error e_ = parse_err(yaml);                                       \
-    cr_assert_str_eq(e_.msg, expected);                                         \
+#define assert_msg(yaml, expected)                                                                 \
+  do {                                                                                             \
+    struct bf_error e_ = parse_err(yaml);                                                          \
+    cr_assert_str_eq(e_.msg, expected);                                                            \
   } while (0)
 
-#define assert_msg_has(yaml, loc_prefix, fragment)                              \
-  do {                                                                          \
-    struct bf_error e_ = parse_err(yaml);                                       \
-    cr_assert_eq(strncmp(e_.msg, loc_prefix, strlen(loc_prefix)), 0,            \
-                 "message '%s' does not start with '%s'", e_.msg, loc_prefix);  \
-    cr_assert_not_null(strstr(e_.msg, fragment), "message '%s' lacks '%s'",     \
-                       e_.msg, fragment);                                       \
+#define assert_msg_has(yaml, loc_prefix, fragment)                                                 \
+  do {                                                                                             \
+    struct bf_error e_ = parse_err(yaml);                                                          \
+    cr_assert_eq(strncmp(e_.msg, loc_prefix, strlen(loc_prefix)), 0,                               \
+                 "message '%s' does not start with '%s'", e_.msg, loc_prefix);                     \
+    cr_assert_not_null(strstr(e_.msg, fragment), "message '%s' lacks '%s'", e_.msg, fragment);     \
   } while (0)
 
 /* The example from design.md §3, verbatim. */
@@ -60,17 +59,22 @@ static const char design_example[] =
     "    warehouse: local\n"
     "    sql: SELECT id, email, first_name, ltv FROM users WHERE ltv > 1000\n"
     "    primary_key: id\n"
-    "    pii: {email: email, first_name: name}          # column: kind (email|phone|name|address|ip|id|other)\n"
-    "    live: {table: users, key: id}                  # for `schedule: live`: base table and its key\n"
+    "    pii: {email: email, first_name: name}          # column: kind "
+    "(email|phone|name|address|ip|id|other)\n"
+    "    live: {table: users, key: id}                  # for `schedule: live`: base table and its "
+    "key\n"
     "destinations:\n"
-    "  crm:  {type: hubspot, token: \"${HUBSPOT_TOKEN}\"} # every HTTP destination also takes base_url\n"
-    "  hook: {type: webhook, url: \"http://127.0.0.1:9000/in\", signing_secret: \"${HOOK_SECRET}\"}\n"
+    "  crm:  {type: hubspot, token: \"${HUBSPOT_TOKEN}\"} # every HTTP destination also takes "
+    "base_url\n"
+    "  hook: {type: webhook, url: \"http://127.0.0.1:9000/in\", signing_secret: "
+    "\"${HOOK_SECRET}\"}\n"
     "  out:  {type: file, path: out/vip.jsonl}          # JSON Lines, one event per line\n"
     "syncs:\n"
     "  vip_to_hook:\n"
     "    model: vip_users\n"
     "    destination: hook\n"
-    "    mode: mirror               # upsert (default) | update | insert | mirror (upsert + delete removed)\n"
+    "    mode: mirror               # upsert (default) | update | insert | mirror (upsert + delete "
+    "removed)\n"
     "    object: contacts           # destination object, where the destination has several\n"
     "    match: {user_id: id}       # destination identifier field: model column\n"
     "    fields: {email: email, first_name: first_name, lifetime_value: ltv}\n"
@@ -86,23 +90,23 @@ static void set_example_env(void) {
 }
 
 /* A small valid project; tests append sync keys after line 16. */
-#define BASE                                                                    \
-  "version: 1\n"                                                /*  1 */        \
-  "warehouses:\n"                                               /*  2 */        \
-  "  local: {type: sqlite, path: warehouse.db}\n"               /*  3 */        \
-  "models:\n"                                                   /*  4 */        \
-  "  vip_users:\n"                                              /*  5 */        \
-  "    warehouse: local\n"                                      /*  6 */        \
-  "    sql: SELECT id, email FROM users\n"                      /*  7 */        \
-  "    primary_key: id\n"                                       /*  8 */        \
-  "    pii: {email: email, phone: phone}\n"                     /*  9 */        \
-  "destinations:\n"                                             /* 10 */        \
-  "  hook: {type: webhook, url: \"http://127.0.0.1:9000/in\"}\n" /* 11 */       \
-  "syncs:\n"                                                    /* 12 */        \
-  "  vip_to_hook:\n"                                            /* 13 */        \
-  "    model: vip_users\n"                                      /* 14 */        \
-  "    destination: hook\n"                                     /* 15 */        \
-  "    match: {user_id: id}\n"                                  /* 16 */
+#define BASE                                                                                       \
+  "version: 1\n"                                                 /*  1 */                          \
+  "warehouses:\n"                                                /*  2 */                          \
+  "  local: {type: sqlite, path: warehouse.db}\n"                /*  3 */                          \
+  "models:\n"                                                    /*  4 */                          \
+  "  vip_users:\n"                                               /*  5 */                          \
+  "    warehouse: local\n"                                       /*  6 */                          \
+  "    sql: SELECT id, email FROM users\n"                       /*  7 */                          \
+  "    primary_key: id\n"                                        /*  8 */                          \
+  "    pii: {email: email, phone: phone}\n"                      /*  9 */                          \
+  "destinations:\n"                                              /* 10 */                          \
+  "  hook: {type: webhook, url: \"http://127.0.0.1:9000/in\"}\n" /* 11 */                          \
+  "syncs:\n"                                                     /* 12 */                          \
+  "  vip_to_hook:\n"                                             /* 13 */                          \
+  "    model: vip_users\n"                                       /* 14 */                          \
+  "    destination: hook\n"                                      /* 15 */                          \
+  "    match: {user_id: id}\n"                                   /* 16 */
 
 /* ---------------------------------------------------------------------- */
 /* Valid configurations */
@@ -241,34 +245,33 @@ Test(config, null_sections_are_empty_maps) {
 }
 
 Test(config, all_sync_options) {
-  struct bf_config *cfg = parse_ok(BASE
-                                   "    mode: update\n"
-                                   "    fields: {mail: email, tel: phone}\n"
-                                   "    constants: {source: backflow, n: 7, empty: ''}\n"
-                                   "    pii_policy: {email: hash, phone: drop}\n"
-                                   "    batch_size: 500\n"
-                                   "    description: VIPs to the hook\n"
-                                   "    write_back: {table: bf_runs, anything: [1, 2]}\n"
-                                   "    alerts: [{on: failure}]\n"
-                                   "  nightly:\n"
-                                   "    model: vip_users\n"
-                                   "    destination: hook\n"
-                                   "    mode: insert\n"
-                                   "    match: {user_id: id}\n"
-                                   "    schedule: {cron: \" 0  3 * * 1-5 \"}\n"
-                                   "  follow:\n"
-                                   "    model: vip_users\n"
-                                   "    destination: hook\n"
-                                   "    match: {user_id: id}\n"
-                                   "    schedule: {after: nightly}\n"
-                                   "  by_hand:\n"
-                                   "    model: vip_users\n"
-                                   "    destination: hook\n"
-                                   "    mode: upsert\n"
-                                   "    match: {user_id: id}\n"
-                                   "    schedule: manual\n"
-                                   "write_back: {warehouse: local}\n"
-                                   "alerts: {webhook: \"http://x\"}\n");
+  struct bf_config *cfg = parse_ok(BASE "    mode: update\n"
+                                        "    fields: {mail: email, tel: phone}\n"
+                                        "    constants: {source: backflow, n: 7, empty: ''}\n"
+                                        "    pii_policy: {email: hash, phone: drop}\n"
+                                        "    batch_size: 500\n"
+                                        "    description: VIPs to the hook\n"
+                                        "    write_back: {table: bf_runs, anything: [1, 2]}\n"
+                                        "    alerts: [{on: failure}]\n"
+                                        "  nightly:\n"
+                                        "    model: vip_users\n"
+                                        "    destination: hook\n"
+                                        "    mode: insert\n"
+                                        "    match: {user_id: id}\n"
+                                        "    schedule: {cron: \" 0  3 * * 1-5 \"}\n"
+                                        "  follow:\n"
+                                        "    model: vip_users\n"
+                                        "    destination: hook\n"
+                                        "    match: {user_id: id}\n"
+                                        "    schedule: {after: nightly}\n"
+                                        "  by_hand:\n"
+                                        "    model: vip_users\n"
+                                        "    destination: hook\n"
+                                        "    mode: upsert\n"
+                                        "    match: {user_id: id}\n"
+                                        "    schedule: manual\n"
+                                        "write_back: {warehouse: local}\n"
+                                        "alerts: {webhook: \"http://x\"}\n");
   const struct bf_sync_config *s = bf_config_sync(cfg, "vip_to_hook");
   cr_assert_eq(s->mode, BF_MODE_UPDATE);
   cr_assert_eq(s->fields.n, 2);
@@ -292,13 +295,14 @@ Test(config, all_sync_options) {
 }
 
 Test(config, live_schedule_needs_model_live) {
-  struct bf_config *cfg = parse_ok("warehouses: {w: {type: sqlite}}\n"
-                                   "models:\n"
-                                   "  m: {warehouse: w, sql: s, primary_key: id,\n"
-                                   "      live: {table: users, key: id}}\n"
-                                   "destinations: {d: {type: file}}\n"
-                                   "syncs:\n"
-                                   "  s: {model: m, destination: d, match: {k: id}, schedule: live}\n");
+  struct bf_config *cfg =
+      parse_ok("warehouses: {w: {type: sqlite}}\n"
+               "models:\n"
+               "  m: {warehouse: w, sql: s, primary_key: id,\n"
+               "      live: {table: users, key: id}}\n"
+               "destinations: {d: {type: file}}\n"
+               "syncs:\n"
+               "  s: {model: m, destination: d, match: {k: id}, schedule: live}\n");
   cr_assert_eq(cfg->syncs[0].schedule, BF_SCHEDULE_LIVE);
   bf_config_free(cfg);
 
@@ -342,11 +346,11 @@ Test(config, node_tree_keeps_locations_and_quoting) {
 Test(config, env_substitution_and_escape) {
   setenv("BF_T_HOST", "db.example", 1);
   setenv("BF_T_EMPTY", "", 1);
-  struct bf_config *cfg = parse_ok(
-      "warehouses:\n"
-      "  pg: {type: postgres, dsn: \"host=${BF_T_HOST} port=5432\", x: '$${BF_T_HOST}',\n"
-      "       y: a$$b$, z: \"${BF_T_HOST}${BF_T_HOST}\", e: \"[${BF_T_EMPTY}]\"}\n"
-      "alerts:\n  ${BF_T_HOST}: 1\n");
+  struct bf_config *cfg =
+      parse_ok("warehouses:\n"
+               "  pg: {type: postgres, dsn: \"host=${BF_T_HOST} port=5432\", x: '$${BF_T_HOST}',\n"
+               "       y: a$$b$, z: \"${BF_T_HOST}${BF_T_HOST}\", e: \"[${BF_T_EMPTY}]\"}\n"
+               "alerts:\n  ${BF_T_HOST}: 1\n");
   const struct bf_node *p = cfg->warehouses[0].params;
   cr_assert_str_eq(bf_node_get_str(p, "dsn"), "host=db.example port=5432");
   cr_assert(bf_node_get(p, "dsn")->from_env);
@@ -408,8 +412,8 @@ Test(config, env_values_never_appear_in_messages) {
 
 Test(config, empty_secret_from_env_is_an_error) {
   setenv("BF_T_EMPTY", "", 1);
-  assert_msg_has("secret: \"${BF_T_EMPTY}\"\n", "t.yml:1:9: ",
-                 "'secret' is empty (its environment variable is empty)");
+  assert_msg_has("secret: \"${BF_T_EMPTY}\"\n",
+                 "t.yml:1:9: ", "'secret' is empty (its environment variable is empty)");
   /* `secret:` with no value means "generate one". */
   struct bf_config *cfg = parse_ok("secret:\n");
   cr_assert_null(cfg->secret);
@@ -426,10 +430,10 @@ Test(config, unknown_key_did_you_mean) {
              "pii_policy, batch_size, description, write_back, alerts)");
   assert_msg_has("sycns: {}\n", "t.yml:1:1: ",
                  "unknown key 'sycns' in the top level; did you mean 'syncs'? (known: version,");
-  assert_msg_has(BASE "    zzzzzzz: 1\n", "t.yml:17:5: ",
-                 "unknown key 'zzzzzzz' in sync 'vip_to_hook' (known: model,");
-  assert_msg_has("server: {listn: x}\n", "t.yml:1:10: ",
-                 "unknown key 'listn' in 'server'; did you mean 'listen'?");
+  assert_msg_has(BASE "    zzzzzzz: 1\n",
+                 "t.yml:17:5: ", "unknown key 'zzzzzzz' in sync 'vip_to_hook' (known: model,");
+  assert_msg_has("server: {listn: x}\n",
+                 "t.yml:1:10: ", "unknown key 'listn' in 'server'; did you mean 'listen'?");
   assert_msg_has(BASE "    schedule: {evry: 1h}\n", "t.yml:17:16: ",
                  "unknown key 'evry' in 'schedule' of sync 'vip_to_hook'; did you mean 'every'?");
 }
@@ -575,8 +579,9 @@ Test(config, match_is_required_and_not_empty) {
   snprintf(yaml, sizeof yaml, "%s    match:\n", head);
   assert_msg_has(yaml, "t.yml:8:5: ", "'match' in sync 's' is empty");
   snprintf(yaml, sizeof yaml, "%s    match: {k: ''}\n", head);
-  assert_msg_has(yaml, "t.yml:8:13: ", "expected a model column for 'k' in 'match' of sync "
-                                       "'s', found an empty value");
+  assert_msg_has(yaml, "t.yml:8:13: ",
+                 "expected a model column for 'k' in 'match' of sync "
+                 "'s', found an empty value");
 }
 
 Test(config, field_in_match_and_fields_is_reported_at_the_second) {
@@ -622,8 +627,8 @@ Test(config, schedule_errors) {
              "found '15'");
   assert_msg(BASE "    schedule: {after: vip_to_hook}\n",
              "t.yml:17:23: sync 'vip_to_hook' cannot run after itself; expected another sync");
-  assert_msg_has(BASE "    schedule: {after: vip_to_hok}\n", "t.yml:17:23: ",
-                 "unknown sync 'vip_to_hok' in 'schedule' of sync 'vip_to_hook'");
+  assert_msg_has(BASE "    schedule: {after: vip_to_hok}\n",
+                 "t.yml:17:23: ", "unknown sync 'vip_to_hok' in 'schedule' of sync 'vip_to_hook'");
   assert_msg(BASE "    schedule: hourly\n",
              "t.yml:17:15: unknown schedule 'hourly' in sync 'vip_to_hook'; expected {every: "
              "15m}, {cron: \"0 * * * *\"}, {after: other_sync}, live or manual");
@@ -653,8 +658,8 @@ Test(config, long_after_chain_parses_and_later_cycles_are_found) {
                         "destinations: {d: {type: file}}\n"
                         "syncs:\n");
   for (size_t i = 0; i < n; i++) {
-    o += (size_t)snprintf(yaml + o, cap - o, "  s%zu: {model: m, destination: d, match: {k: id}",
-                          i);
+    o +=
+        (size_t)snprintf(yaml + o, cap - o, "  s%zu: {model: m, destination: d, match: {k: id}", i);
     if (i) o += (size_t)snprintf(yaml + o, cap - o, ", schedule: {after: s%zu}", i - 1);
     o += (size_t)snprintf(yaml + o, cap - o, "}\n");
   }
@@ -867,8 +872,7 @@ Test(config, duration_parsing) {
   const struct {
     const char *text;
     long long ms;
-  } ok[] = {{"500ms", 500}, {"30s", 30000}, {"15m", 900000}, {"2h", 7200000},
-            {"1d", 86400000}};
+  } ok[] = {{"500ms", 500}, {"30s", 30000}, {"15m", 900000}, {"2h", 7200000}, {"1d", 86400000}};
   for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
     const struct bf_node *n;
     struct bf_config *cfg = value_node(ok[i].text, &n);
@@ -878,8 +882,17 @@ Test(config, duration_parsing) {
     cr_assert_eq(ms, ok[i].ms, "%s", ok[i].text);
     bf_config_free(cfg);
   }
-  const char *bad[] = {"0s", "-5m", "15", "m", "1.5h", "15 m", "15mm", "\"\"", "[1]",
-                       "99999999999999999999d", "9999999999999999d"};
+  const char *bad[] = {"0s",
+                       "-5m",
+                       "15",
+                       "m",
+                       "1.5h",
+                       "15 m",
+                       "15mm",
+                       "\"\"",
+                       "[1]",
+                       "99999999999999999999d",
+                       "9999999999999999d"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     const struct bf_node *n;
     struct bf_config *cfg = value_node(bad[i], &n);

@@ -10,7 +10,8 @@
 
 /* Unix milliseconds of a UTC wall time. */
 static long long utc_ms(int year, int mon, int day, int hour, int min) {
-  struct tm tm = {.tm_year = year - 1900, .tm_mon = mon - 1, .tm_mday = day, .tm_hour = hour, .tm_min = min};
+  struct tm tm = {
+      .tm_year = year - 1900, .tm_mon = mon - 1, .tm_mday = day, .tm_hour = hour, .tm_min = min};
   return (long long)timegm(&tm) * 1000;
 }
 

@@ -25,7 +25,8 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *body,
                              const char *h1, const char *v1, const char *h2, const char *v2,
                              const char *h3, const char *v3) {
-  struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+  struct MHD_Response *r =
+      MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
   if (h1) MHD_add_response_header(r, h1, v1);
   if (h2) MHD_add_response_header(r, h2, v2);
   if (h3) MHD_add_response_header(r, h3, v3);
@@ -34,9 +35,9 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const ch
   return ret;
 }
 
-static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-                               const char *version, const char *upload_data, size_t *upload_data_size,
-                               void **state) {
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
+                               const char *method, const char *version, const char *upload_data,
+                               size_t *upload_data_size, void **state) {
   (void)cls, (void)method, (void)version, (void)upload_data;
   if (*state == NULL) {
     *state = (void *)1;
@@ -47,9 +48,12 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     return MHD_YES;
   }
   atomic_fetch_add(&hits_, 1);
-  if (!strcmp(url, "/ok")) return reply(c, 200, "{\"ok\":true}", "Content-Type", "application/json", NULL, NULL, NULL, NULL);
+  if (!strcmp(url, "/ok"))
+    return reply(c, 200, "{\"ok\":true}", "Content-Type", "application/json", NULL, NULL, NULL,
+                 NULL);
   if (!strcmp(url, "/flaky")) {
-    if (atomic_fetch_sub(&fail_left_, 1) > 0) return reply(c, 503, "busy", NULL, NULL, NULL, NULL, NULL, NULL);
+    if (atomic_fetch_sub(&fail_left_, 1) > 0)
+      return reply(c, 503, "busy", NULL, NULL, NULL, NULL, NULL, NULL);
     return reply(c, 200, "fine", NULL, NULL, NULL, NULL, NULL, NULL);
   }
   if (!strcmp(url, "/throttle")) {
@@ -58,8 +62,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     return reply(c, 200, "fine", NULL, NULL, NULL, NULL, NULL, NULL);
   }
   if (!strcmp(url, "/remaining0"))
-    return reply(c, 200, "{}", "X-HubSpot-RateLimit-Remaining", "0", "X-HubSpot-RateLimit-Interval-Milliseconds",
-                 "1000", "X-HubSpot-RateLimit-Max", "2");
+    return reply(c, 200, "{}", "X-HubSpot-RateLimit-Remaining", "0",
+                 "X-HubSpot-RateLimit-Interval-Milliseconds", "1000", "X-HubSpot-RateLimit-Max",
+                 "2");
   if (!strcmp(url, "/notfound")) return reply(c, 404, "nope", NULL, NULL, NULL, NULL, NULL, NULL);
   if (!strcmp(url, "/slow")) {
     int now = atomic_fetch_add(&in_flight_, 1) + 1;
@@ -85,9 +90,9 @@ static void start(void) {
   atomic_store(&in_flight_, 0);
   atomic_store(&max_in_flight_, 0);
   atomic_store(&fail_left_, 0);
-  daemon_ = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL,
-                             handler, NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
-                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
+  daemon_ = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0,
+                             NULL, NULL, handler, NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+                             NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
   cr_assert_not_null(daemon_);
   port_ = MHD_get_daemon_info(daemon_, MHD_DAEMON_INFO_BIND_PORT)->port;
 }
@@ -128,7 +133,8 @@ Test(http, many_requests_reuse_few_connections) {
     }
     bf_http_responses_release(resp, N);
   }
-  cr_assert_leq(atomic_load(&connections_), 4, "%d connections for 120 requests", atomic_load(&connections_));
+  cr_assert_leq(atomic_load(&connections_), 4, "%d connections for 120 requests",
+                atomic_load(&connections_));
   struct bf_http_stats st;
   bf_http_stats_get(t, &st);
   cr_assert_eq(st.requests, 3 * N);
@@ -283,7 +289,8 @@ Test(http, connection_refused_is_retryable_with_a_message) {
 }
 
 static size_t done_calls;
-static void on_done(void *arg, size_t index, const struct bf_http_request *req, struct bf_http_response *resp) {
+static void on_done(void *arg, size_t index, const struct bf_http_request *req,
+                    struct bf_http_response *resp) {
   (void)arg, (void)req;
   cr_assert_eq(resp->status, 200);
   cr_assert_lt(index, 5);

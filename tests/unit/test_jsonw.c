@@ -20,7 +20,12 @@ Test(jsonw, escapes_quotes_controls_and_keeps_utf8) {
 
 Test(jsonw, invalid_utf8_becomes_replacement_character) {
   struct bf_buf b = {0};
-  cr_assert_str_eq(str_json(&b, "a\xff" "b", 3), "\"a\xef\xbf\xbd" "b\"");
+  cr_assert_str_eq(str_json(&b,
+                            "a\xff"
+                            "b",
+                            3),
+                   "\"a\xef\xbf\xbd"
+                   "b\"");
   cr_assert_str_eq(str_json(&b, "\xc3", 1), "\"\xef\xbf\xbd\"");
   bf_buf_release(&b);
 }

@@ -97,7 +97,8 @@ Test(redact, scrub_replaces_every_registered_secret) {
   bf_http_add_header(t, "Authorization: Bearer tok-123456789", true);
   bf_http_add_header(t, "Accept: application/json", false);
   char msg[256];
-  snprintf(msg, sizeof msg, "got tok-123456789 twice: tok-123456789; basicpass; Accept application/json");
+  snprintf(msg, sizeof msg,
+           "got tok-123456789 twice: tok-123456789; basicpass; Accept application/json");
   bf_http_scrub(t, msg);
   cr_assert_null(strstr(msg, "tok-123456789"), "%s", msg);
   cr_assert_null(strstr(msg, "basicpass"), "%s", msg);

@@ -24,11 +24,11 @@ struct fake {
   long long at[256];
   size_t n;
   int in_flight, max_in_flight;
-  const char *block;   /* runs of this sync (or "*": all) wait for release */
-  int released;        /* how many blocked runs of any sync may proceed */
+  const char *block;         /* runs of this sync (or "*": all) wait for release */
+  int released;              /* how many blocked runs of any sync may proceed */
   char released_name[8][32]; /* or: one blocked run of this sync may proceed */
   int blocked_now;
-  const char *fail;    /* runs of this sync fail */
+  const char *fail; /* runs of this sync fail */
 };
 
 static struct fake F = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
@@ -99,11 +99,11 @@ static void release(int n) {
   pthread_mutex_unlock(&F.mu);
 }
 
-#define HEAD                                                                    \
-  "version: 1\n"                                                                \
-  "warehouses: {w: {type: sqlite, path: w.db}}\n"                               \
-  "models: {m: {warehouse: w, sql: \"SELECT 1 AS id\", primary_key: id}}\n"     \
-  "destinations: {d1: {type: file, path: a.jsonl}, d2: {type: file, path: b.jsonl}}\n" \
+#define HEAD                                                                                       \
+  "version: 1\n"                                                                                   \
+  "warehouses: {w: {type: sqlite, path: w.db}}\n"                                                  \
+  "models: {m: {warehouse: w, sql: \"SELECT 1 AS id\", primary_key: id}}\n"                        \
+  "destinations: {d1: {type: file, path: a.jsonl}, d2: {type: file, path: b.jsonl}}\n"             \
   "syncs:\n"
 
 static struct bf_config *config(const char *syncs) {
@@ -143,7 +143,8 @@ static size_t runs_of(const char *sync, long long *out, size_t max) {
 }
 
 Test(scheduler, every_runs_at_fixed_instants) {
-  struct bf_config *cfg = config("  a: {model: m, destination: d1, match: {id: id}, schedule: {every: 15m}}\n");
+  struct bf_config *cfg =
+      config("  a: {model: m, destination: d1, match: {id: id}, schedule: {every: 15m}}\n");
   long long t0 = 1704067200000LL; /* 2024-01-01T00:00:00Z */
   struct bf_scheduler *s = start(cfg, t0);
   /* Minute by minute for an hour, with a few seconds of scheduling jitter. */
@@ -152,7 +153,8 @@ Test(scheduler, every_runs_at_fixed_instants) {
   size_t n = runs_of("a", at, 16);
   cr_assert_eq(n, 5, "expected runs at 0, 15, 30, 45, 60 min; got %zu", n);
   for (size_t i = 0; i < n; i++)
-    cr_assert_eq(at[i], t0 + (long long)i * 15 * MIN_MS + 1500, "run %zu at +%lld ms", i, at[i] - t0);
+    cr_assert_eq(at[i], t0 + (long long)i * 15 * MIN_MS + 1500, "run %zu at +%lld ms", i,
+                 at[i] - t0);
   struct bf_sched_status st;
   cr_assert_eq(bf_scheduler_status(s, "a", &st), 0);
   cr_assert_eq(st.next_ms, t0 + 75 * MIN_MS);
@@ -162,7 +164,8 @@ Test(scheduler, every_runs_at_fixed_instants) {
 }
 
 Test(scheduler, every_continues_from_last_run_and_skips_missed_instants) {
-  struct bf_config *cfg = config("  a: {model: m, destination: d1, match: {id: id}, schedule: {every: 10m}}\n");
+  struct bf_config *cfg =
+      config("  a: {model: m, destination: d1, match: {id: id}, schedule: {every: 10m}}\n");
   long long t0 = 1704067200000LL;
   atomic_store(&fake_now, t0);
   struct bf_sched_ops ops = {.now_ms = clock_now, .run = fake_run};
@@ -219,10 +222,10 @@ Test(scheduler, bad_cron_names_the_sync) {
 }
 
 Test(scheduler, after_runs_when_upstream_succeeds_only) {
-  struct bf_config *cfg = config(
-      "  up: {model: m, destination: d1, match: {id: id}}\n"
-      "  down: {model: m, destination: d2, match: {id: id}, schedule: {after: up}}\n"
-      "  last: {model: m, destination: d1, match: {id: id}, schedule: {after: down}}\n");
+  struct bf_config *cfg =
+      config("  up: {model: m, destination: d1, match: {id: id}}\n"
+             "  down: {model: m, destination: d2, match: {id: id}, schedule: {after: up}}\n"
+             "  last: {model: m, destination: d1, match: {id: id}, schedule: {after: down}}\n");
   struct bf_scheduler *s = start(cfg, 1000);
   cr_assert_eq(bf_scheduler_trigger(s, "up", NULL), 0);
   cr_assert(bf_scheduler_wait_idle(s, 10000));
@@ -269,10 +272,9 @@ Test(scheduler, triggers_during_a_run_queue_one_follow_up) {
 }
 
 Test(scheduler, destinations_run_concurrently_but_each_in_turn) {
-  struct bf_config *cfg = config(
-      "  a: {model: m, destination: d1, match: {id: id}}\n"
-      "  b: {model: m, destination: d1, match: {id: id}}\n"
-      "  c: {model: m, destination: d2, match: {id: id}}\n");
+  struct bf_config *cfg = config("  a: {model: m, destination: d1, match: {id: id}}\n"
+                                 "  b: {model: m, destination: d1, match: {id: id}}\n"
+                                 "  c: {model: m, destination: d2, match: {id: id}}\n");
   F.block = "*";
   struct bf_scheduler *s = start(cfg, 1000);
   bf_scheduler_trigger(s, "a", NULL);

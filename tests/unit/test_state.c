@@ -22,7 +22,8 @@ static void teardown(void) {
 static void key_of(unsigned i, unsigned char key[16]) {
   memset(key, 0, 16);
   /* spread keys over the table like real PRF output would */
-  for (int b = 0; b < 16; b++) key[b] = (unsigned char)((i * 2654435761u) >> ((b % 4) * 8)) ^ (unsigned char)b;
+  for (int b = 0; b < 16; b++)
+    key[b] = (unsigned char)((i * 2654435761u) >> ((b % 4) * 8)) ^ (unsigned char)b;
   memcpy(key + 12, &i, 4);
 }
 

@@ -11,7 +11,8 @@ Test(webhook, signature_matches_the_standard_webhooks_vector) {
   unsigned char key[64];
   size_t key_len;
   cr_assert_eq(sodium_base642bin(key, sizeof key, b64, strlen(b64), NULL, &key_len, NULL,
-                                 sodium_base64_VARIANT_ORIGINAL), 0);
+                                 sodium_base64_VARIANT_ORIGINAL),
+               0);
   const char *body = "{\"test\": 2432232314}";
   char sig[96];
   bf_webhook_signature(key, key_len, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body, strlen(body),
