@@ -110,8 +110,8 @@ static const char *const places[] = {
     "syncs:\n  s: {model: users, destination: hook, match: {id: id}, schedule: {every: \"%s\"}}\n",
     "syncs:\n  s: {model: users, destination: hook, match: {id: id}, schedule: {after: \"%s\"}}\n",
     "syncs:\n  s: {model: users, destination: hook, match: {id: id}, schedule: \"%s\"}\n",
-    "syncs:\n  s: {model: users, destination: hook, match: {id: id}, pii_policy: {email: "
-    "\"%s\"}}\n",
+    ("syncs:\n  s: {model: users, destination: hook, match: {id: id}, pii_policy: {email: "
+     "\"%s\"}}\n"),
     "syncs:\n  s: {model: users, destination: hook, match: {id: id}, batch_size: \"%s\"}\n",
     "syncs:\n  s: {model: users, destination: hook, match: {id: id}, constants: {c: \"%s\"}}\n",
     "syncs:\n  s: {model: users, destination: \"%s\", match: {id: id}}\n",
