@@ -513,8 +513,8 @@ Test(google, partial_failures_reject_the_operations_they_index) {
   /* No partial failure, or one of the wrong shape: nothing rejected. */
   const char *others[] = {
       "{}", "{\"partialFailureError\":[]}", "{\"partialFailureError\":{\"details\":{}}}",
-      "{\"partialFailureError\":{\"details\":[{\"errors\":[{\"location\":{\"fieldPathElements\":"
-      "[{\"index\":\"1\"}]}}]}]}}"};
+      ("{\"partialFailureError\":{\"details\":[{\"errors\":[{\"location\":{\"fieldPathElements\":"
+       "[{\"index\":\"1\"}]}}]}]}}")};
   for (size_t i = 0; i < 4; i++) {
     res = json_loads(others[i], 0, NULL);
     struct bf_outcome o[3] = {{0}};
