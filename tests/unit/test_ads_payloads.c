@@ -1045,8 +1045,8 @@ Test(klaviyo, job_id_and_status_answers) {
   cr_assert_str_eq(id, "ZXhhbXBsZQ-1_x");
   free(id);
   const char *no[] = {"{\"data\":{\"type\":\"profile\",\"id\":\"x\"}}",
-                      "{\"data\":{\"type\":\"profile-bulk-import-job\","
-                      "\"id\":\"../../x\"}}",
+                      ("{\"data\":{\"type\":\"profile-bulk-import-job\","
+                       "\"id\":\"../../x\"}}"),
                       "{\"data\":{\"type\":\"profile-bulk-import-job\",\"id\":7}}", "", "[]"};
   for (size_t i = 0; i < 5; i++)
     cr_assert_null(bf_klaviyo_job_id(no[i], strlen(no[i])), "case %zu", i);
