@@ -73,7 +73,8 @@ struct bf_destination_type {
   int (*check)(struct bf_destination *d, struct bf_error *err);
   /* Sends batch (upserts/updates/inserts) and fills outcomes[batch->n].
    * Returns 0 when every record has an outcome, BF_E_DESTINATION when the
-   * destination is unavailable after retries (the run stops; nothing lost). */
+   * destination is unavailable after retries (the run stops; nothing lost).
+   * Reasons set before a failure are freed by the runner either way. */
   int (*push)(struct bf_destination *d, const struct bf_batch *batch, struct bf_outcome *outcomes,
               struct bf_error *err);
   /* Same for deletes. */

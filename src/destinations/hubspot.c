@@ -873,26 +873,6 @@ static int hubspot_remove_batch(struct bf_destination *d_, const struct bf_batch
   return rc;
 }
 
-/* On failure the runner drops the outcomes without reading them: free the
- * reasons here so a stopped run leaks nothing. */
-static int finish(int rc, const struct bf_batch *batch, struct bf_outcome *outcomes) {
-  for (size_t i = 0; rc && i < batch->n; i++) {
-    free(outcomes[i].reason);
-    outcomes[i].reason = NULL;
-  }
-  return rc;
-}
-
-static int hubspot_push(struct bf_destination *d, const struct bf_batch *batch,
-                        struct bf_outcome *outcomes, struct bf_error *err) {
-  return finish(hubspot_push_batch(d, batch, outcomes, err), batch, outcomes);
-}
-
-static int hubspot_remove(struct bf_destination *d, const struct bf_batch *batch,
-                          struct bf_outcome *outcomes, struct bf_error *err) {
-  return finish(hubspot_remove_batch(d, batch, outcomes, err), batch, outcomes);
-}
-
 const struct bf_destination_type bf_destination_hubspot = {
     .name = "hubspot",
     .params = hubspot_params,
@@ -902,7 +882,7 @@ const struct bf_destination_type bf_destination_hubspot = {
     .needs_identifier_for_delete = true,
     .open = hubspot_open,
     .check = hubspot_check,
-    .push = hubspot_push,
-    .remove = hubspot_remove,
+    .push = hubspot_push_batch,
+    .remove = hubspot_remove_batch,
     .close = hubspot_close,
 };

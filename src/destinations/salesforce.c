@@ -791,26 +791,6 @@ static int sf_remove_batch(struct bf_destination *d_, const struct bf_batch *bat
   return rc;
 }
 
-/* On failure the runner drops the outcomes without reading them: free the
- * reasons here so a stopped run leaks nothing. */
-static int finish(int rc, const struct bf_batch *batch, struct bf_outcome *outcomes) {
-  for (size_t i = 0; rc && i < batch->n; i++) {
-    free(outcomes[i].reason);
-    outcomes[i].reason = NULL;
-  }
-  return rc;
-}
-
-static int sf_push(struct bf_destination *d, const struct bf_batch *batch,
-                   struct bf_outcome *outcomes, struct bf_error *err) {
-  return finish(sf_push_batch(d, batch, outcomes, err), batch, outcomes);
-}
-
-static int sf_remove(struct bf_destination *d, const struct bf_batch *batch,
-                     struct bf_outcome *outcomes, struct bf_error *err) {
-  return finish(sf_remove_batch(d, batch, outcomes, err), batch, outcomes);
-}
-
 const struct bf_destination_type bf_destination_salesforce = {
     .name = "salesforce",
     .params = sf_params,
@@ -820,7 +800,7 @@ const struct bf_destination_type bf_destination_salesforce = {
     .needs_identifier_for_delete = true,
     .open = sf_open,
     .check = sf_check,
-    .push = sf_push,
-    .remove = sf_remove,
+    .push = sf_push_batch,
+    .remove = sf_remove_batch,
     .close = sf_close,
 };

@@ -594,26 +594,6 @@ static int zd_remove_batch(struct bf_destination *d_, const struct bf_batch *bat
   return rc;
 }
 
-/* On failure the runner drops the outcomes without reading them: free the
- * reasons here so a stopped run leaks nothing. */
-static int finish(int rc, const struct bf_batch *batch, struct bf_outcome *outcomes) {
-  for (size_t i = 0; rc && i < batch->n; i++) {
-    free(outcomes[i].reason);
-    outcomes[i].reason = NULL;
-  }
-  return rc;
-}
-
-static int zd_push(struct bf_destination *d, const struct bf_batch *batch,
-                   struct bf_outcome *outcomes, struct bf_error *err) {
-  return finish(zd_push_batch(d, batch, outcomes, err), batch, outcomes);
-}
-
-static int zd_remove(struct bf_destination *d, const struct bf_batch *batch,
-                     struct bf_outcome *outcomes, struct bf_error *err) {
-  return finish(zd_remove_batch(d, batch, outcomes, err), batch, outcomes);
-}
-
 const struct bf_destination_type bf_destination_zendesk = {
     .name = "zendesk",
     .params = zd_params,
@@ -624,7 +604,7 @@ const struct bf_destination_type bf_destination_zendesk = {
     .needs_identifier_for_delete = true,
     .open = zd_open,
     .check = zd_check,
-    .push = zd_push,
-    .remove = zd_remove,
+    .push = zd_push_batch,
+    .remove = zd_remove_batch,
     .close = zd_close,
 };
