@@ -23,6 +23,15 @@
 #include "destinations/destination.h"
 #include "destinations/http_transport.h"
 
+/* ---- shared (ads_common.c) ---------------------------------------------- */
+
+/* Text of a match value from a record's match JSON (deletes), as fed to a
+ * normaliser: strings as they are, numbers and booleans as text. False for
+ * null and other types. buf (>= 48 bytes) holds converted numbers. */
+bool bf_ads_json_text(json_t *v, char *buf, size_t cap, const char **s, size_t *n);
+/* True when s holds only white space. */
+bool bf_ads_blank(const char *s, size_t n);
+
 /* ---- meta_audience ----------------------------------------------------- */
 
 #define BF_META_N_KEYS 15

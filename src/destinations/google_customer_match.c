@@ -305,26 +305,6 @@ int bf_gcm_resolve_keys(const struct bf_batch *batch, bool adds, int col[BF_GCM_
   return 0;
 }
 
-static bool json_text(json_t *v, char *buf, size_t cap, const char **s, size_t *n) {
-  if (json_is_string(v)) {
-    *s = json_string_value(v);
-    *n = json_string_length(v);
-    return true;
-  }
-  struct bf_value bv = {.type = BF_NULL};
-  if (json_is_integer(v))
-    bv = (struct bf_value){.type = BF_INT, .u.i = json_integer_value(v)};
-  else if (json_is_real(v))
-    bv = (struct bf_value){.type = BF_FLOAT, .u.f = json_real_value(v)};
-  return bf_pii_value_text(&bv, buf, cap, s, n);
-}
-
-static bool blank(const char *s, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n') return false;
-  return true;
-}
-
 /* Appends {"create"|"remove":{"userIdentifiers":[...]}} for rec, or
  * returns a malloc'd rejection reason (and appends nothing). */
 char *bf_gcm_write_operation(const int col[BF_GCM_N_KEYS], const struct bf_batch *batch,
@@ -344,11 +324,12 @@ char *bf_gcm_write_operation(const int col[BF_GCM_N_KEYS], const struct bf_batch
     char num[48];
     const char *s = NULL;
     size_t n = 0;
-    bool present = rec->values ? bf_pii_value_text(&rec->values[c], num, sizeof num, &s, &n)
-                   : (size_t)c < m->n_match ? json_text(json_object_get(match, m->match_names[c]),
-                                                        num, sizeof num, &s, &n)
-                                            : false;
-    if (!present || blank(s, n)) continue;
+    bool present =
+        rec->values ? bf_pii_value_text(&rec->values[c], num, sizeof num, &s, &n)
+        : (size_t)c < m->n_match
+            ? bf_ads_json_text(json_object_get(match, m->match_names[c]), num, sizeof num, &s, &n)
+            : false;
+    if (!present || bf_ads_blank(s, n)) continue;
     const char *why = NULL;
     int rc = hashed[k] ? bf_pii_normalize_hash(fns[k], s, n, val[k], &why)
                        : (fns[k](s, n, val[k], &why) < 0 ? -1 : 0);

@@ -124,27 +124,6 @@ int bf_klaviyo_check_mapping(const struct bf_batch *batch, struct bf_error *err)
   return 0;
 }
 
-/* Text of a match value from a record's match JSON (removals). */
-static bool json_text(json_t *v, char *buf, size_t cap, const char **s, size_t *n) {
-  if (json_is_string(v)) {
-    *s = json_string_value(v);
-    *n = json_string_length(v);
-    return true;
-  }
-  struct bf_value bv = {.type = BF_NULL};
-  if (json_is_integer(v))
-    bv = (struct bf_value){.type = BF_INT, .u.i = json_integer_value(v)};
-  else if (json_is_real(v))
-    bv = (struct bf_value){.type = BF_FLOAT, .u.f = json_real_value(v)};
-  return bf_pii_value_text(&bv, buf, cap, s, n);
-}
-
-static bool blank(const char *s, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (!isspace((unsigned char)s[i])) return false;
-  return true;
-}
-
 /* The record's identifiers, normalised: ids[k] "" when absent. Returns
  * NULL or a malloc'd reason (an identifier that is not one). */
 static char *record_ids(const struct bf_batch *batch, const struct bf_record *rec,
@@ -162,9 +141,10 @@ static char *record_ids(const struct bf_batch *batch, const struct bf_record *re
     char num[48];
     const char *s = NULL;
     size_t n = 0;
-    bool present = rec->values ? bf_pii_value_text(&rec->values[i], num, sizeof num, &s, &n)
-                               : json_text(json_object_get(match, name), num, sizeof num, &s, &n);
-    if (!present || blank(s, n)) continue;
+    bool present = rec->values
+                       ? bf_pii_value_text(&rec->values[i], num, sizeof num, &s, &n)
+                       : bf_ads_json_text(json_object_get(match, name), num, sizeof num, &s, &n);
+    if (!present || bf_ads_blank(s, n)) continue;
     const char *why = NULL;
     if (fns[k](s, n, ids[k], &why) < 0) {
       ids[k][0] = '\0';

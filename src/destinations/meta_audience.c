@@ -198,23 +198,6 @@ void bf_meta_rows_release(struct bf_meta_rows *t) {
   t->cell_off_cap = 0;
 }
 
-/* Text of a match value from a record's match JSON (deletes). */
-static bool json_text(json_t *v, char *buf, size_t cap, const char **s, size_t *n) {
-  if (json_is_string(v)) {
-    *s = json_string_value(v);
-    *n = json_string_length(v);
-    return true;
-  }
-  struct bf_value bv = {.type = BF_NULL};
-  if (json_is_integer(v))
-    bv = (struct bf_value){.type = BF_INT, .u.i = json_integer_value(v)};
-  else if (json_is_real(v))
-    bv = (struct bf_value){.type = BF_FLOAT, .u.f = json_real_value(v)};
-  else if (json_is_boolean(v))
-    bv = (struct bf_value){.type = BF_BOOL, .u.i = json_is_true(v)};
-  return bf_pii_value_text(&bv, buf, cap, s, n);
-}
-
 char *bf_meta_rows_add(struct bf_meta_rows *t, const struct bf_batch *batch,
                        const struct bf_record *rec, size_t row) {
   const struct bf_mapping *m = batch->mapping;
@@ -231,7 +214,8 @@ char *bf_meta_rows_add(struct bf_meta_rows *t, const struct bf_batch *batch,
     if (rec->values)
       present = bf_pii_value_text(&rec->values[c], num, sizeof num, &s, &n);
     else if (c < m->n_match)
-      present = json_text(json_object_get(match, m->match_names[c]), num, sizeof num, &s, &n);
+      present =
+          bf_ads_json_text(json_object_get(match, m->match_names[c]), num, sizeof num, &s, &n);
     else
       present = false;
     const struct bf_meta_key *k = t->cols[c];
