@@ -24,7 +24,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRC := $(wildcard tests/tools/*.c bench/*.c)
 TOOL_BIN := $(patsubst %.c,$(BUILD)/tools/%,$(notdir $(TOOL_SRC)))
 
-.PHONY: all deps test unit integration asan demo bench clean format check-format docs \
+.PHONY: all deps test unit integration asan integration-asan demo bench clean format check-format docs \
         fuzz fuzz-smoke fuzz-bins valgrind
 all: $(BUILD)/backflow $(TOOL_BIN)
 
@@ -61,12 +61,25 @@ integration: $(BUILD)/backflow $(TOOL_BIN)
 	python3 tests/integration/run.py --binary $(BUILD)/backflow
 	BACKFLOW_BIN=$(abspath $(BUILD)/backflow) tests/browser/run.sh
 
-test: deps check-format all unit integration fuzz-smoke
+test: deps check-format all unit integration asan integration-asan fuzz-smoke
 	@echo "all tests passed"
 
+ASAN_MAKE = $(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all"
+
+# Unit tests under AddressSanitizer + UBSan.
 asan:
-	$(MAKE) BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
-	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" unit
+	$(ASAN_MAKE) unit
+
+# The core, crash and security scenarios with an ASan + UBSan + LeakSanitizer
+# backflow: any error or leak makes the process exit non-zero, which the
+# tests' exit-status assertions catch.
+integration-asan:
+	$(ASAN_MAKE) build-asan/backflow
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 python3 tests/integration/run.py \
+	  --binary build-asan/backflow -k test_core
+	ASAN_OPTIONS=detect_leaks=1 python3 tests/integration/run.py \
+	  --binary build-asan/backflow -k test_security
 
 # libFuzzer targets (tests/fuzz/fuzz_<name>.c), built with clang into
 # build-fuzz against the engine compiled with the same sanitizers.
