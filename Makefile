@@ -71,15 +71,12 @@ ASAN_MAKE = $(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fno-omit-
 asan:
 	$(ASAN_MAKE) unit
 
-# The core, crash and security scenarios with an ASan + UBSan + LeakSanitizer
-# backflow: any error or leak makes the process exit non-zero, which the
-# tests' exit-status assertions catch.
+# Every integration, crash and contract test again, with an ASan + UBSan +
+# LeakSanitizer backflow: any memory error or leak makes the process exit
+# non-zero, which the tests' exit-status assertions catch.
 integration-asan:
 	$(ASAN_MAKE) build-asan/backflow
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 python3 tests/integration/run.py \
-	  --binary build-asan/backflow -k test_core
-	ASAN_OPTIONS=detect_leaks=1 python3 tests/integration/run.py \
-	  --binary build-asan/backflow -k test_security
+	ASAN_OPTIONS=detect_leaks=1 python3 tests/integration/run.py --binary build-asan/backflow
 
 # libFuzzer targets (tests/fuzz/fuzz_<name>.c), built with clang into
 # build-fuzz against the engine compiled with the same sanitizers.
