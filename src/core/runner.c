@@ -54,6 +54,7 @@ struct run {
   long long started_ms, last_progress_ms;
   long long sent;
   size_t sampled;
+  bool *wanted; /* columns the reader must fetch */
   unsigned char (*chunk_keys)[16]; /* key hashes of the chunk being processed */
   size_t chunk_keys_cap;
   bool resync_last; /* a full resync's last upsert batch is next */
@@ -612,6 +613,13 @@ int bf_sync_run(struct bf_project *p, const char *sync_name, const struct bf_run
   if ((rc = bf_forgotten_filter_open(p->state_dir, &r.prf, r.model, cur->column_names, cur->ncols,
                                      &r.forgotten, err)))
     goto out;
+  /* Only the key and mapped columns are read from each row. */
+  r.wanted = bf_xcalloc(cur->ncols, sizeof *r.wanted);
+  r.wanted[r.map.pk_col] = true;
+  for (size_t i = 0; i < r.map.n_match; i++) r.wanted[r.map.match_cols[i]] = true;
+  for (size_t i = 0; i < r.map.n_fields; i++) r.wanted[r.map.field_cols[i]] = true;
+  if (r.forgotten) memset(r.wanted, 1, cur->ncols); /* erasure checks look at pii columns */
+  cur->wanted = r.wanted;
   /* Start reading now: the warehouse streams while the state loads. */
   pf = bf_prefetch_new(cur, CHUNK_ROWS);
   cur = NULL; /* owned by the prefetcher */
@@ -695,6 +703,7 @@ out:
   bf_source_close(src);
   bf_mapping_release(&r.map);
   free(r.chunk_keys);
+  free(r.wanted);
   free(r.batch.records);
   free(r.batch.values);
   free(r.batch.match_off);

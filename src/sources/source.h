@@ -44,6 +44,9 @@ struct bf_cursor {
   const struct bf_cursor_ops *ops;
   size_t ncols;
   char **column_names; /* owned by the cursor */
+  /* Optional, set before the first chunk: wanted[c] false means column c is
+   * never looked at, and a source may skip reading it (left NULL). */
+  const bool *wanted;
 };
 
 struct bf_source;

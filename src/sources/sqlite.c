@@ -34,8 +34,13 @@ static int sqlite_next_chunk(struct bf_cursor *cur_, struct bf_rowbuf *rb, struc
       return bf_error_set(err, BF_E_WAREHOUSE, "warehouse '%s' (%s): reading rows failed: %s",
                           cur->src->base.name, cur->src->path, sqlite3_errmsg(cur->src->db));
     struct bf_value *row = rb->values + rb->nrows * ncols;
+    const bool *wanted = cur->base.wanted;
     for (size_t c = 0; c < ncols; c++) {
       struct bf_value *v = &row[c];
+      if (wanted && !wanted[c]) {
+        v->type = BF_NULL;
+        continue;
+      }
       switch (sqlite3_column_type(cur->stmt, (int)c)) {
       case SQLITE_INTEGER:
         v->type = BF_INT;
