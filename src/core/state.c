@@ -276,22 +276,29 @@ static int load_base(struct bf_state *st, const char *path, struct bf_error *err
   table_init(st, count);
   if (count == 0) goto out;
   /* Mapped, not read: the entries go from the page cache into the table
-   * without a copy through a buffer. */
+   * without a copy through a buffer. Window by window, so the file's pages
+   * never all count in the resident size at once. Records are 32 bytes and
+   * windows a multiple of 32, so none straddles two windows. */
   size_t bytes = HEADER_SIZE + (size_t)count * RECORD_SIZE;
-  unsigned char *map = mmap(NULL, bytes, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-  if (map == MAP_FAILED) {
-    rc = bf_error_set(err, BF_E_STATE, "%s: cannot map: %s", path, strerror(errno));
-    goto out;
+  enum { WINDOW = 4u << 20 };
+  for (size_t off = 0; off < bytes; off += WINDOW) {
+    size_t len = bytes - off < WINDOW ? bytes - off : WINDOW;
+    unsigned char *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, (off_t)off);
+    if (map == MAP_FAILED) {
+      rc = bf_error_set(err, BF_E_STATE, "%s: cannot map: %s", path, strerror(errno));
+      goto out;
+    }
+    for (size_t at = off < HEADER_SIZE ? HEADER_SIZE : off; at + RECORD_SIZE <= off + len;
+         at += RECORD_SIZE) {
+      const unsigned char *rec = map + (at - off);
+      struct bf_state_entry *e = table_insert_new(st, rec);
+      memcpy(&e->fp, rec + 16, 8);
+      uint32_t flags;
+      memcpy(&flags, rec + 24, 4);
+      e->flags = BF_ST_USED | (flags & BF_ST_PERSISTED);
+    }
+    munmap(map, len);
   }
-  for (uint64_t k = 0; k < count; k++) {
-    const unsigned char *rec = map + HEADER_SIZE + k * RECORD_SIZE;
-    struct bf_state_entry *e = table_insert_new(st, rec);
-    memcpy(&e->fp, rec + 16, 8);
-    uint32_t flags;
-    memcpy(&flags, rec + 24, 4);
-    e->flags = BF_ST_USED | (flags & BF_ST_PERSISTED);
-  }
-  munmap(map, bytes);
 out:
   close(fd);
   return rc;
