@@ -32,9 +32,6 @@ int main(int argc, char **argv) {
     sqlite3_close(db);
     return 3;
   }
-  /* The same connection settings as the engine's SQLite source (read-only,
-   * no mutex, memory-mapped reads), so the floor is the same SQLite. */
-  sqlite3_exec(db, "PRAGMA mmap_size = 1073741824", NULL, NULL, NULL);
   int ncols = sqlite3_column_count(st);
   long long rows = 0;
   uint64_t check = 0; /* depends on every value read, so nothing is optimised away */

@@ -105,9 +105,6 @@ static int sqlite_open(const struct bf_warehouse_config *wh, const struct bf_con
     return BF_E_WAREHOUSE;
   }
   sqlite3_busy_timeout(src->db, 10000);
-  /* Read the database through a memory map (up to 1 GiB): pages come from
-   * the page cache without a read() copy each. Best effort: not fatal. */
-  sqlite3_exec(src->db, "PRAGMA mmap_size = 1073741824", NULL, NULL, NULL);
   *out = &src->base;
   return 0;
 }
