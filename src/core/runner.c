@@ -54,7 +54,7 @@ struct run {
   long long started_ms, last_progress_ms;
   long long sent;
   size_t sampled;
-  bool *wanted; /* columns the reader must fetch */
+  bool *wanted;                    /* columns the reader must fetch */
   unsigned char (*chunk_keys)[16]; /* key hashes of the chunk being processed */
   size_t chunk_keys_cap;
   bool resync_last; /* a full resync's last upsert batch is next */
