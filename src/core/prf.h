@@ -18,7 +18,7 @@ struct bf_prf {
   unsigned char key_hash_key[16];    /* SipHash-2-4-128 key for primary keys */
   unsigned char fingerprint_key[16]; /* SipHash-2-4-64 key for mapped values */
   unsigned char seal_key[32];        /* XSalsa20-Poly1305 key for identifiers */
-  unsigned char pii_hash_key[32];    /* for keyed hashes shown in logs (same as key hash) */
+  unsigned char pii_hash_key[32];    /* keyed hashes of erased identifiers (emails, phones) */
 };
 
 /* Derives the subkeys from a project secret of any length >= 16 bytes. */
