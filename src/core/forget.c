@@ -757,7 +757,6 @@ static int lookup_rows(struct bf_project *p, const struct bf_model_config *m,
         break;
       }
       if (got == 0) break;
-      bf_rowbuf_finish(&rb);
       for (size_t r = 0; r < rb.nrows; r++) {
         const struct bf_value *row = bf_rowbuf_row(&rb, r);
         if (row_matches(m, ps, cur->column_names, cur->ncols, pk_col, row, &tmp))

@@ -23,6 +23,15 @@ volatile sig_atomic_t bf_stop_requested;
 
 #define CHUNK_ROWS 2048
 
+/* What can be computed from a row alone, before the state is consulted:
+ * either thread computes it (bf_prefetch_set_prepare). */
+enum { PREP_HAS_KEY = 1, PREP_ROW_OK = 2 };
+struct chunk_prep {
+  unsigned char key[CHUNK_ROWS][16]; /* keyed hash of the primary key */
+  uint64_t fp[CHUNK_ROWS];           /* fingerprint of the mapped values */
+  unsigned char status[CHUNK_ROWS];  /* PREP_* */
+};
+
 /* A batch being filled: values and strings are copied out of the row chunk
  * (which the reader thread reuses), offsets are turned into pointers just
  * before the push. */
@@ -50,13 +59,11 @@ struct run {
   size_t batch_size;
   unsigned record_retries;
   struct pending_batch batch;
-  struct bf_buf keybuf, fpbuf, jsonbuf, tmp;
+  struct bf_buf jsonbuf, tmp;
   long long started_ms, last_progress_ms;
   long long sent;
   size_t sampled;
-  bool *wanted;                    /* columns the reader must fetch */
-  unsigned char (*chunk_keys)[16]; /* key hashes of the chunk being processed */
-  size_t chunk_keys_cap;
+  bool *wanted;     /* columns the reader must fetch */
   bool resync_last; /* a full resync's last upsert batch is next */
 };
 
@@ -387,9 +394,10 @@ static void add_sample(struct run *r, enum bf_op op, const struct bf_value *row,
   free(vals);
 }
 
-/* key is NULL when the row's primary key is NULL. */
+/* key is NULL when the row's primary key is NULL; fp is valid when row_ok
+ * (the row passed bf_mapping_check_row). */
 static int process_row(struct run *r, const struct bf_value *row, const unsigned char *key,
-                       struct bf_error *err) {
+                       bool row_ok, uint64_t fp, struct bf_error *err) {
   struct bf_run_counts *c = &r->res->counts;
   c->rows_read++;
   if (!key) {
@@ -413,9 +421,10 @@ static int process_row(struct run *r, const struct bf_value *row, const unsigned
     return 0;
   }
   e->flags |= BF_ST_SEEN;
-  size_t bad_field;
-  const char *why;
-  if (bf_mapping_check_row(&r->map, row, &bad_field, &why)) {
+  size_t bad_field = SIZE_MAX;
+  const char *why = "invalid value";
+  if (!row_ok) {
+    bf_mapping_check_row(&r->map, row, &bad_field, &why); /* again, for the reason */
     /* Seen (so mirror keeps it), not sent, state untouched: it goes once the
      * value is fixed in the warehouse. */
     char *reason = bf_xasprintf("cannot hash for pii_policy: %s", why);
@@ -423,8 +432,6 @@ static int process_row(struct run *r, const struct bf_value *row, const unsigned
     free(reason);
     return 0;
   }
-  bf_mapping_fingerprint_bytes(&r->map, row, &r->fpbuf);
-  uint64_t fp = bf_prf_fingerprint(&r->prf, r->fpbuf.data, r->fpbuf.len);
   bool present = e->flags & BF_ST_PRESENT, pending = e->flags & BF_ST_PENDING;
   if (present && !pending && e->fp == fp && !r->opts->full_resync) {
     c->unchanged++;
@@ -527,32 +534,48 @@ static int removals(struct run *r, struct bf_error *err) {
   return rc;
 }
 
+/* bf_prepare_fn: hashes every key and fingerprints every row of a chunk.
+ * Reads only the mapping and the keys, which no thread changes during the
+ * scan, and writes only rb->prep. */
+static void prepare_chunk(struct bf_rowbuf *rb, void *ctx) {
+  const struct run *r = ctx;
+  struct chunk_prep *cp = rb->prep;
+  struct bf_buf keybuf = {0}, fpbuf = {0};
+  for (size_t i = 0; i < rb->nrows; i++) {
+    const struct bf_value *row = bf_rowbuf_row(rb, i);
+    unsigned char status = 0;
+    if (bf_mapping_key_bytes(&row[r->map.pk_col], &keybuf)) {
+      bf_prf_key(&r->prf, keybuf.data, keybuf.len, cp->key[i]);
+      status |= PREP_HAS_KEY;
+      size_t bad_field;
+      const char *why;
+      if (bf_mapping_check_row(&r->map, row, &bad_field, &why) == 0) {
+        bf_mapping_fingerprint_bytes(&r->map, row, &fpbuf);
+        cp->fp[i] = bf_prf_fingerprint(&r->prf, fpbuf.data, fpbuf.len);
+        status |= PREP_ROW_OK;
+      }
+    }
+    cp->status[i] = status;
+  }
+  bf_buf_release(&keybuf);
+  bf_buf_release(&fpbuf);
+}
+
 static int scan(struct run *r, struct bf_prefetch *pf, struct bf_error *err) {
-  const struct bf_rowbuf *rb;
+  struct bf_rowbuf *rb;
   bool failed = false;
   int rc = 0;
   struct bf_error read_err = {0};
   while (rc == 0 && (rb = bf_prefetch_next(pf, &failed, &read_err))) {
-    /* Two passes: hash every key of the chunk and prefetch its slot, then
-     * diff. The state lookups' cache misses overlap instead of queueing. */
-    if (r->chunk_keys_cap < rb->nrows) {
-      r->chunk_keys_cap = rb->nrows;
-      r->chunk_keys = bf_xrealloc(r->chunk_keys, rb->nrows * sizeof *r->chunk_keys);
-    }
-    for (size_t i = 0; i < rb->nrows; i++) {
-      const struct bf_value *pk = &bf_rowbuf_row(rb, i)[r->map.pk_col];
-      if (!bf_mapping_key_bytes(pk, &r->keybuf)) {
-        memset(r->chunk_keys[i], 0, 16);
-        continue;
-      }
-      bf_prf_key(&r->prf, r->keybuf.data, r->keybuf.len, r->chunk_keys[i]);
-      bf_state_prefetch(r->state, r->chunk_keys[i]);
-    }
-    for (size_t i = 0; i < rb->nrows && rc == 0; i++) {
-      const struct bf_value *row = bf_rowbuf_row(rb, i);
-      bool null_key = row[r->map.pk_col].type == BF_NULL;
-      rc = process_row(r, row, null_key ? NULL : r->chunk_keys[i], err);
-    }
+    struct chunk_prep *cp = rb->prep;
+    if (!rb->prepared) prepare_chunk(rb, r);
+    /* Every slot of the chunk is asked for before any is used: the state
+     * lookups' cache misses overlap instead of queueing. */
+    for (size_t i = 0; i < rb->nrows; i++)
+      if (cp->status[i] & PREP_HAS_KEY) bf_state_prefetch(r->state, cp->key[i]);
+    for (size_t i = 0; i < rb->nrows && rc == 0; i++)
+      rc = process_row(r, bf_rowbuf_row(rb, i), cp->status[i] & PREP_HAS_KEY ? cp->key[i] : NULL,
+                       cp->status[i] & PREP_ROW_OK, cp->fp[i], err);
     progress(r, false);
     if (rc == 0 && bf_stop_requested)
       rc = bf_error_set(err, BF_E_INTERRUPTED,
@@ -621,7 +644,7 @@ int bf_sync_run(struct bf_project *p, const char *sync_name, const struct bf_run
   if (r.forgotten) memset(r.wanted, 1, cur->ncols); /* erasure checks look at pii columns */
   cur->wanted = r.wanted;
   /* Start reading now: the warehouse streams while the state loads. */
-  pf = bf_prefetch_new(cur, CHUNK_ROWS);
+  pf = bf_prefetch_new(cur, CHUNK_ROWS, sizeof(struct chunk_prep));
   cur = NULL; /* owned by the prefetcher */
   r.batch.nvals = r.map.n_match + r.map.n_fields;
   r.batch_size = r.sync->batch_size ? (size_t)r.sync->batch_size : dtype->default_batch;
@@ -640,6 +663,9 @@ int bf_sync_run(struct bf_project *p, const char *sync_name, const struct bf_run
   } else {
     r.prf = p->prf;
   }
+  /* Keys and mapping are fixed from here on: the reader may prepare chunks
+   * (while the state loads, among other times). */
+  bf_prefetch_set_prepare(pf, prepare_chunk, &r);
   sync_dir = bf_project_sync_dir(p, r.sync->name);
   if (!opts->plan_only) {
     char *syncs = bf_xasprintf("%s/syncs", p->state_dir);
@@ -702,14 +728,11 @@ out:
   bf_cursor_free(cur);
   bf_source_close(src);
   bf_mapping_release(&r.map);
-  free(r.chunk_keys);
   free(r.wanted);
   free(r.batch.records);
   free(r.batch.values);
   free(r.batch.match_off);
   bf_buf_release(&r.batch.arena);
-  bf_buf_release(&r.keybuf);
-  bf_buf_release(&r.fpbuf);
   bf_buf_release(&r.jsonbuf);
   bf_buf_release(&r.tmp);
   sodium_memzero(&r.prf, sizeof r.prf);

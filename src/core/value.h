@@ -15,7 +15,7 @@ struct bf_value {
     int64_t i;     /* BF_INT, BF_BOOL (0/1) */
     double f;      /* BF_FLOAT */
     const char *s; /* BF_TEXT / BF_BLOB (not NUL-terminated) */
-    size_t off;    /* while a chunk is being filled: offset into its data */
+    size_t off;    /* while a batch is being filled: offset into its arena */
   } u;
 };
 

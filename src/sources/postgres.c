@@ -336,7 +336,7 @@ static void put_bytes(struct bf_rowbuf *rb, struct bf_value *v, enum bf_type t, 
                       size_t n) {
   v->type = t;
   v->len = (uint32_t)n;
-  v->u.off = bf_rowbuf_put_bytes(rb, s, n);
+  v->u.s = bf_rowbuf_put_bytes(rb, s, n);
 }
 
 /* Types one value from PostgreSQL's text output. s is writable and has a

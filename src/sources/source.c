@@ -10,43 +10,57 @@ const struct bf_source_type *const bf_source_types[] = {
     NULL,
 };
 
+#define ROWBUF_BLOCK_BYTES (64u * 1024)
+
+static struct bf_rowbuf_block *block_new(size_t cap) {
+  struct bf_rowbuf_block *b = bf_xmalloc(sizeof *b + cap);
+  b->next = NULL;
+  b->cap = cap;
+  return b;
+}
+
+static void use_block(struct bf_rowbuf *rb, struct bf_rowbuf_block *b) {
+  rb->block = b;
+  rb->at = b->bytes;
+  rb->end = b->bytes + b->cap;
+}
+
 void bf_rowbuf_init(struct bf_rowbuf *rb, size_t ncols, size_t cap_rows) {
   memset(rb, 0, sizeof *rb);
   rb->ncols = ncols;
   rb->cap_rows = cap_rows;
   rb->values = bf_xcalloc(ncols * cap_rows, sizeof *rb->values);
+  rb->first = block_new(ROWBUF_BLOCK_BYTES);
+  use_block(rb, rb->first);
 }
 
 void bf_rowbuf_release(struct bf_rowbuf *rb) {
   free(rb->values);
-  free(rb->data);
+  free(rb->prep);
+  for (struct bf_rowbuf_block *b = rb->first, *next; b; b = next) {
+    next = b->next;
+    free(b);
+  }
   memset(rb, 0, sizeof *rb);
 }
 
 void bf_rowbuf_clear(struct bf_rowbuf *rb) {
   rb->nrows = 0;
-  rb->data_len = 0;
+  rb->prepared = false;
+  use_block(rb, rb->first);
 }
 
-size_t bf_rowbuf_put_bytes(struct bf_rowbuf *rb, const void *p, size_t n) {
-  if (rb->data_len + n > rb->data_cap) {
-    size_t cap = rb->data_cap ? rb->data_cap : 64 * 1024;
-    while (cap < rb->data_len + n) cap *= 2;
-    rb->data = bf_xrealloc(rb->data, cap);
-    rb->data_cap = cap;
+void bf_rowbuf_next_block(struct bf_rowbuf *rb, size_t n) {
+  struct bf_rowbuf_block *next = rb->block->next;
+  if (!next || next->cap < n) {
+    /* A value larger than a block gets a block of its own size, put in the
+     * chain here so later chunks reuse it. */
+    struct bf_rowbuf_block *b = block_new(n > ROWBUF_BLOCK_BYTES ? n : ROWBUF_BLOCK_BYTES);
+    b->next = next;
+    rb->block->next = b;
+    next = b;
   }
-  size_t off = rb->data_len;
-  if (n) memcpy(rb->data + off, p, n);
-  rb->data_len += n;
-  return off;
-}
-
-void bf_rowbuf_finish(struct bf_rowbuf *rb) {
-  size_t n = rb->nrows * rb->ncols;
-  for (size_t i = 0; i < n; i++) {
-    struct bf_value *v = &rb->values[i];
-    if (v->type == BF_TEXT || v->type == BF_BLOB) v->u.s = rb->data + v->u.off;
-  }
+  use_block(rb, next);
 }
 
 int bf_source_open(const struct bf_warehouse_config *wh, const struct bf_config *cfg,
@@ -113,17 +127,49 @@ struct bf_prefetch {
   int ready[PREFETCH_CHUNKS]; /* 1 = filled, waiting for the consumer */
   int consumer_idx;           /* buffer the consumer holds, or -1 */
   int next_idx;               /* buffer the consumer reads next */
+  int preparing;              /* buffer the reader is preparing, or -1 */
+  bf_prepare_fn prepare;
+  void *prepare_ctx;
   bool done, failed, stop;
   struct bf_error err;
 };
+
+/* With the lock held: the newest filled chunk nobody prepared yet (the one
+ * the consumer reaches last), or -1. */
+static int chunk_to_prepare(const struct bf_prefetch *pf, int newest) {
+  if (!pf->prepare) return -1;
+  for (int k = 0, i = newest; k < PREFETCH_CHUNKS; k++) {
+    if (!pf->ready[i]) return -1; /* older chunks than this were taken */
+    if (!pf->bufs[i].prepared) return i;
+    i = (i + PREFETCH_CHUNKS - 1) % PREFETCH_CHUNKS;
+  }
+  return -1;
+}
+
+/* With the lock held; releases it while the step runs. */
+static void prepare_one(struct bf_prefetch *pf, int i) {
+  pf->preparing = i;
+  pthread_mutex_unlock(&pf->mu);
+  pf->prepare(&pf->bufs[i], pf->prepare_ctx);
+  pthread_mutex_lock(&pf->mu);
+  pf->bufs[i].prepared = true;
+  pf->preparing = -1;
+  pthread_cond_broadcast(&pf->cv);
+}
 
 static void *prefetch_main(void *arg) {
   struct bf_prefetch *pf = arg;
   int idx = 0;
   for (;;) {
     pthread_mutex_lock(&pf->mu);
-    while ((pf->ready[idx] || pf->consumer_idx == idx) && !pf->stop)
-      pthread_cond_wait(&pf->cv, &pf->mu);
+    while ((pf->ready[idx] || pf->consumer_idx == idx) && !pf->stop) {
+      /* Ring full: do the consumer's per-chunk step rather than wait. */
+      int i = chunk_to_prepare(pf, (idx + PREFETCH_CHUNKS - 1) % PREFETCH_CHUNKS);
+      if (i >= 0)
+        prepare_one(pf, i);
+      else
+        pthread_cond_wait(&pf->cv, &pf->mu);
+    }
     bool stop = pf->stop;
     pthread_mutex_unlock(&pf->mu);
     if (stop) break;
@@ -131,7 +177,6 @@ static void *prefetch_main(void *arg) {
     bf_rowbuf_clear(rb);
     struct bf_error err = {0};
     int n = pf->cur->ops->next_chunk(pf->cur, rb, &err);
-    if (n > 0) bf_rowbuf_finish(rb);
     pthread_mutex_lock(&pf->mu);
     if (n < 0) {
       pf->failed = true;
@@ -143,35 +188,54 @@ static void *prefetch_main(void *arg) {
       pf->ready[idx] = 1;
     }
     pthread_cond_broadcast(&pf->cv);
-    bool finished = pf->done;
+    if (pf->done) {
+      /* Everything is read: help with the chunks still queued. */
+      int i;
+      while (!pf->stop && !pf->failed &&
+             (i = chunk_to_prepare(pf, (idx + PREFETCH_CHUNKS - 1) % PREFETCH_CHUNKS)) >= 0)
+        prepare_one(pf, i);
+      pthread_mutex_unlock(&pf->mu);
+      break;
+    }
     pthread_mutex_unlock(&pf->mu);
-    if (finished) break;
     idx = (idx + 1) % PREFETCH_CHUNKS;
   }
   return NULL;
 }
 
-struct bf_prefetch *bf_prefetch_new(struct bf_cursor *cur, size_t chunk_rows) {
+struct bf_prefetch *bf_prefetch_new(struct bf_cursor *cur, size_t chunk_rows, size_t prep_bytes) {
   struct bf_prefetch *pf = bf_xcalloc(1, sizeof *pf);
   pf->cur = cur;
   pthread_mutex_init(&pf->mu, NULL);
   pthread_cond_init(&pf->cv, NULL);
-  for (int i = 0; i < PREFETCH_CHUNKS; i++) bf_rowbuf_init(&pf->bufs[i], cur->ncols, chunk_rows);
+  for (int i = 0; i < PREFETCH_CHUNKS; i++) {
+    bf_rowbuf_init(&pf->bufs[i], cur->ncols, chunk_rows);
+    if (prep_bytes) pf->bufs[i].prep = bf_xcalloc(1, prep_bytes);
+  }
   pf->consumer_idx = -1;
+  pf->preparing = -1;
   if (pthread_create(&pf->thread, NULL, prefetch_main, pf) != 0)
     BF_BUG("cannot start the reader thread");
   return pf;
 }
 
-const struct bf_rowbuf *bf_prefetch_next(struct bf_prefetch *pf, bool *failed,
-                                         struct bf_error *err) {
+void bf_prefetch_set_prepare(struct bf_prefetch *pf, bf_prepare_fn prepare, void *ctx) {
+  pthread_mutex_lock(&pf->mu);
+  pf->prepare = prepare;
+  pf->prepare_ctx = ctx;
+  pthread_cond_broadcast(&pf->cv); /* a waiting reader may have work now */
+  pthread_mutex_unlock(&pf->mu);
+}
+
+struct bf_rowbuf *bf_prefetch_next(struct bf_prefetch *pf, bool *failed, struct bf_error *err) {
   pthread_mutex_lock(&pf->mu);
   if (pf->consumer_idx >= 0) {
     pf->consumer_idx = -1; /* give back the previous chunk */
     pthread_cond_broadcast(&pf->cv);
   }
-  while (!pf->ready[pf->next_idx] && !pf->done) pthread_cond_wait(&pf->cv, &pf->mu);
-  const struct bf_rowbuf *out = NULL;
+  while ((!pf->ready[pf->next_idx] && !pf->done) || pf->preparing == pf->next_idx)
+    pthread_cond_wait(&pf->cv, &pf->mu);
+  struct bf_rowbuf *out = NULL;
   *failed = false;
   if (pf->ready[pf->next_idx]) {
     pf->ready[pf->next_idx] = 0;

@@ -6,29 +6,66 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "core/config.h"
 #include "core/error.h"
 #include "core/params.h"
 #include "core/value.h"
 
-/* A chunk of rows: values[row * ncols + col]; text bytes live in data. */
+/* Text and blob bytes of a chunk live in a chain of blocks that is never
+ * reallocated, so a value points at its bytes from the moment it is read
+ * (no offset fix-up pass) and clearing a chunk keeps the blocks. */
+struct bf_rowbuf_block {
+  struct bf_rowbuf_block *next;
+  size_t cap;
+  char bytes[];
+};
+
+/* A chunk of rows: values[row * ncols + col]. */
 struct bf_rowbuf {
   size_t ncols;
   size_t nrows, cap_rows;
   struct bf_value *values;
-  char *data;
-  size_t data_len, data_cap;
+  struct bf_rowbuf_block *first, *block; /* the chain; the block being filled */
+  char *at, *end;                        /* free bytes of block */
+  void *prep;    /* per-chunk results of a prepare step (bf_prefetch), or NULL */
+  bool prepared; /* prep holds the results for these rows */
 };
 
 void bf_rowbuf_init(struct bf_rowbuf *rb, size_t ncols, size_t cap_rows);
 void bf_rowbuf_release(struct bf_rowbuf *rb);
 /* Starts a new chunk (keeps memory). */
 void bf_rowbuf_clear(struct bf_rowbuf *rb);
-/* Appends bytes for a text/blob value of the current row; returns its offset. */
-size_t bf_rowbuf_put_bytes(struct bf_rowbuf *rb, const void *p, size_t n);
-/* Converts offsets to pointers once the chunk is complete. */
-void bf_rowbuf_finish(struct bf_rowbuf *rb);
+/* Moves to a block with at least n free bytes (internal to put_bytes). */
+void bf_rowbuf_next_block(struct bf_rowbuf *rb, size_t n);
+/* Copies the bytes of a text/blob value of the current chunk; the copy stays
+ * valid until the chunk is cleared or released. */
+static inline const char *bf_rowbuf_put_bytes(struct bf_rowbuf *rb, const void *p, size_t n) {
+  if ((size_t)(rb->end - rb->at) < n) bf_rowbuf_next_block(rb, n);
+  char *dst = rb->at;
+  const char *src = p;
+  /* Most warehouse values are short: fixed-size moves (two that overlap)
+   * beat a call to memcpy, which this thread makes millions of times. */
+  if (n > 32) {
+    memcpy(dst, src, n);
+  } else if (n >= 16) {
+    memcpy(dst, src, 16);
+    memcpy(dst + n - 16, src + n - 16, 16);
+  } else if (n >= 8) {
+    memcpy(dst, src, 8);
+    memcpy(dst + n - 8, src + n - 8, 8);
+  } else if (n >= 4) {
+    memcpy(dst, src, 4);
+    memcpy(dst + n - 4, src + n - 4, 4);
+  } else if (n) {
+    dst[0] = src[0];
+    dst[n / 2] = src[n / 2];
+    dst[n - 1] = src[n - 1];
+  }
+  rb->at += n;
+  return dst;
+}
 static inline const struct bf_value *bf_rowbuf_row(const struct bf_rowbuf *rb, size_t row) {
   return rb->values + row * rb->ncols;
 }
@@ -90,13 +127,20 @@ void bf_cursor_release_names(struct bf_cursor *cur);
 
 /* Reads chunks on a second thread while the caller processes the previous
  * one (design.md §7: the scan is the floor, the rest hides behind it).
- * Takes ownership of cur. */
+ * Takes ownership of cur. Each chunk gets prep_bytes of zeroed memory
+ * (rb->prep) for bf_prefetch_set_prepare's step. */
 struct bf_prefetch;
-struct bf_prefetch *bf_prefetch_new(struct bf_cursor *cur, size_t chunk_rows);
+struct bf_prefetch *bf_prefetch_new(struct bf_cursor *cur, size_t chunk_rows, size_t prep_bytes);
+/* A pure per-chunk step (hashing, say) that fills rb->prep from rb's rows
+ * and must not touch anything the caller changes meanwhile. When the ring
+ * is full, or once the warehouse is read, the reader thread runs it on
+ * waiting chunks instead of idling, so the work lands on whichever thread
+ * has time; rb->prepared tells the caller whether it still has to. */
+typedef void (*bf_prepare_fn)(struct bf_rowbuf *rb, void *ctx);
+void bf_prefetch_set_prepare(struct bf_prefetch *pf, bf_prepare_fn prepare, void *ctx);
 /* Returns the next chunk (valid until the next call), NULL at the end or on
  * error (then err is set and *failed is true). */
-const struct bf_rowbuf *bf_prefetch_next(struct bf_prefetch *pf, bool *failed,
-                                         struct bf_error *err);
+struct bf_rowbuf *bf_prefetch_next(struct bf_prefetch *pf, bool *failed, struct bf_error *err);
 void bf_prefetch_free(struct bf_prefetch *pf);
 
 /* NULL-terminated list of every warehouse type. */

@@ -2,9 +2,11 @@
  * stepped one at a time from a prepared statement, never materialised. */
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include <sqlite3.h>
 
+#include "core/jsonw.h"
 #include "sources/source.h"
 
 struct sqlite_source {
@@ -18,14 +20,85 @@ struct sqlite_cursor {
   sqlite3_stmt *stmt;
   struct sqlite_source *src;
   bool done;
+  char *sql;         /* the model's statement alone, no trailing ';' (NULL: unknown) */
+  int *cols;         /* row indexes of the columns read, set on the first chunk */
+  int *stmt_cols;    /* their indexes in stmt (differ once the statement is narrowed) */
+  size_t ncols_read; /* entries in cols and stmt_cols */
 };
+
+/* True when a query of the model's SQL as a subquery would return its rows
+ * in the same order and columns by name without ambiguity. */
+static bool narrowing_safe(const struct sqlite_cursor *cur) {
+  if (!cur->sql || sqlite3_bind_parameter_count(cur->stmt) > 0) return false;
+  /* Row order decides which of two duplicate keys is kept: never risk it. */
+  for (const char *p = cur->sql; *p; p++)
+    if (strncasecmp(p, "order", 5) == 0) return false;
+  for (size_t a = 0; a < cur->base.ncols; a++)
+    for (size_t b = a + 1; b < cur->base.ncols; b++)
+      if (strcasecmp(cur->base.column_names[a], cur->base.column_names[b]) == 0) return false;
+  return true;
+}
+
+/* Projection pushdown: when only some columns are wanted, runs
+ *   SELECT "a", "b" FROM (<model SQL>)
+ * instead, so SQLite never decodes the others (the flattener merges the two
+ * queries). Falls back to the model's own statement when the rewrite does not
+ * prepare or does not return the expected columns. */
+static void narrow_statement(struct sqlite_cursor *cur) {
+  if (!narrowing_safe(cur)) return;
+  struct bf_buf q = {0};
+  bf_buf_puts(&q, "SELECT ");
+  for (size_t k = 0; k < cur->ncols_read; k++) {
+    if (k) bf_buf_puts(&q, ", ");
+    bf_buf_putc(&q, '"');
+    for (const char *c = cur->base.column_names[cur->cols[k]]; *c; c++) {
+      if (*c == '"') bf_buf_putc(&q, '"');
+      bf_buf_putc(&q, *c);
+    }
+    bf_buf_putc(&q, '"');
+  }
+  bf_buf_puts(&q, " FROM (\n"); /* newlines: a trailing -- comment ends before the ')' */
+  bf_buf_puts(&q, cur->sql);
+  bf_buf_puts(&q, "\n)");
+  bf_buf_putc(&q, '\0');
+  sqlite3_stmt *narrow = NULL;
+  bool ok = sqlite3_prepare_v2(cur->src->db, q.data, -1, &narrow, NULL) == SQLITE_OK && narrow &&
+            sqlite3_column_count(narrow) == (int)cur->ncols_read;
+  for (size_t k = 0; ok && k < cur->ncols_read; k++)
+    ok = strcmp(sqlite3_column_name(narrow, (int)k), cur->base.column_names[cur->cols[k]]) == 0;
+  bf_buf_release(&q);
+  if (!ok) {
+    sqlite3_finalize(narrow);
+    return;
+  }
+  sqlite3_finalize(cur->stmt);
+  cur->stmt = narrow;
+  for (size_t k = 0; k < cur->ncols_read; k++) cur->stmt_cols[k] = (int)k;
+}
+
+/* The columns to read, in order: every column unless the caller said which
+ * it wants. Values of the other columns stay BF_NULL (the chunk's values
+ * start zeroed, and nothing ever writes them). */
+static void sqlite_plan_columns(struct sqlite_cursor *cur) {
+  cur->cols = bf_xcalloc(cur->base.ncols, sizeof *cur->cols);
+  cur->stmt_cols = bf_xcalloc(cur->base.ncols, sizeof *cur->stmt_cols);
+  for (size_t c = 0; c < cur->base.ncols; c++)
+    if (!cur->base.wanted || cur->base.wanted[c]) {
+      cur->stmt_cols[cur->ncols_read] = (int)c;
+      cur->cols[cur->ncols_read++] = (int)c;
+    }
+  if (cur->ncols_read < cur->base.ncols) narrow_statement(cur);
+}
 
 static int sqlite_next_chunk(struct bf_cursor *cur_, struct bf_rowbuf *rb, struct bf_error *err) {
   struct sqlite_cursor *cur = (struct sqlite_cursor *)cur_;
   if (cur->done) return 0;
-  size_t ncols = rb->ncols;
+  if (!cur->cols) sqlite_plan_columns(cur);
+  sqlite3_stmt *stmt = cur->stmt;
+  const size_t ncols = rb->ncols, nread = cur->ncols_read;
+  const int *cols = cur->cols, *stmt_cols = cur->stmt_cols;
   while (rb->nrows < rb->cap_rows) {
-    int rc = sqlite3_step(cur->stmt);
+    int rc = sqlite3_step(stmt);
     if (rc == SQLITE_DONE) {
       cur->done = true;
       break;
@@ -34,36 +107,36 @@ static int sqlite_next_chunk(struct bf_cursor *cur_, struct bf_rowbuf *rb, struc
       return bf_error_set(err, BF_E_WAREHOUSE, "warehouse '%s' (%s): reading rows failed: %s",
                           cur->src->base.name, cur->src->path, sqlite3_errmsg(cur->src->db));
     struct bf_value *row = rb->values + rb->nrows * ncols;
-    const bool *wanted = cur->base.wanted;
-    for (size_t c = 0; c < ncols; c++) {
-      struct bf_value *v = &row[c];
-      if (wanted && !wanted[c]) {
-        v->type = BF_NULL;
-        continue;
-      }
-      switch (sqlite3_column_type(cur->stmt, (int)c)) {
+    for (size_t k = 0; k < nread; k++) {
+      /* One lookup per column instead of one per call (type, bytes, text):
+       * the reader thread is the critical path of a plan. The value is
+       * "unprotected" (no mutex held), which is safe here: the connection is
+       * opened NOMUTEX and only this thread uses it while rows stream. */
+      sqlite3_value *val = sqlite3_column_value(stmt, stmt_cols[k]);
+      struct bf_value *v = &row[cols[k]];
+      switch (sqlite3_value_type(val)) {
       case SQLITE_INTEGER:
         v->type = BF_INT;
-        v->u.i = sqlite3_column_int64(cur->stmt, (int)c);
+        v->u.i = sqlite3_value_int64(val);
         break;
       case SQLITE_FLOAT:
         v->type = BF_FLOAT;
-        v->u.f = sqlite3_column_double(cur->stmt, (int)c);
+        v->u.f = sqlite3_value_double(val);
         break;
       case SQLITE_TEXT: {
-        const unsigned char *t = sqlite3_column_text(cur->stmt, (int)c);
-        int n = sqlite3_column_bytes(cur->stmt, (int)c);
+        const unsigned char *t = sqlite3_value_text(val);
+        int n = sqlite3_value_bytes(val);
         v->type = BF_TEXT;
         v->len = (uint32_t)n;
-        v->u.off = bf_rowbuf_put_bytes(rb, t, (size_t)n);
+        v->u.s = bf_rowbuf_put_bytes(rb, t, (size_t)n);
         break;
       }
       case SQLITE_BLOB: {
-        const void *b = sqlite3_column_blob(cur->stmt, (int)c);
-        int n = sqlite3_column_bytes(cur->stmt, (int)c);
+        const void *b = sqlite3_value_blob(val);
+        int n = sqlite3_value_bytes(val);
         v->type = BF_BLOB;
         v->len = (uint32_t)n;
-        v->u.off = bf_rowbuf_put_bytes(rb, b, (size_t)n);
+        v->u.s = bf_rowbuf_put_bytes(rb, b, (size_t)n);
         break;
       }
       default: v->type = BF_NULL; break;
@@ -77,6 +150,9 @@ static int sqlite_next_chunk(struct bf_cursor *cur_, struct bf_rowbuf *rb, struc
 static void sqlite_cursor_free(struct bf_cursor *cur_) {
   struct sqlite_cursor *cur = (struct sqlite_cursor *)cur_;
   sqlite3_finalize(cur->stmt);
+  free(cur->cols);
+  free(cur->stmt_cols);
+  free(cur->sql);
   bf_cursor_release_names(&cur->base);
   free(cur);
 }
@@ -140,6 +216,11 @@ static int sqlite_query(struct bf_source *src_, const char *sql, struct bf_curso
     cur->base.column_names[i] = bf_xstrdup(sqlite3_column_name(stmt, i));
   cur->stmt = stmt;
   cur->src = src;
+  size_t len = (size_t)(tail - sql);
+  while (len && (sql[len - 1] == ';' || sql[len - 1] == ' ' || sql[len - 1] == '\n' ||
+                 sql[len - 1] == '\t' || sql[len - 1] == '\r'))
+    len--;
+  cur->sql = bf_xstrndup(sql, len);
   *out = &cur->base;
   return 0;
 }
