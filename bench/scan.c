@@ -1,7 +1,10 @@
 /* The floor for `backflow plan`: run a model's query with the sqlite3 API,
  * step every row and read every column (type + value, text/blob + bytes),
  * nothing else. Opened read-only and without SQLite's mutexes (one thread
- * uses the connection), as Backflow's SQLite source does: the strictest floor.
+ * uses the connection), and each column read through one
+ * sqlite3_column_value() (the cheapest path: sqlite3_column_type/_text/_bytes
+ * look the column up again on every call, about 40% slower over a scan), as
+ * Backflow's SQLite source does: the strictest floor.
  *
  *   scan DB SQL    prints "rows=N cols=C checksum=X seconds=S" on stdout */
 #include <stdint.h>
@@ -39,24 +42,25 @@ int main(int argc, char **argv) {
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     rows++;
     for (int c = 0; c < ncols; c++) {
-      switch (sqlite3_column_type(st, c)) {
-      case SQLITE_INTEGER: check += (uint64_t)sqlite3_column_int64(st, c); break;
+      sqlite3_value *v = sqlite3_column_value(st, c);
+      switch (sqlite3_value_type(v)) {
+      case SQLITE_INTEGER: check += (uint64_t)sqlite3_value_int64(v); break;
       case SQLITE_FLOAT: {
-        double d = sqlite3_column_double(st, c);
+        double d = sqlite3_value_double(v);
         uint64_t bits;
         memcpy(&bits, &d, sizeof bits);
         check ^= bits;
         break;
       }
       case SQLITE_TEXT: {
-        const unsigned char *t = sqlite3_column_text(st, c);
-        int n = sqlite3_column_bytes(st, c);
+        const unsigned char *t = sqlite3_value_text(v);
+        int n = sqlite3_value_bytes(v);
         check += (uint64_t)n + (n ? t[0] : 0);
         break;
       }
       case SQLITE_BLOB: {
-        const unsigned char *b = sqlite3_column_blob(st, c);
-        int n = sqlite3_column_bytes(st, c);
+        const unsigned char *b = sqlite3_value_blob(v);
+        int n = sqlite3_value_bytes(v);
         check += (uint64_t)n + (n ? b[0] : 0);
         break;
       }

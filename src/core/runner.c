@@ -415,12 +415,11 @@ static int process_row(struct run *r, const struct bf_value *row, const unsigned
     return 0;
   }
   struct bf_state_entry *e = bf_state_upsert(r->state, key);
-  if (e->flags & BF_ST_SEEN) {
+  if (bf_state_see(r->state, e)) {
     reject_row(r, key, r->model->primary_key,
                "duplicate primary key: an earlier row with this key was kept");
     return 0;
   }
-  e->flags |= BF_ST_SEEN;
   size_t bad_field = SIZE_MAX;
   const char *why = "invalid value";
   if (!row_ok) {
@@ -490,7 +489,7 @@ static int removals(struct run *r, struct bf_error *err) {
   size_t n = 0, cap = 0;
   unsigned char(*keys)[16] = NULL;
   while ((e = bf_state_next(r->state, &cursor))) {
-    if (!(e->flags & BF_ST_PERSISTED) || (e->flags & BF_ST_SEEN)) continue;
+    if (!(e->flags & BF_ST_PERSISTED) || bf_state_seen(r->state, e)) continue;
     if (n == cap) {
       cap = cap ? cap * 2 : 256;
       keys = bf_xrealloc(keys, cap * sizeof *keys);
@@ -569,10 +568,12 @@ static int scan(struct run *r, struct bf_prefetch *pf, struct bf_error *err) {
   while (rc == 0 && (rb = bf_prefetch_next(pf, &failed, &read_err))) {
     struct chunk_prep *cp = rb->prep;
     if (!rb->prepared) prepare_chunk(rb, r);
-    /* Every slot of the chunk is asked for before any is used: the state
-     * lookups' cache misses overlap instead of queueing. */
+    /* Every index slot of the chunk, then every entry, is asked for before
+     * any is used: the state lookups' cache misses overlap, not queue. */
     for (size_t i = 0; i < rb->nrows; i++)
       if (cp->status[i] & PREP_HAS_KEY) bf_state_prefetch(r->state, cp->key[i]);
+    for (size_t i = 0; i < rb->nrows; i++)
+      if (cp->status[i] & PREP_HAS_KEY) bf_state_prefetch_entry(r->state, cp->key[i]);
     for (size_t i = 0; i < rb->nrows && rc == 0; i++)
       rc = process_row(r, bf_rowbuf_row(rb, i), cp->status[i] & PREP_HAS_KEY ? cp->key[i] : NULL,
                        cp->status[i] & PREP_ROW_OK, cp->fp[i], err);

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
@@ -26,11 +27,24 @@ struct bf_state {
   int lock_fd;
   int journal_fd;
   uint64_t generation;
-  struct bf_state_entry *slots;
-  size_t cap;                    /* slots */
-  size_t used;                   /* occupied slots */
+  /* Entries are stored densely: the base file's, mapped as they are on
+   * disk, then those added since, in order. An open-addressing index maps
+   * keys to entry numbers; growing it moves 8-byte slots, never entries. */
+  struct bf_state_entry *base; /* the base file's records, mapped copy-on-write */
+  size_t n_base;               /* entries 0 .. n_base-1 */
+  size_t base_map_bytes;
+  uint64_t *base_seen; /* BF_ST_SEEN of base entries, one bit each: never a write to base */
+  struct bf_state_entry *entries; /* entries n_base .. added since the load */
+  size_t n_entries, entries_cap;
+  uint64_t *index;               /* 0 = empty, else tag << 32 | (entry number + 1) */
+  size_t cap;                    /* index slots */
   struct bf_buf pending_records; /* journal records not yet written */
 };
+
+_Static_assert(sizeof(struct bf_state_entry) == RECORD_SIZE &&
+                   offsetof(struct bf_state_entry, fp) == 16 &&
+                   offsetof(struct bf_state_entry, flags) == 24,
+               "a state record on disk is a struct bf_state_entry");
 
 static void crash_point(const char *point) { bf_crashpoint(point); }
 
@@ -40,122 +54,184 @@ static uint32_t check_word(const unsigned char *rec, uint64_t generation) {
   return h ? h : 1; /* a zeroed (preallocated) record never checks out */
 }
 
-/* Maps the key's first 64 bits onto [0, cap) without a power-of-two table
- * (Lemire's fast range reduction), so the table is sized to the state at a
- * 70% load instead of up to twice that. */
-static size_t slot_of(const unsigned char key[16], size_t cap) {
+/* The key's top 32 bits (it is already uniformly random). An index slot keeps
+ * them, so most mismatches are settled without reading the entry and the
+ * index can be rebuilt from its own slots. */
+static uint32_t tag_of(const unsigned char key[16]) {
   uint64_t h;
   memcpy(&h, key, 8);
-  return (size_t)(((unsigned __int128)h * cap) >> 64);
+  return (uint32_t)(h >> 32);
+}
+
+/* Maps a tag onto [0, cap) without a power-of-two table (Lemire's fast range
+ * reduction), so the index is sized to the state at a 70% load instead of up
+ * to twice that. Monotone in the tag: walking the index in order visits keys
+ * in tag order. */
+static size_t slot_of(uint32_t tag, size_t cap) {
+  return (size_t)(((unsigned __int128)tag * cap) >> 32);
 }
 
 static size_t next_slot(size_t i, size_t cap) { return i + 1 == cap ? 0 : i + 1; }
 
-/* The table is probed at random, one slot per row: with 4 KiB pages nearly
- * every probe is also a TLB miss. Large tables ask for transparent huge
- * pages (mmap'd memory is already zeroed). */
-#define HUGE_TABLE_BYTES (4u << 20)
+static struct bf_state_entry *entry_at(const struct bf_state *st, uint64_t slot) {
+  size_t n = (uint32_t)slot - 1;
+  return n < st->n_base ? &st->base[n] : &st->entries[n - st->n_base];
+}
 
-static struct bf_state_entry *slots_alloc(size_t cap) {
-  size_t bytes = cap * sizeof(struct bf_state_entry);
-  if (bytes < HUGE_TABLE_BYTES) return bf_xcalloc(cap, sizeof(struct bf_state_entry));
-  void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) BF_BUG("cannot map %zu bytes for the state table", bytes);
+static bool in_base(const struct bf_state *st, const struct bf_state_entry *e) {
+  return st->n_base && e >= st->base && e < st->base + st->n_base;
+}
+
+/* Arrays probed at random: with 4 KiB pages nearly every probe is also a TLB
+ * miss, so large ones ask for transparent huge pages (mmap'd memory is
+ * already zeroed) and grow with mremap, without a copy. */
+#define HUGE_BYTES (4u << 20)
+
+static size_t big_size(size_t bytes) { return (bytes + HUGE_BYTES - 1) / HUGE_BYTES * HUGE_BYTES; }
+
+static void *big_alloc(size_t bytes) {
+  if (bytes < HUGE_BYTES) return bf_xcalloc(1, bytes ? bytes : 1);
+  void *p = mmap(NULL, big_size(bytes), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) BF_BUG("cannot map %zu bytes for the state", bytes);
 #ifdef MADV_HUGEPAGE
-  madvise(p, bytes, MADV_HUGEPAGE);
+  madvise(p, big_size(bytes), MADV_HUGEPAGE);
 #endif
   return p;
 }
 
-static void slots_free(struct bf_state_entry *slots, size_t cap) {
-  if (!slots) return;
-  size_t bytes = cap * sizeof(struct bf_state_entry);
-  if (bytes < HUGE_TABLE_BYTES)
-    free(slots);
+static void big_free(void *p, size_t bytes) {
+  if (!p) return;
+  if (bytes < HUGE_BYTES)
+    free(p);
   else
-    munmap(slots, bytes);
+    munmap(p, big_size(bytes));
 }
 
-static void table_init(struct bf_state *st, size_t expected) {
-  size_t cap = expected + expected / 2 + 1024; /* ~67% full once loaded */
-  st->slots = slots_alloc(cap);
-  st->cap = cap;
-  st->used = 0;
-}
-
-static struct bf_state_entry *table_insert_new(struct bf_state *st, const unsigned char key[16]);
-
-static void table_grow(struct bf_state *st) {
-  struct bf_state_entry *old = st->slots;
-  size_t old_cap = st->cap;
-  st->cap *= st->cap < (1u << 20) ? 4 : 2; /* fewer rehashes while a first run fills it */
-  st->slots = slots_alloc(st->cap);
-  st->used = 0;
-  for (size_t i = 0; i < old_cap; i++) {
-    if (!(old[i].flags & BF_ST_USED)) continue;
-    *table_insert_new(st, old[i].key) = old[i];
+/* Grows an array from big_alloc; the new bytes are zero. */
+static void *big_grow(void *p, size_t old_bytes, size_t new_bytes) {
+  if (old_bytes >= HUGE_BYTES) {
+    void *q = mremap(p, big_size(old_bytes), big_size(new_bytes), MREMAP_MAYMOVE);
+    if (q == MAP_FAILED) BF_BUG("cannot grow the state to %zu bytes", new_bytes);
+    return q;
   }
-  slots_free(old, old_cap);
+  void *q = big_alloc(new_bytes);
+  if (p) memcpy(q, p, old_bytes);
+  big_free(p, old_bytes);
+  return q;
 }
 
-/* Caller knows key is absent. */
-static struct bf_state_entry *table_insert_new(struct bf_state *st, const unsigned char key[16]) {
-  size_t i = slot_of(key, st->cap);
-  while (st->slots[i].flags & BF_ST_USED) i = next_slot(i, st->cap);
-  struct bf_state_entry *e = &st->slots[i];
+static void index_init(struct bf_state *st, size_t expected) {
+  st->cap = expected + expected / 2 + 1024; /* ~67% full once loaded */
+  st->index = big_alloc(st->cap * sizeof *st->index);
+}
+
+/* Puts a slot value in the first free slot from its tag's home. */
+static void index_put(uint64_t *index, size_t cap, uint64_t slot) {
+  size_t i = slot_of((uint32_t)(slot >> 32), cap);
+  while (index[i]) i = next_slot(i, cap);
+  index[i] = slot;
+}
+
+static void index_grow(struct bf_state *st) {
+  uint64_t *old = st->index;
+  size_t old_cap = st->cap;
+  st->cap *= st->cap < (1u << 20) ? 4 : 2; /* fewer rebuilds while a first run fills it */
+  st->index = big_alloc(st->cap * sizeof *st->index);
+  /* Old slots in order are in tag order, so the new ones fill nearly in
+   * sequence. */
+  for (size_t i = 0; i < old_cap; i++)
+    if (old[i]) index_put(st->index, st->cap, old[i]);
+  big_free(old, old_cap * sizeof *old);
+}
+
+static void entries_reserve(struct bf_state *st, size_t n) {
+  if (n <= st->entries_cap) return;
+  size_t cap = st->entries_cap ? st->entries_cap : 1024;
+  while (cap < n) cap *= 2;
+  if (st->n_base + cap > UINT32_MAX - 1)
+    BF_BUG("more than %u keys in one sync's state", UINT32_MAX - 1);
+  st->entries =
+      big_grow(st->entries, st->entries_cap * sizeof *st->entries, cap * sizeof *st->entries);
+  st->entries_cap = cap;
+}
+
+/* Adds an entry the caller knows is absent; zeroed but for the key. */
+static struct bf_state_entry *add_entry(struct bf_state *st, const unsigned char key[16]) {
+  if ((st->n_base + st->n_entries + 1) * 10 > st->cap * 7) index_grow(st);
+  entries_reserve(st, st->n_entries + 1);
+  struct bf_state_entry *e = &st->entries[st->n_entries];
+  memset(e, 0, sizeof *e);
   memcpy(e->key, key, 16);
-  e->fp = 0;
-  e->flags = BF_ST_USED;
-  e->aux = 0;
-  st->used++;
+  st->n_entries++;
+  index_put(st->index, st->cap, (uint64_t)tag_of(key) << 32 | (st->n_base + st->n_entries));
   return e;
 }
 
 struct bf_state_entry *bf_state_find(struct bf_state *st, const unsigned char key[16]) {
-  size_t i = slot_of(key, st->cap);
-  for (;;) {
-    struct bf_state_entry *e = &st->slots[i];
-    if (!(e->flags & BF_ST_USED)) return NULL;
+  uint32_t tag = tag_of(key);
+  for (size_t i = slot_of(tag, st->cap);; i = next_slot(i, st->cap)) {
+    uint64_t slot = st->index[i];
+    if (!slot) return NULL;
+    if ((uint32_t)(slot >> 32) != tag) continue;
+    struct bf_state_entry *e = entry_at(st, slot);
     if (memcmp(e->key, key, 16) == 0) return e;
-    i = next_slot(i, st->cap);
   }
 }
 
 struct bf_state_entry *bf_state_upsert(struct bf_state *st, const unsigned char key[16]) {
-  if ((st->used + 1) * 10 > st->cap * 7) table_grow(st);
-  /* One probe sequence finds the key or the empty slot it belongs in. */
-  size_t i = slot_of(key, st->cap);
-  for (;;) {
-    struct bf_state_entry *e = &st->slots[i];
-    if (!(e->flags & BF_ST_USED)) break;
-    if (memcmp(e->key, key, 16) == 0) return e;
-    i = next_slot(i, st->cap);
-  }
-  struct bf_state_entry *e = &st->slots[i];
-  memcpy(e->key, key, 16);
-  e->fp = 0;
-  e->flags = BF_ST_USED;
-  e->aux = 0;
-  st->used++;
-  return e;
+  struct bf_state_entry *e = bf_state_find(st, key);
+  return e ? e : add_entry(st, key);
 }
 
 void bf_state_prefetch(const struct bf_state *st, const unsigned char key[16]) {
-  __builtin_prefetch(&st->slots[slot_of(key, st->cap)], 1, 1);
+  __builtin_prefetch(&st->index[slot_of(tag_of(key), st->cap)], 0, 1);
+}
+
+void bf_state_prefetch_entry(const struct bf_state *st, const unsigned char key[16]) {
+  uint32_t tag = tag_of(key);
+  for (size_t i = slot_of(tag, st->cap);; i = next_slot(i, st->cap)) {
+    uint64_t slot = st->index[i];
+    if (!slot) return;
+    if ((uint32_t)(slot >> 32) == tag) {
+      __builtin_prefetch(entry_at(st, slot), 0, 1);
+      return;
+    }
+  }
+}
+
+bool bf_state_see(struct bf_state *st, struct bf_state_entry *e) {
+  if (in_base(st, e)) {
+    size_t n = (size_t)(e - st->base);
+    uint64_t bit = 1ull << (n % 64);
+    bool seen = st->base_seen[n / 64] & bit;
+    st->base_seen[n / 64] |= bit;
+    return seen;
+  }
+  bool seen = e->flags & BF_ST_SEEN;
+  e->flags |= BF_ST_SEEN;
+  return seen;
+}
+
+bool bf_state_seen(const struct bf_state *st, const struct bf_state_entry *e) {
+  if (in_base(st, e)) {
+    size_t n = (size_t)(e - st->base);
+    return st->base_seen[n / 64] & (1ull << (n % 64));
+  }
+  return e->flags & BF_ST_SEEN;
 }
 
 struct bf_state_entry *bf_state_next(struct bf_state *st, size_t *cursor) {
-  while (*cursor < st->cap) {
-    struct bf_state_entry *e = &st->slots[(*cursor)++];
-    if (e->flags & BF_ST_USED) return e;
-  }
-  return NULL;
+  size_t n = (*cursor)++;
+  if (n < st->n_base) return &st->base[n];
+  return n - st->n_base < st->n_entries ? &st->entries[n - st->n_base] : NULL;
 }
 
 size_t bf_state_count(const struct bf_state *st) {
   size_t n = 0;
-  for (size_t i = 0; i < st->cap; i++)
-    if (st->slots[i].flags & BF_ST_PERSISTED) n++;
+  for (size_t i = 0; i < st->n_base; i++)
+    if (st->base[i].flags & BF_ST_PERSISTED) n++;
+  for (size_t i = 0; i < st->n_entries; i++)
+    if (st->entries[i].flags & BF_ST_PERSISTED) n++;
   return n;
 }
 
@@ -247,13 +323,14 @@ static int reset_journal(struct bf_state *st, struct bf_error *err) {
   return rc;
 }
 
-/* Loads the base file into the table. */
+/* Loads the base file: its records are mapped as they are (copy-on-write:
+ * only the few entries a run changes are ever copied) and indexed. */
 static int load_base(struct bf_state *st, const char *path, struct bf_error *err) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     if (errno != ENOENT)
       return bf_error_set(err, BF_E_STATE, "%s: cannot read: %s", path, strerror(errno));
-    table_init(st, 0);
+    index_init(st, 0);
     return 0;
   }
   struct stat sb;
@@ -268,37 +345,29 @@ static int load_base(struct bf_state *st, const char *path, struct bf_error *err
   memcpy(&st->generation, header + 8, 8);
   memcpy(&count, header + 16, 8);
   if (count > ((uint64_t)sb.st_size - HEADER_SIZE) / RECORD_SIZE ||
-      (uint64_t)sb.st_size != HEADER_SIZE + count * RECORD_SIZE) {
+      (uint64_t)sb.st_size != HEADER_SIZE + count * RECORD_SIZE || count > UINT32_MAX / 2) {
     rc = bf_error_set(err, BF_E_STATE, "%s: damaged: %llu entries announced, %lld bytes present",
                       path, (unsigned long long)count, (long long)sb.st_size);
     goto out;
   }
-  table_init(st, count);
+  index_init(st, count);
   if (count == 0) goto out;
-  /* Mapped, not read: the entries go from the page cache into the table
-   * without a copy through a buffer. Window by window, so the file's pages
-   * never all count in the resident size at once. Records are 32 bytes and
-   * windows a multiple of 32, so none straddles two windows. */
-  size_t bytes = HEADER_SIZE + (size_t)count * RECORD_SIZE;
-  enum { WINDOW = 4u << 20 };
-  for (size_t off = 0; off < bytes; off += WINDOW) {
-    size_t len = bytes - off < WINDOW ? bytes - off : WINDOW;
-    unsigned char *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, (off_t)off);
-    if (map == MAP_FAILED) {
-      rc = bf_error_set(err, BF_E_STATE, "%s: cannot map: %s", path, strerror(errno));
-      goto out;
-    }
-    for (size_t at = off < HEADER_SIZE ? HEADER_SIZE : off; at + RECORD_SIZE <= off + len;
-         at += RECORD_SIZE) {
-      const unsigned char *rec = map + (at - off);
-      struct bf_state_entry *e = table_insert_new(st, rec);
-      memcpy(&e->fp, rec + 16, 8);
-      uint32_t flags;
-      memcpy(&flags, rec + 24, 4);
-      e->flags = BF_ST_USED | (flags & BF_ST_PERSISTED);
-    }
-    munmap(map, len);
+  st->base_map_bytes = HEADER_SIZE + (size_t)count * RECORD_SIZE;
+  void *map =
+      mmap(NULL, st->base_map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+  if (map == MAP_FAILED) {
+    st->base_map_bytes = 0;
+    rc = bf_error_set(err, BF_E_STATE, "%s: cannot map: %s", path, strerror(errno));
+    goto out;
   }
+  st->base = (struct bf_state_entry *)((char *)map + HEADER_SIZE);
+  st->n_base = count;
+  st->base_seen = bf_xcalloc((count + 63) / 64, sizeof *st->base_seen);
+  /* A base written by a fold is in tag order, so the index fills nearly in
+   * sequence. Flags other than the persisted ones are never read from a
+   * base entry (BF_ST_SEEN lives in base_seen). */
+  for (size_t i = 0; i < count; i++)
+    index_put(st->index, st->cap, (uint64_t)tag_of(st->base[i].key) << 32 | (i + 1));
 out:
   close(fd);
   return rc;
@@ -393,7 +462,10 @@ void bf_state_free(struct bf_state *st) {
   if (st->journal_fd >= 0) close(st->journal_fd);
   if (st->lock_fd >= 0) close(st->lock_fd); /* releases the flock */
   bf_buf_release(&st->pending_records);
-  slots_free(st->slots, st->cap);
+  big_free(st->index, st->cap * sizeof *st->index);
+  if (st->base) munmap((char *)st->base - HEADER_SIZE, st->base_map_bytes);
+  free(st->base_seen);
+  big_free(st->entries, st->entries_cap * sizeof *st->entries);
   free(st->dir);
   free(st);
 }
@@ -418,8 +490,11 @@ int bf_state_fold(struct bf_state *st, struct bf_error *err) {
   if (rc) return rc;
   struct bf_buf body = {0};
   uint64_t count = 0;
+  /* In index order, which is tag order: the next load indexes it in
+   * sequence. */
   for (size_t i = 0; i < st->cap; i++) {
-    const struct bf_state_entry *e = &st->slots[i];
+    if (!st->index[i]) continue;
+    const struct bf_state_entry *e = entry_at(st, st->index[i]);
     if (!(e->flags & BF_ST_PERSISTED)) continue;
     unsigned char rec[RECORD_SIZE] = {0};
     memcpy(rec, e->key, 16);
@@ -441,7 +516,8 @@ int bf_state_fold(struct bf_state *st, struct bf_error *err) {
 }
 
 int bf_state_clear(struct bf_state *st, struct bf_error *err) {
-  for (size_t i = 0; i < st->cap; i++) st->slots[i].flags &= ~BF_ST_PERSISTED;
+  for (size_t i = 0; i < st->n_base; i++) st->base[i].flags &= ~BF_ST_PERSISTED;
+  for (size_t i = 0; i < st->n_entries; i++) st->entries[i].flags &= ~BF_ST_PERSISTED;
   bf_buf_reset(&st->pending_records);
   return bf_state_fold(st, err);
 }

@@ -12,8 +12,9 @@
  * Both carry a generation; a journal whose generation differs from the base
  * was already folded into it and is ignored. Loading = base + journal replay.
  *
- * In memory the entries live in an open-addressing hash table; the key hash
- * is already uniformly random, so its low bits index the table directly. */
+ * In memory the base file is mapped as it is and later entries follow in one
+ * dense array, found through an open-addressing index of 8-byte slots; the
+ * key hash is already uniformly random, so its top bits place it there. */
 #ifndef BF_STATE_H
 #define BF_STATE_H
 
@@ -28,8 +29,7 @@
 #define BF_ST_PENDING   0x2u /* sent or about to be, not acknowledged */
 #define BF_ST_PERSISTED (BF_ST_PRESENT | BF_ST_PENDING)
 /* Memory-only flags, cleared on load, never written. */
-#define BF_ST_SEEN 0x100u      /* key is in this run's model */
-#define BF_ST_USED 0x80000000u /* table slot is occupied */
+#define BF_ST_SEEN 0x100u /* key is in this run's model: bf_state_see / _seen */
 
 struct bf_state_entry {
   unsigned char key[16];
@@ -52,11 +52,19 @@ struct bf_state_entry *bf_state_find(struct bf_state *st, const unsigned char ke
  * until the next insert. */
 struct bf_state_entry *bf_state_upsert(struct bf_state *st, const unsigned char key[16]);
 
-/* Hints the CPU to load key's slot: lookups for a chunk of rows are issued
- * together so their cache misses overlap. */
+/* Hints the CPU to load key's index slot, then (once that is in cache) its
+ * entry: lookups for a chunk of rows are issued together, one step for all
+ * keys then the next, so their cache misses overlap. */
 void bf_state_prefetch(const struct bf_state *st, const unsigned char key[16]);
+void bf_state_prefetch_entry(const struct bf_state *st, const unsigned char key[16]);
 
-/* Iteration over occupied slots: for (i = 0; (e = bf_state_next(st, &i));) */
+/* Marks an entry as in this run's model; returns whether it already was.
+ * (BF_ST_SEEN of entries loaded from the base file is kept apart from them,
+ * so reading the model never writes to the mapped file: use these two.) */
+bool bf_state_see(struct bf_state *st, struct bf_state_entry *e);
+bool bf_state_seen(const struct bf_state *st, const struct bf_state_entry *e);
+
+/* Iteration over every entry: for (i = 0; (e = bf_state_next(st, &i));) */
 struct bf_state_entry *bf_state_next(struct bf_state *st, size_t *cursor);
 /* Keys with PRESENT or PENDING. */
 size_t bf_state_count(const struct bf_state *st);

@@ -113,92 +113,134 @@ void bf_cursor_release_names(struct bf_cursor *cur) {
   free(cur->column_names);
 }
 
-/* A ring of chunks: the reader fills them in order while the consumer reads
- * behind it; several chunks of slack let the reader run ahead while the
- * consumer is busy elsewhere (loading state, sending a batch). */
-#define PREFETCH_CHUNKS 8
+/* Chunks travel from the reader to the consumer through a FIFO queue and
+ * come back through a pool. The reader may run STEADY_CHUNKS ahead of the
+ * consumer; until the consumer asks for its first chunk (it is loading the
+ * state) it may run STARTUP_CHUNKS ahead, so the scan does not stall behind
+ * the load, and the extra chunks are freed as they come back. */
+#define STEADY_CHUNKS  8
+#define STARTUP_CHUNKS 64
 
 struct bf_prefetch {
   struct bf_cursor *cur;
+  size_t chunk_rows, prep_bytes;
   pthread_t thread;
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  struct bf_rowbuf bufs[PREFETCH_CHUNKS];
-  int ready[PREFETCH_CHUNKS]; /* 1 = filled, waiting for the consumer */
-  int consumer_idx;           /* buffer the consumer holds, or -1 */
-  int next_idx;               /* buffer the consumer reads next */
-  int preparing;              /* buffer the reader is preparing, or -1 */
+  struct bf_rowbuf *queue[STARTUP_CHUNKS]; /* filled, oldest at head */
+  size_t head, queued;
+  struct bf_rowbuf *pool[STARTUP_CHUNKS]; /* empty, ready for the reader */
+  size_t pooled;
+  size_t chunks;               /* in existence: queued + pooled + held + the reader's */
+  struct bf_rowbuf *held;      /* the chunk the consumer has */
+  struct bf_rowbuf *preparing; /* the chunk the reader is preparing */
+  bool started;                /* the consumer asked for a chunk */
   bf_prepare_fn prepare;
   void *prepare_ctx;
   bool done, failed, stop;
   struct bf_error err;
 };
 
-/* With the lock held: the newest filled chunk nobody prepared yet (the one
- * the consumer reaches last), or -1. */
-static int chunk_to_prepare(const struct bf_prefetch *pf, int newest) {
-  if (!pf->prepare) return -1;
-  for (int k = 0, i = newest; k < PREFETCH_CHUNKS; k++) {
-    if (!pf->ready[i]) return -1; /* older chunks than this were taken */
-    if (!pf->bufs[i].prepared) return i;
-    i = (i + PREFETCH_CHUNKS - 1) % PREFETCH_CHUNKS;
+static size_t chunk_limit(const struct bf_prefetch *pf) {
+  return pf->started ? STEADY_CHUNKS : STARTUP_CHUNKS;
+}
+
+static struct bf_rowbuf *chunk_new(const struct bf_prefetch *pf) {
+  struct bf_rowbuf *rb = bf_xmalloc(sizeof *rb);
+  bf_rowbuf_init(rb, pf->cur->ncols, pf->chunk_rows);
+  if (pf->prep_bytes) rb->prep = bf_xcalloc(1, pf->prep_bytes);
+  return rb;
+}
+
+static void chunk_free(struct bf_rowbuf *rb) {
+  if (!rb) return;
+  bf_rowbuf_release(rb);
+  free(rb);
+}
+
+/* With the lock held: the newest queued chunk nobody prepared yet (the one
+ * the consumer reaches last), or NULL. */
+static struct bf_rowbuf *chunk_to_prepare(const struct bf_prefetch *pf) {
+  if (!pf->prepare) return NULL;
+  for (size_t k = pf->queued; k-- > 0;) {
+    struct bf_rowbuf *rb = pf->queue[(pf->head + k) % STARTUP_CHUNKS];
+    if (!rb->prepared) return rb;
   }
-  return -1;
+  return NULL;
 }
 
 /* With the lock held; releases it while the step runs. */
-static void prepare_one(struct bf_prefetch *pf, int i) {
-  pf->preparing = i;
+static void prepare_one(struct bf_prefetch *pf, struct bf_rowbuf *rb) {
+  pf->preparing = rb;
   pthread_mutex_unlock(&pf->mu);
-  pf->prepare(&pf->bufs[i], pf->prepare_ctx);
+  pf->prepare(rb, pf->prepare_ctx);
   pthread_mutex_lock(&pf->mu);
-  pf->bufs[i].prepared = true;
-  pf->preparing = -1;
+  rb->prepared = true;
+  pf->preparing = NULL;
   pthread_cond_broadcast(&pf->cv);
 }
 
 static void *prefetch_main(void *arg) {
   struct bf_prefetch *pf = arg;
-  int idx = 0;
   for (;;) {
     pthread_mutex_lock(&pf->mu);
-    while ((pf->ready[idx] || pf->consumer_idx == idx) && !pf->stop) {
-      /* Ring full: do the consumer's per-chunk step rather than wait. */
-      int i = chunk_to_prepare(pf, (idx + PREFETCH_CHUNKS - 1) % PREFETCH_CHUNKS);
-      if (i >= 0)
-        prepare_one(pf, i);
+    struct bf_rowbuf *rb = NULL;
+    bool fresh = false;
+    while (!pf->stop) {
+      if (pf->pooled) {
+        rb = pf->pool[--pf->pooled];
+        break;
+      }
+      if (pf->chunks < chunk_limit(pf)) {
+        pf->chunks++;
+        fresh = true;
+        break;
+      }
+      /* As far ahead as allowed: do the consumer's per-chunk step rather
+       * than wait. */
+      struct bf_rowbuf *todo = chunk_to_prepare(pf);
+      if (todo)
+        prepare_one(pf, todo);
       else
         pthread_cond_wait(&pf->cv, &pf->mu);
     }
     bool stop = pf->stop;
     pthread_mutex_unlock(&pf->mu);
-    if (stop) break;
-    struct bf_rowbuf *rb = &pf->bufs[idx];
+    if (stop) {
+      if (rb || fresh) { /* never used: back where it came from */
+        pthread_mutex_lock(&pf->mu);
+        if (rb)
+          pf->pool[pf->pooled++] = rb;
+        else
+          pf->chunks--;
+        pthread_mutex_unlock(&pf->mu);
+      }
+      break;
+    }
+    if (fresh) rb = chunk_new(pf);
     bf_rowbuf_clear(rb);
     struct bf_error err = {0};
     int n = pf->cur->ops->next_chunk(pf->cur, rb, &err);
     pthread_mutex_lock(&pf->mu);
-    if (n < 0) {
-      pf->failed = true;
-      pf->err = err;
-      pf->done = true;
-    } else if (n == 0) {
-      pf->done = true;
+    if (n > 0) {
+      pf->queue[(pf->head + pf->queued++) % STARTUP_CHUNKS] = rb;
     } else {
-      pf->ready[idx] = 1;
+      pf->pool[pf->pooled++] = rb;
+      pf->done = true;
+      if (n < 0) {
+        pf->failed = true;
+        pf->err = err;
+      }
     }
     pthread_cond_broadcast(&pf->cv);
     if (pf->done) {
       /* Everything is read: help with the chunks still queued. */
-      int i;
-      while (!pf->stop && !pf->failed &&
-             (i = chunk_to_prepare(pf, (idx + PREFETCH_CHUNKS - 1) % PREFETCH_CHUNKS)) >= 0)
-        prepare_one(pf, i);
+      struct bf_rowbuf *todo;
+      while (!pf->stop && !pf->failed && (todo = chunk_to_prepare(pf))) prepare_one(pf, todo);
       pthread_mutex_unlock(&pf->mu);
       break;
     }
     pthread_mutex_unlock(&pf->mu);
-    idx = (idx + 1) % PREFETCH_CHUNKS;
   }
   return NULL;
 }
@@ -206,14 +248,10 @@ static void *prefetch_main(void *arg) {
 struct bf_prefetch *bf_prefetch_new(struct bf_cursor *cur, size_t chunk_rows, size_t prep_bytes) {
   struct bf_prefetch *pf = bf_xcalloc(1, sizeof *pf);
   pf->cur = cur;
+  pf->chunk_rows = chunk_rows;
+  pf->prep_bytes = prep_bytes;
   pthread_mutex_init(&pf->mu, NULL);
   pthread_cond_init(&pf->cv, NULL);
-  for (int i = 0; i < PREFETCH_CHUNKS; i++) {
-    bf_rowbuf_init(&pf->bufs[i], cur->ncols, chunk_rows);
-    if (prep_bytes) pf->bufs[i].prep = bf_xcalloc(1, prep_bytes);
-  }
-  pf->consumer_idx = -1;
-  pf->preparing = -1;
   if (pthread_create(&pf->thread, NULL, prefetch_main, pf) != 0)
     BF_BUG("cannot start the reader thread");
   return pf;
@@ -229,19 +267,26 @@ void bf_prefetch_set_prepare(struct bf_prefetch *pf, bf_prepare_fn prepare, void
 
 struct bf_rowbuf *bf_prefetch_next(struct bf_prefetch *pf, bool *failed, struct bf_error *err) {
   pthread_mutex_lock(&pf->mu);
-  if (pf->consumer_idx >= 0) {
-    pf->consumer_idx = -1; /* give back the previous chunk */
+  pf->started = true;
+  if (pf->held) { /* give back the previous chunk; startup extras are freed */
+    if (pf->chunks > chunk_limit(pf)) {
+      chunk_free(pf->held);
+      pf->chunks--;
+    } else {
+      pf->pool[pf->pooled++] = pf->held;
+    }
+    pf->held = NULL;
     pthread_cond_broadcast(&pf->cv);
   }
-  while ((!pf->ready[pf->next_idx] && !pf->done) || pf->preparing == pf->next_idx)
+  while ((!pf->queued && !pf->done) || (pf->queued && pf->queue[pf->head] == pf->preparing))
     pthread_cond_wait(&pf->cv, &pf->mu);
   struct bf_rowbuf *out = NULL;
   *failed = false;
-  if (pf->ready[pf->next_idx]) {
-    pf->ready[pf->next_idx] = 0;
-    pf->consumer_idx = pf->next_idx;
-    out = &pf->bufs[pf->next_idx];
-    pf->next_idx = (pf->next_idx + 1) % PREFETCH_CHUNKS;
+  if (pf->queued) {
+    out = pf->queue[pf->head];
+    pf->head = (pf->head + 1) % STARTUP_CHUNKS;
+    pf->queued--;
+    pf->held = out;
   } else if (pf->failed) {
     *failed = true;
     if (err) *err = pf->err;
@@ -257,7 +302,9 @@ void bf_prefetch_free(struct bf_prefetch *pf) {
   pthread_cond_broadcast(&pf->cv);
   pthread_mutex_unlock(&pf->mu);
   pthread_join(pf->thread, NULL);
-  for (int i = 0; i < PREFETCH_CHUNKS; i++) bf_rowbuf_release(&pf->bufs[i]);
+  for (size_t k = 0; k < pf->queued; k++) chunk_free(pf->queue[(pf->head + k) % STARTUP_CHUNKS]);
+  for (size_t k = 0; k < pf->pooled; k++) chunk_free(pf->pool[k]);
+  chunk_free(pf->held);
   pthread_mutex_destroy(&pf->mu);
   pthread_cond_destroy(&pf->cv);
   bf_cursor_free(pf->cur);

@@ -39,11 +39,39 @@ static bool narrowing_safe(const struct sqlite_cursor *cur) {
   return true;
 }
 
+/* Appends the steps of sql's query plan (EXPLAIN QUERY PLAN details) to out,
+ * one per line; false when it cannot be had. */
+static bool plan_text(sqlite3 *db, const char *sql, struct bf_buf *out) {
+  char *explain = bf_xasprintf("EXPLAIN QUERY PLAN %s", sql);
+  sqlite3_stmt *st = NULL;
+  bool ok = sqlite3_prepare_v2(db, explain, -1, &st, NULL) == SQLITE_OK && st;
+  int rc = SQLITE_DONE;
+  while (ok && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const unsigned char *detail = sqlite3_column_text(st, 3);
+    bf_buf_puts(out, detail ? (const char *)detail : "");
+    bf_buf_putc(out, '\n');
+  }
+  ok = ok && rc == SQLITE_DONE;
+  sqlite3_finalize(st);
+  free(explain);
+  return ok;
+}
+
+static bool same_plan(sqlite3 *db, const char *a, const char *b) {
+  struct bf_buf pa = {0}, pb = {0};
+  bool same = plan_text(db, a, &pa) && plan_text(db, b, &pb) && pa.len == pb.len &&
+              memcmp(pa.data, pb.data, pa.len) == 0;
+  bf_buf_release(&pa);
+  bf_buf_release(&pb);
+  return same;
+}
+
 /* Projection pushdown: when only some columns are wanted, runs
  *   SELECT "a", "b" FROM (<model SQL>)
  * instead, so SQLite never decodes the others (the flattener merges the two
  * queries). Falls back to the model's own statement when the rewrite does not
- * prepare or does not return the expected columns. */
+ * prepare, does not return the expected columns or would read the rows in
+ * another order. */
 static void narrow_statement(struct sqlite_cursor *cur) {
   if (!narrowing_safe(cur)) return;
   struct bf_buf q = {0};
@@ -67,6 +95,11 @@ static void narrow_statement(struct sqlite_cursor *cur) {
   for (size_t k = 0; ok && k < cur->ncols_read; k++)
     ok = strcmp(sqlite3_column_name(narrow, (int)k), cur->base.column_names[cur->cols[k]]) == 0;
   bf_buf_release(&q);
+  /* Without ORDER BY, rows come in the order of SQLite's plan, and that
+   * order decides which of two duplicate keys is kept (and, with LIMIT,
+   * which rows are read at all). A narrower query may get another plan (a
+   * covering index, say): then the model's own statement runs. */
+  if (ok) ok = same_plan(cur->src->db, cur->sql, sqlite3_sql(narrow));
   if (!ok) {
     sqlite3_finalize(narrow);
     return;
