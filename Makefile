@@ -114,7 +114,7 @@ fuzz-smoke:
 VALGRIND_OPTS = --quiet --leak-check=full --show-leak-kinds=definite \
   --errors-for-leak-kinds=definite --error-exitcode=99 --num-callers=30
 VALGRIND_SCENARIOS ?= test_core_faults test_core_accounting test_core_privacy_and_errors \
-  test_security_
+  test_security_ test_core_pushdown
 valgrind: $(BUILD)/backflow $(TOOL_BIN) $(UNIT_BIN)
 	@rm -rf $(BUILD)/valgrind && mkdir -p $(BUILD)/valgrind
 	@for t in $(UNIT_BIN); do echo "== valgrind $$t"; \

@@ -295,7 +295,7 @@ def main():
     ap.add_argument("--binary", default=os.path.join(ROOT, "build", "backflow"))
     ap.add_argument("--tools", help="folder with gen_warehouse, scan, sink (default: <binary dir>/tools)")
     ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--repeat", type=int, default=3, help="runs per timed figure; the best counts")
+    ap.add_argument("--repeat", type=int, default=5, help="runs per timed figure, scan and plans alike; the best counts")
     ap.add_argument("--batch-size", type=int, default=1000, help="webhook/file batch size")
     ap.add_argument("--workdir", help="default: <binary dir>/bench")
     ap.add_argument("--results", help="default: <binary dir>/bench-results.json")
