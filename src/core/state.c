@@ -279,28 +279,57 @@ static void make_header(unsigned char h[HEADER_SIZE], const char *magic, uint64_
   memcpy(h + 16, &count, 8);
 }
 
-/* Writes path atomically: tmp file, fsync, rename, fsync of the folder. */
-static int write_atomic(struct bf_state *st, const char *name, const unsigned char *header,
-                        const struct bf_buf *body, struct bf_error *err) {
-  char *path = bf_xasprintf("%s/%s", st->dir, name);
-  char *tmp = bf_xasprintf("%s.tmp", path);
+/* A file written atomically: everything goes to <name>.tmp, which replaces
+ * <name> only once it is complete and on disk (fsync, rename, fsync of the
+ * folder). A crash at any point leaves the old file or the new one. */
+struct atomic_file {
+  char *path, *tmp;
+  int fd;
+  bool failed;
+  int saved_errno;
+};
+
+static void atomic_begin(struct bf_state *st, const char *name, struct atomic_file *f) {
+  f->path = bf_xasprintf("%s/%s", st->dir, name);
+  f->tmp = bf_xasprintf("%s.tmp", f->path);
+  f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  f->failed = f->fd < 0;
+  f->saved_errno = f->failed ? errno : 0;
+}
+
+static void atomic_write(struct atomic_file *f, const void *data, size_t len, off_t at) {
+  if (f->failed) return;
+  const char *p = data;
+  while (len > 0) {
+    ssize_t n = pwrite(f->fd, p, len, at);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      f->failed = true;
+      f->saved_errno = n < 0 ? errno : EIO;
+      return;
+    }
+    p += n;
+    len -= (size_t)n;
+    at += n;
+  }
+}
+
+static int atomic_commit(struct bf_state *st, struct atomic_file *f, struct bf_error *err) {
   int rc = 0;
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0 || bf_write_all(fd, header, HEADER_SIZE) < 0 ||
-      (body && bf_write_all(fd, body->data, body->len) < 0) || fsync(fd) < 0) {
-    rc = bf_error_set(err, BF_E_STATE, "%s: cannot write: %s", tmp, strerror(errno));
-    if (fd >= 0) close(fd);
-    unlink(tmp);
-    goto out;
+  if (!f->failed && fsync(f->fd) < 0) {
+    f->failed = true;
+    f->saved_errno = errno;
   }
-  close(fd);
-  if (rename(tmp, path) < 0 || bf_fsync_dir(st->dir) < 0) {
-    rc = bf_error_set(err, BF_E_STATE, "%s: cannot replace: %s", path, strerror(errno));
-    unlink(tmp);
+  if (f->fd >= 0) close(f->fd);
+  if (f->failed) {
+    rc = bf_error_set(err, BF_E_STATE, "%s: cannot write: %s", f->tmp, strerror(f->saved_errno));
+    unlink(f->tmp);
+  } else if (rename(f->tmp, f->path) < 0 || bf_fsync_dir(st->dir) < 0) {
+    rc = bf_error_set(err, BF_E_STATE, "%s: cannot replace: %s", f->path, strerror(errno));
+    unlink(f->tmp);
   }
-out:
-  free(tmp);
-  free(path);
+  free(f->tmp);
+  free(f->path);
   return rc;
 }
 
@@ -318,7 +347,10 @@ static int open_journal(struct bf_state *st, struct bf_error *err) {
 static int reset_journal(struct bf_state *st, struct bf_error *err) {
   unsigned char header[HEADER_SIZE];
   make_header(header, JOURNAL_MAGIC, st->generation, 0);
-  int rc = write_atomic(st, "journal.bin", header, NULL, err);
+  struct atomic_file f;
+  atomic_begin(st, "journal.bin", &f);
+  atomic_write(&f, header, HEADER_SIZE, 0);
+  int rc = atomic_commit(st, &f, err);
   if (rc == 0) rc = open_journal(st, err);
   return rc;
 }
@@ -488,27 +520,42 @@ int bf_state_flush(struct bf_state *st, bool sync, struct bf_error *err) {
 int bf_state_fold(struct bf_state *st, struct bf_error *err) {
   int rc = bf_state_flush(st, true, err);
   if (rc) return rc;
-  struct bf_buf body = {0};
+  /* Streamed through a small buffer: a fold never holds a second copy of
+   * the state in memory. The header, which carries the count, goes last. */
+  enum { FOLD_BUFFER = 1u << 20 };
+  unsigned char *buf = bf_xmalloc(FOLD_BUFFER);
+  size_t used = 0;
+  off_t at = HEADER_SIZE;
   uint64_t count = 0;
+  struct atomic_file f;
+  atomic_begin(st, "state.bin", &f);
   /* In index order, which is tag order: the next load indexes it in
    * sequence. */
-  for (size_t i = 0; i < st->cap; i++) {
+  for (size_t i = 0; i < st->cap && !f.failed; i++) {
     if (!st->index[i]) continue;
     const struct bf_state_entry *e = entry_at(st, st->index[i]);
     if (!(e->flags & BF_ST_PERSISTED)) continue;
-    unsigned char rec[RECORD_SIZE] = {0};
+    unsigned char *rec = buf + used;
+    memset(rec, 0, RECORD_SIZE);
     memcpy(rec, e->key, 16);
     memcpy(rec + 16, &e->fp, 8);
     uint32_t flags = e->flags & BF_ST_PERSISTED;
     memcpy(rec + 24, &flags, 4);
-    bf_buf_append(&body, rec, sizeof rec);
+    used += RECORD_SIZE;
     count++;
+    if (used == FOLD_BUFFER) {
+      atomic_write(&f, buf, used, at);
+      at += (off_t)used;
+      used = 0;
+    }
   }
+  atomic_write(&f, buf, used, at);
+  free(buf);
   unsigned char header[HEADER_SIZE];
   make_header(header, BASE_MAGIC, st->generation + 1, count);
+  atomic_write(&f, header, HEADER_SIZE, 0);
   crash_point("fold-base");
-  rc = write_atomic(st, "state.bin", header, &body, err);
-  bf_buf_release(&body);
+  rc = atomic_commit(st, &f, err);
   if (rc) return rc;
   st->generation++;
   crash_point("fold-journal");
