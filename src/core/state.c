@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -355,6 +356,78 @@ static int reset_journal(struct bf_state *st, struct bf_error *err) {
   return rc;
 }
 
+/* Part of the index build: base entries [from, to) whose home slot is in
+ * [lo, hi) are placed there, probing no further than hi; the others are
+ * listed in deferred, for a serial pass once every part is done. */
+struct index_part {
+  struct bf_state *st;
+  size_t from, to, lo, hi;
+  size_t *deferred, n_deferred, cap_deferred;
+};
+
+static void *index_part_build(void *arg) {
+  struct index_part *part = arg;
+  struct bf_state *st = part->st;
+  for (size_t i = part->from; i < part->to; i++) {
+    uint32_t tag = tag_of(st->base[i].key);
+    size_t j = slot_of(tag, st->cap);
+    bool placed = false;
+    if (j >= part->lo && j < part->hi) {
+      while (j < part->hi && st->index[j]) j++;
+      if (j < part->hi) {
+        st->index[j] = (uint64_t)tag << 32 | (i + 1);
+        placed = true;
+      }
+    }
+    if (!placed) {
+      if (part->n_deferred == part->cap_deferred) {
+        part->cap_deferred = part->cap_deferred ? 2 * part->cap_deferred : 1024;
+        part->deferred = bf_xrealloc(part->deferred, part->cap_deferred * sizeof *part->deferred);
+      }
+      part->deferred[part->n_deferred++] = i;
+    }
+  }
+  return NULL;
+}
+
+/* Indexes the base entries. A fold writes them in index order (tag order),
+ * so the first half of the file fills the first part of the index: a large
+ * base is indexed by two threads, one per half, each writing only its own
+ * slots. (The reader thread has little to do meanwhile: it can run only so
+ * far ahead of the diff.) Entries that would cross into the other half are
+ * placed afterwards; any order of insertion gives a valid probe sequence. */
+#define PARALLEL_INDEX_MIN (512u * 1024)
+
+static void index_base(struct bf_state *st) {
+  size_t n = st->n_base;
+  struct index_part parts[2] = {{.st = st, .from = 0, .to = n, .lo = 0, .hi = st->cap}};
+  int nparts = 1;
+  pthread_t helper;
+  bool helped = false;
+  if (n >= PARALLEL_INDEX_MIN) {
+    size_t m = n / 2, mid = slot_of(tag_of(st->base[m].key), st->cap);
+    parts[0].to = m;
+    parts[0].hi = mid;
+    parts[1] = (struct index_part){.st = st, .from = m, .to = n, .lo = mid, .hi = st->cap};
+    nparts = 2;
+    helped = pthread_create(&helper, NULL, index_part_build, &parts[1]) == 0;
+  }
+  index_part_build(&parts[0]);
+  if (nparts == 2) {
+    if (helped)
+      pthread_join(helper, NULL);
+    else
+      index_part_build(&parts[1]);
+  }
+  for (int k = 0; k < nparts; k++) {
+    for (size_t d = 0; d < parts[k].n_deferred; d++) {
+      size_t i = parts[k].deferred[d];
+      index_put(st->index, st->cap, (uint64_t)tag_of(st->base[i].key) << 32 | (i + 1));
+    }
+    free(parts[k].deferred);
+  }
+}
+
 /* Loads the base file: its records are mapped as they are (copy-on-write:
  * only the few entries a run changes are ever copied) and indexed. */
 static int load_base(struct bf_state *st, const char *path, struct bf_error *err) {
@@ -385,8 +458,9 @@ static int load_base(struct bf_state *st, const char *path, struct bf_error *err
   index_init(st, count);
   if (count == 0) goto out;
   st->base_map_bytes = HEADER_SIZE + (size_t)count * RECORD_SIZE;
-  void *map =
-      mmap(NULL, st->base_map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+  /* Not MAP_POPULATE: faulting the pages in as the index is built (the
+   * kernel maps a few neighbours per fault) measured ~40% faster. */
+  void *map = mmap(NULL, st->base_map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
   if (map == MAP_FAILED) {
     st->base_map_bytes = 0;
     rc = bf_error_set(err, BF_E_STATE, "%s: cannot map: %s", path, strerror(errno));
@@ -395,11 +469,9 @@ static int load_base(struct bf_state *st, const char *path, struct bf_error *err
   st->base = (struct bf_state_entry *)((char *)map + HEADER_SIZE);
   st->n_base = count;
   st->base_seen = bf_xcalloc((count + 63) / 64, sizeof *st->base_seen);
-  /* A base written by a fold is in tag order, so the index fills nearly in
-   * sequence. Flags other than the persisted ones are never read from a
-   * base entry (BF_ST_SEEN lives in base_seen). */
-  for (size_t i = 0; i < count; i++)
-    index_put(st->index, st->cap, (uint64_t)tag_of(st->base[i].key) << 32 | (i + 1));
+  /* Flags other than the persisted ones are never read from a base entry
+   * (BF_ST_SEEN lives in base_seen). */
+  index_base(st);
 out:
   close(fd);
   return rc;

@@ -279,3 +279,40 @@ Test(state, fold_writes_keys_in_tag_order) {
   cr_assert_lt(out_of_order, 5000 / 20, "%zu of 5000 keys out of order", out_of_order);
   free(data);
 }
+
+/* Past 512k keys the index of a loaded base is built by two threads, each
+ * filling its half; keys whose probe crosses the middle are placed last.
+ * Every key must be found, and nothing else. */
+/* Keys spread like PRF output, except the last 3000: 2000 share the tag in
+ * the middle of the tag range (a cluster across the two halves) and 1000 the
+ * highest tag (a cluster that wraps to the start of the index). */
+static void crowded_key_of(unsigned i, unsigned n, unsigned char key[16]) {
+  key_of(i, key);
+  uint32_t tag = i >= n - 1000 ? 0xffffffffu : i >= n - 3000 ? 0x80000000u : 0;
+  if (i >= n - 3000) memcpy(key + 4, &tag, 4); /* bytes 4..7: the top 32 bits */
+}
+
+Test(state, large_base_indexed_in_two_halves_finds_every_key, .timeout = 120) {
+  enum { N = 700000 };
+  struct bf_state *st = open_state(true);
+  struct bf_error err = {0};
+  unsigned char key[16];
+  for (unsigned i = 0; i < N; i++) {
+    crowded_key_of(i, N, key);
+    bf_state_mark_acked(st, key, 100 + i);
+  }
+  cr_assert_eq(bf_state_fold(st, &err), 0, "%s", err.msg);
+  bf_state_free(st);
+  st = open_state(false);
+  for (unsigned i = 0; i < N; i++) {
+    crowded_key_of(i, N, key);
+    struct bf_state_entry *e = bf_state_find(st, key);
+    if (!e || e->fp != 100 + i) cr_assert_fail("key %u: %s", i, e ? "wrong fp" : "not found");
+  }
+  for (unsigned i = N; i < N + 10000; i++) {
+    key_of(i, key);
+    cr_assert_null(bf_state_find(st, key), "key %u was never stored", i);
+  }
+  cr_assert_eq(bf_state_count(st), N);
+  bf_state_free(st);
+}
