@@ -28,8 +28,9 @@
 #define BF_ST_PRESENT   0x1u /* the destination acknowledged fp */
 #define BF_ST_PENDING   0x2u /* sent or about to be, not acknowledged */
 #define BF_ST_PERSISTED (BF_ST_PRESENT | BF_ST_PENDING)
-/* Memory-only flags, cleared on load, never written. */
-#define BF_ST_SEEN 0x100u /* key is in this run's model: bf_state_see / _seen */
+/* Memory-only flag, never written to disk; use bf_state_see / _seen (for
+ * entries of the mapped base file it is kept in a separate bitmap). */
+#define BF_ST_SEEN 0x100u /* key is in this run's model */
 
 struct bf_state_entry {
   unsigned char key[16];
