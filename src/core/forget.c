@@ -456,22 +456,12 @@ static int store_save(const struct bf_project *p, struct store *st, struct bf_er
   size_t sealed_len;
   unsigned char *sealed = bf_prf_seal(&p->prf, text, strlen(text), &sealed_len);
   free_secret_str(text);
-  char *tmp = bf_xasprintf("%s.tmp", path);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0 || bf_write_all(fd, PENDING_MAGIC, 8) < 0 ||
-      bf_write_all(fd, sealed, sealed_len) < 0 || fsync(fd) < 0) {
-    rc = bf_error_set(err, BF_E_STATE, "%s: cannot write: %s", tmp, strerror(errno));
-    if (fd >= 0) close(fd);
-    unlink(tmp);
-  } else {
-    close(fd);
-    if (rename(tmp, path) < 0 || bf_fsync_dir(p->state_dir) < 0) {
-      rc = bf_error_set(err, BF_E_STATE, "%s: cannot replace: %s", path, strerror(errno));
-      unlink(tmp);
-    }
+  char *failed_at = NULL;
+  if (bf_write_file_atomic(path, PENDING_MAGIC, 8, sealed, sealed_len, &failed_at) < 0) {
+    rc = bf_error_set(err, BF_E_STATE, "%s: cannot write: %s", failed_at, strerror(errno));
+    free(failed_at);
   }
   free(sealed);
-  free(tmp);
   free(path);
   return rc;
 }

@@ -8,6 +8,8 @@
 
 #include <sodium.h>
 
+#include "core/fsutil.h"
+
 static int sodium_ready(struct bf_error *err) {
   if (sodium_init() < 0) return bf_error_set(err, BF_E_IO, "libsodium failed to initialise");
   return 0;
@@ -51,17 +53,12 @@ int bf_prf_load_secret(struct bf_prf *prf, const char *config_secret, const char
       goto out;
     }
     randombytes_buf(secret, sizeof secret);
-    char *tmp = bf_xasprintf("%s.tmp", path);
-    int wfd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (wfd < 0 || write(wfd, secret, sizeof secret) != (ssize_t)sizeof secret || fsync(wfd) < 0 ||
-        rename(tmp, path) < 0) {
-      rc = bf_error_set(err, BF_E_IO, "%s: cannot write secret: %s", path, strerror(errno));
-      if (wfd >= 0) close(wfd);
-      free(tmp);
+    char *failed_at = NULL;
+    if (bf_write_file_atomic(path, secret, sizeof secret, NULL, 0, &failed_at) < 0) {
+      rc = bf_error_set(err, BF_E_IO, "%s: cannot write secret: %s", failed_at, strerror(errno));
+      free(failed_at);
       goto out;
     }
-    close(wfd);
-    free(tmp);
   } else if (fd < 0) {
     rc = bf_error_set(err, BF_E_STATE,
                       errno == ENOENT ? "%s: no secret yet (nothing has been synced)"

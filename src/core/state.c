@@ -280,57 +280,12 @@ static void make_header(unsigned char h[HEADER_SIZE], const char *magic, uint64_
   memcpy(h + 16, &count, 8);
 }
 
-/* A file written atomically: everything goes to <name>.tmp, which replaces
- * <name> only once it is complete and on disk (fsync, rename, fsync of the
- * folder). A crash at any point leaves the old file or the new one. */
-struct atomic_file {
-  char *path, *tmp;
-  int fd;
-  bool failed;
-  int saved_errno;
-};
-
-static void atomic_begin(struct bf_state *st, const char *name, struct atomic_file *f) {
-  f->path = bf_xasprintf("%s/%s", st->dir, name);
-  f->tmp = bf_xasprintf("%s.tmp", f->path);
-  f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  f->failed = f->fd < 0;
-  f->saved_errno = f->failed ? errno : 0;
-}
-
-static void atomic_write(struct atomic_file *f, const void *data, size_t len, off_t at) {
-  if (f->failed) return;
-  const char *p = data;
-  while (len > 0) {
-    ssize_t n = pwrite(f->fd, p, len, at);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      f->failed = true;
-      f->saved_errno = n < 0 ? errno : EIO;
-      return;
-    }
-    p += n;
-    len -= (size_t)n;
-    at += n;
-  }
-}
-
-static int atomic_commit(struct bf_state *st, struct atomic_file *f, struct bf_error *err) {
-  int rc = 0;
-  if (!f->failed && fsync(f->fd) < 0) {
-    f->failed = true;
-    f->saved_errno = errno;
-  }
-  if (f->fd >= 0) close(f->fd);
-  if (f->failed) {
-    rc = bf_error_set(err, BF_E_STATE, "%s: cannot write: %s", f->tmp, strerror(f->saved_errno));
-    unlink(f->tmp);
-  } else if (rename(f->tmp, f->path) < 0 || bf_fsync_dir(st->dir) < 0) {
-    rc = bf_error_set(err, BF_E_STATE, "%s: cannot replace: %s", f->path, strerror(errno));
-    unlink(f->tmp);
-  }
-  free(f->tmp);
-  free(f->path);
+/* bf_atomic_commit with the state's error message. */
+static int commit(struct bf_atomic_file *f, struct bf_error *err) {
+  char *failed_at = NULL;
+  if (bf_atomic_commit(f, &failed_at) == 0) return 0;
+  int rc = bf_error_set(err, BF_E_STATE, "%s: cannot write: %s", failed_at, strerror(errno));
+  free(failed_at);
   return rc;
 }
 
@@ -348,10 +303,12 @@ static int open_journal(struct bf_state *st, struct bf_error *err) {
 static int reset_journal(struct bf_state *st, struct bf_error *err) {
   unsigned char header[HEADER_SIZE];
   make_header(header, JOURNAL_MAGIC, st->generation, 0);
-  struct atomic_file f;
-  atomic_begin(st, "journal.bin", &f);
-  atomic_write(&f, header, HEADER_SIZE, 0);
-  int rc = atomic_commit(st, &f, err);
+  char *path = bf_xasprintf("%s/journal.bin", st->dir);
+  struct bf_atomic_file f;
+  bf_atomic_begin(&f, path);
+  free(path);
+  bf_atomic_write(&f, header, HEADER_SIZE, 0);
+  int rc = commit(&f, err);
   if (rc == 0) rc = open_journal(st, err);
   return rc;
 }
@@ -599,11 +556,13 @@ int bf_state_fold(struct bf_state *st, struct bf_error *err) {
   size_t used = 0;
   off_t at = HEADER_SIZE;
   uint64_t count = 0;
-  struct atomic_file f;
-  atomic_begin(st, "state.bin", &f);
+  char *path = bf_xasprintf("%s/state.bin", st->dir);
+  struct bf_atomic_file f;
+  bf_atomic_begin(&f, path);
+  free(path);
   /* In index order, which is tag order: the next load indexes it in
    * sequence. */
-  for (size_t i = 0; i < st->cap && !f.failed; i++) {
+  for (size_t i = 0; i < st->cap && !f.saved_errno; i++) {
     if (!st->index[i]) continue;
     const struct bf_state_entry *e = entry_at(st, st->index[i]);
     if (!(e->flags & BF_ST_PERSISTED)) continue;
@@ -616,18 +575,18 @@ int bf_state_fold(struct bf_state *st, struct bf_error *err) {
     used += RECORD_SIZE;
     count++;
     if (used == FOLD_BUFFER) {
-      atomic_write(&f, buf, used, at);
+      bf_atomic_write(&f, buf, used, at);
       at += (off_t)used;
       used = 0;
     }
   }
-  atomic_write(&f, buf, used, at);
+  bf_atomic_write(&f, buf, used, at);
   free(buf);
   unsigned char header[HEADER_SIZE];
   make_header(header, BASE_MAGIC, st->generation + 1, count);
-  atomic_write(&f, header, HEADER_SIZE, 0);
+  bf_atomic_write(&f, header, HEADER_SIZE, 0);
   crash_point("fold-base");
-  rc = atomic_commit(st, &f, err);
+  rc = commit(&f, err);
   if (rc) return rc;
   st->generation++;
   crash_point("fold-journal");

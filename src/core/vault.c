@@ -268,16 +268,9 @@ static void compact(struct bf_vault *v) {
     memcpy(&plen, v->data + v->slots[i].off, 4);
     bf_buf_append(&out, v->data + v->slots[i].off, REC_HEADER + plen + 4);
   }
-  char *tmp = bf_xasprintf("%s.tmp", v->path);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  bool ok = fd >= 0 && write(fd, out.data, out.len) == (ssize_t)out.len && fsync(fd) == 0;
-  if (fd >= 0) close(fd);
-  if (ok && rename(tmp, v->path) == 0) {
-    bf_fsync_dir(v->dir);
-  } else {
-    unlink(tmp);
-  }
-  free(tmp);
+  char *failed_at = NULL; /* compaction is an optimisation: a failure keeps the old log */
+  bf_write_file_atomic(v->path, out.data, out.len, NULL, 0, &failed_at);
+  free(failed_at);
   bf_buf_release(&out);
 }
 
