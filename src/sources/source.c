@@ -204,19 +204,9 @@ static void *prefetch_main(void *arg) {
       else
         pthread_cond_wait(&pf->cv, &pf->mu);
     }
-    bool stop = pf->stop;
+    bool stop = pf->stop; /* if set, the loop ended before taking a chunk */
     pthread_mutex_unlock(&pf->mu);
-    if (stop) {
-      if (rb || fresh) { /* never used: back where it came from */
-        pthread_mutex_lock(&pf->mu);
-        if (rb)
-          pf->pool[pf->pooled++] = rb;
-        else
-          pf->chunks--;
-        pthread_mutex_unlock(&pf->mu);
-      }
-      break;
-    }
+    if (stop) break;
     if (fresh) rb = chunk_new(pf);
     bf_rowbuf_clear(rb);
     struct bf_error err = {0};

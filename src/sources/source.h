@@ -44,25 +44,7 @@ void bf_rowbuf_next_block(struct bf_rowbuf *rb, size_t n);
 static inline const char *bf_rowbuf_put_bytes(struct bf_rowbuf *rb, const void *p, size_t n) {
   if ((size_t)(rb->end - rb->at) < n) bf_rowbuf_next_block(rb, n);
   char *dst = rb->at;
-  const char *src = p;
-  /* Most warehouse values are short: fixed-size moves (two that overlap)
-   * beat a call to memcpy, which this thread makes millions of times. */
-  if (n > 32) {
-    memcpy(dst, src, n);
-  } else if (n >= 16) {
-    memcpy(dst, src, 16);
-    memcpy(dst + n - 16, src + n - 16, 16);
-  } else if (n >= 8) {
-    memcpy(dst, src, 8);
-    memcpy(dst + n - 8, src + n - 8, 8);
-  } else if (n >= 4) {
-    memcpy(dst, src, 4);
-    memcpy(dst + n - 4, src + n - 4, 4);
-  } else if (n) {
-    dst[0] = src[0];
-    dst[n / 2] = src[n / 2];
-    dst[n - 1] = src[n - 1];
-  }
+  if (n) memcpy(dst, p, n);
   rb->at += n;
   return dst;
 }

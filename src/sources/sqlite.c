@@ -26,8 +26,9 @@ struct sqlite_cursor {
   size_t ncols_read; /* entries in cols and stmt_cols */
 };
 
-/* True when a query of the model's SQL as a subquery would return its rows
- * in the same order and columns by name without ambiguity. */
+/* True when the model's SQL may be tried as a subquery: its columns can be
+ * named without ambiguity and it does not order its rows (narrow_statement
+ * then checks that SQLite's plan, hence the row order, stays the same). */
 static bool narrowing_safe(const struct sqlite_cursor *cur) {
   if (!cur->sql || sqlite3_bind_parameter_count(cur->stmt) > 0) return false;
   /* Row order decides which of two duplicate keys is kept: never risk it. */
