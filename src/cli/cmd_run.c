@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/live.h"
 #include "core/runner.h"
 
 static void print_human(const char *verb, const char *sync, const struct bf_run_result *res) {
@@ -68,11 +69,33 @@ int bf_cmd_plan(struct bf_cli *cli, struct bf_error *err) {
   return status;
 }
 
+/* run SYNC --live: follows the sync in the foreground until Ctrl-C. */
+static int run_live(struct bf_cli *cli, bool other_options, struct bf_error *err) {
+  if (other_options || cli->json || cli->argc != 1)
+    return bf_error_set(err, BF_E_USAGE, "--live takes exactly one sync and no other option"), 2;
+  struct bf_project *p = NULL;
+  if (bf_cli_project(cli, &p, err)) return bf_code_exit_status(err->code);
+  struct bf_live_options o = {.print = true};
+  fprintf(stderr, "backflow: sync '%s': a full run, then live changes (Ctrl-C stops)\n",
+          cli->argv[0]);
+  int rc = bf_live_follow(p, cli->argv[0], &o, err);
+  bf_project_free(p);
+  if (rc == BF_E_INTERRUPTED) {
+    bf_error_clear(err);
+    fprintf(stderr, "backflow: sync '%s': stopped; every change acknowledged so far is kept\n",
+            cli->argv[0]);
+    return 130; /* the shell's code for "ended by SIGINT" */
+  }
+  return bf_code_exit_status(rc);
+}
+
 int bf_cmd_run(struct bf_cli *cli, struct bf_error *err) {
-  const char *usage = "run SYNC... | --all [--full-resync] [--json]";
+  const char *usage = "run SYNC... | --all [--full-resync] [--json] | run SYNC --live";
   bool all = bf_cli_flag(cli, "--all");
   bool full = bf_cli_flag(cli, "--full-resync");
+  bool live = bf_cli_flag(cli, "--live");
   if (bf_cli_no_more_options(cli, usage, err)) return 2;
+  if (live) return run_live(cli, all || full, err);
   if (all == (cli->argc > 0))
     return bf_error_set(err, BF_E_USAGE, "name the syncs to run, or --all"), 2;
   struct bf_project *p = NULL;

@@ -885,6 +885,43 @@ static int load_typed_section(struct bf_config *cfg, const char *section, const 
 static const char *const pii_kinds[] = {"email", "phone", "name",  "address",
                                         "ip",    "id",    "other", NULL};
 
+/* live: {table, key} | [{table, key}, ...] */
+static int load_live(const struct bf_node *live, struct bf_loc live_loc, struct bf_model_config *m,
+                     const char *ctx, struct bf_error *err) {
+  static const char *const live_keys[] = {"table", "key", NULL};
+  char live_ctx[NAME_MAX_LEN + 48];
+  snprintf(live_ctx, sizeof live_ctx, "'live' of %s", ctx);
+  if (!live || node_is_null(live)) return 0;
+  if (live->kind == BF_NODE_SCALAR)
+    return loc_error(err, live->loc,
+                     "expected a mapping {table: ..., key: ...} or a list of them for 'live' in "
+                     "%s",
+                     ctx);
+  size_t n = live->kind == BF_NODE_SEQ ? live->n : 1;
+  if (n == 0)
+    return loc_error(err, live->loc, "'live' in %s is an empty list; expected {table, key} entries",
+                     ctx);
+  m->live = bf_xcalloc(n, sizeof *m->live);
+  for (size_t i = 0; i < n; i++) {
+    const struct bf_node *e = live->kind == BF_NODE_SEQ ? live->items[i] : live;
+    struct bf_loc e_loc = live->kind == BF_NODE_SEQ ? e->loc : live_loc;
+    int rc;
+    if (e->kind != BF_NODE_MAP)
+      return loc_error(err, e->loc, "expected a mapping {table: ..., key: ...} in %s", live_ctx);
+    struct bf_live_table *t = &m->live[m->n_live++];
+    t->loc = e_loc;
+    if ((rc = bf_node_check_keys(e, live_ctx, live_keys, err)) ||
+        (rc = get_string(e, "table", live_ctx, e_loc, true,
+                         "the base table whose changes trigger a live sync", &t->table, NULL,
+                         err)) ||
+        (rc = get_string(e, "key", live_ctx, e_loc, true,
+                         "the column of the base table that holds the model's primary key", &t->key,
+                         NULL, err)))
+      return rc;
+  }
+  return 0;
+}
+
 static int load_model(struct bf_config *cfg, struct bf_model_config *m, const char *name,
                       struct bf_loc loc, const struct bf_node *v, struct bf_error *err) {
   static const char *const keys[] = {"warehouse", "pii",         "sql", "primary_key",
@@ -927,20 +964,7 @@ static int load_model(struct bf_config *cfg, struct bf_model_config *m, const ch
   }
   struct bf_loc live_loc = loc;
   const struct bf_node *live = map_get(v, "live", &live_loc);
-  static const char *const live_keys[] = {"table", "key", NULL};
-  char live_ctx[NAME_MAX_LEN + 48];
-  snprintf(live_ctx, sizeof live_ctx, "'live' of %s", ctx);
-  if ((rc = want_map(live, "live", ctx, err))) return rc;
-  if (live && live->kind == BF_NODE_MAP &&
-      ((rc = bf_node_check_keys(live, live_ctx, live_keys, err)) ||
-       (rc = get_string(live, "table", live_ctx, live_loc, true,
-                        "the base table whose changes trigger a live sync", &m->live_table, NULL,
-                        err)) ||
-       (rc = get_string(live, "key", live_ctx, live_loc, true,
-                        "the column of the base table that identifies a row", &m->live_key, NULL,
-                        err))))
-    return rc;
-  return 0;
+  return load_live(live, live_loc, m, ctx, err);
 }
 
 struct field_ref {
@@ -1010,7 +1034,7 @@ static int load_schedule(const struct bf_node *syncs_node, struct bf_sync_config
     if (strcmp(sch->scalar, "live"))
       return loc_error(err, sch->loc, "unknown schedule %s in %s; expected %s", show_value(&b, sch),
                        ctx, expected);
-    if (model && !model->live_table)
+    if (model && !model->n_live)
       return loc_error(err, sch->loc,
                        "'schedule: live' in %s needs model '%s' to say which table to "
                        "watch; expected 'live: {table: ..., key: ...}' in model '%s'",
@@ -1127,9 +1151,10 @@ static int load_pii_policy(const struct bf_node *v, struct bf_sync_config *s,
 static int load_sync(struct bf_config *cfg, const struct bf_node *syncs_node,
                      struct bf_sync_config *s, const char *name, struct bf_loc loc,
                      const struct bf_node *v, struct bf_error *err) {
-  static const char *const keys[] = {
-      "model",    "destination", "mode",       "object",      "match",      "fields", "constants",
-      "schedule", "pii_policy",  "batch_size", "description", "write_back", "alerts", NULL};
+  static const char *const keys[] = {"model",      "destination", "mode",        "object",
+                                     "match",      "fields",      "constants",   "schedule",
+                                     "pii_policy", "batch_size",  "description", "write_back",
+                                     "alerts",     "reconcile",   NULL};
   static const char *const modes[] = {"upsert", "update", "insert", "mirror", NULL};
   char ctx[NAME_MAX_LEN + 32];
   struct shown b;
@@ -1201,6 +1226,16 @@ static int load_sync(struct bf_config *cfg, const struct bf_node *syncs_node,
   const struct bf_node *bs = bf_node_get(v, "batch_size");
   if (bs && !node_is_null(bs) && (rc = bf_node_as_int(bs, 1, 100000, &s->batch_size, err)))
     return rc;
+  s->reconcile_ms = 3600000;
+  const struct bf_node *rec = bf_node_get(v, "reconcile");
+  if (rec && !node_is_null(rec)) {
+    if (s->schedule != BF_SCHEDULE_LIVE)
+      return loc_error(err, rec->loc,
+                       "'reconcile' in %s applies only to 'schedule: live'; remove it or make the "
+                       "sync live",
+                       ctx);
+    if ((rc = bf_node_as_duration_ms(rec, &s->reconcile_ms, err))) return rc;
+  }
   return 0;
 }
 
@@ -1427,8 +1462,11 @@ void bf_config_free(struct bf_config *cfg) {
     free(m->sql);
     free(m->primary_key);
     pairs_free(&m->pii);
-    free(m->live_table);
-    free(m->live_key);
+    for (size_t k = 0; k < m->n_live; k++) {
+      free(m->live[k].table);
+      free(m->live[k].key);
+    }
+    free(m->live);
   }
   for (size_t i = 0; cfg->destinations && i < cfg->n_destinations; i++) {
     free(cfg->destinations[i].name);

@@ -79,14 +79,23 @@ struct bf_warehouse_config {
   struct bf_loc loc;
 };
 
+struct bf_live_table {
+  char *table; /* as written, e.g. public.users (PostgreSQL) or users (SQLite) */
+  char *key;   /* column of table whose value is the model's primary key */
+  struct bf_loc loc;
+};
+
 struct bf_model_config {
   char *name;
   char *warehouse; /* name of a warehouse */
   char *sql;
   char *primary_key;   /* column name */
   struct bf_pairs pii; /* column -> kind (email|phone|name|address|ip|id|other) */
-  char *live_table;    /* optional live: {table, key} */
-  char *live_key;
+  /* live: {table, key} or a list of them (design.md §8): the base tables
+   * whose changes can affect the model, and the column of each that holds
+   * the model's primary key. n_live == 0: the model cannot be followed live. */
+  size_t n_live;
+  struct bf_live_table *live;
   struct bf_loc loc;
   struct bf_loc warehouse_loc, sql_loc, primary_key_loc;
 };
@@ -120,10 +129,11 @@ struct bf_sync_config {
   struct bf_pairs constants;  /* destination field -> literal value */
   struct bf_pairs pii_policy; /* model column -> "allow" | "hash" | "drop" */
   enum bf_schedule_kind schedule;
-  long long every_ms;   /* BF_SCHEDULE_EVERY */
-  char *cron;           /* BF_SCHEDULE_CRON */
-  char *after;          /* BF_SCHEDULE_AFTER */
-  long long batch_size; /* 0 = destination default */
+  long long every_ms;     /* BF_SCHEDULE_EVERY */
+  char *cron;             /* BF_SCHEDULE_CRON */
+  char *after;            /* BF_SCHEDULE_AFTER */
+  long long batch_size;   /* 0 = destination default */
+  long long reconcile_ms; /* live: full reconciliation run every ...; default 1h, 0 = never */
   struct bf_loc loc;
   struct bf_loc model_loc, destination_loc, mode_loc;
 };

@@ -10,65 +10,14 @@
 #include <sodium.h>
 
 #include "core/crashpoint.h"
-#include "core/forgotten.h"
 #include "core/log.h"
-#include "core/mapping.h"
-#include "core/state.h"
-#include "core/vault.h"
+#include "core/runner_internal.h"
 #include "core/writeback.h"
-#include "destinations/destination.h"
-#include "sources/source.h"
 
 volatile sig_atomic_t bf_stop_requested;
 
-#define CHUNK_ROWS 2048
-
-/* What can be computed from a row alone, before the state is consulted:
- * either thread computes it (bf_prefetch_set_prepare). */
-enum { PREP_HAS_KEY = 1, PREP_ROW_OK = 2 };
-struct chunk_prep {
-  unsigned char key[CHUNK_ROWS][16]; /* keyed hash of the primary key */
-  uint64_t fp[CHUNK_ROWS];           /* fingerprint of the mapped values */
-  unsigned char status[CHUNK_ROWS];  /* PREP_* */
-};
-
-/* A batch being filled: values and strings are copied out of the row chunk
- * (which the reader thread reuses), offsets are turned into pointers just
- * before the push. */
-struct pending_batch {
-  struct bf_record *records;
-  struct bf_value *values; /* nvals per record */
-  size_t *match_off;       /* offset of each record's match JSON in arena */
-  size_t n, cap, nvals;
-  struct bf_buf arena;
-};
-
-struct run {
-  struct bf_project *p;
-  const struct bf_sync_config *sync;
-  const struct bf_model_config *model;
-  const struct bf_run_options *opts;
-  struct bf_run_result *res;
-  struct bf_state *state;
-  struct bf_vault *vault;
-  struct bf_forgotten_filter *forgotten; /* NULL unless someone was erased (backflow forget) */
-  struct bf_runlog *log;
-  struct bf_destination *dest;
-  struct bf_mapping map;
-  struct bf_prf prf;
-  size_t batch_size;
-  unsigned record_retries;
-  struct pending_batch batch;
-  struct bf_buf jsonbuf, tmp;
-  long long started_ms, last_progress_ms;
-  long long sent;
-  size_t sampled;
-  bool *wanted;     /* columns the reader must fetch */
-  bool resync_last; /* a full resync's last upsert batch is next */
-};
-
 static void progress(struct run *r, bool final) {
-  if (!r->opts->progress) return;
+  if (!r->opts->progress || !r->sync) return;
   long long now = bf_now_ms();
   if (!final && now - r->last_progress_ms < 250) return;
   r->last_progress_ms = now;
@@ -217,7 +166,7 @@ static bool full_mirror_resync(const struct run *r) {
 /* Sends the batch; records the destination asks to retry go again (a new
  * batch) up to record_retries times. Returns non-zero when the destination
  * is unavailable or the state cannot be written: the run must stop. */
-static int flush_batch(struct run *r, struct bf_error *err) {
+int bf_run_flush_batch(struct run *r, struct bf_error *err) {
   struct pending_batch *b = &r->batch;
   if (b->n == 0) return 0;
   /* The upserts of a full resync of a mirror sync are the whole model: the
@@ -365,7 +314,7 @@ static int flush_batch(struct run *r, struct bf_error *err) {
     free(old.match_off);
     bf_buf_release(&old.arena);
     sleep_ms(100LL << (attempt < 6 ? attempt : 6));
-    rc = flush_batch(r, err);
+    rc = bf_run_flush_batch(r, err);
   } else {
     batch_clear(b);
   }
@@ -396,7 +345,7 @@ static void add_sample(struct run *r, enum bf_op op, const struct bf_value *row,
 
 /* key is NULL when the row's primary key is NULL; fp is valid when row_ok
  * (the row passed bf_mapping_check_row). */
-static int process_row(struct run *r, const struct bf_value *row, const unsigned char *key,
+int bf_run_process_row(struct run *r, const struct bf_value *row, const unsigned char *key,
                        bool row_ok, uint64_t fp, struct bf_error *err) {
   struct bf_run_counts *c = &r->res->counts;
   c->rows_read++;
@@ -465,7 +414,7 @@ static int process_row(struct run *r, const struct bf_value *row, const unsigned
   bool hold = full_mirror_resync(r);
   int rc = 0;
   if (hold && r->batch.n >= r->batch_size) {
-    rc = flush_batch(r, err);
+    rc = bf_run_flush_batch(r, err);
     if (rc == 0 && bf_stop_requested)
       rc = bf_error_set(err, BF_E_INTERRUPTED,
                         "interrupted; the run stopped after the batch in flight");
@@ -474,28 +423,16 @@ static int process_row(struct run *r, const struct bf_value *row, const unsigned
   bf_mapping_match_json(&r->map, row, &r->jsonbuf);
   batch_add(r, op, change, key, fp, row, r->jsonbuf.data, r->jsonbuf.len, 0);
   if (hold || r->batch.n < r->batch_size) return 0;
-  rc = flush_batch(r, err);
+  rc = bf_run_flush_batch(r, err);
   if (rc == 0 && bf_stop_requested)
     rc = bf_error_set(err, BF_E_INTERRUPTED,
                       "interrupted; the run stopped after the batch in flight");
   return rc;
 }
 
-static int removals(struct run *r, struct bf_error *err) {
-  size_t cursor = 0;
-  struct bf_state_entry *e;
+int bf_run_remove_keys(struct run *r, const unsigned char (*keys)[16], size_t n,
+                       struct bf_error *err) {
   int rc = 0;
-  /* Collect first: flushing journals into the table we are walking. */
-  size_t n = 0, cap = 0;
-  unsigned char(*keys)[16] = NULL;
-  while ((e = bf_state_next(r->state, &cursor))) {
-    if (!(e->flags & BF_ST_PERSISTED) || bf_state_seen(r->state, e)) continue;
-    if (n == cap) {
-      cap = cap ? cap * 2 : 256;
-      keys = bf_xrealloc(keys, cap * sizeof *keys);
-    }
-    memcpy(keys[n++], e->key, 16);
-  }
   for (size_t i = 0; i < n && rc == 0; i++) {
     if (r->opts->plan_only) {
       r->res->counts.removed++;
@@ -523,12 +460,31 @@ static int removals(struct run *r, struct bf_error *err) {
     batch_add(r, BF_OP_DELETE, BF_CHANGE_REMOVE, keys[i], 0, NULL, match ? match : "{}",
               match ? len : 2, 0);
     free(match);
-    if (r->batch.n >= r->batch_size) rc = flush_batch(r, err);
+    if (r->batch.n >= r->batch_size) rc = bf_run_flush_batch(r, err);
     if (bf_stop_requested && rc == 0)
       rc = bf_error_set(err, BF_E_INTERRUPTED,
                         "interrupted; the run stopped after the batch in flight");
   }
-  if (rc == 0 && !r->opts->plan_only) rc = flush_batch(r, err);
+  if (rc == 0 && !r->opts->plan_only) rc = bf_run_flush_batch(r, err);
+  return rc;
+}
+
+/* Keys in state that this run's model did not have. */
+static int removals(struct run *r, struct bf_error *err) {
+  size_t cursor = 0;
+  struct bf_state_entry *e;
+  /* Collect first: flushing journals into the table we are walking. */
+  size_t n = 0, cap = 0;
+  unsigned char(*keys)[16] = NULL;
+  while ((e = bf_state_next(r->state, &cursor))) {
+    if (!(e->flags & BF_ST_PERSISTED) || bf_state_seen(r->state, e)) continue;
+    if (n == cap) {
+      cap = cap ? cap * 2 : 256;
+      keys = bf_xrealloc(keys, cap * sizeof *keys);
+    }
+    memcpy(keys[n++], e->key, 16);
+  }
+  int rc = bf_run_remove_keys(r, (const unsigned char(*)[16])keys, n, err);
   free(keys);
   return rc;
 }
@@ -536,7 +492,7 @@ static int removals(struct run *r, struct bf_error *err) {
 /* bf_prepare_fn: hashes every key and fingerprints every row of a chunk.
  * Reads only the mapping and the keys, which no thread changes during the
  * scan, and writes only rb->prep. */
-static void prepare_chunk(struct bf_rowbuf *rb, void *ctx) {
+void bf_run_prepare_chunk(struct bf_rowbuf *rb, void *ctx) {
   const struct run *r = ctx;
   struct chunk_prep *cp = rb->prep;
   struct bf_buf keybuf = {0}, fpbuf = {0};
@@ -567,7 +523,7 @@ static int scan(struct run *r, struct bf_prefetch *pf, struct bf_error *err) {
   struct bf_error read_err = {0};
   while (rc == 0 && (rb = bf_prefetch_next(pf, &failed, &read_err))) {
     struct chunk_prep *cp = rb->prep;
-    if (!rb->prepared) prepare_chunk(rb, r);
+    if (!rb->prepared) bf_run_prepare_chunk(rb, r);
     /* Every index slot of the chunk, then every entry, is asked for before
      * any is used: the state lookups' cache misses overlap, not queue. */
     for (size_t i = 0; i < rb->nrows; i++)
@@ -575,8 +531,9 @@ static int scan(struct run *r, struct bf_prefetch *pf, struct bf_error *err) {
     for (size_t i = 0; i < rb->nrows; i++)
       if (cp->status[i] & PREP_HAS_KEY) bf_state_prefetch_entry(r->state, cp->key[i]);
     for (size_t i = 0; i < rb->nrows && rc == 0; i++)
-      rc = process_row(r, bf_rowbuf_row(rb, i), cp->status[i] & PREP_HAS_KEY ? cp->key[i] : NULL,
-                       cp->status[i] & PREP_ROW_OK, cp->fp[i], err);
+      rc = bf_run_process_row(r, bf_rowbuf_row(rb, i),
+                              cp->status[i] & PREP_HAS_KEY ? cp->key[i] : NULL,
+                              cp->status[i] & PREP_ROW_OK, cp->fp[i], err);
     progress(r, false);
     if (rc == 0 && bf_stop_requested)
       rc = bf_error_set(err, BF_E_INTERRUPTED,
@@ -589,31 +546,32 @@ static int scan(struct run *r, struct bf_prefetch *pf, struct bf_error *err) {
   }
   if (rc == 0 && !r->opts->plan_only) {
     r->resync_last = true; /* every row was read: the model is whole */
-    rc = flush_batch(r, err);
+    rc = bf_run_flush_batch(r, err);
     r->resync_last = false;
   }
   return rc;
 }
 
-int bf_sync_run(struct bf_project *p, const char *sync_name, const struct bf_run_options *opts,
-                struct bf_run_result *res, struct bf_error *err) {
-  memset(res, 0, sizeof *res);
-  struct run r = {.p = p, .opts = opts, .res = res};
-  r.started_ms = bf_now_ms();
-  struct bf_source *src = NULL;
-  struct bf_cursor *cur = NULL;
-  struct bf_prefetch *pf = NULL;
-  char *sync_dir = NULL;
-  bool logged = false;
-  int rc = 0;
+const char *bf_run_status(const struct run *r, int rc) {
+  if (r->opts->plan_only) return rc ? "failed" : "planned";
+  if (rc) return "failed";
+  if (r->res->counts.rejected || r->res->counts.failed) return "partial";
+  return "succeeded";
+}
 
-  r.sync = bf_project_find_sync(p, sync_name, err);
-  if (!r.sync) return err->code;
-  r.model = bf_config_model(p->cfg, r.sync->model);
-  const struct bf_warehouse_config *wh = bf_config_warehouse(p->cfg, r.model->warehouse);
-  const struct bf_destination_config *dc = bf_config_destination(p->cfg, r.sync->destination);
+int bf_run_begin(struct run *r, const char *sync_name, struct bf_error *err) {
+  struct bf_project *p = r->p;
+  const struct bf_run_options *opts = r->opts;
+  struct bf_run_result *res = r->res;
+  int rc = 0;
+  r->started_ms = bf_now_ms();
+  r->sync = bf_project_find_sync(p, sync_name, err);
+  if (!r->sync) return err->code;
+  r->model = bf_config_model(p->cfg, r->sync->model);
+  const struct bf_warehouse_config *wh = bf_config_warehouse(p->cfg, r->model->warehouse);
+  const struct bf_destination_config *dc = bf_config_destination(p->cfg, r->sync->destination);
   const struct bf_destination_type *dtype = bf_destination_find(dc->type);
-  r.record_retries = opts->record_retries ? opts->record_retries : 3;
+  r->record_retries = opts->record_retries ? opts->record_retries : 3;
 
   /* Configuration problems first, before anything is touched. */
   if (!dtype) {
@@ -626,120 +584,129 @@ int bf_sync_run(struct bf_project *p, const char *sync_name, const struct bf_run
   rc = bf_params_check(dc->params, dtype->params, what, err);
   free(what);
   if (rc) return rc;
-  if ((rc = bf_source_open(wh, p->cfg, &src, err))) goto out;
-  if ((rc = bf_source_query(src, r.model->sql, &cur, err))) {
-    bf_error_prefix(err, "%s:%d:%d: model '%s': SQL error", r.model->sql_loc.file,
-                    r.model->sql_loc.line, r.model->sql_loc.col, r.model->name);
-    goto out;
-  }
-  if ((rc = bf_mapping_build(p->cfg, r.sync, r.model, cur->column_names, cur->ncols, &r.map, err)))
-    goto out;
-  if ((rc = bf_forgotten_filter_open(p->state_dir, &r.prf, r.model, cur->column_names, cur->ncols,
-                                     &r.forgotten, err)))
-    goto out;
+  if ((rc = bf_source_open(wh, p->cfg, &r->src, err))) return rc;
+  if ((rc = bf_source_query(r->src, r->model->sql, &r->cur, err)))
+    return bf_error_prefix(err, "%s:%d:%d: model '%s': SQL error", r->model->sql_loc.file,
+                           r->model->sql_loc.line, r->model->sql_loc.col, r->model->name);
+  struct bf_cursor *cur = r->cur;
+  if ((rc = bf_mapping_build(p->cfg, r->sync, r->model, cur->column_names, cur->ncols, &r->map,
+                             err)))
+    return rc;
+  if ((rc = bf_forgotten_filter_open(p->state_dir, &r->prf, r->model, cur->column_names, cur->ncols,
+                                     &r->forgotten, err)))
+    return rc;
   /* Only the key and mapped columns are read from each row. */
-  r.wanted = bf_xcalloc(cur->ncols, sizeof *r.wanted);
-  r.wanted[r.map.pk_col] = true;
-  for (size_t i = 0; i < r.map.n_match; i++) r.wanted[r.map.match_cols[i]] = true;
-  for (size_t i = 0; i < r.map.n_fields; i++) r.wanted[r.map.field_cols[i]] = true;
-  if (r.forgotten) memset(r.wanted, 1, cur->ncols); /* erasure checks look at pii columns */
-  cur->wanted = r.wanted;
-  /* Start reading now: the warehouse streams while the state loads. */
-  pf = bf_prefetch_new(cur, CHUNK_ROWS, sizeof(struct chunk_prep));
-  cur = NULL; /* owned by the prefetcher */
-  r.batch.nvals = r.map.n_match + r.map.n_fields;
-  r.batch_size = r.sync->batch_size ? (size_t)r.sync->batch_size : dtype->default_batch;
-  if (r.batch_size > dtype->max_batch) r.batch_size = dtype->max_batch;
+  r->wanted = bf_xcalloc(cur->ncols, sizeof *r->wanted);
+  r->wanted[r->map.pk_col] = true;
+  for (size_t i = 0; i < r->map.n_match; i++) r->wanted[r->map.match_cols[i]] = true;
+  for (size_t i = 0; i < r->map.n_fields; i++) r->wanted[r->map.field_cols[i]] = true;
+  if (r->forgotten) memset(r->wanted, 1, cur->ncols); /* erasure checks look at pii columns */
+  cur->wanted = r->wanted;
+  if (r->keyed) {
+    /* A session looks rows up by key later; this cursor only named the columns. */
+    bf_cursor_free(r->cur);
+  } else {
+    /* Start reading now: the warehouse streams while the state loads. */
+    r->pf = bf_prefetch_new(cur, CHUNK_ROWS, sizeof(struct chunk_prep));
+  }
+  r->cur = NULL; /* owned by the prefetcher, or freed */
+  r->batch.nvals = r->map.n_match + r->map.n_fields;
+  r->batch_size = r->sync->batch_size ? (size_t)r->sync->batch_size : dtype->default_batch;
+  if (r->batch_size > dtype->max_batch) r->batch_size = dtype->max_batch;
 
   int secret_rc = bf_project_secret(p, !opts->plan_only, err);
-  if (secret_rc < 0) {
-    rc = secret_rc;
-    goto out;
-  }
+  if (secret_rc < 0) return secret_rc;
   if (secret_rc == 1) {
     /* Plan before the first run: there is no state, any key will do. */
     unsigned char ephemeral[32];
     randombytes_buf(ephemeral, sizeof ephemeral);
-    bf_prf_init(&r.prf, ephemeral, sizeof ephemeral, err);
+    bf_prf_init(&r->prf, ephemeral, sizeof ephemeral, err);
   } else {
-    r.prf = p->prf;
+    r->prf = p->prf;
   }
   /* Keys and mapping are fixed from here on: the reader may prepare chunks
    * (while the state loads, among other times). */
-  bf_prefetch_set_prepare(pf, prepare_chunk, &r);
-  sync_dir = bf_project_sync_dir(p, r.sync->name);
+  if (r->pf) bf_prefetch_set_prepare(r->pf, bf_run_prepare_chunk, r);
+  r->sync_dir = bf_project_sync_dir(p, r->sync->name);
   if (!opts->plan_only) {
     char *syncs = bf_xasprintf("%s/syncs", p->state_dir);
     mkdir(p->state_dir, 0700);
     mkdir(syncs, 0700);
     free(syncs);
   }
-  if ((rc = bf_state_open(sync_dir, !opts->plan_only, &r.state, err))) goto out;
+  if ((rc = bf_state_open(r->sync_dir, !opts->plan_only, &r->state, err))) return rc;
 
   if (!opts->plan_only) {
-    if ((rc = bf_runlog_open(p->state_dir, &r.log, err))) goto out;
-    bf_runlog_mark_crashed(r.log, r.sync->name);
-    if ((rc = bf_runlog_begin(r.log, r.sync->name, &res->run_id, err))) goto out;
-    logged = true;
-    if (r.sync->mode == BF_MODE_MIRROR && dtype->needs_identifier_for_delete &&
-        (rc = bf_vault_open(sync_dir, &r.prf, p->cfg->durability_power, &r.vault, err)))
-      goto out;
-    if ((rc = bf_destination_open(dc, p->cfg, &r.dest, err))) goto out;
+    if ((rc = bf_runlog_open(p->state_dir, &r->log, err))) return rc;
+    bf_runlog_mark_crashed(r->log, r->sync->name);
+    if (!r->keyed) { /* a session opens its rows as changes come */
+      if ((rc = bf_runlog_begin(r->log, r->sync->name, &res->run_id, err))) return rc;
+      r->logged = true;
+    }
+    if (r->sync->mode == BF_MODE_MIRROR && dtype->needs_identifier_for_delete &&
+        (rc = bf_vault_open(r->sync_dir, &r->prf, p->cfg->durability_power, &r->vault, err)))
+      return rc;
+    if ((rc = bf_destination_open(dc, p->cfg, &r->dest, err))) return rc;
   }
+  return 0;
+}
 
-  rc = scan(&r, pf, err);
-  /* Removals only after a complete scan: a partial read says nothing about
-   * which keys left the model. */
-  if (rc == 0 && r.sync->mode == BF_MODE_MIRROR) rc = removals(&r, err);
-
-out:
-  bf_prefetch_free(pf); /* stops the reader before the source closes */
-  if (r.state && !opts->plan_only) {
+int bf_run_end(struct run *r, int rc, struct bf_error *err) {
+  const struct bf_run_options *opts = r->opts;
+  struct bf_run_result *res = r->res;
+  bf_prefetch_free(r->pf); /* stops the reader before the source closes */
+  r->pf = NULL;
+  if (r->state && !opts->plan_only) {
     struct bf_error fold_err = {0};
-    if (bf_state_fold(r.state, &fold_err) && rc == 0) {
+    if (bf_state_fold(r->state, &fold_err) && rc == 0) {
       *err = fold_err;
       rc = fold_err.code;
     }
   }
-  progress(&r, true);
-  res->duration_ms = bf_now_ms() - r.started_ms;
+  progress(r, true);
+  res->duration_ms = bf_now_ms() - r->started_ms;
   res->code = rc;
-  if (opts->plan_only)
-    res->status = rc ? "failed" : "planned";
-  else if (rc)
-    res->status = "failed";
-  else if (res->counts.rejected || res->counts.failed)
-    res->status = "partial";
-  else
-    res->status = "succeeded";
-  if (logged) {
+  res->status = bf_run_status(r, rc);
+  if (r->logged) {
     struct bf_error log_err = {0};
-    if (bf_runlog_finish(r.log, res->run_id, res->status, &res->counts, rc ? err->msg : NULL,
+    if (bf_runlog_finish(r->log, res->run_id, res->status, &res->counts, rc ? err->msg : NULL,
                          &log_err) &&
         rc == 0) {
       *err = log_err;
       rc = log_err.code;
     }
   }
-  bf_destination_close(r.dest);
-  bf_vault_close(r.vault);
-  bf_forgotten_filter_free(r.forgotten);
-  bf_runlog_close(r.log);
-  bf_state_free(r.state);
-  bf_cursor_free(cur);
-  bf_source_close(src);
-  bf_mapping_release(&r.map);
-  free(r.wanted);
-  free(r.batch.records);
-  free(r.batch.values);
-  free(r.batch.match_off);
-  bf_buf_release(&r.batch.arena);
-  bf_buf_release(&r.jsonbuf);
-  bf_buf_release(&r.tmp);
-  sodium_memzero(&r.prf, sizeof r.prf);
-  free(sync_dir);
-  if (logged) bf_writeback_run(p, r.sync->name); /* warns on failure, never fails the run */
+  bf_destination_close(r->dest);
+  bf_vault_close(r->vault);
+  bf_forgotten_filter_free(r->forgotten);
+  bf_runlog_close(r->log);
+  bf_state_free(r->state);
+  bf_cursor_free(r->cur);
+  bf_source_close(r->src);
+  bf_mapping_release(&r->map);
+  free(r->wanted);
+  free(r->batch.records);
+  free(r->batch.values);
+  free(r->batch.match_off);
+  bf_buf_release(&r->batch.arena);
+  bf_buf_release(&r->jsonbuf);
+  bf_buf_release(&r->tmp);
+  sodium_memzero(&r->prf, sizeof r->prf);
+  free(r->sync_dir);
+  if (r->logged) bf_writeback_run(r->p, r->sync->name); /* warns on failure, never fails the run */
   return rc;
+}
+
+int bf_sync_run(struct bf_project *p, const char *sync_name, const struct bf_run_options *opts,
+                struct bf_run_result *res, struct bf_error *err) {
+  memset(res, 0, sizeof *res);
+  struct run r = {.p = p, .opts = opts, .res = res};
+  int rc = bf_run_begin(&r, sync_name, err);
+  if (rc == 0) rc = scan(&r, r.pf, err);
+  /* Removals only after a complete scan: a partial read says nothing about
+   * which keys left the model. */
+  if (rc == 0 && r.sync->mode == BF_MODE_MIRROR) rc = removals(&r, err);
+  return bf_run_end(&r, rc, err);
 }
 
 void bf_run_result_release(struct bf_run_result *res) { bf_buf_release(&res->sample); }

@@ -221,6 +221,15 @@ bool bf_state_seen(const struct bf_state *st, const struct bf_state_entry *e) {
   return e->flags & BF_ST_SEEN;
 }
 
+void bf_state_unsee(struct bf_state *st, struct bf_state_entry *e) {
+  if (in_base(st, e)) {
+    size_t n = (size_t)(e - st->base);
+    st->base_seen[n / 64] &= ~(1ull << (n % 64));
+    return;
+  }
+  e->flags &= ~BF_ST_SEEN;
+}
+
 struct bf_state_entry *bf_state_next(struct bf_state *st, size_t *cursor) {
   size_t n = (*cursor)++;
   if (n < st->n_base) return &st->base[n];

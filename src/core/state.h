@@ -64,6 +64,9 @@ void bf_state_prefetch_entry(const struct bf_state *st, const unsigned char key[
  * so reading the model never writes to the mapped file: use these two.) */
 bool bf_state_see(struct bf_state *st, struct bf_state_entry *e);
 bool bf_state_seen(const struct bf_state *st, const struct bf_state_entry *e);
+/* Clears the mark (a live pass marks only the keys it looked at, then
+ * clears them for the next pass). */
+void bf_state_unsee(struct bf_state *st, struct bf_state_entry *e);
 
 /* Iteration over every entry: for (i = 0; (e = bf_state_next(st, &i));) */
 struct bf_state_entry *bf_state_next(struct bf_state *st, size_t *cursor);

@@ -107,7 +107,7 @@ static void sync_json(struct bf_http_req *req, struct bf_runlog *log,
     bf_buf_puts(b, ",\"text\":");
     break;
   case BF_SCHEDULE_LIVE:
-    snprintf(text, sizeof text, "live (trigger only in serve)");
+    snprintf(text, sizeof text, "live");
     bf_buf_puts(b, "{\"kind\":\"live\",\"text\":");
     break;
   default:
@@ -131,6 +131,8 @@ static void sync_json(struct bf_http_req *req, struct bf_runlog *log,
     bf_buf_printf(b, "%lld", st.next_ms);
   else
     bf_buf_puts(b, "null");
+  bf_buf_puts(b, ",\"live\":");
+  bf_live_workers_json(req->srv, s->name, b);
   bf_buf_puts(b, ",\"last_run\":");
   struct bf_run_info *runs = NULL;
   size_t n = 0;
@@ -223,6 +225,15 @@ void bf_api_sync_trigger(struct bf_http_req *req, struct bf_http_resp *resp) {
     return;
   }
   struct bf_sched_status st = {0};
+  if (bf_live_workers_reconcile(req->srv, s->name)) {
+    bf_log_info("[sync %s → %s] reconciliation run requested through the API", s->name,
+                s->destination);
+    bf_http_json(resp, 202);
+    bf_buf_puts(&resp->body, "{\"sync\":");
+    bf_json_cstr(&resp->body, s->name);
+    bf_buf_puts(&resp->body, ",\"accepted\":true,\"live\":true,\"queued\":true}\n");
+    return;
+  }
   bf_scheduler_trigger(req->srv->sched, s->name, &st);
   bf_log_info("[sync %s → %s] run requested through the API%s", s->name, s->destination,
               st.running ? " (queued after the run in flight)" : "");
@@ -306,5 +317,6 @@ void bf_api_metrics(struct bf_http_req *req, struct bf_http_resp *resp) {
   resp->status = 200;
   resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
   bf_metrics_write(req->srv->metrics, running, &resp->body);
+  bf_live_workers_metrics(req->srv, &resp->body);
   free(running);
 }

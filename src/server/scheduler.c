@@ -199,10 +199,7 @@ int bf_scheduler_new(const struct bf_config *cfg, const struct bf_sched_ops *ops
                     j->sync->name, j->sync->cron);
       break;
     }
-    case BF_SCHEDULE_LIVE:
-      bf_log_warn("sync '%s': 'schedule: live' is not run by serve; it runs only when triggered",
-                  j->sync->name);
-      break;
+    case BF_SCHEDULE_LIVE: break; /* followed by its own thread (server/live_workers.c) */
     default: break;
     }
   }

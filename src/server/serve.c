@@ -164,6 +164,7 @@ int bf_serve(struct bf_project *p, const char *listen, struct bf_error *err) {
   if ((rc = bf_http_start(&srv, listen ? listen : p->cfg->server_listen, err))) goto out;
   if ((rc = bf_alerts_start(srv.alerts, err))) goto out;
   if ((rc = bf_scheduler_start(srv.sched, true, err))) goto out;
+  if ((rc = bf_live_workers_start(&srv, err))) goto out;
   printf("listening on %s\n", srv.url);
   fflush(stdout);
   bf_log_info("serving %zu syncs on %s (dashboard: %s/ ; %zu alert rules)", p->cfg->n_syncs,
@@ -184,6 +185,7 @@ out:
   srv.stopping = 1;
   bf_stop_requested = 1;
   bf_scheduler_stop(srv.sched);
+  bf_live_workers_stop(&srv);
   bf_alerts_stop(srv.alerts);
   bf_http_stop(&srv);
   bf_scheduler_free(srv.sched);

@@ -62,8 +62,20 @@ struct bf_server {
   long long started_ms;
   volatile sig_atomic_t stopping;
   struct MHD_Daemon *daemon;
-  char *url; /* http://HOST:PORT actually bound */
+  char *url;                   /* http://HOST:PORT actually bound */
+  struct bf_live_worker *live; /* live_workers.c: one per `schedule: live` sync */
+  size_t n_live;
 };
+
+/* ---- live_workers.c: the `schedule: live` syncs, one thread each. */
+int bf_live_workers_start(struct bf_server *srv, struct bf_error *err);
+/* Joins them (bf_stop_requested set first makes them stop). */
+void bf_live_workers_stop(struct bf_server *srv);
+/* Run now on a live sync: a reconciliation run. False when sync is not live. */
+bool bf_live_workers_reconcile(struct bf_server *srv, const char *sync);
+/* {"state":..,"lag_seconds":..,...} or null when sync is not live. */
+void bf_live_workers_json(struct bf_server *srv, const char *sync, struct bf_buf *b);
+void bf_live_workers_metrics(struct bf_server *srv, struct bf_buf *out);
 
 /* A request as handlers see it. */
 struct bf_http_req {

@@ -20,6 +20,10 @@
  * the bf_code for failures. Messages never hold the password. */
 PGconn *bf_pg_connect(const struct bf_node *params, const char *what, int code,
                       struct bf_error *err);
+/* The same as a logical replication connection (replication=database),
+ * which also runs plain SQL. */
+PGconn *bf_pg_connect_replication(const struct bf_node *params, const char *what, int code,
+                                  struct bf_error *err);
 /* The DSN with its password replaced by "***". Caller frees. */
 char *bf_pg_redact_dsn(const char *dsn);
 /* One line describing the failure of res (or of the connection when res is

@@ -20,6 +20,7 @@
 #include <libpq-fe.h>
 
 #include "sources/pg.h"
+#include "core/jsonw.h"
 #include "core/params.h"
 #include "core/writeback.h"
 #include "sources/source.h"
@@ -214,8 +215,8 @@ static void exec_ignore(PGconn *conn, const char *sql) { PQclear(PQexec(conn, sq
 /* Server notices ("... does not exist, skipping") are not for our users. */
 static void ignore_notice(void *arg, const char *message) {}
 
-PGconn *bf_pg_connect(const struct bf_node *params, const char *what, int code,
-                      struct bf_error *err) {
+static PGconn *connect_with(const struct bf_node *params, const char *what, int code,
+                            bool replication, struct bf_error *err) {
   const char *dsn = bf_node_get_str(params, "dsn");
   if (!dsn || !*dsn) {
     bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: %s needs 'dsn' (a libpq connection string)",
@@ -239,6 +240,7 @@ PGconn *bf_pg_connect(const struct bf_node *params, const char *what, int code,
   keys[n] = "connect_timeout", vals[n++] = timeout_s;
   keys[n] = "fallback_application_name", vals[n++] = "backflow";
   keys[n] = "client_encoding", vals[n++] = "UTF8";
+  if (replication) keys[n] = "replication", vals[n++] = "database";
   keys[n] = NULL, vals[n] = NULL;
   PGconn *conn = PQconnectdbParams(keys, vals, 1);
   if (!conn || PQstatus(conn) != CONNECTION_OK) {
@@ -259,6 +261,16 @@ PGconn *bf_pg_connect(const struct bf_node *params, const char *what, int code,
   exec_ignore(conn, "SET extra_float_digits TO 3");
   exec_ignore(conn, "SET bytea_output TO 'hex'");
   return conn;
+}
+
+PGconn *bf_pg_connect(const struct bf_node *params, const char *what, int code,
+                      struct bf_error *err) {
+  return connect_with(params, what, code, false, err);
+}
+
+PGconn *bf_pg_connect_replication(const struct bf_node *params, const char *what, int code,
+                                  struct bf_error *err) {
+  return connect_with(params, what, code, true, err);
 }
 
 /* ---- the source -------------------------------------------------------- */
@@ -777,6 +789,57 @@ fail:
   return rc;
 }
 
+/* A key as PostgreSQL reads a text parameter of the key's type. Caller frees. */
+static char *key_text(const struct bf_value *v) {
+  switch (v->type) {
+  case BF_INT: return bf_xasprintf("%lld", (long long)v->u.i);
+  case BF_BOOL: return bf_xstrdup(v->u.i ? "true" : "false");
+  case BF_FLOAT: return bf_xasprintf("%.17g", v->u.f);
+  case BF_TEXT: return bf_xstrndup(v->u.s, v->len);
+  case BF_BLOB: {
+    char *out = bf_xmalloc(3 + 2 * (size_t)v->len);
+    static const char hex[] = "0123456789abcdef";
+    out[0] = '\\', out[1] = 'x';
+    for (uint32_t i = 0; i < v->len; i++) {
+      out[2 + 2 * i] = hex[(unsigned char)v->u.s[i] >> 4];
+      out[3 + 2 * i] = hex[(unsigned char)v->u.s[i] & 15];
+    }
+    out[2 + 2 * (size_t)v->len] = 0;
+    return out;
+  }
+  case BF_NULL: break;
+  }
+  return NULL;
+}
+
+/* The parameters take the key column's type from the comparison, so the
+ * model's own index on it can serve the lookup. */
+static int pg_query_keys(struct bf_source *src_, const char *sql, const char *key_column,
+                         const struct bf_value *keys, size_t n, struct bf_cursor **out,
+                         struct bf_error *err) {
+  if (n == 0 || n > 65535) BF_BUG("pg_query_keys: %zu keys", n);
+  size_t len = strlen(sql);
+  while (len && (isspace((unsigned char)sql[len - 1]) || sql[len - 1] == ';')) len--;
+  struct bf_buf q = {0};
+  bf_buf_printf(&q, "SELECT * FROM (%.*s) AS bf_model WHERE bf_model.\"", (int)len, sql);
+  for (const char *c = key_column; *c; c++) {
+    if (*c == '"') bf_buf_putc(&q, '"');
+    bf_buf_putc(&q, *c);
+  }
+  bf_buf_puts(&q, "\" IN (");
+  char **texts = bf_xcalloc(n, sizeof *texts);
+  for (size_t i = 0; i < n; i++) {
+    bf_buf_printf(&q, "%s$%zu", i ? "," : "", i + 1);
+    texts[i] = key_text(&keys[i]);
+  }
+  bf_buf_putc(&q, ')');
+  int rc = pg_query_params(src_, bf_buf_cstr(&q), (const char *const *)texts, n, out, err);
+  for (size_t i = 0; i < n; i++) free(texts[i]);
+  free(texts);
+  bf_buf_release(&q);
+  return rc;
+}
+
 static void pg_close(struct bf_source *src_) {
   struct pg_source *src = (struct pg_source *)src_;
   PQfinish(src->conn);
@@ -824,4 +887,6 @@ const struct bf_source_type bf_source_postgres = {
     .query = pg_query,
     .close = pg_close,
     .query_params = pg_query_params,
+    .query_keys = pg_query_keys,
+    .feed = &bf_feed_postgres,
 };

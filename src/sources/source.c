@@ -104,6 +104,54 @@ int bf_source_query_params(struct bf_source *src, const char *sql, const char *c
   return src->type->query_params(src, sql, params, nparams, out, err);
 }
 
+int bf_source_query_keys(struct bf_source *src, const char *sql, const char *key_column,
+                         const struct bf_value *keys, size_t n, struct bf_cursor **out,
+                         struct bf_error *err) {
+  if (!src->type->query_keys)
+    return bf_error_set(err, BF_E_WAREHOUSE, "warehouse '%s' (%s) cannot look rows up by key",
+                        src->name, src->type->name);
+  return src->type->query_keys(src, sql, key_column, keys, n, out, err);
+}
+
+const struct bf_source_type *bf_source_type_find(const char *name) {
+  for (size_t i = 0; bf_source_types[i]; i++)
+    if (!strcmp(bf_source_types[i]->name, name)) return bf_source_types[i];
+  return NULL;
+}
+
+static const struct bf_feed_type *feed_type(const struct bf_warehouse_config *wh,
+                                            struct bf_error *err) {
+  const struct bf_source_type *t = bf_source_type_find(wh->type);
+  if (t && t->feed) return t->feed;
+  bf_error_set(err, BF_E_CONFIG,
+               "%s:%d:%d: warehouse '%s' (%s) cannot be followed live; 'schedule: live' needs a "
+               "sqlite or postgres warehouse",
+               wh->loc.file, wh->loc.line, wh->loc.col, wh->name, wh->type);
+  return NULL;
+}
+
+int bf_feed_open(const struct bf_warehouse_config *wh, const struct bf_config *cfg,
+                 const struct bf_feed_spec *spec, struct bf_feed **out, struct bf_error *err) {
+  const struct bf_feed_type *ft = feed_type(wh, err);
+  return ft ? ft->open(wh, cfg, spec, out, err) : BF_E_CONFIG;
+}
+
+void bf_feed_close(struct bf_feed *f) {
+  if (f) f->ops->close(f);
+}
+
+int bf_feed_setup(const struct bf_warehouse_config *wh, const struct bf_config *cfg,
+                  const struct bf_feed_spec *spec, struct bf_error *err) {
+  const struct bf_feed_type *ft = feed_type(wh, err);
+  return !ft ? BF_E_CONFIG : ft->setup ? ft->setup(wh, cfg, spec, err) : 0;
+}
+
+int bf_feed_teardown(const struct bf_warehouse_config *wh, const struct bf_config *cfg,
+                     const struct bf_feed_spec *spec, struct bf_error *err) {
+  const struct bf_feed_type *ft = feed_type(wh, err);
+  return !ft ? BF_E_CONFIG : ft->teardown ? ft->teardown(wh, cfg, spec, err) : 0;
+}
+
 void bf_cursor_free(struct bf_cursor *cur) {
   if (cur) cur->ops->free(cur);
 }

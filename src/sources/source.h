@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/params.h"
 #include "core/value.h"
+#include "sources/feed.h"
 
 /* Text and blob bytes of a chunk live in a chain of blocks that is never
  * reallocated, so a value points at its bytes from the moment it is read
@@ -86,6 +87,15 @@ struct bf_source_type {
    * a few rows, and PostgreSQL reads it at once rather than by COPY. */
   int (*query_params)(struct bf_source *src, const char *sql, const char *const *params,
                       size_t nparams, struct bf_cursor **out, struct bf_error *err);
+  /* Optional: the rows of the model sql whose column key_column equals one
+   * of keys (a live sync's changed keys): `SELECT * FROM (sql) WHERE key IN
+   * (...)` in the type's dialect, the keys bound as parameters, never
+   * spliced. Like query_params, the result is read at once. */
+  int (*query_keys)(struct bf_source *src, const char *sql, const char *key_column,
+                    const struct bf_value *keys, size_t n, struct bf_cursor **out,
+                    struct bf_error *err);
+  /* Change capture for `schedule: live` (sources/feed.h), or NULL. */
+  const struct bf_feed_type *feed;
 };
 struct bf_source {
   const struct bf_source_type *type;
@@ -103,6 +113,12 @@ int bf_source_query(struct bf_source *src, const char *sql, struct bf_cursor **o
  * naming the warehouse. */
 int bf_source_query_params(struct bf_source *src, const char *sql, const char *const *params,
                            size_t nparams, struct bf_cursor **out, struct bf_error *err);
+/* query_keys (see there); a type without it is an error naming the warehouse. */
+int bf_source_query_keys(struct bf_source *src, const char *sql, const char *key_column,
+                         const struct bf_value *keys, size_t n, struct bf_cursor **out,
+                         struct bf_error *err);
+/* The source type named by wh->type, or NULL. */
+const struct bf_source_type *bf_source_type_find(const char *name);
 void bf_cursor_free(struct bf_cursor *cur);
 /* Frees column names: for cursor implementations. */
 void bf_cursor_release_names(struct bf_cursor *cur);

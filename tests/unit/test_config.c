@@ -145,8 +145,9 @@ Test(config, design_example_parses_with_every_value) {
   cr_assert_str_eq(m->pii.items[0].value, "email");
   cr_assert_str_eq(bf_pairs_get(&m->pii, "first_name"), "name");
   cr_assert_null(bf_pairs_get(&m->pii, "ltv"));
-  cr_assert_str_eq(m->live_table, "users");
-  cr_assert_str_eq(m->live_key, "id");
+  cr_assert_eq(m->n_live, 1);
+  cr_assert_str_eq(m->live[0].table, "users");
+  cr_assert_str_eq(m->live[0].key, "id");
   cr_assert_eq(m->loc.line, 8);
   cr_assert_eq(m->loc.col, 3);
   cr_assert_eq(m->sql_loc.line, 10);
@@ -216,7 +217,7 @@ Test(config, defaults_for_a_minimal_project) {
   cr_assert_eq(s->fields.n, 0);
   cr_assert_eq(s->constants.n, 0);
   cr_assert_eq(s->pii_policy.n, 0);
-  cr_assert_null(cfg->models[0].live_table);
+  cr_assert_eq(cfg->models[0].n_live, 0);
   bf_config_free(cfg);
 }
 
@@ -427,7 +428,7 @@ Test(config, unknown_key_did_you_mean) {
   assert_msg(BASE "    fieds: {email: email}\n",
              "t.yml:17:5: unknown key 'fieds' in sync 'vip_to_hook'; did you mean 'fields'? "
              "(known: model, destination, mode, object, match, fields, constants, schedule, "
-             "pii_policy, batch_size, description, write_back, alerts)");
+             "pii_policy, batch_size, description, write_back, alerts, reconcile)");
   assert_msg_has("sycns: {}\n", "t.yml:1:1: ",
                  "unknown key 'sycns' in the top level; did you mean 'syncs'? (known: version,");
   assert_msg_has(BASE "    zzzzzzz: 1\n",
@@ -990,4 +991,50 @@ Test(config, every_prefix_of_the_example_fails_cleanly_or_parses) {
       cr_assert_eq(strncmp(err.msg, "t.yml:", 6), 0, "cut %zu: %s", cut, err.msg);
     }
   }
+}
+
+#define LIVE_BASE(live, extra)                                                                     \
+  "version: 1\n"                                                                                   \
+  "warehouses:\n"                                                                                  \
+  "  local: {type: sqlite, path: warehouse.db}\n"                                                  \
+  "models:\n"                                                                                      \
+  "  carts:\n"                                                                                     \
+  "    warehouse: local\n"                                                                         \
+  "    sql: SELECT id FROM users\n"                                                                \
+  "    primary_key: id\n" live "destinations:\n"                                                   \
+  "  out: {type: file, path: out.jsonl}\n"                                                         \
+  "syncs:\n"                                                                                       \
+  "  s:\n"                                                                                         \
+  "    model: carts\n"                                                                             \
+  "    destination: out\n"                                                                         \
+  "    match: {user_id: id}\n" extra
+
+Test(config, live_tables_as_a_list_and_reconcile) {
+  struct bf_config *cfg = parse_ok(LIVE_BASE("    live:\n"
+                                             "      - {table: public.users, key: id}\n"
+                                             "      - {table: carts, key: user_id}\n",
+                                             "    schedule: live\n    reconcile: 10m\n"));
+  const struct bf_model_config *m = &cfg->models[0];
+  cr_assert_eq(m->n_live, 2);
+  cr_assert_str_eq(m->live[0].table, "public.users");
+  cr_assert_str_eq(m->live[1].key, "user_id");
+  cr_assert_eq(m->live[1].loc.line, 11);
+  cr_assert_eq(cfg->syncs[0].schedule, BF_SCHEDULE_LIVE);
+  cr_assert_eq(cfg->syncs[0].reconcile_ms, 600000);
+  bf_config_free(cfg);
+  cfg = parse_ok(LIVE_BASE("    live: {table: users, key: id}\n", "    schedule: live\n"));
+  cr_assert_eq(cfg->syncs[0].reconcile_ms, 3600000, "reconcile defaults to 1h");
+  bf_config_free(cfg);
+}
+
+Test(config, live_errors_name_the_place) {
+  assert_msg_has(LIVE_BASE("    live: users\n", ""),
+                 "t.yml:9:11: ", "expected a mapping {table: ..., key: ...} or a list of them");
+  assert_msg_has(LIVE_BASE("    live: []\n", ""), "t.yml:9:11: ", "empty list");
+  assert_msg_has(LIVE_BASE("    live:\n      - {table: users}\n", ""),
+                 "t.yml:10:9: ", "missing 'key'");
+  assert_msg_has(LIVE_BASE("    live: {table: users, key: id}\n", "    reconcile: 1h\n"),
+                 "t.yml:17:16: ", "'reconcile' in sync 's' applies only to 'schedule: live'");
+  assert_msg_has(LIVE_BASE("", "    schedule: live\n"),
+                 "t.yml:16:15: ", "needs model 'carts' to say which table to watch");
 }
