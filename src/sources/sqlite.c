@@ -282,6 +282,59 @@ static int sqlite_query_params(struct bf_source *src_, const char *sql, const ch
   return 0;
 }
 
+/* The model's rows for a live sync's changed keys, each key bound with its
+ * own type: a model whose key is an expression (no column affinity) would
+ * not match an integer bound as text. */
+static int sqlite_query_keys(struct bf_source *src_, const char *sql, const char *key_column,
+                             const struct bf_value *keys, size_t n, struct bf_cursor **out,
+                             struct bf_error *err) {
+  struct sqlite_source *src = (struct sqlite_source *)src_;
+  if (n == 0 || n > 30000) BF_BUG("sqlite_query_keys: %zu keys", n);
+  size_t len = strlen(sql);
+  while (len && (sql[len - 1] == ';' || sql[len - 1] == ' ' || sql[len - 1] == '\n' ||
+                 sql[len - 1] == '\t' || sql[len - 1] == '\r'))
+    len--;
+  struct bf_buf q = {0};
+  /* newlines: a trailing -- comment in the model ends before the ')' */
+  bf_buf_printf(&q, "SELECT * FROM (\n%.*s\n) WHERE \"", (int)len, sql);
+  for (const char *c = key_column; *c; c++) {
+    if (*c == '"') bf_buf_putc(&q, '"');
+    bf_buf_putc(&q, *c);
+  }
+  bf_buf_puts(&q, "\" IN (");
+  for (size_t i = 0; i < n; i++) bf_buf_printf(&q, "%s?%zu", i ? "," : "", i + 1);
+  bf_buf_putc(&q, ')');
+  int rc = sqlite_query(src_, bf_buf_cstr(&q), out, err);
+  bf_buf_release(&q);
+  if (rc) return rc;
+  struct sqlite_cursor *cur = (struct sqlite_cursor *)*out;
+  for (size_t i = 0; i < n && rc == SQLITE_OK; i++) {
+    const struct bf_value *k = &keys[i];
+    int idx = (int)i + 1;
+    switch (k->type) {
+    case BF_INT:
+    case BF_BOOL: rc = sqlite3_bind_int64(cur->stmt, idx, k->u.i); break;
+    case BF_FLOAT: rc = sqlite3_bind_double(cur->stmt, idx, k->u.f); break;
+    case BF_TEXT:
+      rc = sqlite3_bind_text(cur->stmt, idx, k->u.s, (int)k->len, SQLITE_TRANSIENT);
+      break;
+    case BF_BLOB:
+      rc = sqlite3_bind_blob(cur->stmt, idx, k->u.s, (int)k->len, SQLITE_TRANSIENT);
+      break;
+    case BF_NULL: rc = sqlite3_bind_null(cur->stmt, idx); break;
+    }
+  }
+  if (rc != SQLITE_OK) {
+    rc = bf_error_set(err, BF_E_WAREHOUSE, "warehouse '%s': binding changed keys: %s",
+                      src->base.name, sqlite3_errmsg(src->db));
+    bf_cursor_free(*out);
+    *out = NULL;
+    return rc;
+  }
+  /* The model's own text, for messages; narrowing never applies (bound). */
+  return 0;
+}
+
 static void sqlite_close(struct bf_source *src_) {
   struct sqlite_source *src = (struct sqlite_source *)src_;
   sqlite3_close(src->db);
@@ -302,4 +355,6 @@ const struct bf_source_type bf_source_sqlite = {
     .query = sqlite_query,
     .close = sqlite_close,
     .query_params = sqlite_query_params,
+    .query_keys = sqlite_query_keys,
+    .feed = &bf_feed_sqlite,
 };
