@@ -183,7 +183,10 @@ static int follow(struct follower *f, struct bf_error *err) {
   }
   if ((rc = session_open(f, err))) return rc;
   set_state(f, BF_LIVE_FOLLOWING, "");
-  bf_log_info("sync '%s': following changes live", f->sync->name);
+  if (f->o->print)
+    fprintf(stderr, "backflow: sync '%s': following changes\n", f->sync->name);
+  else
+    bf_log_info("sync '%s': following changes live", f->sync->name);
   long long history_ms = f->o->history_ms > 0 ? f->o->history_ms : 60000;
   while (!stopping()) {
     struct bf_change_batch b;

@@ -83,7 +83,9 @@ def _unprivileged_user():
 
 
 class PgServer:
-    def __init__(self):
+    def __init__(self, settings=None):
+        """settings: extra server settings, e.g. {"wal_level": "logical"}."""
+        self.settings = dict(settings or {})
         self.bin = pg_bin_dir()
         self.dir = tempfile.mkdtemp(prefix="bf-pg-")
         self.data = os.path.join(self.dir, "data")
@@ -125,6 +127,8 @@ class PgServer:
         # acknowledged could vanish with `pg_ctl stop -m immediate`.
         opts = (f"-p {self.port} -k {self.sock} -c listen_addresses=127.0.0.1 -c fsync=off "
                 f"-c full_page_writes=off -c max_connections=50 -c shared_buffers=128MB")
+        for k, v in self.settings.items():
+            opts += f" -c {k}={v}"
         p = self._run([os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-l", self.log,
                        "-o", opts, "-W", "start"], timeout=60)
         if p.returncode != 0:
@@ -261,6 +265,18 @@ def shared_pg():
         _shared["pg"] = pg
         atexit.register(pg.destroy)
     return _shared["pg"]
+
+
+LOGICAL = {"wal_level": "logical", "max_replication_slots": "10", "max_wal_senders": "10"}
+
+
+def shared_logical_pg():
+    """One PostgreSQL with wal_level=logical per test process (live syncs)."""
+    if "logical" not in _shared:
+        pg = PgServer(LOGICAL).start()
+        _shared["logical"] = pg
+        atexit.register(pg.destroy)
+    return _shared["logical"]
 
 
 def shared_redis():
