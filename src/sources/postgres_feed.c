@@ -525,11 +525,13 @@ static int feed_connect(const struct bf_warehouse_config *wh, const struct bf_fe
   bf_pgo_decoder_init(&f->dec);
   f->sql = bf_pg_connect(wh->params, f->what, BF_E_WAREHOUSE, err);
   if (!f->sql) return err->code;
-  f->conn = bf_pg_connect_replication(wh->params, f->what, BF_E_WAREHOUSE, err);
-  if (!f->conn) return err->code;
+  /* Settings first: without them the replication connection is refused
+   * with a message that does not say what to change. */
   int rc = check_settings(f, err);
   if (rc == 0) rc = resolve_tables(f, spec, err);
-  return rc;
+  if (rc) return rc;
+  f->conn = bf_pg_connect_replication(wh->params, f->what, BF_E_WAREHOUSE, err);
+  return f->conn ? 0 : err->code;
 }
 
 static int pg_feed_open(const struct bf_warehouse_config *wh, const struct bf_config *cfg,
