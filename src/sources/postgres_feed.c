@@ -27,6 +27,7 @@
 
 #define MAX_BATCH_KEYS  10000
 #define STATUS_EVERY_MS 10000
+#define ACK_EVERY_MS    1000
 
 struct watched {
   uint32_t oid;
@@ -55,6 +56,7 @@ struct pg_feed {
   uint64_t position; /* end LSN of the last commit read */
   long long commit_ms;
   uint64_t acked, server_end;
+  uint64_t reported;           /* acked as of the last status update */
   long long oldest_unacked_ms; /* commit time of the oldest commit read but not acked */
   long long last_status_ms;
   char *copybuf; /* from PQgetCopyData, freed with PQfreemem */
@@ -319,6 +321,7 @@ static int send_status(struct pg_feed *f, bool reply, struct bf_error *err) {
   if (PQputCopyData(f->conn, (const char *)msg, (int)n) != 1 || PQflush(f->conn) < 0)
     return fail(f, f->conn, NULL, "sending a status update", err);
   f->last_status_ms = now_ms();
+  f->reported = f->acked;
   return 0;
 }
 
@@ -456,7 +459,7 @@ static int feed_next(struct bf_feed *f_, long long wait_ms, struct bf_change_bat
     }
     /* Nothing buffered: a complete commit is ready to go. */
     if (any_commit && !f->in_txn) break;
-    if (now_ms() - f->last_status_ms >= STATUS_EVERY_MS) {
+    if (now_ms() - f->last_status_ms >= (f->acked > f->reported ? ACK_EVERY_MS : STATUS_EVERY_MS)) {
       int rc = send_status(f, false, err);
       if (rc) return rc;
     }
@@ -481,7 +484,11 @@ static int feed_ack(struct bf_feed *f_, uint64_t position, struct bf_error *err)
   if (position <= f->acked) return 0;
   f->acked = position;
   f->oldest_unacked_ms = position >= f->position ? 0 : f->oldest_unacked_ms;
-  return send_status(f, false, err);
+  /* The server learns it at the next status update (at most a second
+   * away, or at once when it asks): one per commit would double the
+   * messages at high rates for nothing. */
+  if (now_ms() - f->last_status_ms >= ACK_EVERY_MS) return send_status(f, false, err);
+  return 0;
 }
 
 static void feed_lag(struct bf_feed *f_, double *seconds, long long *bytes) {
@@ -494,6 +501,9 @@ static void feed_lag(struct bf_feed *f_, double *seconds, long long *bytes) {
 static void feed_close(struct bf_feed *f_) {
   struct pg_feed *f = (struct pg_feed *)f_;
   if (!f) return;
+  struct bf_error ignored = {0};
+  if (f->conn && f->acked > f->reported && PQstatus(f->conn) == CONNECTION_OK)
+    send_status(f, false, &ignored); /* a clean stop confirms what was done */
   if (f->copybuf) PQfreemem(f->copybuf);
   PQfinish(f->conn);
   PQfinish(f->sql);

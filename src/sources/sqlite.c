@@ -282,6 +282,11 @@ static int sqlite_query_params(struct bf_source *src_, const char *sql, const ch
   return 0;
 }
 
+/* Keys in one query_keys call. The caller splits larger sets (live_pass.c
+ * asks 500 at a time); more is a bug. Far below SQLite's parameter limit
+ * (32766 since 3.32), so the statement always prepares. */
+#define SQLITE_MAX_KEYS 10000
+
 /* The model's rows for a live sync's changed keys, each key bound with its
  * own type: a model whose key is an expression (no column affinity) would
  * not match an integer bound as text. */
@@ -289,7 +294,7 @@ static int sqlite_query_keys(struct bf_source *src_, const char *sql, const char
                              const struct bf_value *keys, size_t n, struct bf_cursor **out,
                              struct bf_error *err) {
   struct sqlite_source *src = (struct sqlite_source *)src_;
-  if (n == 0 || n > 30000) BF_BUG("sqlite_query_keys: %zu keys", n);
+  if (n == 0 || n > SQLITE_MAX_KEYS) BF_BUG("sqlite_query_keys: %zu keys", n);
   size_t len = strlen(sql);
   while (len && (sql[len - 1] == ';' || sql[len - 1] == ' ' || sql[len - 1] == '\n' ||
                  sql[len - 1] == '\t' || sql[len - 1] == '\r'))
@@ -307,6 +312,8 @@ static int sqlite_query_keys(struct bf_source *src_, const char *sql, const char
   int rc = sqlite_query(src_, bf_buf_cstr(&q), out, err);
   bf_buf_release(&q);
   if (rc) return rc;
+  /* Binding to this statement is enough: narrow_statement never replaces
+   * one that has parameters (narrowing_safe), so it is the one that runs. */
   struct sqlite_cursor *cur = (struct sqlite_cursor *)*out;
   for (size_t i = 0; i < n && rc == SQLITE_OK; i++) {
     const struct bf_value *k = &keys[i];
@@ -331,7 +338,6 @@ static int sqlite_query_keys(struct bf_source *src_, const char *sql, const char
     *out = NULL;
     return rc;
   }
-  /* The model's own text, for messages; narrowing never applies (bound). */
   return 0;
 }
 

@@ -79,90 +79,203 @@ static int open_db(const struct bf_warehouse_config *wh, const struct bf_config 
   return 0;
 }
 
-static int exec(sqlite3 *db, const char *sql, const char *wh, const char *doing,
+static int exec(sqlite3 *db, const char *sql, const char *wh, const char *path, const char *doing,
                 struct bf_error *err) {
   char *msg = NULL;
   if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK) return 0;
-  int rc = bf_error_set(err, BF_E_WAREHOUSE, "warehouse '%s': %s: %s", wh, doing,
+  int rc = bf_error_set(err, BF_E_WAREHOUSE, "warehouse '%s' (%s): %s: %s", wh, path, doing,
                         msg ? msg : sqlite3_errmsg(db));
   sqlite3_free(msg);
   return rc;
 }
 
-/* Whether table has column (PRAGMA table_info); -1 when there is no table. */
-static int has_column(sqlite3 *db, const char *table, const char *column) {
-  struct bf_buf q = {0};
-  bf_buf_puts(&q, "SELECT name FROM pragma_table_info(?1)");
+static const char *const trigger_ops[] = {"ins", "upd", "del"};
+static const char *const trigger_events[] = {"INSERT", "UPDATE", "DELETE"};
+
+static int sql_fail(sqlite3 *db, const char *wh, const char *path, const char *doing,
+                    struct bf_error *err) {
+  return bf_error_set(err, BF_E_WAREHOUSE, "warehouse '%s' (%s): %s: %s", wh, path, doing,
+                      sqlite3_errmsg(db));
+}
+
+/* Checks that t names a base table of the file with column t->key: a
+ * trigger cannot follow a view, and a key column that is not there would
+ * only fail at the application's next write. */
+static int check_table(sqlite3 *db, const char *wh, const char *path, const char *sync,
+                       const struct bf_live_table *t, struct bf_error *err) {
   sqlite3_stmt *st = NULL;
-  int found = -1;
-  if (sqlite3_prepare_v2(db, bf_buf_cstr(&q), -1, &st, NULL) == SQLITE_OK) {
-    sqlite3_bind_text(st, 1, table, -1, SQLITE_TRANSIENT);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-      if (found < 0) found = 0;
-      if (!strcmp((const char *)sqlite3_column_text(st, 0), column)) found = 1;
-    }
+  int rc = 0;
+  if (sqlite3_prepare_v2(db,
+                         "SELECT type FROM sqlite_master WHERE type IN ('table', 'view') AND "
+                         "name = ?1 COLLATE NOCASE",
+                         -1, &st, NULL) != SQLITE_OK)
+    return sql_fail(db, wh, path, "reading the schema", err);
+  sqlite3_bind_text(st, 1, t->table, -1, SQLITE_STATIC);
+  int step = sqlite3_step(st);
+  if (step == SQLITE_DONE)
+    rc = bf_error_set(err, BF_E_CONFIG,
+                      "%s:%d:%d: sync '%s': live table '%s' is not in %s; set 'table' to a table "
+                      "of that file",
+                      t->loc.file, t->loc.line, t->loc.col, sync, t->table, path);
+  else if (step != SQLITE_ROW)
+    rc = sql_fail(db, wh, path, "reading the schema", err);
+  else if (strcmp((const char *)sqlite3_column_text(st, 0), "view") == 0)
+    rc = bf_error_set(err, BF_E_CONFIG,
+                      "%s:%d:%d: sync '%s': live table '%s' is a view; set 'table' to a table it "
+                      "reads (triggers cannot follow a view)",
+                      t->loc.file, t->loc.line, t->loc.col, sync, t->table);
+  sqlite3_finalize(st);
+  if (rc) return rc;
+
+  if (sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_info(?1)", -1, &st, NULL) != SQLITE_OK)
+    return sql_fail(db, wh, path, "reading the columns", err);
+  sqlite3_bind_text(st, 1, t->table, -1, SQLITE_STATIC);
+  struct bf_buf columns = {0}; /* for the message */
+  bool found = false;
+  int n = 0;
+  while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *name = (const char *)sqlite3_column_text(st, 0);
+    if (sqlite3_stricmp(name, t->key) == 0) found = true; /* SQLite names ignore case */
+    if (n++ < 20) bf_buf_printf(&columns, "%s%s", n > 1 ? ", " : "", name);
+  }
+  if (step != SQLITE_DONE)
+    rc = sql_fail(db, wh, path, "reading the columns", err);
+  else if (!found)
+    rc = bf_error_set(err, BF_E_CONFIG,
+                      "%s:%d:%d: sync '%s': live table '%s' has no column '%s'; set 'key' to its "
+                      "column holding the model's primary key (it has %s%s)",
+                      t->loc.file, t->loc.line, t->loc.col, sync, t->table, t->key,
+                      bf_buf_cstr(&columns), n > 20 ? ", ..." : "");
+  sqlite3_finalize(st);
+  bf_buf_release(&columns);
+  return rc;
+}
+
+enum trigger_owner { TRIGGER_NONE, TRIGGER_OURS, TRIGGER_OTHER };
+
+/* Who owns the trigger called name: ours writes into the sync's capture
+ * table. Another one can share the name, as "<sync>_<table>" runs sync and
+ * table together (sync a_b on table c, sync a on table b_c). */
+static int trigger_owner(sqlite3 *db, const char *sync, const char *name, enum trigger_owner *out) {
+  struct bf_buf ref = {0};
+  capture_table(&ref, sync);
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(db,
+                              "SELECT instr(sql, ?2) > 0 FROM sqlite_master WHERE type = 'trigger' "
+                              "AND name = ?1 COLLATE NOCASE",
+                              -1, &st, NULL);
+  if (rc == SQLITE_OK) {
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, bf_buf_cstr(&ref), -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    *out = rc == SQLITE_ROW ? (sqlite3_column_int(st, 0) ? TRIGGER_OURS : TRIGGER_OTHER)
+                            : TRIGGER_NONE;
+    rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
   }
   sqlite3_finalize(st);
-  bf_buf_release(&q);
-  return found;
+  bf_buf_release(&ref);
+  return rc;
+}
+
+/* Appends a DROP for every trigger that writes into the sync's capture
+ * table, the configured tables' and those of tables since taken out of
+ * `live`: dropping the table under one would make every write to its table
+ * fail ("no such table"), in the application, not in Backflow. */
+static int drop_our_triggers(sqlite3 *db, const char *sync, struct bf_buf *q) {
+  struct bf_buf ref = {0};
+  capture_table(&ref, sync);
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(
+      db, "SELECT name FROM sqlite_master WHERE type = 'trigger' AND instr(sql, ?1) > 0", -1, &st,
+      NULL);
+  if (rc == SQLITE_OK) {
+    sqlite3_bind_text(st, 1, bf_buf_cstr(&ref), -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      bf_buf_puts(q, "DROP TRIGGER IF EXISTS ");
+      quoted(q, (const char *)sqlite3_column_text(st, 0));
+      bf_buf_puts(q, ";\n");
+    }
+    rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+  }
+  sqlite3_finalize(st);
+  bf_buf_release(&ref);
+  return rc;
+}
+
+/* Appends the three triggers of t. */
+static void create_triggers(struct bf_buf *q, const char *sync, const struct bf_live_table *t) {
+  static const char now_ms[] = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
+  for (int k = 0; k < 3; k++) {
+    bf_buf_puts(q, "CREATE TRIGGER ");
+    trigger_name(q, sync, t->table, trigger_ops[k]);
+    bf_buf_printf(q, " AFTER %s ON ", trigger_events[k]);
+    quoted(q, t->table);
+    bf_buf_puts(q, " BEGIN INSERT INTO ");
+    capture_table(q, sync);
+    bf_buf_printf(q, " (key, changed_ms) SELECT %s", k == 2 ? "OLD." : "NEW.");
+    quoted(q, t->key);
+    bf_buf_printf(q, ", %s", now_ms);
+    if (k == 1) { /* the key itself changed: the row under the old key is gone */
+      bf_buf_puts(q, " UNION ALL SELECT OLD.");
+      quoted(q, t->key);
+      bf_buf_printf(q, ", %s WHERE OLD.", now_ms);
+      quoted(q, t->key);
+      bf_buf_puts(q, " IS NOT NEW.");
+      quoted(q, t->key);
+    }
+    bf_buf_puts(q, "; END;\n");
+  }
+}
+
+/* Ends the transaction open on db, if any, without its changes. */
+static void rollback(sqlite3 *db) {
+  if (db && !sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 }
 
 static int sqlite_feed_setup(const struct bf_warehouse_config *wh, const struct bf_config *cfg,
                              const struct bf_feed_spec *spec, struct bf_error *err) {
   sqlite3 *db = NULL;
   char *path = NULL;
+  struct bf_buf q = {0};
   int rc = open_db(wh, cfg, &db, &path, err);
+  /* The checks run inside the transaction, so the schema cannot change
+   * between them and the triggers built on them. */
+  if (rc == 0) rc = exec(db, "BEGIN IMMEDIATE", wh->name, path, "installing live capture", err);
+  for (size_t i = 0; rc == 0 && i < spec->n_tables; i++)
+    rc = check_table(db, wh->name, path, spec->sync, &spec->tables[i], err);
   for (size_t i = 0; rc == 0 && i < spec->n_tables; i++) {
     const struct bf_live_table *t = &spec->tables[i];
-    int has = has_column(db, t->table, t->key);
-    if (has < 0)
-      rc = bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: live table '%s' of sync '%s' is not in %s",
-                        t->loc.file, t->loc.line, t->loc.col, t->table, spec->sync, path);
-    else if (has == 0)
-      rc = bf_error_set(err, BF_E_CONFIG,
-                        "%s:%d:%d: live table '%s' has no column '%s' (the 'key' of sync '%s')",
-                        t->loc.file, t->loc.line, t->loc.col, t->table, t->key, spec->sync);
+    for (int k = 0; rc == 0 && k < 3; k++) {
+      char *name = bf_xasprintf("_backflow_%s_%s_%s", spec->sync, t->table, trigger_ops[k]);
+      enum trigger_owner owner;
+      if (trigger_owner(db, spec->sync, name, &owner) != SQLITE_OK)
+        rc = sql_fail(db, wh->name, path, "reading the schema", err);
+      else if (owner == TRIGGER_OTHER)
+        rc = bf_error_set(err, BF_E_CONFIG,
+                          "%s:%d:%d: sync '%s': %s already has a trigger named '%s' that is not "
+                          "this sync's (another sync's name and table run together the same "
+                          "way?); rename the sync",
+                          t->loc.file, t->loc.line, t->loc.col, spec->sync, path, name);
+      free(name);
+    }
   }
-  struct bf_buf q = {0};
   if (rc == 0) {
-    bf_buf_puts(&q, "BEGIN IMMEDIATE;\nCREATE TABLE IF NOT EXISTS ");
+    /* key has no declared type on purpose: "ANY" outside a STRICT table
+     * means NUMERIC affinity, which would store the text key '007' as 7. */
+    bf_buf_puts(&q, "CREATE TABLE IF NOT EXISTS ");
     capture_table(&q, spec->sync);
     bf_buf_puts(&q,
                 " (seq INTEGER PRIMARY KEY AUTOINCREMENT, key, changed_ms INTEGER NOT NULL);\n");
-    static const char *const ops[] = {"ins", "upd", "del"};
-    static const char *const events[] = {"INSERT", "UPDATE", "DELETE"};
-    for (size_t i = 0; i < spec->n_tables; i++) {
-      const struct bf_live_table *t = &spec->tables[i];
-      for (int k = 0; k < 3; k++) {
-        bf_buf_puts(&q, "DROP TRIGGER IF EXISTS ");
-        trigger_name(&q, spec->sync, t->table, ops[k]);
-        bf_buf_puts(&q, ";\nCREATE TRIGGER ");
-        trigger_name(&q, spec->sync, t->table, ops[k]);
-        bf_buf_printf(&q, " AFTER %s ON ", events[k]);
-        quoted(&q, t->table);
-        bf_buf_puts(&q, " BEGIN INSERT INTO ");
-        capture_table(&q, spec->sync);
-        bf_buf_puts(&q, " (key, changed_ms) ");
-        const char *row = k == 2 ? "OLD." : "NEW.";
-        bf_buf_printf(&q, "SELECT %s", row);
-        quoted(&q, t->key);
-        bf_buf_puts(&q, ", CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)");
-        if (k == 1) { /* the key itself changed: the old one changed too */
-          bf_buf_puts(&q, " UNION ALL SELECT OLD.");
-          quoted(&q, t->key);
-          bf_buf_puts(&q,
-                      ", CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER) WHERE OLD.");
-          quoted(&q, t->key);
-          bf_buf_puts(&q, " IS NOT NEW.");
-          quoted(&q, t->key);
-        }
-        bf_buf_puts(&q, "; END;\n");
-      }
-    }
-    bf_buf_puts(&q, "COMMIT;");
-    rc = exec(db, bf_buf_cstr(&q), wh->name, "installing live capture", err);
-    if (rc) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    /* Drop and create rather than IF NOT EXISTS: a setup after the key or
+     * the tables changed must replace the triggers, not keep the old ones. */
+    if (drop_our_triggers(db, spec->sync, &q) != SQLITE_OK)
+      rc = sql_fail(db, wh->name, path, "reading the schema", err);
+    for (size_t i = 0; rc == 0 && i < spec->n_tables; i++)
+      create_triggers(&q, spec->sync, &spec->tables[i]);
+    if (rc == 0) bf_buf_puts(&q, "COMMIT;");
   }
+  if (rc == 0) rc = exec(db, bf_buf_cstr(&q), wh->name, path, "installing live capture", err);
+  rollback(db);
   bf_buf_release(&q);
   sqlite3_close(db);
   free(path);
@@ -173,24 +286,19 @@ static int sqlite_feed_teardown(const struct bf_warehouse_config *wh, const stru
                                 const struct bf_feed_spec *spec, struct bf_error *err) {
   sqlite3 *db = NULL;
   char *path = NULL;
+  struct bf_buf q = {0};
   int rc = open_db(wh, cfg, &db, &path, err);
+  if (rc == 0) rc = exec(db, "BEGIN IMMEDIATE", wh->name, path, "removing live capture", err);
+  if (rc == 0 && drop_our_triggers(db, spec->sync, &q) != SQLITE_OK)
+    rc = sql_fail(db, wh->name, path, "reading the schema", err);
   if (rc == 0) {
-    struct bf_buf q = {0};
-    bf_buf_puts(&q, "BEGIN IMMEDIATE;\n");
-    static const char *const ops[] = {"ins", "upd", "del"};
-    for (size_t i = 0; i < spec->n_tables; i++)
-      for (int k = 0; k < 3; k++) {
-        bf_buf_puts(&q, "DROP TRIGGER IF EXISTS ");
-        trigger_name(&q, spec->sync, spec->tables[i].table, ops[k]);
-        bf_buf_puts(&q, ";\n");
-      }
     bf_buf_puts(&q, "DROP TABLE IF EXISTS ");
     capture_table(&q, spec->sync);
     bf_buf_puts(&q, ";\nCOMMIT;");
-    rc = exec(db, bf_buf_cstr(&q), wh->name, "removing live capture", err);
-    if (rc) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    bf_buf_release(&q);
+    rc = exec(db, bf_buf_cstr(&q), wh->name, path, "removing live capture", err);
   }
+  rollback(db);
+  bf_buf_release(&q);
   sqlite3_close(db);
   free(path);
   return rc;
@@ -265,7 +373,7 @@ static int feed_next(struct bf_feed *f_, long long wait_ms, struct bf_change_bat
       k->type = text ? BF_TEXT : BF_BLOB;
       k->len = (uint32_t)sqlite3_value_bytes(v);
       k->u.off = f->bytes.len;
-      bf_buf_append(&f->bytes, p, k->len);
+      if (k->len) bf_buf_append(&f->bytes, p, k->len); /* an empty blob's p is NULL */
     }
     }
   }
@@ -273,7 +381,7 @@ static int feed_next(struct bf_feed *f_, long long wait_ms, struct bf_change_bat
   sqlite3_reset(f->read);
   for (size_t i = 0; i < n; i++)
     if (f->keys[i].type == BF_TEXT || f->keys[i].type == BF_BLOB)
-      f->keys[i].u.s = f->bytes.data + f->keys[i].u.off;
+      f->keys[i].u.s = f->keys[i].len ? f->bytes.data + f->keys[i].u.off : "";
   /* A full read means more may be waiting: the next call reads at once. */
   f->more = rows >= MAX_BATCH_KEYS;
   out->keys = f->keys;
@@ -352,17 +460,34 @@ static int prepare(struct sqlite_feed *f, sqlite3_stmt **st, const char *head, c
   return rc == SQLITE_OK ? 0 : BF_E_WAREHOUSE;
 }
 
-static bool object_exists(sqlite3 *db, const char *type, const char *name) {
+/* Whether the capture table of sync and the triggers of every live table
+ * are there: one trigger missing means changes go unseen. */
+static int installed(struct sqlite_feed *f, const struct bf_feed_spec *spec, bool *out,
+                     struct bf_error *err) {
   sqlite3_stmt *st = NULL;
-  bool found = false;
-  if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = ?1 AND name = ?2", -1, &st,
-                         NULL) == SQLITE_OK) {
-    sqlite3_bind_text(st, 1, type, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-    found = sqlite3_step(st) == SQLITE_ROW;
-  }
+  if (sqlite3_prepare_v2(f->db,
+                         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE "
+                         "NOCASE",
+                         -1, &st, NULL) != SQLITE_OK)
+    return fail(f, "reading the schema", err);
+  char *table = bf_xasprintf("_backflow_changes_%s", spec->sync);
+  sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+  int rc = sqlite3_step(st);
   sqlite3_finalize(st);
-  return found;
+  free(table);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return fail(f, "reading the schema", err);
+  *out = rc == SQLITE_ROW;
+  for (size_t i = 0; *out && i < spec->n_tables; i++)
+    for (int k = 0; *out && k < 3; k++) {
+      char *name =
+          bf_xasprintf("_backflow_%s_%s_%s", spec->sync, spec->tables[i].table, trigger_ops[k]);
+      enum trigger_owner owner;
+      rc = trigger_owner(f->db, spec->sync, name, &owner);
+      free(name);
+      if (rc != SQLITE_OK) return fail(f, "reading the schema", err);
+      *out = owner == TRIGGER_OURS;
+    }
+  return 0;
 }
 
 static int sqlite_feed_open(const struct bf_warehouse_config *wh, const struct bf_config *cfg,
@@ -372,19 +497,10 @@ static int sqlite_feed_open(const struct bf_warehouse_config *wh, const struct b
   f->base.ops = &sqlite_feed_ops;
   f->what = bf_xasprintf("warehouse '%s'", wh->name);
   f->first = true;
+  bool ok = false;
   int rc = open_db(wh, cfg, &f->db, &f->path, err);
-  /* Every trigger must be there: one missing means changes go unseen. */
-  char *table = bf_xasprintf("_backflow_changes_%s", spec->sync);
-  bool installed = rc == 0 && object_exists(f->db, "table", table);
-  free(table);
-  static const char *const ops[] = {"ins", "upd", "del"};
-  for (size_t i = 0; installed && i < spec->n_tables; i++)
-    for (int k = 0; installed && k < 3; k++) {
-      char *name = bf_xasprintf("_backflow_%s_%s_%s", spec->sync, spec->tables[i].table, ops[k]);
-      installed = object_exists(f->db, "trigger", name);
-      free(name);
-    }
-  if (rc == 0 && !installed)
+  if (rc == 0) rc = installed(f, spec, &ok, err);
+  if (rc == 0 && !ok)
     rc = bf_error_set(err, BF_E_CONFIG,
                       "sync '%s': live capture is not installed in %s (or the model's live tables "
                       "changed); run `backflow live setup %s`",
