@@ -10,7 +10,10 @@
 
 #define BACKOFF_FIRST_MS 1000
 #define BACKOFF_MAX_MS   30000
-#define WAIT_MS          200 /* longest wait for changes: stop and timers are checked as often */
+#define WAIT_MS          200
+#define FOLD_JOURNAL_RECORDS                                                                       \
+  (1u << 20) /* 32 MiB of journal */ /* longest wait for changes: stop and timers are checked as   \
+                                        often */
 
 const char *bf_live_state_name(enum bf_live_state s) {
   switch (s) {
@@ -107,7 +110,10 @@ static int row_close(struct follower *f, struct bf_error *err) {
   res->duration_ms = bf_now_ms() - f->row_started_ms;
   int rc = bf_runlog_finish(r->log, res->run_id, res->status, &res->counts, NULL, err);
   r->logged = false;
-  if (rc == 0) rc = bf_state_fold(r->state, err); /* keeps the journal short */
+  /* A fold rewrites the whole state: only when the journal has grown
+   * long, so that following stays in milliseconds on a large state. */
+  if (rc == 0 && bf_state_journal_records(r->state) > FOLD_JOURNAL_RECORDS)
+    rc = bf_state_fold(r->state, err);
   report(f, "live", res);
   bf_writeback_run(f->p, f->sync->name);
   memset(&res->counts, 0, sizeof res->counts);

@@ -40,6 +40,7 @@ struct bf_state {
   uint64_t *index;               /* 0 = empty, else tag << 32 | (entry number + 1) */
   size_t cap;                    /* index slots */
   struct bf_buf pending_records; /* journal records not yet written */
+  size_t journal_records;        /* in journal.bin and pending_records */
 };
 
 _Static_assert(sizeof(struct bf_state_entry) == RECORD_SIZE &&
@@ -269,7 +270,10 @@ static void journal_add(struct bf_state *st, int op, const unsigned char key[16]
   uint32_t check = check_word(rec, st->generation);
   memcpy(rec + 28, &check, 4);
   bf_buf_append(&st->pending_records, rec, sizeof rec);
+  st->journal_records++;
 }
+
+size_t bf_state_journal_records(const struct bf_state *st) { return st->journal_records; }
 
 void bf_state_mark_pending(struct bf_state *st, const unsigned char key[16]) {
   journal_add(st, OP_PENDING, key, 0);
@@ -319,6 +323,7 @@ static int reset_journal(struct bf_state *st, struct bf_error *err) {
   bf_atomic_write(&f, header, HEADER_SIZE, 0);
   int rc = commit(&f, err);
   if (rc == 0) rc = open_journal(st, err);
+  if (rc == 0) st->journal_records = 0;
   return rc;
 }
 
@@ -467,6 +472,7 @@ static int load(struct bf_state *st, struct bf_error *err) {
         uint64_t fp;
         memcpy(&fp, rec + 16, 8);
         apply(st, rec[24], rec, fp);
+        st->journal_records++;
         valid = off + RECORD_SIZE;
       }
     }

@@ -79,6 +79,9 @@ void bf_state_mark_acked(struct bf_state *st, const unsigned char key[16], uint6
 void bf_state_mark_deleted(struct bf_state *st, const unsigned char key[16]);
 /* Writes buffered journal records; durable (fdatasync) when sync is true. */
 int bf_state_flush(struct bf_state *st, bool sync, struct bf_error *err);
+/* Records in the journal since the last fold (a live sync folds when the
+ * journal grows long, not at every history row). */
+size_t bf_state_journal_records(const struct bf_state *st);
 /* Writes a new base from memory and empties the journal (crash-safe). */
 int bf_state_fold(struct bf_state *st, struct bf_error *err);
 /* Forgets everything (reset): empty base, empty journal. */

@@ -74,16 +74,16 @@ static const char *str(struct reader *r, const char *field) {
 
 static int finish(struct reader *r) {
   if (!r->failed && r->at != r->len)
-    fail_at(r, r->at, "%zu unexpected bytes after the end", r->len - r->at);
+    fail_at(r, r->at, "%zu unexpected trailing bytes", r->len - r->at);
   return r->failed ? BF_E_WAREHOUSE : 0;
 }
 
 int bf_pgo_parse_copy(const unsigned char *buf, size_t len, struct bf_pgo_copy *out,
                       struct bf_error *err) {
   memset(out, 0, sizeof *out);
-  struct reader r = {buf, len, 0, "CopyData", err, false};
-  uint8_t kind = u8(&r, "kind");
-  if (r.failed) return BF_E_WAREHOUSE;
+  if (len == 0) return bf_error_set(err, BF_E_WAREHOUSE, "pgoutput: empty CopyData at byte 0");
+  uint8_t kind = buf[0];
+  struct reader r = {buf, len, 1, NULL, err, false};
   if (kind == 'w') {
     r.what = "XLogData";
     uint64_t start = u64(&r, "WAL start"), end = u64(&r, "WAL end");
@@ -300,9 +300,9 @@ static void row_change(struct reader *r, struct bf_pgo_decoder *d, struct bf_pgo
 int bf_pgo_decode(struct bf_pgo_decoder *d, const unsigned char *buf, size_t len,
                   struct bf_pgo_msg *out, struct bf_error *err) {
   memset(out, 0, sizeof *out);
-  struct reader r = {buf, len, 0, "pgoutput", err, false};
-  uint8_t kind = u8(&r, "kind");
-  if (r.failed) return BF_E_WAREHOUSE;
+  if (len == 0) return bf_error_set(err, BF_E_WAREHOUSE, "pgoutput: empty message at byte 0");
+  uint8_t kind = buf[0];
+  struct reader r = {buf, len, 1, NULL, err, false};
   /* Protocol version 1 only: Backflow asks for neither streaming (v2) nor
    * two-phase (v3) messages. */
   static const char *const names[256] = {

@@ -14,6 +14,7 @@
 #include <ctype.h>
 #include <poll.h>
 #include <stdio.h>
+#include <time.h>
 #include <string.h>
 
 #include <libpq-fe.h>
@@ -39,8 +40,8 @@ struct watched {
 struct pg_feed {
   struct bf_feed base;
   PGconn *conn; /* replication=database: slot commands and the stream */
-  PGconn *sql;  /* plain: catalog queries (a replication connection takes no
-                 * parameterised queries); closed once streaming */
+  PGconn *sql;  /* plain: catalog queries and visibility checks (a
+                 * replication connection takes no parameterised queries) */
   char *what;   /* "warehouse 'pg'" */
   char *dsn;
   char *slot, *publication;
@@ -59,6 +60,8 @@ struct pg_feed {
   uint64_t reported;           /* acked as of the last status update */
   long long oldest_unacked_ms; /* commit time of the oldest commit read but not acked */
   long long last_status_ms;
+  uint32_t *xids; /* transactions whose changes the batch holds */
+  size_t n_xids, cap_xids;
   char *copybuf; /* from PQgetCopyData, freed with PQfreemem */
 };
 
@@ -371,6 +374,11 @@ static int on_message(struct pg_feed *f, const unsigned char *data, size_t len, 
   if (rc) return bf_error_prefix(err, "%s: live feed", f->what);
   switch (m.kind) {
   case BF_PGO_BEGIN:
+    if (f->n_xids == f->cap_xids) {
+      f->cap_xids = f->cap_xids ? f->cap_xids * 2 : 64;
+      f->xids = bf_xrealloc(f->xids, f->cap_xids * sizeof *f->xids);
+    }
+    f->xids[f->n_xids++] = m.xid;
     f->in_txn = true;
     f->txn_first_key = f->n_keys;
     f->txn_resync = false;
@@ -408,6 +416,47 @@ static int wait_readable(struct pg_feed *f, long long ms) {
   struct pollfd pfd = {.fd = PQsocket(f->conn), .events = POLLIN};
   if (pfd.fd < 0) return -1;
   return poll(&pfd, 1, ms > 1000 ? 1000 : (int)ms);
+}
+
+/* A commit is sent to us once its record is flushed, but it becomes
+ * visible to other sessions a moment later (ProcArrayEndTransaction runs
+ * after the WAL flush): a lookup in between would read the old rows, find
+ * nothing changed and let the change be acknowledged unsent. So the batch
+ * goes out only once every one of its transactions is visible. Only the
+ * low 32 bits of an xid are sent; the epoch comes from the snapshot's xmax
+ * (an xid at or past xmax is not visible yet). */
+static const char visible_sql[] =
+    "SELECT coalesce(bool_and(CASE WHEN ((x - xmax_low) & 4294967295) < 2147483648 THEN false "
+    "ELSE pg_visible_in_snapshot((xmax - ((xmax_low - x) & 4294967295))::text::xid8, snap) END),"
+    " true)::text FROM (SELECT s AS snap, pg_snapshot_xmax(s)::text::bigint AS xmax,"
+    " pg_snapshot_xmax(s)::text::bigint & 4294967295 AS xmax_low FROM pg_current_snapshot() s) c,"
+    " unnest($1::bigint[]) x";
+
+static int wait_visible(struct pg_feed *f, struct bf_error *err) {
+  if (f->n_xids == 0) return 0;
+  struct bf_buf arr = {0};
+  bf_buf_putc(&arr, '{');
+  for (size_t i = 0; i < f->n_xids; i++) bf_buf_printf(&arr, "%s%u", i ? "," : "", f->xids[i]);
+  bf_buf_putc(&arr, '}');
+  const char *params[] = {bf_buf_cstr(&arr)};
+  int rc = 0;
+  for (int attempt = 0;; attempt++) {
+    char *visible = NULL;
+    if ((rc = query_value(f, visible_sql, 1, params, &visible, err))) break;
+    bool ok = visible && !strcmp(visible, "true");
+    free(visible);
+    if (ok) break;
+    if (attempt == 5000) { /* ~5 s: a commit that never shows is a server problem */
+      rc = bf_error_set(err, BF_E_WAREHOUSE,
+                        "%s: live feed: a committed transaction did not become visible", f->what);
+      break;
+    }
+    struct timespec ts = {0, 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  bf_buf_release(&arr);
+  f->n_xids = 0;
+  return rc;
 }
 
 static void hand_out(struct pg_feed *f, struct bf_change_batch *out) {
@@ -475,6 +524,9 @@ static int feed_next(struct bf_feed *f_, long long wait_ms, struct bf_change_bat
   }
   /* Keys of a transaction not yet committed are never handed out. */
   if (f->in_txn) BF_BUG("pg feed: handing out an open transaction");
+  int rc = f->n_keys || f->resync ? wait_visible(f, err) : 0;
+  f->n_xids = 0;
+  if (rc) return rc;
   hand_out(f, out);
   return 0;
 }
@@ -511,6 +563,7 @@ static void feed_close(struct bf_feed *f_) {
   free(f->tables);
   bf_pgo_decoder_release(&f->dec);
   free(f->keys);
+  free(f->xids);
   bf_buf_release(&f->key_bytes);
   free(f->what);
   free(f->dsn);
@@ -562,10 +615,6 @@ static int pg_feed_open(const struct bf_warehouse_config *wh, const struct bf_co
     free(lsn);
   }
   if (rc == 0) rc = start_streaming(f, err);
-  if (rc == 0) {
-    PQfinish(f->sql);
-    f->sql = NULL;
-  }
   if (rc) {
     feed_close(&f->base);
     return rc;
