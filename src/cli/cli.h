@@ -29,6 +29,7 @@ int bf_cmd_forget(struct bf_cli *cli, struct bf_error *err);
 int bf_cmd_pii(struct bf_cli *cli, struct bf_error *err);
 int bf_cmd_audit(struct bf_cli *cli, struct bf_error *err);
 int bf_cmd_live(struct bf_cli *cli, struct bf_error *err);
+int bf_cmd_doctor(struct bf_cli *cli, struct bf_error *err);
 
 /* Option helpers: returns the value of --name VALUE / --name=VALUE and
  * removes it from cli->argv, or NULL. */

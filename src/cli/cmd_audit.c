@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "cli/cli.h"
+#include "core/audit_log.h"
 #include "core/forget.h"
 #include "core/fsutil.h"
 
@@ -85,6 +86,10 @@ int bf_cmd_audit(struct bf_cli *cli, struct bf_error *err) {
   size_t len = 0;
   int status = 0;
   json_t *entries = json_array();
+  if (bf_audit_verify(p->state_dir, p->has_secret ? &p->prf : NULL, NULL, err)) {
+    status = bf_code_exit_status(err->code);
+    goto out;
+  }
   if (bf_read_file(path, &data, &len) < 0 && errno != ENOENT) {
     status = bf_code_exit_status(
         bf_error_set(err, BF_E_STATE, "%s: cannot read: %s", path, strerror(errno)));
@@ -94,7 +99,9 @@ int bf_cmd_audit(struct bf_cli *cli, struct bf_error *err) {
   for (size_t off = 0; off < len;) {
     unsigned char *nl = memchr(data + off, '\n', len - off);
     size_t end = nl ? (size_t)(nl - data) : len;
-    json_t *e = json_loadb((const char *)data + off, end - off, 0, NULL);
+    json_t *e = bf_audit_is_header((const char *)data + off, end - off)
+                    ? NULL
+                    : json_loadb((const char *)data + off, end - off, 0, NULL);
     bool keep =
         json_is_object(e) && (!only || json_integer_value(json_object_get(e, "request")) == only);
     if (keep && by_person) keep = hash[0] && !strcmp(str(e, "identifier_hash"), hash);

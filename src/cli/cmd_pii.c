@@ -13,59 +13,7 @@
 #include "core/forgotten.h"
 #include "core/fsutil.h"
 #include "core/state.h"
-
-/* Live identifiers in a vault.bin, read without opening it for writing
- * (a run may hold it). The log format is described in core/vault.c:
- *   "BFVAULT1" then u32 len | u8 op (1 put, 2 delete) | key[16] | payload | u32 check. */
-static uint32_t vault_check(const unsigned char *p, size_t n) {
-  uint32_t h = 2166136261u;
-  for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
-  return h ? h : 1;
-}
-
-static long long vault_entries(const char *path) {
-  unsigned char *data;
-  size_t len;
-  if (bf_read_file(path, &data, &len) < 0) return -1;
-  long long live = -1;
-  if (len >= 8 && !memcmp(data, "BFVAULT1", 8)) {
-    size_t cap = 1024, n_records = 0;
-    for (size_t off = 8; off + 25 <= len; n_records++) {
-      uint32_t plen;
-      memcpy(&plen, data + off, 4);
-      if (off + 25 + plen > len) break;
-      off += 25 + plen;
-    }
-    while (cap < n_records * 2) cap *= 2;
-    struct slot {
-      unsigned char key[16];
-      int state; /* 0 empty, 1 live, 2 deleted */
-    } *slots = bf_xcalloc(cap, sizeof *slots);
-    live = 0;
-    for (size_t off = 8; off + 25 <= len;) {
-      uint32_t plen, check;
-      memcpy(&plen, data + off, 4);
-      if (plen > 65536 || off + 25 + plen > len) break;
-      memcpy(&check, data + off + 21 + plen, 4);
-      unsigned char op = data[off + 4];
-      if ((op != 1 && op != 2) || check != vault_check(data + off, 21 + plen)) break;
-      const unsigned char *key = data + off + 5;
-      uint64_t h;
-      memcpy(&h, key, 8);
-      size_t i = (size_t)h & (cap - 1);
-      while (slots[i].state && memcmp(slots[i].key, key, 16)) i = (i + 1) & (cap - 1);
-      int was = slots[i].state;
-      memcpy(slots[i].key, key, 16);
-      slots[i].state = op == 1 ? 1 : 2;
-      if (op == 1 && was != 1) live++;
-      if (op == 2 && was == 1) live--;
-      off += 25 + plen;
-    }
-    free(slots);
-  }
-  free(data);
-  return live;
-}
+#include "core/vault.h"
 
 static int cmp_u64(const void *a, const void *b) {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -125,13 +73,13 @@ int bf_cmd_pii(struct bf_cli *cli, struct bf_error *err) {
     if (access(dir, F_OK) == 0) {
       struct bf_state *st = NULL;
       struct bf_error serr = {0};
-      if (bf_state_open(dir, false, &st, &serr) == 0)
+      if (bf_state_open(dir, false, p->has_secret ? &p->prf : NULL, &st, &serr) == 0)
         records = (long long)bf_state_count(st);
       else
         fprintf(stderr, "backflow pii: %s\n", serr.msg);
       bf_state_free(st);
       char *vp = bf_xasprintf("%s/vault.bin", dir);
-      vault = vault_entries(vp);
+      vault = bf_vault_live_entries(vp);
       free(vp);
     }
     free(dir);
@@ -219,7 +167,7 @@ int bf_cmd_pii(struct bf_cli *cli, struct bf_error *err) {
   struct bf_forgotten_entry *fe = NULL;
   size_t n_fe = 0, n_requests = 0;
   struct bf_error ferr = {0};
-  if (bf_forgotten_read(p->state_dir, &fe, &n_fe, &ferr)) {
+  if (bf_forgotten_read(p->state_dir, p->has_secret ? &p->prf : NULL, &fe, &n_fe, &ferr)) {
     fprintf(stderr, "backflow pii: %s\n", ferr.msg);
     status = 2;
   }

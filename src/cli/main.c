@@ -28,7 +28,11 @@ static const struct command commands[] = {
      "install or remove what a live sync needs in its warehouse"},
     {"runs", bf_cmd_runs, "runs [SYNC] [--json] [--limit N]", "run history"},
     {"errors", bf_cmd_errors, "errors SYNC [--run ID] [--json]", "row-level errors of a run"},
-    {"reset", bf_cmd_reset, "reset SYNC", "forget a sync's state: the next run is a full resync"},
+    {"reset", bf_cmd_reset, "reset SYNC | --all [--new-secret]",
+     "forget sync state: the next run is a full resync; --new-secret: start over after a lost "
+     "secret"},
+    {"doctor", bf_cmd_doctor, "doctor",
+     "check every file of the state directory; says which sync to reset"},
     {"serve", bf_cmd_serve, "serve [--listen HOST:PORT]",
      "scheduler, dashboard, API, /metrics and webhook intake"},
     {"types", bf_cmd_types, "types [--markdown]",

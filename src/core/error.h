@@ -18,7 +18,8 @@
   X(NOMEM, -6, 2, "out of memory")                                                                 \
   X(STATE, -7, 2, "state store error")                                                             \
   X(LOCKED, -8, 2, "sync is already running")                                                      \
-  X(INTERRUPTED, -9, 4, "interrupted")
+  X(INTERRUPTED, -9, 4, "interrupted")                                                             \
+  X(SECRET, -10, 2, "the secret does not match the state")
 
 enum bf_code {
 #define BF_X(name, value, exit_status, desc) BF_E_##name = value,

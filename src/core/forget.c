@@ -15,9 +15,11 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "core/audit_log.h"
 #include "core/crashpoint.h"
 #include "core/forgotten.h"
 #include "core/fsutil.h"
+#include "core/keyfile.h"
 #include "core/mapping.h"
 #include "core/pii_normalize.h"
 #include "core/runlog.h"
@@ -26,7 +28,8 @@
 #include "destinations/destination.h"
 #include "sources/source.h"
 
-#define PENDING_MAGIC        "BFERASE1"
+#define PENDING_MAGIC_V1     "BFERASE1"
+#define PENDING_MAGIC        "BFERASE2"
 #define SEND_ATTEMPTS        3
 #define DEFAULT_LOCK_WAIT_MS 60000
 
@@ -259,29 +262,6 @@ static char *scrub(const struct request *rq, const struct item *it, const char *
 
 /* ---- the audit log ------------------------------------------------------ */
 
-static int audit_append(const char *state_dir, struct bf_buf *line, struct bf_error *err) {
-  char *path = bf_xasprintf("%s/%s", state_dir, BF_AUDIT_FILE);
-  int rc = 0;
-  bf_buf_putc(line, '\n');
-  int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-  struct stat sb;
-  if (fd < 0 || flock(fd, LOCK_EX) < 0 || fstat(fd, &sb) < 0) goto io_error;
-  if (sb.st_size > 0) {
-    /* A line torn by a crash is closed first, so this one stays whole. */
-    char last;
-    if (pread(fd, &last, 1, sb.st_size - 1) == 1 && last != '\n' && bf_write_all(fd, "\n", 1) < 0)
-      goto io_error;
-  }
-  if (bf_write_all(fd, line->data, line->len) < 0 || fdatasync(fd) < 0) goto io_error;
-  goto out;
-io_error:
-  rc = bf_error_set(err, BF_E_STATE, "%s: cannot append: %s", path, strerror(errno));
-out:
-  if (fd >= 0) close(fd);
-  free(path);
-  return rc;
-}
-
 static void audit_head(struct bf_buf *b, const struct request *rq, const char *event) {
   char now[32];
   iso_now(now);
@@ -300,11 +280,12 @@ static void audit_head(struct bf_buf *b, const struct request *rq, const char *e
   }
 }
 
-static int audit_request(const char *state_dir, const struct request *rq, struct bf_error *err) {
+static int audit_request(const struct bf_project *p, const struct request *rq,
+                         struct bf_error *err) {
   struct bf_buf b = {0};
   audit_head(&b, rq, "request");
   bf_buf_putc(&b, '}');
-  int rc = audit_append(state_dir, &b, err);
+  int rc = bf_audit_append(p->state_dir, &p->prf, b.data, b.len, err);
   bf_buf_release(&b);
   return rc;
 }
@@ -340,7 +321,7 @@ static int audit_item(const struct bf_project *p, const struct request *rq, cons
   bf_buf_printf(&b, ",\"retry\":%s,", retry ? "true" : "false");
   item_fields_json(&b, p, it);
   bf_buf_putc(&b, '}');
-  int rc = audit_append(p->state_dir, &b, err);
+  int rc = bf_audit_append(p->state_dir, &p->prf, b.data, b.len, err);
   bf_buf_release(&b);
   return rc;
 }
@@ -457,7 +438,12 @@ static int store_save(const struct bf_project *p, struct store *st, struct bf_er
   unsigned char *sealed = bf_prf_seal(&p->prf, text, strlen(text), &sealed_len);
   free_secret_str(text);
   char *failed_at = NULL;
-  if (bf_write_file_atomic(path, PENDING_MAGIC, 8, sealed, sealed_len, &failed_at) < 0) {
+  struct bf_keyfile_header kh = {.committed = sealed_len};
+  memcpy(kh.magic, PENDING_MAGIC, 8);
+  memcpy(kh.key_check, p->prf.key_check, BF_KEY_CHECK_BYTES);
+  unsigned char header[BF_KEYFILE_HEADER];
+  bf_keyfile_header_encode(header, &kh);
+  if (bf_write_file_atomic(path, header, sizeof header, sealed, sealed_len, &failed_at) < 0) {
     rc = bf_error_set(err, BF_E_STATE, "%s: cannot write: %s", failed_at, strerror(errno));
     free(failed_at);
   }
@@ -480,9 +466,17 @@ static int store_load(struct bf_project *p, struct store *st, struct bf_error *e
   }
   char *text = NULL;
   json_t *arr = NULL;
-  if (len < 8 || memcmp(data, PENDING_MAGIC, 8) != 0 ||
-      !(text = bf_prf_open(&p->prf, data + 8, len - 8, NULL))) {
-    rc = bf_error_set(err, BF_E_STATE, "%s: damaged, or sealed under another secret", path);
+  struct bf_keyfile_header kh;
+  size_t at = 8;
+  if (bf_keyfile_header_decode(data, len, &kh) && memcmp(kh.magic, PENDING_MAGIC, 8) == 0) {
+    if ((rc = bf_keyfile_check_key(path, kh.key_check, &p->prf, err))) goto out;
+    at = BF_KEYFILE_HEADER;
+  } else if (len < 8 || memcmp(data, PENDING_MAGIC_V1, 8) != 0) {
+    rc = bf_keyfile_damaged(err, path, len ? "not a Backflow erasure file" : "empty file");
+    goto out;
+  }
+  if (!(text = bf_prf_open(&p->prf, data + at, len - at, NULL))) {
+    rc = bf_keyfile_damaged(err, path, "its seal does not open: changed on disk");
     goto out;
   }
   arr = json_loads(text, 0, NULL);
@@ -989,7 +983,7 @@ static void deliver(struct bf_project *p, struct request *rq, struct item *it,
   long long deadline = bf_now_ms() + lock_wait;
   for (;;) {
     memset(&err, 0, sizeof err);
-    rc = bf_state_open(dir, true, &st, &err);
+    rc = bf_state_open(dir, true, &p->prf, &st, &err);
     if (rc != BF_E_LOCKED || bf_now_ms() >= deadline) break;
     sleep_ms(100);
   }
@@ -1202,7 +1196,7 @@ static int suppress_identifiers(struct bf_project *p, const struct request *rq,
                                  e[n].hash);
     e[n++].request = rq->id;
   }
-  int rc = bf_forgotten_append(p->state_dir, e, n, err);
+  int rc = bf_forgotten_append(p->state_dir, &p->prf, e, n, err);
   free(e);
   return rc;
 }
@@ -1232,7 +1226,7 @@ static int suppress_keys(struct bf_project *p, const struct request *rq, struct 
       e[n++].request = rq->id;
     }
   }
-  int rc = bf_forgotten_append(p->state_dir, e, n, err);
+  int rc = bf_forgotten_append(p->state_dir, &p->prf, e, n, err);
   free(e);
   return rc;
 }
@@ -1340,7 +1334,7 @@ static int audit_end(const struct bf_project *p, const struct request *rq,
   struct bf_buf b = {0};
   audit_head(&b, rq, res->status);
   bf_buf_putc(&b, '}');
-  int rc = audit_append(p->state_dir, &b, err);
+  int rc = bf_audit_append(p->state_dir, &p->prf, b.data, b.len, err);
   bf_buf_release(&b);
   return rc;
 }
@@ -1452,7 +1446,7 @@ int bf_forget_person(struct bf_project *p, const struct bf_forget_options *o,
   struct request *rq = NULL;
   int rc = person_from_options(p, o, &ps, norm, err);
   if (rc || (rc = bf_project_secret(p, true, err)) < 0 || (rc = lock_erasures(p, &lock_fd, err)) ||
-      (rc = store_load(p, &st, err)))
+      (rc = bf_audit_verify(p->state_dir, &p->prf, NULL, err)) || (rc = store_load(p, &st, err)))
     goto out;
   rq = bf_xcalloc(1, sizeof *rq);
   rq->id = next_request_id(p, &st, err, &rc);
@@ -1477,7 +1471,7 @@ int bf_forget_person(struct bf_project *p, const struct bf_forget_options *o,
   /* Recorded (sealed) before anything else: a crash from here on leaves a
    * request that --retry completes. Then no run sends the person again. */
   if ((rc = store_save(p, &st, err)) || (rc = suppress_identifiers(p, rq, err)) ||
-      (rc = audit_request(p->state_dir, rq, err)))
+      (rc = audit_request(p, rq, err)))
     goto out;
   long long wait = o->lock_wait_ms > 0 ? o->lock_wait_ms : DEFAULT_LOCK_WAIT_MS;
   if ((rc = process_request(p, &st, rq, false, wait, err))) goto out;
@@ -1499,7 +1493,9 @@ int bf_forget_retry(struct bf_project *p, long long lock_wait_ms, struct bf_forg
   struct store st = {0};
   int rc = bf_project_secret(p, false, err);
   if (rc == 1) return 0; /* no secret: nothing was ever requested */
-  if (rc < 0 || (rc = lock_erasures(p, &lock_fd, err)) || (rc = store_load(p, &st, err))) goto out;
+  if (rc < 0 || (rc = lock_erasures(p, &lock_fd, err)) ||
+      (rc = bf_audit_verify(p->state_dir, &p->prf, NULL, err)) || (rc = store_load(p, &st, err)))
+    goto out;
   long long wait = lock_wait_ms > 0 ? lock_wait_ms : DEFAULT_LOCK_WAIT_MS;
   *res = bf_xcalloc(st.n + 1, sizeof **res);
   for (size_t i = 0; i < st.n && rc == 0; i++) {
@@ -1582,4 +1578,11 @@ int bf_forget_pending_count(struct bf_project *p, size_t *items, size_t *request
   for (size_t i = 0; i < st.n; i++) *items += st.rq[i]->n;
   store_release(&st);
   return 0;
+}
+
+int bf_forget_check_pending(struct bf_project *p, struct bf_error *err) {
+  struct store st;
+  int rc = store_load(p, &st, err);
+  store_release(&st);
+  return rc;
 }

@@ -78,5 +78,8 @@ void bf_forget_result_json(const struct bf_forget_result *res, struct bf_buf *ou
  * needs the secret; without one there is nothing pending. */
 int bf_forget_pending_count(struct bf_project *p, size_t *items, size_t *requests,
                             struct bf_error *err);
+/* Reads the pending erasures (p->prf must hold the secret) and reports
+ * damage or a foreign secret; changes nothing. */
+int bf_forget_check_pending(struct bf_project *p, struct bf_error *err);
 
 #endif

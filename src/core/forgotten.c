@@ -12,11 +12,14 @@
 #include <sodium.h>
 
 #include "core/fsutil.h"
+#include "core/jsonw.h"
+#include "core/keyfile.h"
 #include "core/pii_normalize.h"
 
-#define MAGIC  "BFFORGT1"
-#define HEADER 8
-#define RECORD 48
+#define MAGIC_V1  "BFFORGT1"
+#define HEADER_V1 8
+#define MAGIC     "BFFORGT2"
+#define RECORD    48
 
 void bf_forgotten_identifier_hash(const struct bf_prf *prf, int kind, const char *norm, size_t n,
                                   unsigned char out[16]) {
@@ -70,25 +73,74 @@ static bool decode(const unsigned char *rec, struct bf_forgotten_entry *e) {
   return true;
 }
 
-/* End of the last valid record (HEADER when there is none), or 0 when the
- * file is not a suppression list. Records are fixed-size, so one damaged
- * record (a bad check word) does not hide the ones after it; only what
- * follows the last valid record is a torn tail. */
-static size_t valid_end(const unsigned char *data, size_t len) {
-  if (len < HEADER || memcmp(data, MAGIC, HEADER) != 0) return 0;
-  size_t end = HEADER;
+/* The file as read: its format, and its entries up to the last valid one.
+ * Version 2 (keyfile header, committed = entries written and synced): an
+ * entry before the committed count that fails its check, or fewer entries
+ * than committed, is damage (an erased person must never quietly drop off
+ * the list); after it, only a torn tail. Version 1 (8-byte magic) keeps its
+ * old reading: damaged entries are skipped. */
+struct parsed {
+  bool v2;
+  size_t header, end; /* end: of the last valid entry */
+  struct bf_keyfile_header kh;
+};
+
+static int parse(const char *path, const unsigned char *data, size_t len, struct parsed *out,
+                 struct bf_error *err) {
+  memset(out, 0, sizeof *out);
   struct bf_forgotten_entry e;
-  for (size_t off = HEADER; off + RECORD <= len; off += RECORD)
-    if (decode(data + off, &e)) end = off + RECORD;
-  return end;
+  if (bf_keyfile_header_decode(data, len, &out->kh) && memcmp(out->kh.magic, MAGIC, 8) == 0) {
+    out->v2 = true;
+    out->header = out->end = BF_KEYFILE_HEADER;
+    uint64_t present = (len - BF_KEYFILE_HEADER) / RECORD;
+    if (out->kh.committed > present) {
+      char what[96];
+      snprintf(what, sizeof what, "%llu entries written, %llu present",
+               (unsigned long long)out->kh.committed, (unsigned long long)present);
+      return bf_keyfile_damaged(err, path, what);
+    }
+    for (uint64_t i = 0; i < present; i++) {
+      if (decode(data + out->header + i * RECORD, &e)) {
+        out->end = out->header + (i + 1) * RECORD;
+        continue;
+      }
+      if (i < out->kh.committed) {
+        char what[96];
+        snprintf(what, sizeof what, "entry %llu of %llu fails its check", (unsigned long long)i + 1,
+                 (unsigned long long)out->kh.committed);
+        return bf_keyfile_damaged(err, path, what);
+      }
+      break;
+    }
+    return 0;
+  }
+  if (len >= HEADER_V1 && memcmp(data, MAGIC_V1, HEADER_V1) == 0) {
+    out->header = out->end = HEADER_V1;
+    for (size_t off = HEADER_V1; off + RECORD <= len; off += RECORD)
+      if (decode(data + off, &e)) out->end = off + RECORD;
+    return 0;
+  }
+  return bf_keyfile_damaged(err, path, len == 0 ? "empty file" : "not a Backflow suppression list");
 }
 
 static char *list_path(const char *state_dir) {
   return bf_xasprintf("%s/%s", state_dir, BF_FORGOTTEN_FILE);
 }
 
-int bf_forgotten_append(const char *state_dir, const struct bf_forgotten_entry *entries, size_t n,
-                        struct bf_error *err) {
+static void encode_all(const struct parsed *ps, const unsigned char *data,
+                       const struct bf_forgotten_entry *entries, size_t n, struct bf_buf *out) {
+  struct bf_forgotten_entry e;
+  for (size_t off = ps->header; off + RECORD <= ps->end; off += RECORD)
+    if (decode(data + off, &e)) bf_buf_append(out, data + off, RECORD);
+  unsigned char rec[RECORD];
+  for (size_t i = 0; i < n; i++) {
+    encode(&entries[i], rec);
+    bf_buf_append(out, rec, RECORD);
+  }
+}
+
+int bf_forgotten_append(const char *state_dir, const struct bf_prf *prf,
+                        const struct bf_forgotten_entry *entries, size_t n, struct bf_error *err) {
   if (n == 0) return 0;
   char *path = list_path(state_dir);
   int rc = 0;
@@ -98,44 +150,54 @@ int bf_forgotten_append(const char *state_dir, const struct bf_forgotten_entry *
     return rc;
   }
   int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  unsigned char *data = NULL, *recs = NULL;
+  unsigned char *data = NULL;
   size_t len = 0;
-  bool created = false;
+  struct bf_buf recs = {0};
+  struct parsed ps = {0};
   if (fd < 0 || flock(fd, LOCK_EX) < 0) goto io_error;
   struct stat sb;
   if (fstat(fd, &sb) < 0) goto io_error;
-  if (sb.st_size == 0) {
-    created = true;
-    if (bf_write_all(fd, MAGIC, HEADER) < 0) goto io_error;
-    len = HEADER;
-  } else {
+  if (sb.st_size > 0) {
     if (bf_read_file(path, &data, &len) < 0) goto io_error;
-    size_t valid = valid_end(data, len);
-    if (valid == 0) {
-      rc = bf_error_set(err, BF_E_STATE, "%s: not a Backflow suppression list", path);
-      goto out;
-    }
-    if (valid != len && ftruncate(fd, (off_t)valid) < 0) goto io_error; /* a torn tail */
-    len = valid;
+    if ((rc = parse(path, data, len, &ps, err))) goto out;
+    if (ps.v2 && (rc = bf_keyfile_check_key(path, ps.kh.key_check, prf, err))) goto out;
   }
-  if (lseek(fd, (off_t)len, SEEK_SET) < 0) goto io_error;
-  recs = bf_xmalloc(n * RECORD);
-  for (size_t i = 0; i < n; i++) encode(&entries[i], recs + i * RECORD);
-  if (bf_write_all(fd, recs, n * RECORD) < 0 || fdatasync(fd) < 0) goto io_error;
-  if (created && bf_fsync_dir(state_dir) < 0) goto io_error;
+  if (!ps.v2) {
+    /* New, or the old format: written whole, atomically, in the new one. */
+    struct bf_keyfile_header kh = {.committed = 0};
+    memcpy(kh.magic, MAGIC, 8);
+    memcpy(kh.key_check, prf->key_check, BF_KEY_CHECK_BYTES);
+    unsigned char header[BF_KEYFILE_HEADER];
+    encode_all(&ps, data, entries, n, &recs);
+    kh.committed = recs.len / RECORD;
+    bf_keyfile_header_encode(header, &kh);
+    char *failed_at = NULL;
+    if (bf_write_file_atomic(path, header, sizeof header, recs.data, recs.len, &failed_at) < 0) {
+      rc = bf_error_set(err, BF_E_STATE, "%s: cannot write: %s", failed_at, strerror(errno));
+      free(failed_at);
+    }
+    goto out;
+  }
+  if (ps.end != len && ftruncate(fd, (off_t)ps.end) < 0) goto io_error; /* a torn tail */
+  if (lseek(fd, (off_t)ps.end, SEEK_SET) < 0) goto io_error;
+  encode_all(&(struct parsed){.header = ps.end, .end = ps.end}, NULL, entries, n, &recs);
+  if (bf_write_all(fd, recs.data, recs.len) < 0 || fdatasync(fd) < 0) goto io_error;
+  /* Synced entries only, so the count never runs ahead of the disk. */
+  if (bf_keyfile_set_committed(fd, (ps.end - ps.header) / RECORD + n) < 0 || fdatasync(fd) < 0)
+    goto io_error;
   goto out;
 io_error:
   rc = bf_error_set(err, BF_E_STATE, "%s: cannot append: %s", path, strerror(errno));
 out:
   if (fd >= 0) close(fd); /* releases the flock */
-  free(recs);
+  bf_buf_release(&recs);
   free(data);
   free(path);
   return rc;
 }
 
-int bf_forgotten_read(const char *state_dir, struct bf_forgotten_entry **out, size_t *n,
-                      struct bf_error *err) {
+int bf_forgotten_read(const char *state_dir, const struct bf_prf *prf,
+                      struct bf_forgotten_entry **out, size_t *n, struct bf_error *err) {
   *out = NULL;
   *n = 0;
   char *path = list_path(state_dir);
@@ -148,13 +210,12 @@ int bf_forgotten_read(const char *state_dir, struct bf_forgotten_entry **out, si
     free(path);
     return rc;
   }
-  int rc = 0;
-  size_t valid = len == 0 ? 0 : valid_end(data, len);
-  if (len > 0 && valid == 0) {
-    rc = bf_error_set(err, BF_E_STATE, "%s: not a Backflow suppression list", path);
-  } else if (valid > HEADER) {
-    *out = bf_xcalloc((valid - HEADER) / RECORD, sizeof **out);
-    for (size_t off = HEADER; off < valid; off += RECORD)
+  struct parsed ps;
+  int rc = parse(path, data, len, &ps, err);
+  if (rc == 0 && ps.v2 && prf) rc = bf_keyfile_check_key(path, ps.kh.key_check, prf, err);
+  if (rc == 0 && ps.end > ps.header) {
+    *out = bf_xcalloc((ps.end - ps.header) / RECORD, sizeof **out);
+    for (size_t off = ps.header; off < ps.end; off += RECORD)
       if (decode(data + off, &(*out)[*n])) (*n)++;
   }
   free(data);
@@ -162,11 +223,20 @@ int bf_forgotten_read(const char *state_dir, struct bf_forgotten_entry **out, si
   return rc;
 }
 
+size_t bf_forgotten_count(const char *state_dir) {
+  struct bf_forgotten_entry *e;
+  size_t n = 0;
+  struct bf_error err = {0};
+  bf_forgotten_read(state_dir, NULL, &e, &n, &err);
+  free(e);
+  return n;
+}
+
 int bf_forgotten_max_request(const char *state_dir, uint64_t *out, struct bf_error *err) {
   struct bf_forgotten_entry *e;
   size_t n;
   *out = 0;
-  int rc = bf_forgotten_read(state_dir, &e, &n, err);
+  int rc = bf_forgotten_read(state_dir, NULL, &e, &n, err);
   for (size_t i = 0; rc == 0 && i < n; i++)
     if (e[i].request > *out) *out = e[i].request;
   free(e);
@@ -222,7 +292,9 @@ int bf_forgotten_filter_open(const char *state_dir, const struct bf_prf *prf,
   *out = NULL;
   struct bf_forgotten_entry *e;
   size_t n;
-  int rc = bf_forgotten_read(state_dir, &e, &n, err);
+  /* prf may not hold the secret yet: its key check was verified when the
+   * secret was loaded (bf_project_secret). */
+  int rc = bf_forgotten_read(state_dir, NULL, &e, &n, err);
   if (rc || n == 0) return rc;
   struct bf_forgotten_filter *f = bf_xcalloc(1, sizeof *f);
   f->prf = prf;

@@ -1,6 +1,7 @@
 /* The suppression list of erased people (`backflow forget`, docs/privacy.md).
  *
- * <state_dir>/forgotten.bin holds keyed hashes only, never a value:
+ * <state_dir>/forgotten.bin holds keyed hashes only, never a value (after
+ * a keyfile.h header: key check, committed entries):
  *   header "BFFORGT1"
  *   48-byte records: u8 kind | 7 zero bytes | u64 scope | hash[16] | u64 request | u64 check
  * kind KEY:          hash = the runner's key hash of a primary key (bf_prf_key of its
@@ -45,13 +46,18 @@ void bf_forgotten_identifier_hash(const struct bf_prf *prf, int kind, const char
  * is a hash of the model's name (configuration, not personal data). */
 uint64_t bf_forgotten_model_scope(const char *model);
 
-/* Appends n entries durably (creates the file, mode 0600). */
-int bf_forgotten_append(const char *state_dir, const struct bf_forgotten_entry *entries, size_t n,
-                        struct bf_error *err);
-/* Every valid entry, in file order; a missing file is an empty list.
- * Caller frees *out. */
-int bf_forgotten_read(const char *state_dir, struct bf_forgotten_entry **out, size_t *n,
-                      struct bf_error *err);
+/* Appends n entries durably (creates the file, mode 0600; a file of the
+ * older format is rewritten in the current one). Refuses a list written
+ * under another secret than prf's, and a damaged one. */
+int bf_forgotten_append(const char *state_dir, const struct bf_prf *prf,
+                        const struct bf_forgotten_entry *entries, size_t n, struct bf_error *err);
+/* Every valid entry, in file order; a missing file is an empty list;
+ * damage is an error (BF_E_STATE). prf NULL skips the key check. Caller
+ * frees *out. */
+int bf_forgotten_read(const char *state_dir, const struct bf_prf *prf,
+                      struct bf_forgotten_entry **out, size_t *n, struct bf_error *err);
+/* Entries in the list whatever the secret (0 when absent or unreadable). */
+size_t bf_forgotten_count(const char *state_dir);
 /* Largest request number in the list (0 when empty). */
 int bf_forgotten_max_request(const char *state_dir, uint64_t *out, struct bf_error *err);
 

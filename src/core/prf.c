@@ -28,6 +28,12 @@ int bf_prf_init(struct bf_prf *prf, const unsigned char *secret, size_t len, str
                              master);
   crypto_kdf_derive_from_key(prf->seal_key, sizeof prf->seal_key, 3, "bf_seal_", master);
   crypto_kdf_derive_from_key(prf->pii_hash_key, sizeof prf->pii_hash_key, 4, "bf_piihs", master);
+  unsigned char check_key[32], check[crypto_generichash_BYTES_MIN];
+  crypto_kdf_derive_from_key(check_key, sizeof check_key, 5, "bf_kchck", master);
+  crypto_generichash(check, sizeof check, (const unsigned char *)"backflow key check v1", 21,
+                     check_key, sizeof check_key);
+  memcpy(prf->key_check, check, sizeof prf->key_check);
+  sodium_memzero(check_key, sizeof check_key);
   sodium_memzero(master, sizeof master);
   return 0;
 }

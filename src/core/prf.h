@@ -11,14 +11,18 @@
 
 #include "core/error.h"
 
-#define BF_SECRET_BYTES   32
-#define BF_KEY_HASH_BYTES 16
+#define BF_SECRET_BYTES    32
+#define BF_KEY_HASH_BYTES  16
+#define BF_KEY_CHECK_BYTES 8
 
 struct bf_prf {
   unsigned char key_hash_key[16];    /* SipHash-2-4-128 key for primary keys */
   unsigned char fingerprint_key[16]; /* SipHash-2-4-64 key for mapped values */
   unsigned char seal_key[32];        /* XSalsa20-Poly1305 key for identifiers */
   unsigned char pii_hash_key[32];    /* keyed hashes of erased identifiers (emails, phones) */
+  /* PRF of a fixed label: written in the header of every file keyed by the
+   * secret, so a lost or replaced secret is noticed before it is used. */
+  unsigned char key_check[BF_KEY_CHECK_BYTES];
 };
 
 /* Derives the subkeys from a project secret of any length >= 16 bytes. */

@@ -7,6 +7,8 @@
 
 #include <sodium.h>
 
+#include "core/integrity.h"
+
 int bf_project_load(const char *path, struct bf_project **out, struct bf_error *err) {
   if (!path) path = getenv("BACKFLOW_PROJECT");
   if (!path || !*path) path = ".";
@@ -45,13 +47,28 @@ void bf_project_free(struct bf_project *p) {
 
 int bf_project_secret(struct bf_project *p, bool create, struct bf_error *err) {
   if (p->has_secret) return 0;
-  if (!p->cfg->secret && !create) {
+  if (!p->cfg->secret) {
     char *path = bf_xasprintf("%s/secret", p->state_dir);
     bool exists = access(path, F_OK) == 0;
+    char *keyed = exists ? NULL : bf_integrity_first_keyed_file(p->state_dir);
+    int rc = 0;
+    /* A new secret would match none of the hashes kept so far: erased people
+     * would be sent again and every row re-sent as new. */
+    if (keyed)
+      rc = bf_error_set(err, BF_E_SECRET,
+                        "%s is missing, but %s holds data keyed by it (the state directory was "
+                        "restored without its secret, or a fresh volume was mounted for it); "
+                        "nothing was read or sent. Restore the secret file (32 bytes, mode 0600), "
+                        "or run `backflow reset --all --new-secret` to start over knowingly "
+                        "(people erased so far can then no longer be suppressed)",
+                        path, keyed);
+    free(keyed);
     free(path);
-    if (!exists) return 1;
+    if (rc) return rc;
+    if (!exists && !create) return 1;
   }
   int rc = bf_prf_load_secret(&p->prf, p->cfg->secret, p->state_dir, create, err);
+  if (rc == 0) rc = bf_integrity_check_keys(p->state_dir, &p->prf, err);
   if (rc == 0) p->has_secret = true;
   return rc;
 }

@@ -21,7 +21,9 @@ int bf_project_load(const char *path, struct bf_project **out, struct bf_error *
 void bf_project_free(struct bf_project *p);
 
 /* Loads the secret; create = generate <state_dir>/secret when absent.
- * Without create and without a secret, returns 1 (nothing synced yet). */
+ * Without create and without a secret, returns 1 (nothing synced yet).
+ * BF_E_SECRET when the secret file is missing while keyed data exists, or
+ * when a keyed file was written under another secret. */
 int bf_project_secret(struct bf_project *p, bool create, struct bf_error *err);
 
 /* <state_dir>/syncs/<name>. Caller frees. */

@@ -634,7 +634,7 @@ int bf_run_begin(struct run *r, const char *sync_name, struct bf_error *err) {
     mkdir(syncs, 0700);
     free(syncs);
   }
-  if ((rc = bf_state_open(r->sync_dir, !opts->plan_only, &r->state, err))) return rc;
+  if ((rc = bf_state_open(r->sync_dir, !opts->plan_only, &r->prf, &r->state, err))) return rc;
 
   if (!opts->plan_only) {
     if ((rc = bf_runlog_open(p->state_dir, &r->log, err))) return rc;

@@ -14,17 +14,28 @@
 #include "core/crashpoint.h"
 #include "core/fsutil.h"
 #include "core/jsonw.h"
+#include "core/keyfile.h"
 
-#define BASE_MAGIC    "BFSTATE1"
-#define JOURNAL_MAGIC "BFJRNL01"
-#define HEADER_SIZE   32
-#define RECORD_SIZE   32
+#include <xxhash.h>
+
+/* Version 1 files (no key check, no checksum) are still read; the next fold
+ * writes version 2. Base v2 header (64 bytes): magic | generation | count |
+ * key check | XXH3-128 of the records | zero. Journal v2: the keyfile
+ * header, aux = generation, committed = records fully written and synced. */
+#define BASE_MAGIC_V1    "BFSTATE1"
+#define BASE_MAGIC       "BFSTATE2"
+#define JOURNAL_MAGIC_V1 "BFJRNL01"
+#define JOURNAL_MAGIC    "BFJRNL02"
+#define HEADER_SIZE      32
+#define BASE_HEADER_V2   64
+#define RECORD_SIZE      32
 
 enum journal_op { OP_PENDING = 1, OP_ACK = 2, OP_DELETED = 3 };
 
 struct bf_state {
   char *dir;
   bool writable;
+  const struct bf_prf *prf; /* NULL: key checks skipped (doctor without a secret) */
   int lock_fd;
   int journal_fd;
   uint64_t generation;
@@ -34,6 +45,7 @@ struct bf_state {
   struct bf_state_entry *base; /* the base file's records, mapped copy-on-write */
   size_t n_base;               /* entries 0 .. n_base-1 */
   size_t base_map_bytes;
+  size_t base_header;  /* bytes before the first record in the mapping */
   uint64_t *base_seen; /* BF_ST_SEEN of base entries, one bit each: never a write to base */
   struct bf_state_entry *entries; /* entries n_base .. added since the load */
   size_t n_entries, entries_cap;
@@ -41,6 +53,8 @@ struct bf_state {
   size_t cap;                    /* index slots */
   struct bf_buf pending_records; /* journal records not yet written */
   size_t journal_records;        /* in journal.bin and pending_records */
+  size_t journal_written;        /* in journal.bin */
+  bool journal_v1;               /* an old journal is being appended to */
 };
 
 _Static_assert(sizeof(struct bf_state_entry) == RECORD_SIZE &&
@@ -285,12 +299,11 @@ void bf_state_mark_deleted(struct bf_state *st, const unsigned char key[16]) {
   journal_add(st, OP_DELETED, key, 0);
 }
 
-static void make_header(unsigned char h[HEADER_SIZE], const char *magic, uint64_t gen,
-                        uint64_t count) {
-  memset(h, 0, HEADER_SIZE);
-  memcpy(h, magic, 8);
-  memcpy(h + 8, &gen, 8);
-  memcpy(h + 16, &count, 8);
+static void journal_header(const struct bf_state *st, unsigned char h[HEADER_SIZE]) {
+  struct bf_keyfile_header kh = {.committed = 0, .aux = st->generation};
+  memcpy(kh.magic, JOURNAL_MAGIC, 8);
+  if (st->prf) memcpy(kh.key_check, st->prf->key_check, BF_KEY_CHECK_BYTES);
+  bf_keyfile_header_encode(h, &kh);
 }
 
 /* bf_atomic_commit with the state's error message. */
@@ -305,7 +318,12 @@ static int commit(struct bf_atomic_file *f, struct bf_error *err) {
 static int open_journal(struct bf_state *st, struct bf_error *err) {
   char *path = bf_xasprintf("%s/journal.bin", st->dir);
   if (st->journal_fd >= 0) close(st->journal_fd);
-  st->journal_fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+  /* Not O_APPEND: Linux's pwrite would append the header update too. */
+  st->journal_fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (st->journal_fd >= 0 && lseek(st->journal_fd, 0, SEEK_END) < 0) {
+    close(st->journal_fd);
+    st->journal_fd = -1;
+  }
   int rc = 0;
   if (st->journal_fd < 0)
     rc = bf_error_set(err, BF_E_STATE, "%s: cannot open: %s", path, strerror(errno));
@@ -315,7 +333,7 @@ static int open_journal(struct bf_state *st, struct bf_error *err) {
 
 static int reset_journal(struct bf_state *st, struct bf_error *err) {
   unsigned char header[HEADER_SIZE];
-  make_header(header, JOURNAL_MAGIC, st->generation, 0);
+  journal_header(st, header);
   char *path = bf_xasprintf("%s/journal.bin", st->dir);
   struct bf_atomic_file f;
   bf_atomic_begin(&f, path);
@@ -323,7 +341,10 @@ static int reset_journal(struct bf_state *st, struct bf_error *err) {
   bf_atomic_write(&f, header, HEADER_SIZE, 0);
   int rc = commit(&f, err);
   if (rc == 0) rc = open_journal(st, err);
-  if (rc == 0) st->journal_records = 0;
+  if (rc == 0) {
+    st->journal_records = st->journal_written = 0;
+    st->journal_v1 = false;
+  }
   return rc;
 }
 
@@ -400,7 +421,9 @@ static void index_base(struct bf_state *st) {
 }
 
 /* Loads the base file: its records are mapped as they are (copy-on-write:
- * only the few entries a run changes are ever copied) and indexed. */
+ * only the few entries a run changes are ever copied) and indexed. Its key
+ * check and checksum are verified first: a damaged or foreign state would
+ * re-send rows or delete keys that match nothing. */
 static int load_base(struct bf_state *st, const char *path, struct bf_error *err) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
@@ -410,25 +433,32 @@ static int load_base(struct bf_state *st, const char *path, struct bf_error *err
     return 0;
   }
   struct stat sb;
-  unsigned char header[HEADER_SIZE];
+  unsigned char header[BASE_HEADER_V2] = {0};
   uint64_t count = 0;
   int rc = 0;
-  if (fstat(fd, &sb) < 0 || read(fd, header, HEADER_SIZE) != HEADER_SIZE ||
-      memcmp(header, BASE_MAGIC, 8) != 0) {
-    rc = bf_error_set(err, BF_E_STATE, "%s: not a Backflow state file", path);
+  ssize_t got = fstat(fd, &sb) < 0 ? -1 : read(fd, header, sizeof header);
+  bool v1 = got >= HEADER_SIZE && memcmp(header, BASE_MAGIC_V1, 8) == 0;
+  bool v2 = got == BASE_HEADER_V2 && memcmp(header, BASE_MAGIC, 8) == 0;
+  if (!v1 && !v2) {
+    rc =
+        bf_keyfile_damaged(err, path, sb.st_size == 0 ? "empty file" : "not a Backflow state file");
     goto out;
   }
+  if (v2 && st->prf && (rc = bf_keyfile_check_key(path, header + 24, st->prf, err))) goto out;
+  st->base_header = v2 ? BASE_HEADER_V2 : HEADER_SIZE;
   memcpy(&st->generation, header + 8, 8);
   memcpy(&count, header + 16, 8);
-  if (count > ((uint64_t)sb.st_size - HEADER_SIZE) / RECORD_SIZE ||
-      (uint64_t)sb.st_size != HEADER_SIZE + count * RECORD_SIZE || count > UINT32_MAX / 2) {
-    rc = bf_error_set(err, BF_E_STATE, "%s: damaged: %llu entries announced, %lld bytes present",
-                      path, (unsigned long long)count, (long long)sb.st_size);
+  if (count > ((uint64_t)sb.st_size - st->base_header) / RECORD_SIZE ||
+      (uint64_t)sb.st_size != st->base_header + count * RECORD_SIZE || count > UINT32_MAX / 2) {
+    char what[128];
+    snprintf(what, sizeof what, "%llu entries announced, %lld bytes present",
+             (unsigned long long)count, (long long)sb.st_size);
+    rc = bf_keyfile_damaged(err, path, what);
     goto out;
   }
   index_init(st, count);
   if (count == 0) goto out;
-  st->base_map_bytes = HEADER_SIZE + (size_t)count * RECORD_SIZE;
+  st->base_map_bytes = st->base_header + (size_t)count * RECORD_SIZE;
   /* Not MAP_POPULATE: faulting the pages in as the index is built (the
    * kernel maps a few neighbours per fault) measured ~40% faster. */
   void *map = mmap(NULL, st->base_map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
@@ -437,8 +467,16 @@ static int load_base(struct bf_state *st, const char *path, struct bf_error *err
     rc = bf_error_set(err, BF_E_STATE, "%s: cannot map: %s", path, strerror(errno));
     goto out;
   }
-  st->base = (struct bf_state_entry *)((char *)map + HEADER_SIZE);
+  st->base = (struct bf_state_entry *)((char *)map + st->base_header);
   st->n_base = count;
+  if (v2) {
+    unsigned char sum[16];
+    bf_keyfile_checksum(st->base, (size_t)count * RECORD_SIZE, sum);
+    if (memcmp(sum, header + 32, 16) != 0) {
+      rc = bf_keyfile_damaged(err, path, "checksum mismatch: a record was changed on disk");
+      goto out;
+    }
+  }
   st->base_seen = bf_xcalloc((count + 63) / 64, sizeof *st->base_seen);
   /* Flags other than the persisted ones are never read from a base entry
    * (BF_ST_SEEN lives in base_seen). */
@@ -446,6 +484,45 @@ static int load_base(struct bf_state *st, const char *path, struct bf_error *err
 out:
   close(fd);
   return rc;
+}
+
+/* Replays journal records [HEADER_SIZE, len). Records up to the header's
+ * committed count were written and synced whole: one that fails its check
+ * is damage. After them, the first bad record starts a torn tail (a crash
+ * mid-append), which is cut. Returns the end of the valid records, or 0
+ * with err set. */
+static size_t replay_journal(struct bf_state *st, const char *path, const unsigned char *journal,
+                             size_t len, uint64_t committed, struct bf_error *err) {
+  if (committed > (len - HEADER_SIZE) / RECORD_SIZE) {
+    char what[128];
+    snprintf(what, sizeof what, "%llu records written, %zu present", (unsigned long long)committed,
+             (len - HEADER_SIZE) / RECORD_SIZE);
+    bf_keyfile_damaged(err, path, what);
+    return 0;
+  }
+  size_t valid = HEADER_SIZE;
+  for (size_t off = HEADER_SIZE, n = 0; off + RECORD_SIZE <= len; off += RECORD_SIZE, n++) {
+    const unsigned char *rec = journal + off;
+    uint32_t check;
+    memcpy(&check, rec + 28, 4);
+    if (check != check_word(rec, st->generation) || rec[24] < OP_PENDING || rec[24] > OP_DELETED) {
+      if (n < committed) {
+        char what[96];
+        snprintf(what, sizeof what, "record %zu of %llu fails its check", n + 1,
+                 (unsigned long long)committed);
+        bf_keyfile_damaged(err, path, what);
+        return 0;
+      }
+      break; /* torn tail: everything after it was never acknowledged */
+    }
+    uint64_t fp;
+    memcpy(&fp, rec + 16, 8);
+    apply(st, rec[24], rec, fp);
+    st->journal_records++;
+    valid = off + RECORD_SIZE;
+  }
+  st->journal_written = st->journal_records;
+  return valid;
 }
 
 static int load(struct bf_state *st, struct bf_error *err) {
@@ -457,28 +534,36 @@ static int load(struct bf_state *st, struct bf_error *err) {
   if (rc) goto out;
 
   if (bf_read_file(journal_path, &journal, &journal_len) == 0) {
-    uint64_t jgen = 0;
-    if (journal_len >= HEADER_SIZE && memcmp(journal, JOURNAL_MAGIC, 8) == 0)
+    struct bf_keyfile_header kh;
+    bool v2 = bf_keyfile_header_decode(journal, journal_len, &kh) &&
+              memcmp(kh.magic, JOURNAL_MAGIC, 8) == 0;
+    bool v1 = !v2 && journal_len >= HEADER_SIZE && memcmp(journal, JOURNAL_MAGIC_V1, 8) == 0;
+    uint64_t jgen = 0, committed = 0;
+    if (v2) {
+      if (st->prf && (rc = bf_keyfile_check_key(journal_path, kh.key_check, st->prf, err)))
+        goto out;
+      jgen = kh.aux;
+      committed = kh.committed;
+    } else if (v1) {
       memcpy(&jgen, journal + 8, 8);
+    } else if (journal_len > 0) {
+      /* A journal is created with its header atomically: anything else
+       * here was damaged after the fact. */
+      rc = bf_keyfile_damaged(err, journal_path, "not a Backflow journal");
+      goto out;
+    }
     size_t valid = HEADER_SIZE;
-    if (journal_len >= HEADER_SIZE && jgen == st->generation) {
-      for (size_t off = HEADER_SIZE; off + RECORD_SIZE <= journal_len; off += RECORD_SIZE) {
-        const unsigned char *rec = journal + off;
-        uint32_t check;
-        memcpy(&check, rec + 28, 4);
-        if (check != check_word(rec, st->generation) || rec[24] < OP_PENDING ||
-            rec[24] > OP_DELETED)
-          break; /* torn tail: everything after it was never acknowledged */
-        uint64_t fp;
-        memcpy(&fp, rec + 16, 8);
-        apply(st, rec[24], rec, fp);
-        st->journal_records++;
-        valid = off + RECORD_SIZE;
+    if ((v1 || v2) && jgen == st->generation) {
+      valid = replay_journal(st, journal_path, journal, journal_len, committed, err);
+      if (valid == 0) {
+        rc = err->code;
+        goto out;
       }
     }
+    st->journal_v1 = v1;
     if (st->writable) {
       if (jgen != st->generation || journal_len < HEADER_SIZE) {
-        rc = reset_journal(st, err); /* already folded, or unreadable header */
+        rc = reset_journal(st, err); /* already folded, or empty */
       } else {
         if (valid != journal_len && truncate(journal_path, (off_t)valid) < 0) {
           rc =
@@ -500,13 +585,16 @@ out:
   return rc;
 }
 
-int bf_state_open(const char *dir, bool writable, struct bf_state **out, struct bf_error *err) {
+int bf_state_open(const char *dir, bool writable, const struct bf_prf *prf, struct bf_state **out,
+                  struct bf_error *err) {
   struct bf_state *st = bf_xcalloc(1, sizeof *st);
   st->dir = bf_xstrdup(dir);
   st->writable = writable;
+  st->prf = prf;
   st->lock_fd = -1;
   st->journal_fd = -1;
   int rc = 0;
+  BF_ASSERT(prf || !writable); /* what is written carries the key check */
   if (writable) {
     if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
       rc = bf_error_set(err, BF_E_STATE, "%s: cannot create: %s", dir, strerror(errno));
@@ -539,7 +627,7 @@ void bf_state_free(struct bf_state *st) {
   if (st->lock_fd >= 0) close(st->lock_fd); /* releases the flock */
   bf_buf_release(&st->pending_records);
   big_free(st->index, st->cap * sizeof *st->index);
-  if (st->base) munmap((char *)st->base - HEADER_SIZE, st->base_map_bytes);
+  if (st->base) munmap((char *)st->base - st->base_header, st->base_map_bytes);
   free(st->base_seen);
   big_free(st->entries, st->entries_cap * sizeof *st->entries);
   free(st->dir);
@@ -553,10 +641,17 @@ int bf_state_flush(struct bf_state *st, bool sync, struct bf_error *err) {
     if (bf_write_all(st->journal_fd, st->pending_records.data, st->pending_records.len) < 0)
       return bf_error_set(err, BF_E_STATE, "%s/journal.bin: cannot append: %s", st->dir,
                           strerror(errno));
+    st->journal_written += st->pending_records.len / RECORD_SIZE;
     bf_buf_reset(&st->pending_records);
   }
   if (sync && fdatasync(st->journal_fd) < 0)
     return bf_error_set(err, BF_E_STATE, "%s/journal.bin: cannot sync: %s", st->dir,
+                        strerror(errno));
+  /* Only synced records count as committed: after a power loss the header
+   * must never announce records the disk does not hold. The header reaches
+   * the disk with the next sync (or stays behind, which is safe). */
+  if (sync && !st->journal_v1 && bf_keyfile_set_committed(st->journal_fd, st->journal_written) < 0)
+    return bf_error_set(err, BF_E_STATE, "%s/journal.bin: cannot update its header: %s", st->dir,
                         strerror(errno));
   return 0;
 }
@@ -569,8 +664,11 @@ int bf_state_fold(struct bf_state *st, struct bf_error *err) {
   enum { FOLD_BUFFER = 1u << 20 };
   unsigned char *buf = bf_xmalloc(FOLD_BUFFER);
   size_t used = 0;
-  off_t at = HEADER_SIZE;
+  off_t at = BASE_HEADER_V2;
   uint64_t count = 0;
+  XXH3_state_t *sum = XXH3_createState();
+  if (!sum) BF_BUG("out of memory");
+  XXH3_128bits_reset(sum);
   char *path = bf_xasprintf("%s/state.bin", st->dir);
   struct bf_atomic_file f;
   bf_atomic_begin(&f, path);
@@ -590,16 +688,26 @@ int bf_state_fold(struct bf_state *st, struct bf_error *err) {
     used += RECORD_SIZE;
     count++;
     if (used == FOLD_BUFFER) {
+      XXH3_128bits_update(sum, buf, used);
       bf_atomic_write(&f, buf, used, at);
       at += (off_t)used;
       used = 0;
     }
   }
+  XXH3_128bits_update(sum, buf, used);
   bf_atomic_write(&f, buf, used, at);
   free(buf);
-  unsigned char header[HEADER_SIZE];
-  make_header(header, BASE_MAGIC, st->generation + 1, count);
-  bf_atomic_write(&f, header, HEADER_SIZE, 0);
+  unsigned char header[BASE_HEADER_V2] = {0};
+  uint64_t generation = st->generation + 1;
+  memcpy(header, BASE_MAGIC, 8);
+  memcpy(header + 8, &generation, 8);
+  memcpy(header + 16, &count, 8);
+  memcpy(header + 24, st->prf->key_check, BF_KEY_CHECK_BYTES);
+  XXH128_canonical_t digest;
+  XXH128_canonicalFromHash(&digest, XXH3_128bits_digest(sum));
+  XXH3_freeState(sum);
+  memcpy(header + 32, digest.digest, 16);
+  bf_atomic_write(&f, header, BASE_HEADER_V2, 0);
   crash_point("fold-base");
   rc = commit(&f, err);
   if (rc) return rc;

@@ -3,7 +3,8 @@
  * No plaintext: 32 bytes per key.
  *
  * On disk, in the sync's state folder:
- *   state.bin    header + fixed-size entries, replaced atomically (tmp, fsync,
+ *   state.bin    header (key check, XXH3 checksum of the entries) +
+ *                fixed-size entries, replaced atomically (tmp, fsync,
  *                rename) when a run ends ("fold");
  *   journal.bin  append-only log of what happened since the fold: PENDING
  *                (about to send), ACK (acknowledged with fingerprint), DELETED.
@@ -23,6 +24,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "core/prf.h"
 
 /* Persisted flags. */
 #define BF_ST_PRESENT   0x1u /* the destination acknowledged fp */
@@ -41,10 +43,14 @@ struct bf_state_entry {
 
 struct bf_state;
 
-/* Opens the state in dir (created when writable and absent) and loads it.
- * writable: takes an exclusive lock (BF_E_LOCKED if another run holds it)
- * and repairs a torn journal tail. Caller frees with bf_state_free(). */
-int bf_state_open(const char *dir, bool writable, struct bf_state **out, struct bf_error *err);
+/* Opens the state in dir (created when writable and absent) and loads it,
+ * refusing files written under another secret than prf's (BF_E_SECRET) and
+ * damaged ones (BF_E_STATE). prf may be NULL only when !writable (the key
+ * check is then skipped). writable: takes an exclusive lock (BF_E_LOCKED if
+ * another run holds it) and repairs a torn journal tail. Caller frees with
+ * bf_state_free(). */
+int bf_state_open(const char *dir, bool writable, const struct bf_prf *prf, struct bf_state **out,
+                  struct bf_error *err);
 void bf_state_free(struct bf_state *st);
 
 /* Lookup; NULL when absent. */

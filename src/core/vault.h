@@ -18,6 +18,13 @@ struct bf_vault;
 int bf_vault_open(const char *sync_dir, const struct bf_prf *prf, bool durable,
                   struct bf_vault **out, struct bf_error *err);
 void bf_vault_close(struct bf_vault *v);
+/* Identifiers held in the vault at path, read without opening it for
+ * writing (a run may hold it) and without the secret; -1 when it cannot be
+ * read. */
+long long bf_vault_live_entries(const char *path);
+/* Checks sync_dir/vault.bin (key check, records written whole) without
+ * changing it; a missing vault is fine. */
+int bf_vault_check(const char *sync_dir, const struct bf_prf *prf, struct bf_error *err);
 
 /* Stores (replaces) the identifier of key inside the current transaction. */
 int bf_vault_begin(struct bf_vault *v, struct bf_error *err);

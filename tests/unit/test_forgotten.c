@@ -46,14 +46,14 @@ static struct bf_forgotten_entry id_entry(int kind, const char *norm, uint64_t r
 
 static void append(const struct bf_forgotten_entry *e, size_t n) {
   struct bf_error err = {0};
-  cr_assert_eq(bf_forgotten_append(dir, e, n, &err), 0, "%s", err.msg);
+  cr_assert_eq(bf_forgotten_append(dir, &prf, e, n, &err), 0, "%s", err.msg);
 }
 
 static size_t count(void) {
   struct bf_forgotten_entry *e = NULL;
   size_t n = 0;
   struct bf_error err = {0};
-  cr_assert_eq(bf_forgotten_read(dir, &e, &n, &err), 0, "%s", err.msg);
+  cr_assert_eq(bf_forgotten_read(dir, &prf, &e, &n, &err), 0, "%s", err.msg);
   free(e);
   return n;
 }
@@ -87,7 +87,7 @@ Test(forgotten, append_and_read_back_keyed_hashes_only_mode_0600) {
   struct bf_forgotten_entry *got = NULL;
   size_t n = 0;
   struct bf_error err = {0};
-  cr_assert_eq(bf_forgotten_read(dir, &got, &n, &err), 0, "%s", err.msg);
+  cr_assert_eq(bf_forgotten_read(dir, &prf, &got, &n, &err), 0, "%s", err.msg);
   cr_assert_eq(n, 3);
   for (size_t i = 0; i < 3; i++) {
     cr_assert_eq(got[i].kind, e[i].kind);
@@ -102,7 +102,7 @@ Test(forgotten, append_and_read_back_keyed_hashes_only_mode_0600) {
   struct stat sb;
   cr_assert_eq(stat(path, &sb), 0);
   cr_assert_eq(sb.st_mode & 0777, 0600);
-  cr_assert_eq(sb.st_size, 8 + 3 * 48);
+  cr_assert_eq(sb.st_size, 32 + 3 * 48);
   unsigned char *data;
   size_t len;
   cr_assert_eq(bf_read_file(path, &data, &len), 0);
@@ -125,26 +125,76 @@ Test(forgotten, torn_tail_is_ignored_then_cut_by_the_next_append) {
   cr_assert_eq(count(), 2);
   append(e + 2, 1);
   cr_assert_eq(count(), 3);
-  cr_assert_eq(file_size(), 8 + 3 * 48, "the torn bytes were cut off");
+  cr_assert_eq(file_size(), 32 + 3 * 48, "the torn bytes were cut off");
 }
 
-Test(forgotten, a_damaged_record_does_not_hide_the_ones_after_it) {
+Test(forgotten, a_damaged_record_is_an_error_never_a_silent_drop) {
   struct bf_forgotten_entry e[3] = {key_entry("users", "1", 1), key_entry("users", "2", 2),
                                     key_entry("users", "3", 3)};
   append(e, 3);
   int fd = open(path, O_RDWR);
   cr_assert_geq(fd, 0);
   unsigned char b = 0xff;
-  cr_assert_eq(pwrite(fd, &b, 1, 8 + 48 + 20), 1); /* inside the second record's hash */
+  cr_assert_eq(pwrite(fd, &b, 1, 32 + 48 + 20), 1); /* inside the second record's hash */
   close(fd);
   struct bf_forgotten_entry *got = NULL;
   size_t n = 0;
   struct bf_error err = {0};
-  cr_assert_eq(bf_forgotten_read(dir, &got, &n, &err), 0, "%s", err.msg);
-  cr_assert_eq(n, 2);
-  cr_assert_eq(got[0].request, 1);
-  cr_assert_eq(got[1].request, 3);
+  /* Dropping it would send an erased person again. */
+  cr_assert_eq(bf_forgotten_read(dir, &prf, &got, &n, &err), BF_E_STATE);
+  cr_assert(strstr(err.msg, "entry 2 of 3 fails its check"), "%s", err.msg);
+  cr_assert_null(got);
+  cr_assert_eq(bf_forgotten_append(dir, &prf, e, 1, &err), BF_E_STATE);
+}
+
+Test(forgotten, truncation_below_the_committed_count_is_damage) {
+  struct bf_forgotten_entry e[3] = {key_entry("users", "1", 1), key_entry("users", "2", 2),
+                                    key_entry("users", "3", 3)};
+  append(e, 3);
+  cr_assert_eq(truncate(path, 32 + 2 * 48), 0); /* a whole record gone */
+  struct bf_forgotten_entry *got = NULL;
+  size_t n = 0;
+  struct bf_error err = {0};
+  cr_assert_eq(bf_forgotten_read(dir, &prf, &got, &n, &err), BF_E_STATE);
+  cr_assert(strstr(err.msg, "3 entries written, 2 present"), "%s", err.msg);
+}
+
+Test(forgotten, a_list_of_another_secret_is_refused) {
+  struct bf_forgotten_entry e = key_entry("users", "1", 1);
+  append(&e, 1);
+  struct bf_prf other;
+  struct bf_error err = {0};
+  cr_assert_eq(bf_prf_init(&other, (const unsigned char *)"another secret, 16+", 19, &err), 0);
+  struct bf_forgotten_entry *got = NULL;
+  size_t n = 0;
+  cr_assert_eq(bf_forgotten_read(dir, &other, &got, &n, &err), BF_E_SECRET);
+  cr_assert(strstr(err.msg, "written under another secret"), "%s", err.msg);
+  cr_assert_eq(bf_forgotten_append(dir, &other, &e, 1, &err), BF_E_SECRET);
+  cr_assert_eq(bf_forgotten_read(dir, NULL, &got, &n, &err), 0, "no key check without a prf");
+  cr_assert_eq(n, 1);
   free(got);
+}
+
+Test(forgotten, a_list_of_the_first_format_is_read_and_rewritten_on_append) {
+  /* "BFFORGT1" then bare records, as the previous version wrote it. */
+  struct bf_forgotten_entry e[2] = {key_entry("users", "1", 1), key_entry("users", "2", 2)};
+  append(e, 2);
+  unsigned char *data;
+  size_t len;
+  cr_assert_eq(bf_read_file(path, &data, &len), 0);
+  FILE *f = fopen(path, "wb");
+  fwrite("BFFORGT1", 1, 8, f);
+  fwrite(data + 32, 1, len - 32, f);
+  fclose(f);
+  free(data);
+  cr_assert_eq(count(), 2);
+  struct bf_forgotten_entry third = key_entry("users", "3", 3);
+  append(&third, 1);
+  cr_assert_eq(count(), 3);
+  cr_assert_eq(file_size(), 32 + 3 * 48);
+  cr_assert_eq(bf_read_file(path, &data, &len), 0);
+  cr_assert_eq(memcmp(data, "BFFORGT2", 8), 0);
+  free(data);
 }
 
 Test(forgotten, not_a_list_is_an_error_for_readers_and_the_filter) {
@@ -154,7 +204,7 @@ Test(forgotten, not_a_list_is_an_error_for_readers_and_the_filter) {
   struct bf_forgotten_entry *got = NULL;
   size_t n = 0;
   struct bf_error err = {0};
-  cr_assert_neq(bf_forgotten_read(dir, &got, &n, &err), 0);
+  cr_assert_neq(bf_forgotten_read(dir, &prf, &got, &n, &err), 0);
   cr_assert_eq(err.code, BF_E_STATE);
   struct bf_model_config m = {.name = "users"};
   char *cols[] = {"id"};
@@ -164,7 +214,7 @@ Test(forgotten, not_a_list_is_an_error_for_readers_and_the_filter) {
                 "a run must not go on when it cannot tell who was erased");
   struct bf_forgotten_entry e = key_entry("users", "1", 1);
   memset(&err, 0, sizeof err);
-  cr_assert_neq(bf_forgotten_append(dir, &e, 1, &err), 0);
+  cr_assert_neq(bf_forgotten_append(dir, &prf, &e, 1, &err), 0);
 }
 
 static struct bf_value text(const char *s) {

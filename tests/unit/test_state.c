@@ -8,8 +8,11 @@
 #include "core/state.h"
 
 static char dir[64];
+static struct bf_prf prf;
 
 static void setup(void) {
+  struct bf_error err = {0};
+  cr_assert_eq(bf_prf_init(&prf, (const unsigned char *)"0123456789abcdef", 16, &err), 0);
   strcpy(dir, "/tmp/bf-state-XXXXXX");
   cr_assert_not_null(mkdtemp(dir));
 }
@@ -30,9 +33,12 @@ static void key_of(unsigned i, unsigned char key[16]) {
 static struct bf_state *open_state(bool writable) {
   struct bf_state *st = NULL;
   struct bf_error err = {0};
-  cr_assert_eq(bf_state_open(dir, writable, &st, &err), 0, "%s", err.msg);
+  cr_assert_eq(bf_state_open(dir, writable, &prf, &st, &err), 0, "%s", err.msg);
   return st;
 }
+
+static void read_file(const char *name, unsigned char **data, size_t *len);
+static void fold_keys(unsigned from, unsigned to);
 
 TestSuite(state, .init = setup, .fini = teardown);
 
@@ -92,10 +98,11 @@ Test(state, torn_journal_tail_is_ignored_and_repaired) {
   key_of(1, a);
   key_of(2, b);
   bf_state_mark_acked(st, a, 7);
-  bf_state_mark_acked(st, b, 8);
   cr_assert_eq(bf_state_flush(st, true, &err), 0);
+  bf_state_mark_acked(st, b, 8);
+  cr_assert_eq(bf_state_flush(st, false, &err), 0); /* written, not synced: not committed */
   bf_state_free(st);
-  /* Tear the last record in half and add garbage, as a crash mid-write would. */
+  /* Tear the last record in half, as a crash mid-write would. */
   char path[128];
   snprintf(path, sizeof path, "%s/journal.bin", dir);
   struct stat sb;
@@ -113,11 +120,109 @@ Test(state, torn_journal_tail_is_ignored_and_repaired) {
   bf_state_free(st);
 }
 
+static void flip_byte(const char *name, off_t at) {
+  char path[128];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  int fd = open(path, O_RDWR);
+  cr_assert_geq(fd, 0);
+  unsigned char b;
+  cr_assert_eq(pread(fd, &b, 1, at), 1);
+  b ^= 0x01;
+  cr_assert_eq(pwrite(fd, &b, 1, at), 1);
+  close(fd);
+}
+
+static int open_error(bool writable, const struct bf_prf *with, struct bf_error *err) {
+  struct bf_state *st = NULL;
+  int rc = bf_state_open(dir, writable, with, &st, err);
+  bf_state_free(st);
+  return rc;
+}
+
+Test(state, damage_of_committed_records_is_an_error_not_a_torn_tail) {
+  struct bf_state *st = open_state(true);
+  struct bf_error err = {0};
+  unsigned char key[16];
+  for (unsigned i = 0; i < 10; i++) {
+    key_of(i, key);
+    bf_state_mark_acked(st, key, i);
+  }
+  cr_assert_eq(bf_state_flush(st, true, &err), 0);
+  bf_state_free(st);
+  flip_byte("journal.bin", 32 + 4 * 32 + 3); /* inside the fifth record */
+  cr_assert_eq(open_error(true, &prf, &err), BF_E_STATE);
+  cr_assert(strstr(err.msg, "record 5 of 10 fails its check"), "%s", err.msg);
+  flip_byte("journal.bin", 32 + 4 * 32 + 3);
+  char path[128];
+  snprintf(path, sizeof path, "%s/journal.bin", dir);
+  cr_assert_eq(truncate(path, 32 + 8 * 32), 0);
+  cr_assert_eq(open_error(false, &prf, &err), BF_E_STATE);
+  cr_assert(strstr(err.msg, "10 records written, 8 present"), "%s", err.msg);
+}
+
+Test(state, a_flipped_byte_in_the_base_fails_its_checksum) {
+  fold_keys(0, 100);
+  flip_byte("state.bin", 64 + 50 * 32 + 17); /* a fingerprint */
+  struct bf_error err = {0};
+  cr_assert_eq(open_error(false, &prf, &err), BF_E_STATE);
+  cr_assert(strstr(err.msg, "checksum mismatch"), "%s", err.msg);
+  cr_assert(strstr(err.msg, "backflow doctor"), "%s", err.msg);
+}
+
+Test(state, state_of_another_secret_is_refused) {
+  fold_keys(0, 10);
+  struct bf_prf other;
+  struct bf_error err = {0};
+  cr_assert_eq(bf_prf_init(&other, (const unsigned char *)"another secret, 16+", 19, &err), 0);
+  cr_assert_eq(open_error(false, &other, &err), BF_E_SECRET);
+  cr_assert(strstr(err.msg, "state.bin was written under another secret"), "%s", err.msg);
+  cr_assert_eq(open_error(false, NULL, &err), 0, "no key check without a prf");
+}
+
+Test(state, first_format_files_are_read_and_the_next_fold_upgrades_them) {
+  /* Version 1: 32-byte headers, no key check, no checksum. */
+  unsigned char header[32] = "BFSTATE1";
+  uint64_t gen = 3, count = 2;
+  memcpy(header + 8, &gen, 8);
+  memcpy(header + 16, &count, 8);
+  unsigned char recs[64] = {0};
+  key_of(1, recs);
+  key_of(2, recs + 32);
+  uint64_t fp = 77;
+  uint32_t flags = BF_ST_PRESENT;
+  for (int i = 0; i < 2; i++) {
+    memcpy(recs + 32 * i + 16, &fp, 8);
+    memcpy(recs + 32 * i + 24, &flags, 4);
+  }
+  char path[128];
+  snprintf(path, sizeof path, "%s/state.bin", dir);
+  FILE *f = fopen(path, "wb");
+  fwrite(header, 1, 32, f);
+  fwrite(recs, 1, 64, f);
+  fclose(f);
+  struct bf_state *st = open_state(true);
+  cr_assert_eq(bf_state_count(st), 2);
+  struct bf_error err = {0};
+  cr_assert_eq(bf_state_fold(st, &err), 0, "%s", err.msg);
+  bf_state_free(st);
+  unsigned char *data;
+  size_t len;
+  read_file("state.bin", &data, &len);
+  cr_assert_eq(len, 64 + 2 * 32);
+  cr_assert_eq(memcmp(data, "BFSTATE2", 8), 0);
+  free(data);
+  st = open_state(false);
+  unsigned char key[16];
+  key_of(2, key);
+  cr_assert(bf_state_find(st, key) && bf_state_find(st, key)->fp == 77);
+  bf_state_free(st);
+}
+
 Test(state, second_writer_is_refused) {
   struct bf_state *st = open_state(true);
   struct bf_state *other = NULL;
   struct bf_error err = {0};
-  cr_assert_eq(bf_state_open(dir, true, &other, &err), BF_E_LOCKED);
+  cr_assert_eq(bf_state_open(dir, true, &prf, &other, &err), BF_E_LOCKED);
   cr_assert_null(other);
   cr_assert(strstr(err.msg, "lock"));
   bf_state_free(st);
@@ -150,7 +255,7 @@ Test(state, base_file_is_32_bytes_per_key_and_private) {
   snprintf(path, sizeof path, "%s/state.bin", dir);
   struct stat sb;
   cr_assert_eq(stat(path, &sb), 0);
-  cr_assert_eq(sb.st_size, 32 + 1000 * 32);
+  cr_assert_eq(sb.st_size, 64 + 1000 * 32); /* header: key check and checksum */
   cr_assert_eq(sb.st_mode & 0777, 0600);
 }
 
@@ -284,10 +389,10 @@ Test(state, fold_writes_keys_in_tag_order) {
   unsigned char *data;
   size_t len;
   read_file("state.bin", &data, &len);
-  cr_assert_eq(len, 32 + 5000 * 32);
+  cr_assert_eq(len, 64 + 5000 * 32);
   uint32_t prev = 0;
   size_t out_of_order = 0;
-  for (size_t off = 32; off < len; off += 32) {
+  for (size_t off = 64; off < len; off += 32) {
     uint64_t h;
     memcpy(&h, data + off, 8);
     uint32_t tag = (uint32_t)(h >> 32);
