@@ -11,7 +11,10 @@ PKGS    := sqlite3 libcurl jansson libsodium yaml-0.1 libpq hiredis libmicrohttp
 OPT     ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) -Wall -Wextra -Werror -Wshadow \
            -Wno-unused-parameter -Isrc -pthread $(shell pkg-config --cflags $(PKGS))
-LDLIBS  += $(shell pkg-config --libs $(PKGS)) -pthread -lm
+# libunistring (Unicode case mapping, NFC, character properties for the
+# identifier normalisers) ships no pkg-config file on Debian, so it is
+# named here rather than in PKGS; its headers are in /usr/include.
+LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lunistring -pthread -lm
 SAN     ?=
 CFLAGS  += $(SAN)
 LDFLAGS += $(SAN)
