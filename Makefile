@@ -83,7 +83,7 @@ asan:
 # LeakSanitizer backflow: any memory error or leak makes the process exit
 # non-zero, which the tests' exit-status assertions catch.
 integration-asan:
-	$(ASAN_MAKE) build-asan/backflow
+	$(ASAN_MAKE) build-asan/backflow build-asan/tools/pii_norm
 	ASAN_OPTIONS=detect_leaks=1 python3 tests/integration/run.py --binary build-asan/backflow
 
 # libFuzzer targets (tests/fuzz/fuzz_<name>.c), built with clang into
