@@ -11,7 +11,10 @@ PKGS    := sqlite3 libcurl jansson libsodium yaml-0.1 libpq hiredis libmicrohttp
 OPT     ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) -Wall -Wextra -Werror -Wshadow \
            -Wno-unused-parameter -Isrc -pthread $(shell pkg-config --cflags $(PKGS))
-LDLIBS  += $(shell pkg-config --libs $(PKGS)) -pthread -lm
+# libunistring (Unicode case mapping, NFC, character properties for the
+# identifier normalisers) ships no pkg-config file on Debian, so it is
+# named here rather than in PKGS; its headers are in /usr/include.
+LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lunistring -pthread -lm
 SAN     ?=
 CFLAGS  += $(SAN)
 LDFLAGS += $(SAN)
@@ -80,7 +83,7 @@ asan:
 # LeakSanitizer backflow: any memory error or leak makes the process exit
 # non-zero, which the tests' exit-status assertions catch.
 integration-asan:
-	$(ASAN_MAKE) build-asan/backflow
+	$(ASAN_MAKE) build-asan/backflow build-asan/tools/pii_norm
 	ASAN_OPTIONS=detect_leaks=1 python3 tests/integration/run.py --binary build-asan/backflow
 
 # libFuzzer targets (tests/fuzz/fuzz_<name>.c), built with clang into

@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   build-essential pkg-config clang libclang-rt-14-dev openssl
   libsqlite3-dev sqlite3 libcurl4-openssl-dev libjansson-dev libsodium-dev libyaml-dev
-  libpq-dev libhiredis-dev libmicrohttpd-dev libcriterion-dev libxxhash-dev
+  libpq-dev libhiredis-dev libmicrohttpd-dev libcriterion-dev libxxhash-dev libunistring-dev
   python3 valgrind postgresql redis-server prometheus chromium
   clang-format strace time
 )
@@ -13,6 +13,12 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node and npm run Meta's SDK in tests/integration/test_pii_meta_sdk.py. Checked
+# by command, not by package: a machine with NodeSource's nodejs (which bundles
+# npm) must not get Debian's npm package, which conflicts with it.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  missing+=(nodejs npm)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing: ${missing[*]}" >&2
 sudo=""

@@ -1,7 +1,10 @@
 /* Identifier normalisation per platform rule, then SHA-256. The rules and
  * their sources are listed in docs/destinations-ads.md; the unit tests pin
- * the platforms' published examples. Hot path: one call per identifier per
- * row, so no allocation and no locale-dependent ctype calls. */
+ * the platforms' published examples and tests/integration/test_pii_meta_sdk.py
+ * compares with Meta's own SDK. Unicode (spaces, case, NFC, letters, digits)
+ * is libunistring's, through core/pii_text.h. Hot path: one call per
+ * identifier per row, so results go into the caller's buffers and nothing
+ * depends on the locale. */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,6 +13,7 @@
 #include <sodium.h>
 
 #include "core/pii_normalize.h"
+#include "core/pii_text.h"
 
 #define INVALID(reason)                                                                            \
   do {                                                                                             \
@@ -17,117 +21,36 @@
     return -1;                                                                                     \
   } while (0)
 
-static bool is_space(unsigned char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
 static bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
 static bool is_alpha(unsigned char c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; }
 static unsigned char to_lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? c | 0x20 : c; }
 
-static void trim(const char **s, size_t *n) {
-  while (*n && is_space((unsigned char)**s)) (*s)++, (*n)--;
-  while (*n && is_space((unsigned char)(*s)[*n - 1])) (*n)--;
-}
+static void trim(const char **s, size_t *n) { bf_pii_trim_space(s, n); }
 
-/* Decodes one UTF-8 code point at s[*i]; returns -1 on malformed input
- * (overlong forms, surrogates and out-of-range values included). */
-static int32_t utf8_next(const unsigned char *s, size_t n, size_t *i) {
-  unsigned char c = s[*i];
-  if (c < 0x80) {
-    (*i)++;
-    return c;
-  }
-  int len;
-  int32_t cp, min;
-  if ((c & 0xE0) == 0xC0)
-    len = 2, cp = c & 0x1F, min = 0x80;
-  else if ((c & 0xF0) == 0xE0)
-    len = 3, cp = c & 0x0F, min = 0x800;
-  else if ((c & 0xF8) == 0xF0)
-    len = 4, cp = c & 0x07, min = 0x10000;
-  else
-    return -1;
-  if (*i + (size_t)len > n) return -1;
-  for (int k = 1; k < len; k++) {
-    unsigned char cc = s[*i + (size_t)k];
-    if ((cc & 0xC0) != 0x80) return -1;
-    cp = (cp << 6) | (cc & 0x3F);
-  }
-  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return -1;
-  *i += (size_t)len;
-  return cp;
-}
+/* Room for a lower-cased value before it is filtered: full case mapping
+ * can lengthen text (U+0130 is 2 bytes, its lower case 3). */
+#define LOWER_MAX (4 * BF_PII_MAX)
 
-static size_t utf8_put(char *out, int32_t cp) {
-  if (cp < 0x80) {
-    out[0] = (char)cp;
-    return 1;
-  }
-  if (cp < 0x800) {
-    out[0] = (char)(0xC0 | (cp >> 6));
-    out[1] = (char)(0x80 | (cp & 0x3F));
-    return 2;
-  }
-  if (cp < 0x10000) {
-    out[0] = (char)(0xE0 | (cp >> 12));
-    out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[2] = (char)(0x80 | (cp & 0x3F));
-    return 3;
-  }
-  out[0] = (char)(0xF0 | (cp >> 18));
-  out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-  out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-  out[3] = (char)(0x80 | (cp & 0x3F));
-  return 4;
-}
-
-/* Lower case for the scripts names are most often written in: Latin-1,
- * Latin Extended-A, Greek and Cyrillic. Others are returned unchanged. */
-static int32_t unicode_lower(int32_t cp) {
-  if (cp < 0x80) return to_lower((unsigned char)cp);
-  if (cp >= 0xC0 && cp <= 0xDE && cp != 0xD7) return cp + 0x20;
-  if (cp >= 0x100 && cp <= 0x137) return cp | 1;
-  if (cp >= 0x139 && cp <= 0x148) return (cp & 1) ? cp + 1 : cp;
-  if (cp >= 0x14A && cp <= 0x177) return cp | 1;
-  if (cp == 0x178) return 0xFF;
-  if (cp >= 0x179 && cp <= 0x17E) return (cp & 1) ? cp + 1 : cp;
-  if (cp >= 0x391 && cp <= 0x3A9 && cp != 0x3A2) return cp + 0x20;
-  if (cp == 0x386) return 0x3AC;
-  if (cp >= 0x388 && cp <= 0x38A) return cp + 0x25;
-  if (cp == 0x38C) return 0x3CC;
-  if (cp == 0x38E || cp == 0x38F) return cp + 0x3F;
-  if (cp >= 0x410 && cp <= 0x42F) return cp + 0x20;
-  if (cp >= 0x400 && cp <= 0x40F) return cp + 0x50;
-  if ((cp >= 0x460 && cp <= 0x481) || (cp >= 0x48A && cp <= 0x4BF)) return cp | 1;
-  return cp;
-}
-
-/* Non-ASCII code points that are not letters: Latin-1 symbols and spaces,
- * general punctuation, symbols, CJK punctuation, full-width ASCII
- * punctuation, specials. Everything else above U+00BF counts as a letter
- * (or a combining mark, which belongs to its letter). */
-static bool unicode_is_non_letter(int32_t cp) {
-  return (cp >= 0x80 && cp <= 0xBF) || cp == 0xD7 || cp == 0xF7 || (cp >= 0x2000 && cp <= 0x2BFF) ||
-         (cp >= 0x3000 && cp <= 0x303F) || (cp >= 0xFE30 && cp <= 0xFE4F) ||
-         (cp >= 0xFF00 && cp <= 0xFF20) || (cp >= 0xFF3B && cp <= 0xFF40) ||
-         (cp >= 0xFF5B && cp <= 0xFF65) || (cp >= 0xFFF0 && cp <= 0xFFFF);
-}
-
-/* Letters only, lower-cased; keep_spaces collapses runs of whitespace into
- * one space instead of dropping them. Returns the length or -1. */
+/* Letters only, lower-cased: trim, full lower case of the whole value (so
+ * that a final sigma is seen as final before punctuation goes), NFC, then
+ * every code point that is not a letter or a combining mark dropped.
+ * keep_spaces collapses runs of whitespace into one space instead of
+ * dropping them. Returns the length or -1. */
 static int letters_only(const char *s, size_t n, char out[BF_PII_MAX], bool keep_spaces,
                         const char **why) {
+  if (!bf_pii_utf8_valid(s, n)) INVALID("not valid UTF-8");
   trim(&s, &n);
-  const unsigned char *u = (const unsigned char *)s;
+  char low[LOWER_MAX];
+  int low_len = bf_pii_lower(s, n, true, low, sizeof low);
+  if (low_len < 0) INVALID("too long");
   size_t i = 0, len = 0;
   bool pending_space = false;
-  while (i < n) {
-    int32_t cp = utf8_next(u, n, &i);
-    if (cp < 0) INVALID("not valid UTF-8");
-    bool letter = cp < 0x80 ? is_alpha((unsigned char)cp) : !unicode_is_non_letter(cp);
-    if (!letter) {
-      if (keep_spaces && cp < 0x80 && is_space((unsigned char)cp)) pending_space = true;
-      if (keep_spaces && (cp == 0xA0 || cp == 0x3000)) pending_space = true;
+  while (i < (size_t)low_len) {
+    uint32_t cp;
+    size_t step = bf_pii_utf8_next(low + i, (size_t)low_len - i, &cp);
+    if (!bf_pii_is_letter(cp)) {
+      if (keep_spaces && bf_pii_is_space(cp)) pending_space = true;
+      i += step;
       continue;
     }
     if (pending_space && len) {
@@ -135,8 +58,10 @@ static int letters_only(const char *s, size_t n, char out[BF_PII_MAX], bool keep
       out[len++] = ' ';
     }
     pending_space = false;
-    if (len + 4 >= BF_PII_MAX) INVALID("too long");
-    len += utf8_put(out + len, unicode_lower(cp));
+    if (len + step >= BF_PII_MAX) INVALID("too long");
+    memcpy(out + len, low + i, step);
+    len += step;
+    i += step;
   }
   if (!len) INVALID("has no letters");
   out[len] = '\0';
@@ -164,40 +89,45 @@ static bool email_shape_ok(const char *e, size_t n) {
   return true;
 }
 
-static bool utf8_valid(const char *s, size_t n) {
-  size_t i = 0;
-  while (i < n)
-    if (utf8_next((const unsigned char *)s, n, &i) < 0) return false;
-  return true;
-}
-
+/* Meta: "trim leading and trailing whitespace and convert all characters to
+ * lowercase". No normal form is asked for, so none is applied: the bytes a
+ * person typed are what Meta hashed when they signed up. */
 int bf_pii_meta_email(const char *s, size_t n, char out[BF_PII_MAX], const char **why) {
+  if (!bf_pii_utf8_valid(s, n)) INVALID("not valid UTF-8");
   trim(&s, &n);
   if (!n) INVALID("is empty");
   if (n > 254) INVALID("is longer than an email address can be");
-  if (!utf8_valid(s, n)) INVALID("not valid UTF-8");
-  for (size_t i = 0; i < n; i++) out[i] = (char)to_lower((unsigned char)s[i]);
-  out[n] = '\0';
-  if (!email_shape_ok(out, n)) INVALID("not an email address");
-  return (int)n;
+  int len = bf_pii_lower(s, n, false, out, 255);
+  if (len < 0) INVALID("is longer than an email address can be");
+  if (!email_shape_ok(out, (size_t)len)) INVALID("not an email address");
+  return len;
 }
 
+/* Google: lowercase, "trim leading, trailing and intermediate whitespace",
+ * and for gmail.com / googlemail.com no dots and no +suffix in the local
+ * part. */
 int bf_pii_google_email(const char *s, size_t n, char out[BF_PII_MAX], const char **why) {
-  size_t len = 0;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (is_space(c)) continue;
-    if (len >= 254) INVALID("is longer than an email address can be");
-    out[len++] = (char)to_lower(c);
+  if (!bf_pii_utf8_valid(s, n)) INVALID("not valid UTF-8");
+  char packed[BF_PII_MAX];
+  size_t plen = 0;
+  for (size_t i = 0; i < n;) {
+    uint32_t cp;
+    size_t step = bf_pii_utf8_next(s + i, n - i, &cp);
+    if (!bf_pii_is_space(cp)) {
+      if (plen + step > 254) INVALID("is longer than an email address can be");
+      memcpy(packed + plen, s + i, step);
+      plen += step;
+    }
+    i += step;
   }
-  if (!len) INVALID("is empty");
-  out[len] = '\0';
-  if (!utf8_valid(out, len)) INVALID("not valid UTF-8");
+  if (!plen) INVALID("is empty");
+  int ilen = bf_pii_lower(packed, plen, false, out, 255);
+  if (ilen < 0) INVALID("is longer than an email address can be");
+  size_t len = (size_t)ilen;
   if (!email_shape_ok(out, len)) INVALID("not an email address");
   char *at = memchr(out, '@', len);
   const char *dom = at + 1;
   if (!strcmp(dom, "gmail.com") || !strcmp(dom, "googlemail.com")) {
-    /* Google: drop the dots and any +suffix of a Gmail local part. */
     size_t w = 0;
     for (char *p = out; p < at; p++) {
       if (*p == '+') break;
@@ -213,27 +143,26 @@ int bf_pii_google_email(const char *s, size_t n, char out[BF_PII_MAX], const cha
 
 /* --- phone ------------------------------------------------------------ */
 
-/* The digits of a phone written with its country code, without the '+'
- * or 00 international prefix and leading zeros. */
+/* Meta: "remove symbols, letters, and any leading zeros". So every
+ * character that is not a digit goes (a spreadsheet's leading apostrophe,
+ * quotes, ';', '+', dots, any space); digits of other scripts (full-width
+ * ０-９) count as the digits they are. What is left must be a number with
+ * its country code: 7 to 15 digits (E.164); anything else cannot be a
+ * phone and is rejected. */
 static int phone_digits(const char *s, size_t n, char *out, const char **why) {
+  if (!bf_pii_utf8_valid(s, n)) INVALID("not valid UTF-8");
   trim(&s, &n);
   if (!n) INVALID("is empty");
   size_t len = 0;
-  bool seen_digit = false;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (is_digit(c)) {
-      if (!seen_digit && c == '0' && len == 0) continue; /* leading zeros, 00 prefix */
-      seen_digit = true;
-      if (len >= 15) INVALID("has more than 15 digits (E.164)");
-      out[len++] = (char)c;
-    } else if (c == '+') {
-      if (seen_digit || len) INVALID("has a '+' inside the number");
-    } else if (!(c == ' ' || c == '-' || c == '.' || c == '(' || c == ')' || c == '/' ||
-                 c == '\t')) {
-      INVALID("has characters a phone number cannot have");
-    }
+  for (size_t i = 0; i < n;) {
+    uint32_t cp;
+    i += bf_pii_utf8_next(s + i, n - i, &cp);
+    int d = bf_pii_digit(cp);
+    if (d < 0 || (d == 0 && len == 0)) continue; /* symbols, letters, leading zeros */
+    if (len >= 15) INVALID("has more than 15 digits (E.164)");
+    out[len++] = (char)('0' + d);
   }
+  if (!len) INVALID("has no digits");
   if (len < 7) INVALID("is too short for a phone number with its country code");
   out[len] = '\0';
   return (int)len;
@@ -261,10 +190,10 @@ int bf_pii_meta_name(const char *s, size_t n, char out[BF_PII_MAX], const char *
 int bf_pii_meta_first_initial(const char *s, size_t n, char out[BF_PII_MAX], const char **why) {
   int len = letters_only(s, n, out, false, why);
   if (len < 0) return -1;
-  size_t i = 0;
-  utf8_next((const unsigned char *)out, (size_t)len, &i);
-  out[i] = '\0';
-  return (int)i;
+  uint32_t cp;
+  size_t first = bf_pii_utf8_next(out, (size_t)len, &cp);
+  out[first] = '\0';
+  return (int)first;
 }
 
 int bf_pii_meta_city(const char *s, size_t n, char out[BF_PII_MAX], const char **why) {
@@ -348,11 +277,14 @@ int bf_pii_meta_state(const char *s, size_t n, char out[BF_PII_MAX], const char 
 }
 
 int bf_pii_meta_zip(const char *s, size_t n, char out[BF_PII_MAX], const char **why) {
+  if (!bf_pii_utf8_valid(s, n)) INVALID("not valid UTF-8");
   trim(&s, &n);
   size_t len = 0, digits = 0;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (is_space(c)) continue;
+  for (size_t i = 0, step; i < n; i += step) {
+    uint32_t cp;
+    step = bf_pii_utf8_next(s + i, n - i, &cp);
+    if (bf_pii_is_space(cp)) continue;
+    unsigned char c = cp < 0x80 ? (unsigned char)cp : 0;
     if (!(is_digit(c) || is_alpha(c) || c == '-'))
       INVALID("has characters a postal code cannot have");
     if (len >= 10) INVALID("is too long for a postal code");
@@ -371,12 +303,15 @@ int bf_pii_meta_zip(const char *s, size_t n, char out[BF_PII_MAX], const char **
 }
 
 int bf_pii_google_postal_code(const char *s, size_t n, char out[BF_PII_MAX], const char **why) {
+  if (!bf_pii_utf8_valid(s, n)) INVALID("not valid UTF-8");
   trim(&s, &n);
   size_t len = 0;
   bool space = false;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (is_space(c)) {
+  for (size_t i = 0, step; i < n; i += step) {
+    uint32_t cp;
+    step = bf_pii_utf8_next(s + i, n - i, &cp);
+    unsigned char c = cp < 0x80 ? (unsigned char)cp : 0;
+    if (bf_pii_is_space(cp)) {
       space = true;
       continue;
     }
@@ -554,10 +489,10 @@ int bf_pii_meta_gender(const char *s, size_t n, char out[BF_PII_MAX], const char
 }
 
 int bf_pii_trim(const char *s, size_t n, char out[BF_PII_MAX], const char **why) {
+  if (!bf_pii_utf8_valid(s, n)) INVALID("not valid UTF-8");
   trim(&s, &n);
   if (!n) INVALID("is empty");
   if (n >= BF_PII_MAX) INVALID("too long");
-  if (!utf8_valid(s, n)) INVALID("not valid UTF-8");
   memcpy(out, s, n);
   out[n] = '\0';
   return (int)n;

@@ -12,7 +12,13 @@
  * quotes the value (design.md §2). An empty or invalid value is an error:
  * Backflow rejects that row instead of sending the hash of garbage.
  *
- * Nothing here allocates; all functions are thread-safe. */
+ * Unicode is handled by libunistring (core/pii_text.h): "whitespace" is
+ * the White_Space property plus U+FEFF, lower case is the full,
+ * language-independent case mapping (as JavaScript's toLowerCase, which
+ * Meta's SDK uses), letters are general categories L and M.
+ *
+ * Results go into the caller's buffers (libunistring may use scratch
+ * memory internally); all functions are thread-safe. */
 #ifndef BF_PII_NORMALIZE_H
 #define BF_PII_NORMALIZE_H
 
@@ -27,18 +33,22 @@
 typedef int (*bf_pii_fn)(const char *s, size_t n, char out[BF_PII_MAX], const char **why);
 
 /* --- Meta (Custom Audiences multi-key schema) ------------------------ */
-/* EMAIL: trim, lowercase; must look like local@domain.tld. */
+/* EMAIL: trim, full lower case (no normal form: Meta asks for none);
+ * must look like local@domain.tld. */
 int bf_pii_meta_email(const char *s, size_t n, char out[BF_PII_MAX], const char **why);
-/* PHONE: digits only, no '+', leading zeros (and a 00 international
- * prefix) stripped; must include the country code: 8 to 15 digits.
- * Letters are an error (a vanity number or a note is not a phone).
- * "+1 (650) 555-1212" -> "16505551212". */
+/* PHONE: Meta's "remove symbols, letters, and any leading zeros": every
+ * non-digit goes (quotes, a spreadsheet's leading ', ';', '+', spaces of
+ * any kind), digits of any script count, leading zeros (and so a 00
+ * prefix) go. What is left must be 7 to 15 digits with the country code,
+ * else the value cannot be a phone and is an error.
+ * "'+1 (650) 555-1212" -> "16505551212". */
 int bf_pii_meta_phone(const char *s, size_t n, char out[BF_PII_MAX], const char **why);
-/* FN / LN: lowercase letters only: ASCII punctuation, digits and spaces
- * removed; non-ASCII letters kept as UTF-8 (Meta: "special characters in
- * UTF-8"), lower-cased for Latin-1, Latin Extended-A, Greek and Cyrillic. */
+/* FN / LN: trim, full lower case, NFC, then letters (and their combining
+ * marks) of any script only: punctuation, digits and spaces removed
+ * (Meta: "a-z", "no punctuation", "special characters in UTF-8").
+ * "ΟΔΥΣΣΕΥΣ" -> "οδυσσευς", "İpek" -> "i̇pek", "Jose" + U+0301 -> "josé". */
 int bf_pii_meta_name(const char *s, size_t n, char out[BF_PII_MAX], const char **why);
-/* FI: the first letter of the normalised first name. */
+/* FI: the first code point of the normalised first name. */
 int bf_pii_meta_first_initial(const char *s, size_t n, char out[BF_PII_MAX], const char **why);
 /* CT: as a name (letters only, no spaces): "San Francisco" -> "sanfrancisco". */
 int bf_pii_meta_city(const char *s, size_t n, char out[BF_PII_MAX], const char **why);
@@ -71,8 +81,8 @@ int bf_pii_google_email(const char *s, size_t n, char out[BF_PII_MAX], const cha
 /* phone: E.164 with '+': "(800) 555-0100" written with its country code,
  * "+1 800 555 0100" -> "+18005550100". */
 int bf_pii_google_phone(const char *s, size_t n, char out[BF_PII_MAX], const char **why);
-/* first/last name: trimmed, lowercase, no punctuation; inner spaces kept
- * as one space ("Mary  Ann" -> "mary ann"). */
+/* first/last name: as Meta's FN/LN but inner whitespace kept as one
+ * space ("Mary  Ann" -> "mary ann"). */
 int bf_pii_google_name(const char *s, size_t n, char out[BF_PII_MAX], const char **why);
 /* countryCode: ISO 3166-1 alpha-2, UPPER case, sent in clear. */
 int bf_pii_google_country(const char *s, size_t n, char out[BF_PII_MAX], const char **why);

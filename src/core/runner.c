@@ -29,22 +29,54 @@ static void progress(struct run *r, bool final) {
   fflush(stderr);
 }
 
-/* Case-insensitive memmem: destinations often echo a value normalised. */
-static char *find_ci(char *hay, size_t hay_len, const char *needle, size_t n) {
-  for (size_t i = 0; n && i + n <= hay_len; i++)
-    if (strncasecmp(hay + i, needle, n) == 0) return hay + i;
+/* Part of a word: a value quoted in a reason stands between non-word
+ * characters. Bytes of multi-byte UTF-8 count as word characters so that a
+ * match never splits a letter. */
+static bool word_byte(unsigned char c) {
+  return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || c == '_' ||
+         c >= 0x80;
+}
+
+/* The next case-insensitive occurrence of needle in hay[from..] that is a
+ * whole token (destinations often echo a value normalised, e.g. lower-cased):
+ * it must not continue a word on either side, so the value "il" is found in
+ * "state il invalid" but not inside "email". */
+static char *find_token_ci(char *hay, size_t from, const char *needle, size_t n) {
+  size_t hay_len = strlen(hay);
+  bool word_start = word_byte((unsigned char)needle[0]);
+  bool word_end = word_byte((unsigned char)needle[n - 1]);
+  for (size_t i = from; i + n <= hay_len; i++) {
+    if (strncasecmp(hay + i, needle, n) != 0) continue;
+    if (word_start && i > 0 && word_byte((unsigned char)hay[i - 1])) continue;
+    if (word_end && i + n < hay_len && word_byte((unsigned char)hay[i + n])) continue;
+    return hay + i;
+  }
   return NULL;
 }
 
-static char *replace_all(char *out, const char *s, size_t len) {
-  if (len < 3) return out; /* too short to identify anyone; scrubbing would garble reasons */
-  for (;;) {
-    char *hit = find_ci(out, strlen(out), s, len);
-    if (!hit) return out;
-    char *joined = bf_xasprintf("%.*s[value]%s", (int)(hit - out), out, hit + len);
+static char *replace_token(char *out, const char *s, size_t len) {
+  if (len < 3) return out; /* too short to identify anyone */
+  size_t from = 0;
+  for (char *hit; (hit = find_token_ci(out, from, s, len));) {
+    size_t at = (size_t)(hit - out);
+    char *joined = bf_xasprintf("%.*s[value]%s", (int)at, out, hit + len);
     free(out);
     out = joined;
+    from = at + 7; /* past "[value]" */
   }
+  return out;
+}
+
+/* A value and, when it has padding, its trimmed form (which is what an API
+ * that trims before it validates quotes back). */
+static char *replace_all(char *out, const char *s, size_t len) {
+  out = replace_token(out, s, len);
+  size_t a = 0, b = len;
+  while (a < b && (s[a] == ' ' || s[a] == '\t' || s[a] == '\n' || s[a] == '\r')) a++;
+  while (b > a && (s[b - 1] == ' ' || s[b - 1] == '\t' || s[b - 1] == '\n' || s[b - 1] == '\r'))
+    b--;
+  if (a > 0 || b < len) out = replace_token(out, s + a, b - a);
+  return out;
 }
 
 /* A destination's reason may quote a value it refused: every value of the
@@ -212,6 +244,10 @@ int bf_run_flush_batch(struct run *r, struct bf_error *err) {
   size_t *retry_idx = bf_xcalloc(b->n, sizeof *retry_idx);
   const char *shared_raw = NULL;
   char *shared_scrubbed = NULL;
+  bool whole_batch = b->n > 1;
+  for (size_t i = 0; i < b->n && whole_batch; i++)
+    whole_batch = outcomes[i].status == BF_OUT_REJECT && outcomes[i].reason &&
+                  !strcmp(outcomes[i].reason, outcomes[0].reason);
   for (size_t i = 0; i < b->n; i++) {
     struct bf_record *rec = &b->records[i];
     struct bf_run_counts *c = &r->res->counts;
@@ -230,12 +266,12 @@ int bf_run_flush_batch(struct run *r, struct bf_error *err) {
       r->sent++;
       break;
     case BF_OUT_REJECT: {
-      /* A reason shared by the batch (a whole-batch 4xx) may quote any of
-       * its records: scrub it against all of them, once. */
-      bool shared = outcomes[i].reason && ((i > 0 && outcomes[i - 1].reason &&
-                                            !strcmp(outcomes[i].reason, outcomes[i - 1].reason)) ||
-                                           (i + 1 < b->n && outcomes[i + 1].reason &&
-                                            !strcmp(outcomes[i].reason, outcomes[i + 1].reason)));
+      /* A row's reason is scrubbed of that row's values only: other rows'
+       * values, matched inside Backflow's own words, garbled reasons
+       * ("not an ema[value]address", issue 13). Only an answer for the whole
+       * batch (every record refused with one reason, a 4xx to the request)
+       * may quote any record, so it is scrubbed against all of them, once. */
+      bool shared = whole_batch;
       char *reason;
       if (shared && shared_raw && !strcmp(shared_raw, outcomes[i].reason)) {
         reason = bf_xstrdup(shared_scrubbed);

@@ -257,6 +257,36 @@ class DestinationReasonsAreScrubbed(CoreCase):
         self.run_sync(self.p, "to_hook", expect=1)
         self.assertNothingLeaked()
 
+    def test_reasons_are_scrubbed_of_the_rows_own_values_by_whole_token(self):
+        """Issue 13: short values of other rows were cut out of reasons ("not an
+        ema[value]address"). A row's reason loses only that row's values, and only
+        where one stands as a whole token."""
+        self.p.sql("UPDATE people SET plan = 'ail' WHERE id = 8;"    # another row's short value
+                   "UPDATE people SET plan = 'mail' WHERE id = 2;"   # the row's own, inside a word
+                   "UPDATE people SET first_name = 'Address' WHERE id = 6")
+        def reply(records):
+            out = []
+            for r in records:
+                uid = r["key"]["user_id"]
+                if uid in (1, 2, 3):
+                    out.append({"status": "rejected", "reason": "EMAIL: not an email address"})
+                elif uid == 4:
+                    out.append({"status": "rejected",
+                                "reason": f"bad plan {r['fields']['plan'].upper()}!"})
+                elif uid == 6:
+                    out.append({"status": "rejected", "reason": "first_name Address is not an address"})
+                else:
+                    out.append({"status": "ok"})
+            return 200, {"results": out}
+        self.stub(reply)
+        run = self.run_sync(self.p, "to_hook", expect=1)
+        self.assertEqual(run["rejected"], 5, run)
+        errs = self.errors(self.p, "to_hook")["errors"]
+        self.assertEqual(sorted(e["reason"] for e in errs), sorted(
+            ["EMAIL: not an email address"] * 3 + ["bad plan [value]!",
+                                                   "first_name [value] is not an [value]"]))
+        self.assertNothingLeaked()
+
     def test_whole_batch_rejection_quoting_one_record_does_not_leak_it(self):
         """A 422 for the whole batch names one bad record; every record of the batch
         gets that reason, so it must be scrubbed of all the batch's values."""

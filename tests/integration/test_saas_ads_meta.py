@@ -153,7 +153,7 @@ class MetaAudience(unittest.TestCase):
         self.assertEqual(len(reasons), 3, reasons)
         self.assertTrue(any(r.startswith("COUNTRY: not an ISO 3166-1") for r in reasons), reasons)
         self.assertTrue(any(r.startswith("EMAIL: not an email") for r in reasons), reasons)
-        self.assertTrue(any(r.startswith("PHONE: has characters") for r in reasons), reasons)
+        self.assertTrue(any(r.startswith("PHONE: has no digits") for r in reasons), reasons)
         for r in reasons:
             self.assertNotIn("not-an-email", r)
             self.assertNotIn("Atlantis", r)

@@ -110,7 +110,12 @@ Test(pii, meta_phone_rejects_garbage) {
   norm_rejects(bf_pii_meta_phone, "555-CALL-NOW");
   norm_rejects(bf_pii_meta_phone, "12345");            /* too short */
   norm_rejects(bf_pii_meta_phone, "1234567890123456"); /* > 15 digits */
-  norm_rejects(bf_pii_meta_phone, "1 650+555 1212");   /* '+' inside */
+}
+
+/* Meta: "remove symbols, letters, and any leading zeros": a stray '+' is a
+ * symbol like any other (test_pii_normalize_unicode.c has the rest). */
+Test(pii, meta_phone_removes_symbols_anywhere) {
+  norm_is(bf_pii_meta_phone, "1 650+555 1212", "16505551212");
 }
 
 Test(pii, meta_names_are_lowercase_letters_only_with_utf8) {
