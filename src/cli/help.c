@@ -337,9 +337,12 @@ static void zsh(FILE *out) {
       fputs("    '*:sync:_backflow_syncs'", out);
     else if (!strcmp(a, "dir"))
       fputs("    '1:folder:_files -/'", out);
-    else if (!strcmp(a, "command"))
-      fputs("    '1:command:(${commands%%:*})'", out);
-    else if (!strcmp(a, "live"))
+    else if (!strcmp(a, "command")) {
+      fputs("    '1:command:(", out);
+      for (const struct bf_cli_command *k = bf_cli_commands; k->name; k++)
+        fprintf(out, " %s", k->name);
+      fputs(" )'", out);
+    } else if (!strcmp(a, "live"))
       fputs("    '1:action:(setup teardown)' '2:sync:_backflow_syncs'", out);
     else if (!strcmp(a, "type")) {
       fputs("    '1:type:(", out);

@@ -301,6 +301,33 @@ class MakeInstall(unittest.TestCase):
             self.assertIn("BACKFLOW(1)", r.stdout)
 
 
+class MakeFlags(unittest.TestCase):
+    def build_command(self, *args, env=None):
+        r = subprocess.run(["make", "-n", "-B", "build/obj/src/cli/main.o", *args], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, **(env or {})))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return [line for line in r.stdout.splitlines() if "-c src/cli/main.c" in line][0]
+
+    def test_user_flags_are_added_and_werror_is_opt_in(self):
+        cmd = self.build_command(env={"CPPFLAGS": "-DBF_FROM_ENV_CPP", "CFLAGS": "-DBF_FROM_ENV_C"})
+        for flag in ("-DBF_FROM_ENV_CPP", "-DBF_FROM_ENV_C", "-std=c11", "-Wall", "-Isrc"):
+            self.assertIn(flag, cmd)
+        self.assertNotIn("-Werror", cmd)
+        cmd = self.build_command("WERROR=1", "CFLAGS=-DBF_FROM_ARGS")
+        self.assertIn("-Werror", cmd)
+        self.assertIn("-DBF_FROM_ARGS", cmd)
+        self.assertIn("-std=c11", cmd)  # a CFLAGS on the command line replaces nothing
+
+    def test_make_test_installs_no_packages_but_ci_does(self):
+        r = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True,
+                           timeout=120)
+        self.assertNotIn("deps.sh", r.stdout)
+        self.assertNotIn("apt-get", r.stdout)
+        with open(os.path.join(ROOT, ".ci", "run")) as f:
+            self.assertIn("scripts/deps.sh && make test WERROR=1", f.read())
+
+
 class ExitStatuses(unittest.TestCase):
     def slow_project(self, rows):
         r = Receiver.start(WEBHOOK_SECRET, delay_ms=40)
@@ -311,6 +338,12 @@ class ExitStatuses(unittest.TestCase):
         return p, r
 
     def test_sigint_mid_run_exits_130_and_logs_cancelled(self):
+        self.stop_mid_run(signal.SIGINT, 130)
+
+    def test_sigterm_mid_run_exits_143_and_logs_cancelled(self):
+        self.stop_mid_run(signal.SIGTERM, 143)
+
+    def stop_mid_run(self, sig, want_status):
         rows = 6000
         p, r = self.slow_project(rows)
         proc = subprocess.Popen([BIN, "-p", p.dir, "run", "slow", "--json"],
@@ -320,9 +353,9 @@ class ExitStatuses(unittest.TestCase):
             self.assertLess(time.monotonic(), deadline, "no batches in flight")
             self.assertIsNone(proc.poll(), proc.stderr.read() if proc.poll() is not None else "")
             time.sleep(0.02)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
-        self.assertEqual(proc.returncode, 130, err)
+        self.assertEqual(proc.returncode, want_status, err)
         run = json.loads(out)["runs"][0]
         self.assertEqual(run["status"], "cancelled", run)
         self.assertIn("interrupted", err)
