@@ -89,6 +89,10 @@ int bf_cmd_plan(struct bf_cli *cli, struct bf_error *err) {
       plan_human(name, &res);
     }
     bf_run_result_release(&res);
+    if (rc == BF_E_INTERRUPTED) {
+      status = bf_code_exit_status(rc);
+      break;
+    }
   }
   if (all) bf_buf_puts(&out, "]}");
   bf_buf_putc(&out, '\n');
@@ -160,6 +164,11 @@ int bf_cmd_run(struct bf_cli *cli, struct bf_error *err) {
       if ((res.counts.rejected || res.counts.failed) && status == 0) status = 1;
     }
     bf_run_result_release(&res);
+    /* Ctrl-C stops the command, not only the sync it came during. */
+    if (rc == BF_E_INTERRUPTED) {
+      status = bf_code_exit_status(rc);
+      break;
+    }
   }
   bf_buf_puts(&json, "]}\n");
   if (cli->json) fwrite(json.data, 1, json.len, stdout);

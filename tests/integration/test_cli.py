@@ -332,7 +332,8 @@ class ExitStatuses(unittest.TestCase):
     def slow_project(self, rows):
         r = Receiver.start(WEBHOOK_SECRET, delay_ms=40)
         self.addCleanup(r.stop)
-        p = Project(config([webhook_dest(r.url)], [sync_block("slow", "hook", batch_size=100)]))
+        p = Project(config([webhook_dest(r.url), file_dest()],
+                           [sync_block("slow", "hook", batch_size=100), sync_block("after", "out")]))
         self.addCleanup(p.cleanup)
         users_table(p, rows)
         return p, r
@@ -346,7 +347,7 @@ class ExitStatuses(unittest.TestCase):
     def stop_mid_run(self, sig, want_status):
         rows = 6000
         p, r = self.slow_project(rows)
-        proc = subprocess.Popen([BIN, "-p", p.dir, "run", "slow", "--json"],
+        proc = subprocess.Popen([BIN, "-p", p.dir, "run", "slow", "after", "--json"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 20
         while r.counters()["requests"] < 3:
@@ -356,8 +357,10 @@ class ExitStatuses(unittest.TestCase):
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
         self.assertEqual(proc.returncode, want_status, err)
-        run = json.loads(out)["runs"][0]
-        self.assertEqual(run["status"], "cancelled", run)
+        runs = json.loads(out)["runs"]
+        self.assertEqual([x["sync"] for x in runs], ["slow"], "the stop ends the command")
+        self.assertEqual(runs[0]["status"], "cancelled", runs)
+        self.assertEqual(p.run_json("runs", "after")[1]["runs"], [])
         self.assertIn("interrupted", err)
         self.assertNotIn("destination unavailable", err)
         hist = p.run_json("runs", "slow")[1]["runs"]
