@@ -14,8 +14,7 @@
 
 const struct bf_cli_opt bf_cli_global_opts[] = {
     {"--project", "-p", "DIR",
-     "the project folder (or its backflow.yml); default: $BACKFLOW_PROJECT, else the nearest "
-     "folder holding backflow.yml from the current one upwards"},
+     "the project folder; default: $BACKFLOW_PROJECT, else the nearest one upwards"},
     {"--verbose", "-v", NULL, "log more (info; twice: debug)"},
     {"--json", NULL, NULL, "print one JSON document (commands that print a result)"},
     {"--help", "-h", NULL, "show help (of the command, when one is named)"},
