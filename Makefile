@@ -4,20 +4,37 @@
 # `make fuzz-smoke` runs each libFuzzer target briefly and replays the
 # regression inputs; `make fuzz` runs each for FUZZ_TIME seconds; `make
 # valgrind` runs the unit tests and integration scenarios under valgrind.
+# `make install` installs the binary, man page and bash/zsh completions under
+# $(DESTDIR)$(PREFIX). CPPFLAGS, CFLAGS and LDFLAGS from the environment or
+# the command line are added to Backflow's own (a distribution's hardening
+# flags apply); WERROR=1 makes warnings errors (CI sets it).
 
 CC      ?= cc
 BUILD   ?= build
 PKGS    := sqlite3 libcurl jansson libsodium yaml-0.1 libpq hiredis libmicrohttpd libxxhash
 OPT     ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) -Wall -Wextra -Werror -Wshadow \
-           -Wno-unused-parameter -Isrc -pthread $(shell pkg-config --cflags $(PKGS))
+SAN     ?=
+WERROR  ?=
+# The version is defined once, in src/cli/version.h.
+VERSION := $(shell sed -n 's/^\#define BF_VERSION "\(.*\)"/\1/p' src/cli/version.h)
+# Backflow's flags come first so that the user's (later) win where they
+# conflict, e.g. CFLAGS=-O3; the user's never replace the required ones.
+BF_CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) \
+           -Wshadow -Wno-unused-parameter -Isrc -pthread $(shell pkg-config --cflags $(PKGS)) \
+           $(SAN)
+ALL_CFLAGS = $(BF_CFLAGS) $(CPPFLAGS) $(CFLAGS)
+ALL_LDFLAGS = $(SAN) $(LDFLAGS)
 # libunistring (Unicode case mapping, NFC, character properties for the
 # identifier normalisers) ships no pkg-config file on Debian, so it is
 # named here rather than in PKGS; its headers are in /usr/include.
 LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lunistring -pthread -lm
-SAN     ?=
-CFLAGS  += $(SAN)
-LDFLAGS += $(SAN)
+
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+MANDIR  ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
+GENERATED := $(BUILD)/backflow.1 $(BUILD)/completion/backflow.bash $(BUILD)/completion/_backflow
 
 LIB_SRC := $(wildcard src/core/*.c src/sources/*.c src/destinations/*.c src/server/*.c) \
            $(filter-out src/cli/main.c,$(wildcard src/cli/*.c))
@@ -28,8 +45,11 @@ TOOL_SRC := $(wildcard tests/tools/*.c bench/*.c)
 TOOL_BIN := $(patsubst %.c,$(BUILD)/tools/%,$(notdir $(TOOL_SRC)))
 
 .PHONY: all deps test unit integration asan integration-asan demo bench clean format check-format docs \
-        fuzz fuzz-smoke fuzz-bins valgrind
-all: $(BUILD)/backflow $(TOOL_BIN)
+        fuzz fuzz-smoke fuzz-bins valgrind install uninstall version
+all: $(BUILD)/backflow $(GENERATED) $(TOOL_BIN)
+
+version:
+	@echo $(VERSION)
 
 deps:
 	@scripts/deps.sh
@@ -37,25 +57,48 @@ deps:
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC $<"
-	@$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	@$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/libbackflow.a: $(LIB_OBJ)
 	@rm -f $@
 	@ar rcs $@ $^
 
 $(BUILD)/backflow: $(BUILD)/obj/src/cli/main.o $(BUILD)/libbackflow.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The man page and completions are printed by the binary from its command
+# table (src/cli/commands.c), so they always match it.
+$(BUILD)/backflow.1: $(BUILD)/backflow
+	$(BUILD)/backflow --help-man > $@.tmp && mv $@.tmp $@
+$(BUILD)/completion/backflow.bash: $(BUILD)/backflow
+	@mkdir -p $(dir $@)
+	$(BUILD)/backflow --completion bash > $@.tmp && mv $@.tmp $@
+$(BUILD)/completion/_backflow: $(BUILD)/backflow
+	@mkdir -p $(dir $@)
+	$(BUILD)/backflow --completion zsh > $@.tmp && mv $@.tmp $@
+
+install: $(BUILD)/backflow $(GENERATED)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(BASHCOMPDIR) \
+	  $(DESTDIR)$(ZSHCOMPDIR)
+	install -m 755 $(BUILD)/backflow $(DESTDIR)$(BINDIR)/backflow
+	install -m 644 $(BUILD)/backflow.1 $(DESTDIR)$(MANDIR)/man1/backflow.1
+	install -m 644 $(BUILD)/completion/backflow.bash $(DESTDIR)$(BASHCOMPDIR)/backflow
+	install -m 644 $(BUILD)/completion/_backflow $(DESTDIR)$(ZSHCOMPDIR)/_backflow
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/backflow $(DESTDIR)$(MANDIR)/man1/backflow.1 \
+	  $(DESTDIR)$(BASHCOMPDIR)/backflow $(DESTDIR)$(ZSHCOMPDIR)/_backflow
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libbackflow.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests -o $@ $< $(BUILD)/libbackflow.a $(LDFLAGS) $(LDLIBS) -lcriterion
+	$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(BUILD)/libbackflow.a $(ALL_LDFLAGS) $(LDLIBS) -lcriterion
 
 $(BUILD)/tools/%: tests/tools/%.c $(BUILD)/libbackflow.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libbackflow.a $(LDFLAGS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libbackflow.a $(ALL_LDFLAGS) $(LDLIBS)
 $(BUILD)/tools/%: bench/%.c $(BUILD)/libbackflow.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libbackflow.a $(LDFLAGS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libbackflow.a $(ALL_LDFLAGS) $(LDLIBS)
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t --jobs 2 --timeout 60; done
@@ -64,7 +107,8 @@ integration: $(BUILD)/backflow $(TOOL_BIN)
 	python3 tests/integration/run.py --binary $(BUILD)/backflow
 	BACKFLOW_BIN=$(abspath $(BUILD)/backflow) tests/browser/run.sh
 
-test: deps check-format all unit integration asan integration-asan fuzz-smoke
+# Expects the packages installed (`make deps`, which .ci/run calls first).
+test: check-format all unit integration asan integration-asan fuzz-smoke
 	@echo "all tests passed"
 
 ASAN_MAKE = $(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
@@ -97,7 +141,7 @@ FUZZ_MAKE = $(MAKE) --no-print-directory BUILD=build-fuzz CC=clang \
 
 $(BUILD)/fuzz/%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h $(BUILD)/libbackflow.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/fuzz -fsanitize=fuzzer -o $@ $< $(BUILD)/libbackflow.a $(LDFLAGS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -Itests/fuzz -fsanitize=fuzzer -o $@ $< $(BUILD)/libbackflow.a $(ALL_LDFLAGS) $(LDLIBS)
 
 fuzz-bins: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/%)
 

@@ -7,7 +7,7 @@ packages=(
   libsqlite3-dev sqlite3 libcurl4-openssl-dev libjansson-dev libsodium-dev libyaml-dev
   libpq-dev libhiredis-dev libmicrohttpd-dev libcriterion-dev libxxhash-dev libunistring-dev
   python3 valgrind postgresql redis-server prometheus chromium
-  clang-format strace time
+  clang-format strace time man-db zsh
 )
 missing=()
 for p in "${packages[@]}"; do

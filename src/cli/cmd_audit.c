@@ -3,6 +3,7 @@
  * forget`), newest first. A person is found by their keyed hash: the log
  * never holds the value. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -40,23 +41,15 @@ static void print_entry(json_t *e) {
 }
 
 int bf_cmd_audit(struct bf_cli *cli, struct bf_error *err) {
-  const char *usage =
-      "audit [--request N | --email ADDR | --phone NUM | --key MODEL=VALUE] [--json]";
-  const char *request = bf_cli_option(cli, "--request");
+  long long only = 0;
+  if (bf_cli_int_option(cli, "--request", 1, LLONG_MAX, &only, err)) return 2;
   const char *email = bf_cli_option(cli, "--email");
   const char *phone = bf_cli_option(cli, "--phone");
   const char *key = bf_cli_option(cli, "--key");
-  if (bf_cli_no_more_options(cli, usage, err)) return 2;
+  if (bf_cli_no_more_options(cli, NULL, err)) return 2;
   if (cli->argc != 0) return bf_error_set(err, BF_E_USAGE, "audit takes no arguments"), 2;
-  if (!!request + !!email + !!phone + !!key > 1)
+  if (!!only + !!email + !!phone + !!key > 1)
     return bf_error_set(err, BF_E_USAGE, "filter by one of --request, --email, --phone, --key"), 2;
-  long long only = 0;
-  if (request) {
-    char *end;
-    only = strtoll(request, &end, 10);
-    if (!*request || *end || only <= 0)
-      return bf_error_set(err, BF_E_USAGE, "--request takes a request number"), 2;
-  }
   struct bf_project *p = NULL;
   if (bf_cli_project(cli, &p, err)) return bf_code_exit_status(err->code);
   char hash[33] = "";

@@ -7,9 +7,6 @@
 #include "cli/cli.h"
 #include "core/forget.h"
 
-static const char *const usage_text =
-    "forget --email ADDR | --phone NUM | --key MODEL=VALUE | --retry [--wait SECONDS] [--json]";
-
 static void print_human(const struct bf_forget_result *r) {
   printf("erasure request %llu (%s%s%s, keyed hash %s): %s\n", (unsigned long long)r->request,
          bf_forget_kind_name(r->kind), r->model ? " of model " : "", r->model ? r->model : "",
@@ -33,18 +30,12 @@ int bf_cmd_forget(struct bf_cli *cli, struct bf_error *err) {
   const char *phone = bf_cli_option(cli, "--phone");
   const char *key = bf_cli_option(cli, "--key");
   bool retry = bf_cli_flag(cli, "--retry");
-  const char *wait = bf_cli_option(cli, "--wait");
-  if (bf_cli_no_more_options(cli, usage_text, err)) return 2;
   /* How long to wait for a run that holds a sync's lock (default 60 s). */
-  long long wait_ms = 0;
-  if (wait) {
-    char *end;
-    double secs = strtod(wait, &end);
-    if (!*wait || *end || !(secs > 0) || secs > 86400)
-      return bf_error_set(err, BF_E_USAGE, "--wait takes a number of seconds"), 2;
-    wait_ms = (long long)(secs * 1000);
-    if (wait_ms == 0) wait_ms = 1;
-  }
+  double secs = 0;
+  if (bf_cli_seconds_option(cli, "--wait", 86400, &secs, err)) return 2;
+  if (bf_cli_no_more_options(cli, NULL, err)) return 2;
+  long long wait_ms = (long long)(secs * 1000);
+  if (secs > 0 && wait_ms == 0) wait_ms = 1;
   int given = !!email + !!phone + !!key + !!retry;
   if (given != 1 || cli->argc != 0)
     return bf_error_set(err, BF_E_USAGE, "name one person: --email, --phone or --key (or --retry)"),

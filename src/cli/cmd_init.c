@@ -94,11 +94,11 @@ out:
 }
 
 int bf_cmd_init(struct bf_cli *cli, struct bf_error *err) {
-  const char *rows_s = bf_cli_option(cli, "--rows");
-  if (bf_cli_no_more_options(cli, "init [DIR] [--rows N]", err)) return 2;
+  long long rows = 5000;
+  if (bf_cli_int_option(cli, "--rows", 1, 100000000, &rows, err) ||
+      bf_cli_no_more_options(cli, NULL, err))
+    return 2;
   if (cli->argc > 1) return bf_error_set(err, BF_E_USAGE, "init takes at most one folder"), 2;
-  long rows = rows_s ? atol(rows_s) : 5000;
-  if (rows < 1) return bf_error_set(err, BF_E_USAGE, "--rows must be a positive number"), 2;
   const char *dir = cli->argc ? cli->argv[0] : ".";
   if (mkdir(dir, 0755) < 0 && errno != EEXIST)
     return bf_error_set(err, BF_E_IO, "%s: cannot create: %s", dir, strerror(errno)), 2;
@@ -120,7 +120,7 @@ int bf_cmd_init(struct bf_cli *cli, struct bf_error *err) {
     status = 2;
     goto out;
   }
-  printf("created %s and %s (%ld customers)\n", config, warehouse, rows);
+  printf("created %s and %s (%lld customers)\n", config, warehouse, rows);
   printf("next: backflow -p %s plan customers_to_file && backflow -p %s run customers_to_file\n",
          dir, dir);
 out:

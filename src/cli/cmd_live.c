@@ -6,8 +6,7 @@
 #include "core/live.h"
 
 int bf_cmd_live(struct bf_cli *cli, struct bf_error *err) {
-  const char *usage = "live setup|teardown SYNC";
-  if (bf_cli_no_more_options(cli, usage, err)) return 2;
+  if (bf_cli_no_more_options(cli, NULL, err)) return 2;
   bool setup = cli->argc == 2 && !strcmp(cli->argv[0], "setup");
   bool teardown = cli->argc == 2 && !strcmp(cli->argv[0], "teardown");
   if (!setup && !teardown)

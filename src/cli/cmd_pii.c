@@ -56,7 +56,7 @@ static const char *summary(const struct dest_use *u, size_t n) {
 }
 
 int bf_cmd_pii(struct bf_cli *cli, struct bf_error *err) {
-  if (bf_cli_no_more_options(cli, "pii [--json]", err)) return 2;
+  if (bf_cli_no_more_options(cli, NULL, err)) return 2;
   if (cli->argc != 0) return bf_error_set(err, BF_E_USAGE, "pii takes no arguments"), 2;
   struct bf_project *p = NULL;
   if (bf_cli_project(cli, &p, err)) return bf_code_exit_status(err->code);

@@ -24,48 +24,82 @@ static void print_human(const char *verb, const char *sync, const struct bf_run_
   }
 }
 
-int bf_cmd_plan(struct bf_cli *cli, struct bf_error *err) {
-  const char *sample = bf_cli_option(cli, "--sample");
-  const char *usage = "plan SYNC [--json] [--sample N]";
-  if (bf_cli_no_more_options(cli, usage, err)) return 2;
-  if (cli->argc != 1) return bf_error_set(err, BF_E_USAGE, "plan takes exactly one sync"), 2;
-  struct bf_project *p = NULL;
-  if (bf_cli_project(cli, &p, err)) return bf_code_exit_status(err->code);
-  struct bf_run_options opts = {
-      .plan_only = true, .sample_limit = sample ? (size_t)atol(sample) : 5, .progress = isatty(2)};
-  struct bf_run_result res;
-  int rc = bf_sync_run(p, cli->argv[0], &opts, &res, err);
-  int status = rc ? bf_code_exit_status(rc) : 0;
-  if (cli->json) {
-    struct bf_buf out = {0};
-    bf_cli_result_json(&out, cli->argv[0], &res, rc ? err->msg : NULL);
-    out.len--; /* reopen the object to add the sample */
-    bf_buf_puts(&out, ",\"sample\":[");
-    for (size_t i = 0; i < res.sample.len; i++) {
-      char ch = res.sample.data[i];
-      if (ch == '\n') {
-        if (i + 1 < res.sample.len) bf_buf_putc(&out, ',');
-      } else {
-        bf_buf_putc(&out, ch);
-      }
-    }
-    bf_buf_puts(&out, "]}\n");
-    fwrite(out.data, 1, out.len, stdout);
-    bf_buf_release(&out);
-  } else if (rc == 0) {
-    print_human("plan", cli->argv[0], &res);
-    if (res.sample.len) {
-      printf("sample:\n");
-      const char *s = bf_buf_cstr(&res.sample);
-      while (*s) {
-        const char *nl = strchr(s, '\n');
-        printf("  %.*s\n", (int)(nl - s), s);
-        s = nl + 1;
-      }
+/* Appends the plan of one sync to out as JSON, with its sample. */
+static void plan_json(struct bf_buf *out, const char *sync, const struct bf_run_result *res,
+                      const char *error) {
+  bf_cli_result_json(out, sync, res, error);
+  out->len--; /* reopen the object to add the sample */
+  bf_buf_puts(out, ",\"sample\":[");
+  for (size_t i = 0; i < res->sample.len; i++) {
+    char ch = res->sample.data[i];
+    if (ch == '\n') {
+      if (i + 1 < res->sample.len) bf_buf_putc(out, ',');
+    } else {
+      bf_buf_putc(out, ch);
     }
   }
-  bf_run_result_release(&res);
+  bf_buf_puts(out, "]}");
+}
+
+static void plan_human(const char *sync, struct bf_run_result *res) {
+  print_human("plan", sync, res);
+  if (!res->sample.len) return;
+  printf("sample:\n");
+  const char *s = bf_buf_cstr(&res->sample);
+  while (*s) {
+    const char *nl = strchr(s, '\n');
+    printf("  %.*s\n", (int)(nl - s), s);
+    s = nl + 1;
+  }
+}
+
+/* plan SYNC prints one plan ({...} with --json); plan --all one per sync
+ * ({"plans": [...]}), going on after a sync that fails. */
+int bf_cmd_plan(struct bf_cli *cli, struct bf_error *err) {
+  bool all = bf_cli_flag(cli, "--all");
+  long long sample = 5;
+  if (bf_cli_int_option(cli, "--sample", 0, 10000, &sample, err) ||
+      bf_cli_no_more_options(cli, NULL, err))
+    return 2;
+  if (all ? cli->argc != 0 : cli->argc != 1)
+    return bf_error_set(err, BF_E_USAGE, "name one sync to plan, or --all"), 2;
+  struct bf_project *p = NULL;
+  if (bf_cli_project(cli, &p, err)) return bf_code_exit_status(err->code);
+  size_t n = all ? p->cfg->n_syncs : 1;
+  struct bf_buf out = {0};
+  if (all) bf_buf_puts(&out, "{\"plans\":[");
+  int status = 0;
+  struct bf_error first_err = {0};
+  for (size_t i = 0; i < n; i++) {
+    const char *name = all ? p->cfg->syncs[i].name : cli->argv[0];
+    struct bf_run_options opts = {
+        .plan_only = true, .sample_limit = (size_t)sample, .progress = isatty(2) && !cli->json};
+    struct bf_run_result res;
+    struct bf_error plan_err = {0};
+    int rc = bf_sync_run(p, name, &opts, &res, &plan_err);
+    if (i) bf_buf_putc(&out, ',');
+    plan_json(&out, name, &res, rc ? plan_err.msg : NULL);
+    if (rc) {
+      if (!first_err.code)
+        first_err = plan_err;
+      else
+        fprintf(stderr, "backflow plan: %s\n", plan_err.msg);
+      if (status == 0) status = bf_code_exit_status(rc);
+    } else if (!cli->json) {
+      plan_human(name, &res);
+    }
+    bf_run_result_release(&res);
+    if (rc == BF_E_INTERRUPTED) {
+      status = bf_code_exit_status(rc);
+      break;
+    }
+  }
+  if (all) bf_buf_puts(&out, "]}");
+  bf_buf_putc(&out, '\n');
+  if (cli->json) fwrite(out.data, 1, out.len, stdout);
+  bf_buf_release(&out);
   bf_project_free(p);
+  if (first_err.code) *err = first_err;
   return status;
 }
 
@@ -90,11 +124,10 @@ static int run_live(struct bf_cli *cli, bool other_options, struct bf_error *err
 }
 
 int bf_cmd_run(struct bf_cli *cli, struct bf_error *err) {
-  const char *usage = "run SYNC... | --all [--full-resync] [--json] | run SYNC --live";
   bool all = bf_cli_flag(cli, "--all");
   bool full = bf_cli_flag(cli, "--full-resync");
   bool live = bf_cli_flag(cli, "--live");
-  if (bf_cli_no_more_options(cli, usage, err)) return 2;
+  if (bf_cli_no_more_options(cli, NULL, err)) return 2;
   if (live) return run_live(cli, all || full, err);
   if (all == (cli->argc > 0))
     return bf_error_set(err, BF_E_USAGE, "name the syncs to run, or --all"), 2;
@@ -113,7 +146,8 @@ int bf_cmd_run(struct bf_cli *cli, struct bf_error *err) {
   struct bf_error first_err = {0};
   for (size_t i = 0; i < n; i++) {
     const char *name = all ? p->cfg->syncs[i].name : cli->argv[i];
-    struct bf_run_options opts = {.full_resync = full, .progress = isatty(2) && !cli->json};
+    struct bf_run_options opts = {
+        .full_resync = full, .progress = isatty(2) && !cli->json, .log_skipped = true};
     struct bf_run_result res;
     struct bf_error run_err = {0};
     int rc = bf_sync_run(p, name, &opts, &res, &run_err);
@@ -130,6 +164,11 @@ int bf_cmd_run(struct bf_cli *cli, struct bf_error *err) {
       if ((res.counts.rejected || res.counts.failed) && status == 0) status = 1;
     }
     bf_run_result_release(&res);
+    /* Ctrl-C stops the command, not only the sync it came during. */
+    if (rc == BF_E_INTERRUPTED) {
+      status = bf_code_exit_status(rc);
+      break;
+    }
   }
   bf_buf_puts(&json, "]}\n");
   if (cli->json) fwrite(json.data, 1, json.len, stdout);

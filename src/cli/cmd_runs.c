@@ -1,4 +1,5 @@
 /* backflow runs / backflow errors */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -15,8 +16,10 @@ static void format_time(long long ms, char *out, size_t cap) {
 }
 
 int bf_cmd_runs(struct bf_cli *cli, struct bf_error *err) {
-  const char *limit_s = bf_cli_option(cli, "--limit");
-  if (bf_cli_no_more_options(cli, "runs [SYNC] [--json] [--limit N]", err)) return 2;
+  long long limit = 20;
+  if (bf_cli_int_option(cli, "--limit", 1, 1000000, &limit, err) ||
+      bf_cli_no_more_options(cli, NULL, err))
+    return 2;
   if (cli->argc > 1) return bf_error_set(err, BF_E_USAGE, "runs takes at most one sync"), 2;
   struct bf_project *p = NULL;
   if (bf_cli_project(cli, &p, err)) return bf_code_exit_status(err->code);
@@ -30,7 +33,7 @@ int bf_cmd_runs(struct bf_cli *cli, struct bf_error *err) {
     goto out;
   }
   if (bf_runlog_open(p->state_dir, &log, err) ||
-      bf_runlog_list(log, sync, limit_s ? atoi(limit_s) : 20, &runs, &n, err)) {
+      bf_runlog_list(log, sync, (int)limit, &runs, &n, err)) {
     status = bf_code_exit_status(err->code);
     goto out;
   }
@@ -86,8 +89,10 @@ out:
 }
 
 int bf_cmd_errors(struct bf_cli *cli, struct bf_error *err) {
-  const char *run_s = bf_cli_option(cli, "--run");
-  if (bf_cli_no_more_options(cli, "errors SYNC [--run ID] [--json]", err)) return 2;
+  long long run = 0;
+  if (bf_cli_int_option(cli, "--run", 1, LLONG_MAX, &run, err) ||
+      bf_cli_no_more_options(cli, NULL, err))
+    return 2;
   if (cli->argc != 1) return bf_error_set(err, BF_E_USAGE, "errors takes exactly one sync"), 2;
   struct bf_project *p = NULL;
   if (bf_cli_project(cli, &p, err)) return bf_code_exit_status(err->code);
@@ -101,7 +106,7 @@ int bf_cmd_errors(struct bf_cli *cli, struct bf_error *err) {
     goto out;
   }
   if (bf_runlog_open(p->state_dir, &log, err) ||
-      bf_runlog_errors(log, cli->argv[0], run_s ? atoll(run_s) : 0, &run_id, &errs, &n, err)) {
+      bf_runlog_errors(log, cli->argv[0], run, &run_id, &errs, &n, err)) {
     status = bf_code_exit_status(err->code);
     goto out;
   }

@@ -4,9 +4,8 @@
 #include "server/server.h"
 
 int bf_cmd_serve(struct bf_cli *cli, struct bf_error *err) {
-  const char *usage = "serve [--listen HOST:PORT]";
   const char *listen = bf_cli_option(cli, "--listen");
-  if (bf_cli_no_more_options(cli, usage, err)) return 2;
+  if (bf_cli_no_more_options(cli, NULL, err)) return 2;
   if (cli->argc != 0) return bf_error_set(err, BF_E_USAGE, "serve takes no arguments"), 2;
   struct bf_project *p = NULL;
   if (bf_cli_project(cli, &p, err)) return bf_code_exit_status(err->code);

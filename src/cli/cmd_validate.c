@@ -73,7 +73,7 @@ static int check_schedules(struct bf_project *p, struct bf_error *err) {
 
 int bf_cmd_validate(struct bf_cli *cli, struct bf_error *err) {
   bool offline = bf_cli_flag(cli, "--offline");
-  if (bf_cli_no_more_options(cli, "validate [--offline]", err)) return 2;
+  if (bf_cli_no_more_options(cli, NULL, err)) return 2;
   if (cli->argc) return bf_error_set(err, BF_E_USAGE, "validate takes no arguments"), 2;
   struct bf_project *p = NULL;
   int rc = bf_cli_project(cli, &p, err);

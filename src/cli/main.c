@@ -5,97 +5,156 @@
 #include <curl/curl.h>
 
 #include "cli/cli.h"
+#include "cli/version.h"
 #include "core/log.h"
 #include "core/runner.h"
 
-struct command {
-  const char *name;
-  int (*run)(struct bf_cli *cli, struct bf_error *err);
-  const char *usage;
-  const char *help;
-};
-
-static const struct command commands[] = {
-    {"init", bf_cmd_init, "init [DIR] [--rows N]",
-     "create an example project on SQLite with a file destination"},
-    {"validate", bf_cmd_validate, "validate [--offline]",
-     "check config, SQL, mappings and connectivity"},
-    {"plan", bf_cmd_plan, "plan SYNC [--json] [--sample N]",
-     "show what a run would send; changes nothing"},
-    {"run", bf_cmd_run, "run SYNC... | --all [--full-resync] [--json] | SYNC --live",
-     "run syncs now; --live: then follow the warehouse's changes until Ctrl-C"},
-    {"live", bf_cmd_live, "live setup|teardown SYNC",
-     "install or remove what a live sync needs in its warehouse"},
-    {"runs", bf_cmd_runs, "runs [SYNC] [--json] [--limit N]", "run history"},
-    {"errors", bf_cmd_errors, "errors SYNC [--run ID] [--json]", "row-level errors of a run"},
-    {"reset", bf_cmd_reset, "reset SYNC | --all [--new-secret]",
-     "forget sync state: the next run is a full resync; --new-secret: start over after a lost "
-     "secret"},
-    {"doctor", bf_cmd_doctor, "doctor",
-     "check every file of the state directory; says which sync to reset"},
-    {"serve", bf_cmd_serve, "serve [--listen HOST:PORT]",
-     "scheduler, dashboard, API, /metrics and webhook intake"},
-    {"types", bf_cmd_types, "types [--markdown]",
-     "warehouse and destination types and their config keys"},
-    {"forget", bf_cmd_forget, "forget --email A|--phone N|--key M=V|--retry",
-     "erase a person from every destination (GDPR Art. 17 / CCPA); [--wait SECONDS] [--json]"},
-    {"pii", bf_cmd_pii, "pii [--json]",
-     "PII footprint per destination: which columns reach which fields, and how"},
-    {"audit", bf_cmd_audit, "audit [--request N|--email A|...] [--json]",
-     "erasure audit log, newest first (a person by --email, --phone or --key)"},
-    {NULL, NULL, NULL, NULL},
-};
-
-static void usage(FILE *out) {
-  fprintf(out, "usage: backflow [-p DIR] [-v] COMMAND [ARGS]\n\ncommands:\n");
-  for (const struct command *c = commands; c->name; c++)
-    fprintf(out, "  %-46s %s\n", c->usage, c->help);
-  fprintf(out, "\nexit status: 0 ok, 1 some records rejected, 2 usage/config error,\n"
-               "             3 warehouse error, 4 destination unavailable (nothing lost)\n");
-}
+static volatile sig_atomic_t stop_signal;
 
 static void on_stop_signal(int sig) {
-  (void)sig;
+  stop_signal = sig;
   bf_stop_requested = 1;
+}
+
+/* The option of opts that arg names (--name, an alias, or --name=VALUE:
+ * then *inline_value points at VALUE), or NULL. */
+static const struct bf_cli_opt *match_opt(const struct bf_cli_opt *opts, const char *arg,
+                                          const char **inline_value) {
+  *inline_value = NULL;
+  for (const struct bf_cli_opt *o = opts; o->name; o++) {
+    size_t len = strlen(o->name);
+    if (!strcmp(arg, o->name) || (o->alias && !strcmp(arg, o->alias))) return o;
+    if (o->arg && !strncmp(arg, o->name, len) && arg[len] == '=') {
+      *inline_value = arg + len + 1;
+      return o;
+    }
+  }
+  return NULL;
+}
+
+struct parsed {
+  const struct bf_cli_command *cmd;
+  bool help, version, man, list_syncs;
+  const char *completion;
+  char **rest; /* the command's arguments and options, in order; main frees */
+  int n_rest;
+};
+
+/* Splits argv into global options (anywhere, as git and dbt accept them),
+ * the command and its own arguments. Options are checked against the
+ * command table here, so a command only sees options it declared. */
+static int parse(int argc, char **argv, struct bf_cli *cli, struct parsed *pr,
+                 struct bf_error *err) {
+  pr->rest = bf_xcalloc((size_t)argc + 1, sizeof *pr->rest);
+  bool positional_only = false;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *value;
+    const struct bf_cli_opt *o;
+    if (positional_only || a[0] != '-' || !a[1]) {
+      if (!pr->cmd) {
+        if (!(pr->cmd = bf_cli_find_command(a)))
+          return bf_error_set(err, BF_E_USAGE, "unknown command '%s'", a);
+      } else {
+        pr->rest[pr->n_rest++] = argv[i];
+      }
+      continue;
+    }
+    if (!strcmp(a, "--")) {
+      positional_only = true;
+      continue;
+    }
+    if ((o = match_opt(bf_cli_global_opts, a, &value))) {
+      if (o->arg && !value) {
+        if (i + 1 >= argc)
+          return bf_error_set(err, BF_E_USAGE, "option '%s' needs a value (%s)", a, o->arg);
+        value = argv[++i];
+      }
+      if (!strcmp(o->name, "--project")) cli->project_path = value;
+      if (!strcmp(o->name, "--verbose"))
+        bf_log_level = bf_log_level == BF_LOG_INFO ? BF_LOG_DEBUG : BF_LOG_INFO;
+      if (!strcmp(o->name, "--json")) cli->json = true;
+      if (!strcmp(o->name, "--help")) pr->help = true;
+      if (!strcmp(o->name, "--version")) pr->version = true;
+      if (!strcmp(o->name, "--help-man")) pr->man = true;
+      if (!strcmp(o->name, "--completion")) pr->completion = value;
+      if (!strcmp(o->name, "--list-syncs")) pr->list_syncs = true;
+      continue;
+    }
+    if (!pr->cmd) return bf_error_set(err, BF_E_USAGE, "unknown option '%s'", a);
+    if (!(o = match_opt(pr->cmd->options, a, &value)))
+      return bf_error_set(err, BF_E_USAGE, "unknown option '%s'", a);
+    pr->rest[pr->n_rest++] = argv[i];
+    if (o->arg && !value) {
+      if (i + 1 >= argc)
+        return bf_error_set(err, BF_E_USAGE, "option '%s' needs a value (%s)", a, o->arg);
+      pr->rest[pr->n_rest++] = argv[++i];
+    }
+  }
+  return 0;
+}
+
+static int list_syncs(struct bf_cli *cli, struct bf_error *err) {
+  struct bf_project *p = NULL;
+  if (bf_cli_project(cli, &p, err)) return bf_code_exit_status(err->code);
+  for (size_t i = 0; i < p->cfg->n_syncs; i++) printf("%s\n", p->cfg->syncs[i].name);
+  bf_project_free(p);
+  return 0;
+}
+
+static void print_usage_line(FILE *out, const struct bf_cli_command *c) {
+  fprintf(out, "usage: backflow %s%s%s\n", c->name, *c->synopsis ? " " : "", c->synopsis);
 }
 
 int main(int argc, char **argv) {
   struct bf_cli cli = {0};
-  int i = 1;
-  for (; i < argc && argv[i][0] == '-'; i++) {
-    if ((!strcmp(argv[i], "-p") || !strcmp(argv[i], "--project")) && i + 1 < argc) {
-      cli.project_path = argv[++i];
-    } else if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose")) {
-      bf_log_level = bf_log_level == BF_LOG_INFO ? BF_LOG_DEBUG : BF_LOG_INFO;
-    } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-      usage(stdout);
-      return 0;
-    } else {
-      fprintf(stderr, "backflow: unknown option '%s'\n", argv[i]);
-      usage(stderr);
-      return 2;
+  struct parsed pr = {0};
+  struct bf_error err = {0};
+  int status = 0;
+  if (parse(argc, argv, &cli, &pr, &err)) {
+    fprintf(stderr, "backflow%s%s: %s\n", pr.cmd ? " " : "", pr.cmd ? pr.cmd->name : "", err.msg);
+    if (pr.cmd)
+      print_usage_line(stderr, pr.cmd);
+    else
+      fprintf(stderr, "`backflow help` lists the commands and options\n");
+    status = 2;
+    goto out;
+  }
+  if (pr.version) {
+    printf("backflow %s\n", BF_VERSION);
+    goto out;
+  }
+  if (pr.man) {
+    bf_cli_print_man(stdout);
+    goto out;
+  }
+  if (pr.completion) {
+    if (bf_cli_print_completion(stdout, pr.completion)) {
+      fprintf(stderr, "backflow: --completion takes bash or zsh, not '%s'\n", pr.completion);
+      status = 2;
     }
+    goto out;
   }
-  if (i >= argc) {
-    usage(stderr);
-    return 2;
+  if (pr.list_syncs) {
+    status = list_syncs(&cli, &err);
+    if (err.code) fprintf(stderr, "backflow: %s\n", err.msg);
+    goto out;
   }
-  const char *name = argv[i];
-  const struct command *cmd = NULL;
-  for (const struct command *c = commands; c->name; c++)
-    if (!strcmp(c->name, name)) cmd = c;
-  if (!cmd) {
-    fprintf(stderr, "backflow: unknown command '%s'\n", name);
-    usage(stderr);
-    return 2;
+  if (pr.help) {
+    if (pr.cmd && strcmp(pr.cmd->name, "help"))
+      bf_cli_print_command_help(stdout, pr.cmd);
+    else
+      bf_cli_print_usage(stdout);
+    goto out;
   }
-  cli.argc = argc - i - 1;
-  cli.argv = argv + i + 1;
-  cli.json = bf_cli_flag(&cli, "--json");
-  if (bf_cli_flag(&cli, "--help")) {
-    printf("usage: backflow %s\n  %s\n", cmd->usage, cmd->help);
-    return 0;
+  if (!pr.cmd) {
+    bf_cli_print_usage(stderr);
+    status = 2;
+    goto out;
   }
+  cli.command = pr.cmd;
+  cli.argc = pr.n_rest;
+  cli.argv = pr.rest;
 
   struct sigaction sa = {0};
   sa.sa_handler = on_stop_signal;
@@ -103,14 +162,16 @@ int main(int argc, char **argv) {
   sigaction(SIGTERM, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
   curl_global_init(CURL_GLOBAL_DEFAULT);
-
-  struct bf_error err = {0};
-  int status = cmd->run(&cli, &err);
+  status = pr.cmd->run(&cli, &err);
   if (err.code) {
-    fprintf(stderr, "backflow %s: %s\n", name, err.msg);
-    if (err.code == BF_E_USAGE) fprintf(stderr, "usage: backflow %s\n", cmd->usage);
+    fprintf(stderr, "backflow %s: %s\n", pr.cmd->name, err.msg);
+    if (err.code == BF_E_USAGE) print_usage_line(stderr, pr.cmd);
     if (status == 0) status = bf_code_exit_status(err.code);
   }
+  /* 130 is "ended by SIGINT"; a stop asked by SIGTERM says so the same way. */
+  if (status == 130 && stop_signal) status = 128 + stop_signal;
   curl_global_cleanup();
+out:
+  free(pr.rest);
   return status;
 }

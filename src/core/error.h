@@ -17,8 +17,8 @@
   X(IO, -5, 2, "input/output error")                                                               \
   X(NOMEM, -6, 2, "out of memory")                                                                 \
   X(STATE, -7, 2, "state store error")                                                             \
-  X(LOCKED, -8, 2, "sync is already running")                                                      \
-  X(INTERRUPTED, -9, 4, "interrupted")                                                             \
+  X(LOCKED, -8, 5, "sync is already running")                                                      \
+  X(INTERRUPTED, -9, 130, "interrupted")                                                           \
   X(SECRET, -10, 2, "the secret does not match the state")
 
 enum bf_code {

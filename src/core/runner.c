@@ -590,6 +590,8 @@ static int scan(struct run *r, struct bf_prefetch *pf, struct bf_error *err) {
 
 const char *bf_run_status(const struct run *r, int rc) {
   if (r->opts->plan_only) return rc ? "failed" : "planned";
+  if (rc == BF_E_INTERRUPTED) return "cancelled";
+  if (rc == BF_E_LOCKED) return "skipped";
   if (rc) return "failed";
   if (r->res->counts.rejected || r->res->counts.failed) return "partial";
   return "succeeded";
@@ -687,6 +689,22 @@ int bf_run_begin(struct run *r, const char *sync_name, struct bf_error *err) {
   return 0;
 }
 
+/* A run that found the sync locked did nothing; the history says so (the
+ * lock holder's own run is the one that sends). Best effort: a failure to
+ * write it is a warning, the exit status already tells. */
+static void log_skipped(struct run *r, const char *why) {
+  struct bf_runlog *log = NULL;
+  struct bf_error log_err = {0};
+  long long id = 0;
+  if (bf_runlog_open(r->p->state_dir, &log, &log_err) == 0 &&
+      bf_runlog_begin(log, r->sync->name, &id, &log_err) == 0 &&
+      bf_runlog_finish(log, id, "skipped", &r->res->counts, why, &log_err) == 0)
+    r->res->run_id = id;
+  if (log_err.code)
+    bf_log_warn("[sync %s] cannot log the skipped run: %s", r->sync->name, log_err.msg);
+  bf_runlog_close(log);
+}
+
 int bf_run_end(struct run *r, int rc, struct bf_error *err) {
   const struct bf_run_options *opts = r->opts;
   struct bf_run_result *res = r->res;
@@ -712,6 +730,8 @@ int bf_run_end(struct run *r, int rc, struct bf_error *err) {
       rc = log_err.code;
     }
   }
+  if (rc == BF_E_LOCKED && !r->logged && !opts->plan_only && !r->keyed && opts->log_skipped)
+    log_skipped(r, err->msg);
   bf_destination_close(r->dest);
   bf_vault_close(r->vault);
   bf_forgotten_filter_free(r->forgotten);

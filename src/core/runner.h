@@ -19,13 +19,16 @@ struct bf_run_options {
   bool progress;           /* progress line on stderr */
   size_t sample_limit;     /* plan: records in the sample */
   unsigned record_retries; /* sends of a record the destination asked to retry; 0 = 3 */
+  bool log_skipped;        /* a held lock is recorded as a `skipped` run in the history
+                            * (`run`, `serve`; a live sync retrying every few seconds is not) */
 };
 
 struct bf_run_result {
   long long run_id;            /* 0 for a plan */
   struct bf_run_counts counts; /* run: acknowledged; plan: to be sent */
   long long duration_ms;
-  const char *status;   /* succeeded | partial | failed | planned */
+  const char *status;   /* succeeded | partial | failed | cancelled (SIGINT/SIGTERM) |
+                         * skipped (another run held the lock) | planned */
   struct bf_buf sample; /* plan: JSON array of sample records */
   int code;             /* 0 or the bf_code that stopped the run */
 };

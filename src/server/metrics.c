@@ -8,10 +8,11 @@
 #include "destinations/http_transport.h"
 #include "server/server.h"
 
-static const char *const run_statuses[] = {"succeeded", "partial", "failed", "skipped", NULL};
+static const char *const run_statuses[] = {"succeeded", "partial", "failed",
+                                           "cancelled", "skipped", NULL};
 static const char *const outcomes[] = {"added",   "changed",  "removed", "unchanged",
                                        "skipped", "rejected", "failed",  NULL};
-#define N_STATUSES 4
+#define N_STATUSES 5
 #define N_OUTCOMES 7
 /* Run durations range from a second to hours. */
 static const double buckets[] = {0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600};

@@ -36,7 +36,7 @@ static void run_sync(void *ctx, const char *sync, struct bf_sched_result *res) {
     res->status = "skipped";
     return;
   }
-  struct bf_run_options opts = {0};
+  struct bf_run_options opts = {.log_skipped = true};
   struct bf_run_result rr;
   struct bf_error err = {0};
   int rc = bf_sync_run(srv->p, sync, &opts, &rr, &err);

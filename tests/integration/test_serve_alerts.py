@@ -136,7 +136,7 @@ class Shutdown(unittest.TestCase):
         done = p.run_json("runs", "slow")[1]
         self.assertEqual(len(done["runs"]), 1, done)
         run = done["runs"][0]
-        self.assertEqual(run["status"], "failed")
+        self.assertEqual(run["status"], "cancelled")
         self.assertIn("interrupted", run["error"])
         self.assertEqual(run["added"], sent)
         # The next run sends exactly the rest.

@@ -1,0 +1,371 @@
+/* Everything printed about the command line, generated from the one table
+ * in commands.c: usage, `help COMMAND`, the man page (roff), the README's
+ * command reference (Markdown) and the bash and zsh completions. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/version.h"
+#include "destinations/destination.h"
+#include "sources/source.h"
+
+/* The exit statuses, as design.md §4 and docs/decisions.md define them. */
+static const struct {
+  int status;
+  const char *meaning;
+} exit_statuses[] = {
+    {0, "all good"},
+    {1, "the run finished but some records were rejected or not accepted (see `backflow errors`)"},
+    {2, "usage or configuration error (the message names `file:line:column`), or a failure of "
+        "Backflow's own storage"},
+    {3, "warehouse error (bad SQL, connection lost); state untouched"},
+    {4, "destination unavailable; the run stopped and nothing acknowledged is lost"},
+    {5, "another run of the sync holds its lock: nothing was done (run status `skipped`)"},
+    {130, "interrupted by SIGINT (143: SIGTERM) after the batch in flight; nothing acknowledged "
+          "is lost (run status `cancelled`)"},
+};
+#define N_EXIT (sizeof exit_statuses / sizeof exit_statuses[0])
+
+static const char intro[] =
+    "Backflow copies modeled data out of a warehouse (SQLite or PostgreSQL) into the tools\n"
+    "business teams work in. A project is a folder holding backflow.yml: models (SQL with a\n"
+    "primary key), destinations and syncs mapping a model's columns to a destination's\n"
+    "fields. Each run sends only what changed since the last successful run.\n";
+
+static void opt_label(char *out, size_t cap, const struct bf_cli_opt *o) {
+  snprintf(out, cap, "%s%s%s%s%s", o->alias ? o->alias : "", o->alias ? ", " : "", o->name,
+           o->arg ? " " : "", o->arg ? o->arg : "");
+}
+
+static void print_opts(FILE *out, const struct bf_cli_opt *opts) {
+  char label[64];
+  for (const struct bf_cli_opt *o = opts; o->name; o++) {
+    opt_label(label, sizeof label, o);
+    fprintf(out, "  %-22s %s\n", label, o->help);
+  }
+}
+
+void bf_cli_print_usage(FILE *out) {
+  fprintf(out, "usage: backflow [-p DIR] [-v] [--json] COMMAND [ARGS]\n\ncommands:\n");
+  for (const struct bf_cli_command *c = bf_cli_commands; c->name; c++)
+    fprintf(out, "  %-10s %s\n", c->name, c->summary);
+  fprintf(out, "\nglobal options (anywhere on the line):\n");
+  print_opts(out, bf_cli_global_opts);
+  fprintf(out, "\nexit status:\n");
+  for (size_t i = 0; i < N_EXIT; i++)
+    fprintf(out, "  %-3d %s\n", exit_statuses[i].status, exit_statuses[i].meaning);
+  fprintf(out, "\n`backflow help COMMAND` describes a command and its options.\n");
+}
+
+void bf_cli_print_command_help(FILE *out, const struct bf_cli_command *c) {
+  fprintf(out, "usage: backflow %s%s%s\n\n%s.\n", c->name, *c->synopsis ? " " : "", c->synopsis,
+          c->summary);
+  if (*c->description) fprintf(out, "\n%s", c->description);
+  if (c->options[0].name) {
+    fprintf(out, "\noptions:\n");
+    print_opts(out, c->options);
+  }
+  fprintf(out, "\nglobal options: -p DIR, -v, --json, --help (`backflow help`)\n");
+}
+
+int bf_cmd_help(struct bf_cli *cli, struct bf_error *err) {
+  bool markdown = bf_cli_flag(cli, "--markdown");
+  if (bf_cli_no_more_options(cli, NULL, err)) return 2;
+  if (markdown && cli->argc == 0) {
+    bf_cli_print_markdown(stdout);
+    return 0;
+  }
+  if (cli->argc > 1) return bf_error_set(err, BF_E_USAGE, "help takes at most one command"), 2;
+  if (cli->argc == 0) {
+    bf_cli_print_usage(stdout);
+    return 0;
+  }
+  const struct bf_cli_command *c = bf_cli_find_command(cli->argv[0]);
+  if (!c) return bf_error_set(err, BF_E_USAGE, "unknown command '%s'", cli->argv[0]), 2;
+  bf_cli_print_command_help(stdout, c);
+  return 0;
+}
+
+/* --- man page ----------------------------------------------------------- */
+
+/* Text for roff: backslashes and hyphens escaped, `code` in bold. */
+static void roff(FILE *out, const char *s) {
+  bool code = false;
+  for (; *s; s++) {
+    if (*s == '\\')
+      fputs("\\e", out);
+    else if (*s == '-')
+      fputs("\\-", out);
+    else if (*s == '`') {
+      fputs(code ? "\\fR" : "\\fB", out);
+      code = !code;
+    } else if (*s == '\n' && (s[1] == '.' || s[1] == '\''))
+      fputs("\n\\&", out); /* a line starting with a dot would be a request */
+    else
+      fputc(*s, out);
+  }
+}
+
+static void roff_opts(FILE *out, const struct bf_cli_opt *opts) {
+  for (const struct bf_cli_opt *o = opts; o->name; o++) {
+    fputs(".TP\n\\fB", out);
+    if (o->alias) {
+      roff(out, o->alias);
+      fputs("\\fR, \\fB", out);
+    }
+    roff(out, o->name);
+    fputs("\\fR", out);
+    if (o->arg) {
+      fputs(" \\fI", out);
+      roff(out, o->arg);
+      fputs("\\fR", out);
+    }
+    fputc('\n', out);
+    roff(out, o->help);
+    fputc('\n', out);
+  }
+}
+
+void bf_cli_print_man(FILE *out) {
+  fprintf(out,
+          ".\\\" Generated by `backflow --help-man` from the command table (src/cli/commands.c).\n"
+          ".TH BACKFLOW 1 \"\" \"backflow %s\" \"User Commands\"\n"
+          ".SH NAME\nbackflow \\- reverse ETL engine: warehouse data into business tools\n"
+          ".SH SYNOPSIS\n.B backflow\n[\\fIGLOBAL OPTIONS\\fR] \\fICOMMAND\\fR "
+          "[\\fIARGS\\fR]\n.SH DESCRIPTION\n",
+          BF_VERSION);
+  roff(out, intro);
+  fputs(".SH GLOBAL OPTIONS\nThese are accepted anywhere on the command line.\n", out);
+  roff_opts(out, bf_cli_global_opts);
+  fputs(".SH COMMANDS\n", out);
+  for (const struct bf_cli_command *c = bf_cli_commands; c->name; c++) {
+    fputs(".SS \"", out);
+    roff(out, c->name);
+    if (*c->synopsis) fputc(' ', out);
+    roff(out, c->synopsis);
+    fputs("\"\n", out);
+    roff(out, c->summary);
+    fputs(".\n.PP\n", out);
+    roff(out, c->description);
+    if (c->options[0].name) roff_opts(out, c->options);
+  }
+  fputs(".SH EXIT STATUS\n", out);
+  for (size_t i = 0; i < N_EXIT; i++) {
+    fprintf(out, ".TP\n.B %d\n", exit_statuses[i].status);
+    roff(out, exit_statuses[i].meaning);
+    fputc('\n', out);
+  }
+  fputs(".SH ENVIRONMENT\n.TP\n.B BACKFLOW_PROJECT\nthe project folder when \\fB\\-p\\fR is not "
+        "given.\n.SH FILES\n.TP\n.I backflow.yml\nthe project's configuration.\n.TP\n"
+        ".I .backflow/\nthe diff state, run history and secret (state_dir).\n"
+        ".SH SEE ALSO\nThe README and docs/ of the Backflow source tree.\n",
+        out);
+}
+
+/* --- README command reference ------------------------------------------- */
+
+void bf_cli_print_markdown(FILE *out) {
+  fputs("| command | what it does |\n|---|---|\n", out);
+  for (const struct bf_cli_command *c = bf_cli_commands; c->name; c++) {
+    fprintf(out, "| `backflow %s%s", c->name, *c->synopsis ? " " : "");
+    for (const char *s = c->synopsis; *s; s++) fputs(*s == '|' ? "\\|" : (char[2]){*s, 0}, out);
+    fprintf(out, "` | %s |\n", c->summary);
+  }
+  fputs("\nGlobal options, accepted anywhere on the command line:\n\n", out);
+  char label[64];
+  for (const struct bf_cli_opt *o = bf_cli_global_opts; o->name; o++) {
+    opt_label(label, sizeof label, o);
+    fprintf(out, "- `%s`: %s\n", label, o->help);
+  }
+  fputs("\n| exit status | meaning |\n|---|---|\n", out);
+  for (size_t i = 0; i < N_EXIT; i++)
+    fprintf(out, "| %d | %s |\n", exit_statuses[i].status, exit_statuses[i].meaning);
+}
+
+/* --- completions -------------------------------------------------------- */
+
+static void words(FILE *out, const struct bf_cli_opt *opts, bool values_only) {
+  bool first = true;
+  for (const struct bf_cli_opt *o = opts; o->name; o++) {
+    if (values_only && !o->arg) continue;
+    fprintf(out, "%s%s", first ? "" : " ", o->name);
+    if (o->alias) fprintf(out, " %s", o->alias);
+    first = false;
+  }
+}
+
+static void type_names(FILE *out) {
+  for (size_t i = 0; bf_source_types[i]; i++) fprintf(out, " %s", bf_source_types[i]->name);
+  for (size_t i = 0; bf_destination_types[i]; i++) {
+    bool also_source = false; /* postgres is both */
+    for (size_t k = 0; bf_source_types[k]; k++)
+      also_source |= !strcmp(bf_source_types[k]->name, bf_destination_types[i]->name);
+    if (!also_source) fprintf(out, " %s", bf_destination_types[i]->name);
+  }
+}
+
+static void bash(FILE *out) {
+  fputs("# bash completion for backflow, generated by `backflow --completion bash`\n"
+        "# from the command table (src/cli/commands.c).\n"
+        "_backflow_syncs() {\n"
+        "  backflow \"${proj[@]}\" --list-syncs 2>/dev/null\n"
+        "}\n"
+        "_backflow() {\n"
+        "  local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}\n"
+        "  local cmd= i proj=()\n",
+        out);
+  fputs("  local globals=\"", out);
+  words(out, bf_cli_global_opts, false);
+  fputs("\"\n  local global_values=\" ", out);
+  words(out, bf_cli_global_opts, true);
+  fputs(" \"\n  local commands=\"", out);
+  for (const struct bf_cli_command *c = bf_cli_commands; c->name; c++)
+    fprintf(out, "%s%s", c == bf_cli_commands ? "" : " ", c->name);
+  fputs("\"\n  local opts= values= args=\n"
+        "  for ((i = 1; i < COMP_CWORD; i++)); do\n"
+        "    case ${COMP_WORDS[i]} in\n"
+        "      -p|--project) proj=(-p \"${COMP_WORDS[i+1]}\"); ((i++)) ;;\n"
+        "      -*) [[ $global_values == *\" ${COMP_WORDS[i]} \"* ]] && ((i++)) ;;\n"
+        "      *) [[ -z $cmd ]] && cmd=${COMP_WORDS[i]} ;;\n"
+        "    esac\n"
+        "  done\n"
+        "  case $cmd in\n",
+        out);
+  for (const struct bf_cli_command *c = bf_cli_commands; c->name; c++) {
+    fprintf(out, "    %s) opts=\"", c->name);
+    words(out, c->options, false);
+    fputs("\" values=\" ", out);
+    words(out, c->options, true);
+    fprintf(out, " \" args=%s ;;\n", c->complete ? c->complete : "none");
+  }
+  fputs("  esac\n"
+        "  case $prev in\n"
+        "    -p|--project) COMPREPLY=($(compgen -d -- \"$cur\")); return ;;\n"
+        "    --completion) COMPREPLY=($(compgen -W \"bash zsh\" -- \"$cur\")); return ;;\n"
+        "  esac\n"
+        "  if [[ -n $cmd && $values == *\" $prev \"* ]]; then COMPREPLY=(); return; fi\n"
+        "  if [[ $cur == -* ]]; then\n"
+        "    COMPREPLY=($(compgen -W \"$opts $globals\" -- \"$cur\")); return\n"
+        "  fi\n"
+        "  case ${cmd:-none} in\n"
+        "    none) COMPREPLY=($(compgen -W \"$commands\" -- \"$cur\")); return ;;\n"
+        "  esac\n"
+        "  case $args in\n"
+        "    sync) COMPREPLY=($(compgen -W \"$(_backflow_syncs)\" -- \"$cur\")) ;;\n"
+        "    live) if [[ $prev == live ]]; then COMPREPLY=($(compgen -W \"setup teardown\" -- "
+        "\"$cur\"));\n"
+        "          else COMPREPLY=($(compgen -W \"$(_backflow_syncs)\" -- \"$cur\")); fi ;;\n"
+        "    dir) COMPREPLY=($(compgen -d -- \"$cur\")) ;;\n"
+        "    command) COMPREPLY=($(compgen -W \"$commands\" -- \"$cur\")) ;;\n"
+        "    type) COMPREPLY=($(compgen -W \"",
+        out);
+  type_names(out);
+  fputs(" \" -- \"$cur\")) ;;\n"
+        "  esac\n"
+        "}\n"
+        "complete -F _backflow backflow\n",
+        out);
+}
+
+/* A description inside zsh's '...' with [ ] and : escaped. */
+static void zsh_text(FILE *out, const char *s) {
+  for (; *s; s++) {
+    if (*s == '\'')
+      fputs("'\\''", out);
+    else if (*s == '[' || *s == ']' || *s == ':')
+      fprintf(out, "\\%c", *s);
+    else
+      fputc(*s, out);
+  }
+}
+
+static void zsh_opts(FILE *out, const struct bf_cli_opt *opts) {
+  for (const struct bf_cli_opt *o = opts; o->name; o++) {
+    fputs("    '", out);
+    if (o->alias)
+      fprintf(out, "(%s %s)'{%s,%s}'", o->alias, o->name, o->alias, o->name);
+    else
+      fputs(o->name, out);
+    fputc('[', out);
+    zsh_text(out, o->help);
+    fputc(']', out);
+    if (o->arg) {
+      fputc(':', out);
+      zsh_text(out, o->arg);
+      fputs(!strcmp(o->arg, "DIR") ? ":_files -/" : ":", out);
+    }
+    fputs("' \\\n", out);
+  }
+}
+
+static void zsh(FILE *out) {
+  fputs("#compdef backflow\n"
+        "# zsh completion for backflow, generated by `backflow --completion zsh`\n"
+        "# from the command table (src/cli/commands.c).\n"
+        "_backflow_syncs() {\n"
+        "  local -a syncs proj\n"
+        "  local dir=${opt_args[-p]:-${opt_args[--project]}}\n"
+        "  [[ -n $dir ]] && proj=(-p \"$dir\")\n"
+        "  syncs=(${(f)\"$(backflow $proj --list-syncs 2>/dev/null)\"})\n"
+        "  _describe -t syncs sync syncs\n"
+        "}\n"
+        "_backflow() {\n"
+        "  local curcontext=$curcontext state line ret=1\n"
+        "  typeset -A opt_args\n"
+        "  local -a commands globals\n"
+        "  commands=(\n",
+        out);
+  for (const struct bf_cli_command *c = bf_cli_commands; c->name; c++) {
+    fprintf(out, "    '%s:", c->name);
+    zsh_text(out, c->summary);
+    fputs("'\n", out);
+  }
+  fputs("  )\n  globals=(\n", out);
+  zsh_opts(out, bf_cli_global_opts);
+  fputs("  )\n"
+        "  _arguments -C $globals '1:command:->command' '*::arg:->args' && ret=0\n"
+        "  case $state in\n"
+        "  command) _describe -t commands 'backflow command' commands && ret=0 ;;\n"
+        "  args)\n"
+        "    case $line[1] in\n",
+        out);
+  for (const struct bf_cli_command *c = bf_cli_commands; c->name; c++) {
+    fprintf(out, "    %s)\n      _arguments $globals \\\n", c->name);
+    zsh_opts(out, c->options);
+    const char *a = c->complete ? c->complete : "";
+    if (!strcmp(a, "sync"))
+      fputs("    '*:sync:_backflow_syncs'", out);
+    else if (!strcmp(a, "dir"))
+      fputs("    '1:folder:_files -/'", out);
+    else if (!strcmp(a, "command")) {
+      fputs("    '1:command:(", out);
+      for (const struct bf_cli_command *k = bf_cli_commands; k->name; k++)
+        fprintf(out, " %s", k->name);
+      fputs(" )'", out);
+    } else if (!strcmp(a, "live"))
+      fputs("    '1:action:(setup teardown)' '2:sync:_backflow_syncs'", out);
+    else if (!strcmp(a, "type")) {
+      fputs("    '1:type:(", out);
+      type_names(out);
+      fputs(" )'", out);
+    } else
+      fputs("    '*: :_nothing'", out);
+    fputs(" && ret=0 ;;\n", out);
+  }
+  fputs("    esac ;;\n"
+        "  esac\n"
+        "  return ret\n"
+        "}\n"
+        "_backflow \"$@\"\n",
+        out);
+}
+
+int bf_cli_print_completion(FILE *out, const char *shell) {
+  if (!strcmp(shell, "bash"))
+    bash(out);
+  else if (!strcmp(shell, "zsh"))
+    zsh(out);
+  else
+    return -1;
+  return 0;
+}
