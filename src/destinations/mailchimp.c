@@ -143,8 +143,7 @@ bool bf_mc_retryable(const struct bf_http_response *r, void *arg) {
   /* Mailchimp sheds load with bare 403s under heavy concurrency; a 403
    * with an "API Key Invalid"-style JSON body is a real refusal. */
   return bf_http_default_retryable(r, arg) ||
-         (r->status == 403 &&
-          (!r->body.len || !memmem(r->body.data, r->body.len, "\"title\"", 7)));
+         (r->status == 403 && (!r->body.len || !memmem(r->body.data, r->body.len, "\"title\"", 7)));
 }
 
 static int mc_open(const struct bf_destination_config *dc, const struct bf_config *cfg,
