@@ -1080,6 +1080,7 @@ static void deliver(struct bf_project *p, struct request *rq, struct item *it,
         }
         break;
       }
+      bf_outcomes_settle(dest->name, outs, n);
       for (size_t k = 0; k < n; k++) {
         size_t idx = todo[start + k];
         if (outs[k].status == BF_OUT_OK) {

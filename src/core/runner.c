@@ -239,6 +239,7 @@ int bf_run_flush_batch(struct run *r, struct bf_error *err) {
   }
 
   bf_crashpoint("after-push");
+  bf_outcomes_settle(r->dest->name, outcomes, b->n);
   /* 3. Record outcomes; keep retries aside (they reference the arena). */
   size_t n_retry = 0;
   size_t *retry_idx = bf_xcalloc(b->n, sizeof *retry_idx);
@@ -288,6 +289,7 @@ int bf_run_flush_batch(struct run *r, struct bf_error *err) {
       free(reason);
       break;
     }
+    case BF_OUT_UNSET: /* settled above: never reached */
     case BF_OUT_RETRY:
       if (rec->attempts + 1 < r->record_retries) {
         retry_idx[n_retry++] = i;
