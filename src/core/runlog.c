@@ -23,12 +23,6 @@ struct bf_runlog {
   long long stored_for_run, stored_run_id;
 };
 
-long long bf_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int db_error(struct bf_runlog *log, struct bf_error *err) {
   return bf_error_set(err, BF_E_STATE, "%s: %s", log->path, sqlite3_errmsg(log->db));
 }

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/clock.h"
 #include "core/error.h"
 
 struct bf_run_counts {
@@ -62,6 +63,5 @@ int bf_runlog_errors(struct bf_runlog *log, const char *sync, long long run_id, 
                      struct bf_run_error **out, size_t *n, struct bf_error *err);
 void bf_run_errors_free(struct bf_run_error *errs, size_t n);
 
-long long bf_now_ms(void);
 
 #endif

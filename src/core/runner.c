@@ -14,7 +14,6 @@
 #include "core/runner_internal.h"
 #include "core/writeback.h"
 
-volatile sig_atomic_t bf_stop_requested;
 
 static void progress(struct run *r, bool final) {
   if (!r->opts->progress || !r->sync) return;

@@ -12,6 +12,7 @@
 #include "core/jsonw.h"
 #include "core/project.h"
 #include "core/runlog.h"
+#include "core/stop.h"
 
 struct bf_run_options {
   bool plan_only;          /* count and sample; write nothing anywhere */
@@ -34,7 +35,6 @@ struct bf_run_result {
 };
 
 /* Set by a signal handler: the run stops after the batch in flight. */
-extern volatile sig_atomic_t bf_stop_requested;
 
 /* Runs (or plans) sync. Returns 0 when the run completed (some records may
  * be rejected: see counts), or the code that stopped it (err says why; the

@@ -13,7 +13,7 @@
 #include <sodium.h>
 
 #include "core/log.h"
-#include "core/runner.h"
+#include "core/stop.h"
 
 #define MAX_SECRETS 8
 

@@ -24,7 +24,7 @@
 #include <jansson.h>
 
 #include "core/log.h"
-#include "core/runner.h"
+#include "core/stop.h"
 #include "destinations/destination.h"
 #include "destinations/http_transport.h"
 

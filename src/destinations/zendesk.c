@@ -23,7 +23,7 @@
 #include <sodium.h>
 
 #include "core/log.h"
-#include "core/runner.h"
+#include "core/stop.h"
 #include "destinations/destination.h"
 #include "destinations/http_transport.h"
 

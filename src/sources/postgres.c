@@ -22,7 +22,6 @@
 #include "sources/pg.h"
 #include "core/jsonw.h"
 #include "core/params.h"
-#include "core/writeback.h"
 #include "sources/source.h"
 
 /* Column OIDs (pg_type.dat; stable across versions). */

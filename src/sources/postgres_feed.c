@@ -21,7 +21,7 @@
 
 #include "core/jsonw.h"
 #include "core/log.h"
-#include "core/runlog.h"
+#include "core/clock.h"
 #include "sources/pg.h"
 #include "sources/pgoutput.h"
 #include "sources/source.h"

@@ -16,7 +16,7 @@
 #include <sqlite3.h>
 
 #include "core/jsonw.h"
-#include "core/runlog.h"
+#include "core/clock.h"
 #include "sources/source.h"
 
 #define MAX_BATCH_KEYS 10000
