@@ -10,9 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/config.h"
-#include "core/mapping.h"
-#include "core/params.h"
+#include "spec/config.h"
+#include "spec/mapping.h"
+#include "spec/params.h"
 
 enum bf_op { BF_OP_UPSERT, BF_OP_UPDATE, BF_OP_INSERT, BF_OP_DELETE };
 const char *bf_op_name(enum bf_op op);

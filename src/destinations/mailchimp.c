@@ -33,11 +33,11 @@
 #include <jansson.h>
 #include <sodium.h>
 
-#include "core/log.h"
-#include "core/pii_normalize.h"
+#include "util/log.h"
+#include "util/pii_normalize.h"
 #include "destinations/ads_internal.h"
 #include "destinations/destination.h"
-#include "destinations/http_transport.h"
+#include "clients/http_transport.h"
 
 #define MC_MEMBERS_PER_REQUEST 500
 #define MC_MAX_CONNECTIONS     10

@@ -3,7 +3,7 @@
 
 #include "destinations/destination.h"
 
-#include "core/log.h"
+#include "util/log.h"
 
 const struct bf_destination_type *const bf_destination_types[] = {
     &bf_destination_file,

@@ -9,9 +9,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/error.h"
-#include "core/log.h"
-#include "core/mapping.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "spec/mapping.h"
 #include "destinations/ads_internal.h"
 
 /* The destinations start a parsed answer from every record ok. */

@@ -1,3 +1,0 @@
-#include "core/stop.h"
-
-volatile sig_atomic_t bf_stop_requested;
