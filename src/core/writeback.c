@@ -31,20 +31,20 @@ enum {
   RUN_NCOLS
 };
 static const struct bf_wcol run_cols[RUN_NCOLS] = {
-    {"run_id", BF_WCOL_INT, true},       {"sync", BF_WCOL_TEXT, true},
-    {"model", BF_WCOL_TEXT, false},      {"destination", BF_WCOL_TEXT, false},
-    {"status", BF_WCOL_TEXT, true},      {"started_at", BF_WCOL_TIME, true},
+    {"run_id", BF_WCOL_INT, true},        {"sync", BF_WCOL_TEXT, true},
+    {"model", BF_WCOL_TEXT, false},       {"destination", BF_WCOL_TEXT, false},
+    {"status", BF_WCOL_TEXT, true},       {"started_at", BF_WCOL_TIME, true},
     {"finished_at", BF_WCOL_TIME, false}, {"duration_ms", BF_WCOL_INT, false},
-    {"rows_read", BF_WCOL_INT, false},   {"added", BF_WCOL_INT, false},
-    {"changed", BF_WCOL_INT, false},     {"removed", BF_WCOL_INT, false},
-    {"unchanged", BF_WCOL_INT, false},   {"skipped", BF_WCOL_INT, false},
-    {"rejected", BF_WCOL_INT, false},    {"failed", BF_WCOL_INT, false},
-    {"error", BF_WCOL_TEXT, false},      {"written_at", BF_WCOL_TIME, true},
+    {"rows_read", BF_WCOL_INT, false},    {"added", BF_WCOL_INT, false},
+    {"changed", BF_WCOL_INT, false},      {"removed", BF_WCOL_INT, false},
+    {"unchanged", BF_WCOL_INT, false},    {"skipped", BF_WCOL_INT, false},
+    {"rejected", BF_WCOL_INT, false},     {"failed", BF_WCOL_INT, false},
+    {"error", BF_WCOL_TEXT, false},       {"written_at", BF_WCOL_TIME, true},
 };
 static const size_t run_key[] = {RUN_SYNC, RUN_ID, RUN_STARTED};
 static const struct bf_wcol error_cols[] = {
-    {"run_id", BF_WCOL_INT, true},       {"sync", BF_WCOL_TEXT, true},
-    {"key_hash", BF_WCOL_TEXT, true},    {"column_name", BF_WCOL_TEXT, false},
+    {"run_id", BF_WCOL_INT, true},    {"sync", BF_WCOL_TEXT, true},
+    {"key_hash", BF_WCOL_TEXT, true}, {"column_name", BF_WCOL_TEXT, false},
     {"reason", BF_WCOL_TEXT, true},
 };
 

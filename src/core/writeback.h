@@ -7,8 +7,8 @@
  * <schema>.outcomes (core/outcomes.h); SQLite warehouses get
  * <schema>_sync_runs and so on (the SQLite file is opened read-write for
  * this only). Tables are created when absent, through the warehouse type's
- * write path (sources/source.h, bf_writer_ops). Errors name the row by keyed hash and the column by name, never by
- * value (design.md §2). */
+ * write path (sources/source.h, bf_writer_ops). Errors name the row by keyed hash and the column by
+ * name, never by value (design.md §2). */
 #ifndef BF_WRITEBACK_H
 #define BF_WRITEBACK_H
 

@@ -19,8 +19,7 @@ struct pg_writer {
   char *ensured; /* "\n"-separated tables (and their stages) already created */
 };
 
-static int fail(struct pg_writer *w, const PGresult *res, const char *doing,
-                struct bf_error *err) {
+static int fail(struct pg_writer *w, const PGresult *res, const char *doing, struct bf_error *err) {
   char msg[768];
   bf_pg_error_text(w->conn, res, w->dsn, msg, sizeof msg);
   return bf_error_set(err, BF_E_WAREHOUSE, "warehouse '%s': %s: %s", w->base.name, doing, msg);

@@ -21,8 +21,7 @@ static int fail(struct sqlite_writer *w, const char *doing, struct bf_error *err
                       doing, sqlite3_errmsg(w->db));
 }
 
-static int exec(struct sqlite_writer *w, const char *sql, const char *doing,
-                struct bf_error *err) {
+static int exec(struct sqlite_writer *w, const char *sql, const char *doing, struct bf_error *err) {
   return sqlite3_exec(w->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : fail(w, doing, err);
 }
 
