@@ -152,6 +152,7 @@ static int apply(struct follower *f, const struct bf_change_batch *b, struct bf_
   long long before = r->res->counts.added + r->res->counts.changed + r->res->counts.removed;
   rc = bf_live_pass(r, b->keys, b->n, err);
   if (rc == 0) rc = bf_runlog_flush(r->log, err);
+  bf_outcomes_flush(r->outcomes, 1); /* each live batch's outcomes, at once */
   struct bf_live_monitor *m = f->o->monitor;
   if (m) {
     pthread_mutex_lock(&m->mu);
