@@ -18,9 +18,9 @@
 
 enum { C_SYNC, C_RUN, C_HASH, C_KEY, C_OUTCOME, C_REASON, C_AT, NCOLS };
 static const struct bf_wcol cols[NCOLS] = {
-    {"sync", BF_WCOL_TEXT, true},    {"run_id", BF_WCOL_INT, true},
+    {"sync", BF_WCOL_TEXT, true},      {"run_id", BF_WCOL_INT, true},
     {"key_hash", BF_WCOL_TEXT, false}, {"key", BF_WCOL_TEXT, false},
-    {"outcome", BF_WCOL_TEXT, true}, {"reason", BF_WCOL_TEXT, false},
+    {"outcome", BF_WCOL_TEXT, true},   {"reason", BF_WCOL_TEXT, false},
     {"at", BF_WCOL_TIME, true},
 };
 
@@ -32,8 +32,8 @@ void bf_outcomes_table(const char *schema, struct bf_wtable *t) {
 
 struct row {
   long long run_id, at;
-  char hash[33]; /* "" without a key */
-  const char *outcome; /* static */
+  char hash[33];              /* "" without a key */
+  const char *outcome;        /* static */
   size_t key_off, reason_off; /* into arena, NONE for NULL */
   size_t key_len;
 };
@@ -77,7 +77,8 @@ static bool connect(struct bf_outcomes *o) {
   struct bf_error err = {0};
   struct bf_wtable t;
   bf_outcomes_table(o->target.schema, &t);
-  if (bf_writer_open(o->target.wh, o->cfg, &o->w, &err) == 0 && o->w->ops->ensure(o->w, &t, &err) == 0)
+  if (bf_writer_open(o->target.wh, o->cfg, &o->w, &err) == 0 &&
+      o->w->ops->ensure(o->w, &t, &err) == 0)
     return true;
   bf_log_warn("[sync %s] outcomes write-back to warehouse '%s': %s (kept for the next attempt)",
               o->sync, o->target.wh->name, err.msg);
