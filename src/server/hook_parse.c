@@ -14,8 +14,8 @@
 
 #include "core/jsonw.h"
 
-static const char *const event_keys[] = {"event",     "type",  "event_type", "eventType",
-                                         "subscriptionType", "topic", NULL};
+static const char *const event_keys[] = {
+    "event", "type", "event_type", "eventType", "subscriptionType", "topic", NULL};
 /* Where shapes we know put the person: generic, Braze (user.external_user_id),
  * HubSpot (objectId), Mailchimp form posts (data[id], data[email]). */
 static const char *const id_paths[] = {
@@ -119,9 +119,11 @@ static bool is_pii_key(const char *k) {
 }
 
 /* Removes personal data in place: PII keys go, strings that look like an
- * email address become "[redacted]". */
+ * email address become "[redacted]", and what nests deeper than anyone's
+ * events do is dropped whole (it would otherwise go unscrubbed). */
+#define MAX_DEPTH 32
+static json_t *scrubbed_child(json_t *child, int depth);
 static void scrub(json_t *v, int depth) {
-  if (depth > 32) return;
   if (json_is_object(v)) {
     const char *k;
     json_t *child;
@@ -129,20 +131,23 @@ static void scrub(json_t *v, int depth) {
     json_object_foreach_safe(v, tmp, k, child) {
       if (is_pii_key(k))
         json_object_del(v, k);
-      else if (json_is_string(child) && looks_like_email(json_string_value(child)))
-        json_object_set_new(v, k, json_string("[redacted]"));
       else
-        scrub(child, depth + 1);
+        json_object_set_new(v, k, scrubbed_child(child, depth + 1));
     }
   } else if (json_is_array(v)) {
-    for (size_t i = 0; i < json_array_size(v); i++) {
-      json_t *child = json_array_get(v, i);
-      if (json_is_string(child) && looks_like_email(json_string_value(child)))
-        json_array_set_new(v, i, json_string("[redacted]"));
-      else
-        scrub(child, depth + 1);
-    }
+    for (size_t i = 0; i < json_array_size(v); i++)
+      json_array_set_new(v, i, scrubbed_child(json_array_get(v, i), depth + 1));
   }
+}
+/* A new reference to what child becomes. */
+static json_t *scrubbed_child(json_t *child, int depth) {
+  if (json_is_string(child) && looks_like_email(json_string_value(child)))
+    return json_string("[redacted]");
+  if (json_is_object(child) || json_is_array(child)) {
+    if (depth > MAX_DEPTH) return json_string("[too deep]");
+    scrub(child, depth);
+  }
+  return json_incref(child);
 }
 
 static void extract(const struct bf_prf *prf, json_t *ev, struct bf_hook_event *out) {

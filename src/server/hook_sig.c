@@ -170,8 +170,9 @@ static bool verify_hubspot(const struct bf_hook_auth *a, const struct bf_hook_re
   if (*end || !in_window(when, now_ms))
     return fail(why, cap, "X-HubSpot-Request-Timestamp is not within 5 minutes of now");
   if (!a->url || !*a->url)
-    return fail(why, cap, "hooks: the destination has no url (the address HubSpot posts to, "
-                          "which it signs)");
+    return fail(why, cap,
+                "hooks: the destination has no url (the address HubSpot posts to, "
+                "which it signs)");
   const char *parts[] = {req->method, a->url, req->body, ts};
   size_t lens[] = {strlen(req->method), strlen(a->url), req->body_len, strlen(ts)};
   unsigned char mac[32];
@@ -206,8 +207,8 @@ static bool verify_klaviyo(const struct bf_hook_auth *a, const struct bf_hook_re
 /* A shared secret in a header (Braze webhook campaigns set any header) or
  * in the URL's token parameter (Mailchimp audience webhooks have nothing
  * else). No timestamp: replays are stored once by the idempotency key. */
-static bool verify_token(const struct bf_hook_auth *a, const struct bf_hook_request *req,
-                         char *id, char *why, size_t cap) {
+static bool verify_token(const struct bf_hook_auth *a, const struct bf_hook_request *req, char *id,
+                         char *why, size_t cap) {
   const char *name = a->header && *a->header ? a->header : "Authorization";
   const char *got = header(req, name);
   if (got && !strncasecmp(got, "Bearer ", 7) && !strcasecmp(name, "Authorization")) got += 7;
