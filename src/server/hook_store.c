@@ -207,6 +207,16 @@ struct bf_hook_store *bf_hook_store_new(const struct bf_config *cfg, bf_hook_nud
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->work, NULL);
     pthread_cond_init(&c->done, NULL);
+    /* The table exists before any model runs, so a model may JOIN it from
+     * its first run; a warehouse down now is retried by the first commit. */
+    struct bf_error err = {0};
+    struct bf_wtable tab;
+    table_of(c, &tab);
+    if (bf_writer_open(wh, cfg, &c->w, &err) || c->w->ops->ensure(c->w, &tab, &err)) {
+      bf_log_warn("hooks: warehouse '%s' cannot take events yet: %s", wh->name, err.msg);
+      bf_writer_close(c->w);
+      c->w = NULL;
+    }
     c->started = pthread_create(&c->thread, NULL, committer_main, c) == 0;
     if (!c->started) bf_log_error("hooks: cannot start the committer of '%s'", wh->name);
   }

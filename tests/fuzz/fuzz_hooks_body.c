@@ -18,8 +18,8 @@
 #include "server/hook_events.h"
 
 static struct bf_prf prf;
-static const char *const pii[] = {"email", "phone", "first_name", "last_name", "name",
-                                  "address", "ip", "user_agent", NULL};
+static const char *const pii[] = {"email",   "phone", "first_name", "last_name", "name",
+                                  "address", "ip",    "user_agent", NULL};
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;

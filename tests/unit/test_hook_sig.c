@@ -91,10 +91,10 @@ Test(hook_sig, hubspot_v3) {
 Test(hook_sig, klaviyo) {
   cr_assert(sodium_init() >= 0);
   struct bf_hook_auth a = {BF_HOOK_KLAVIYO, "klaviyo-secret-123456", NULL, NULL};
-  struct hdrs h = {{"Klaviyo-Signature", "Klaviyo-Timestamp"},
-                   {"adaaaadde3a1870d28ab89261a5ce25a83c3c1bce1d4fc7963cd85dc061d6048",
-                    "2024-05-01T12:00:00Z"},
-                   NULL};
+  struct hdrs h = {
+      {"Klaviyo-Signature", "Klaviyo-Timestamp"},
+      {"adaaaadde3a1870d28ab89261a5ce25a83c3c1bce1d4fc7963cd85dc061d6048", "2024-05-01T12:00:00Z"},
+      NULL};
   char id[257];
   long long at = 1714564800000LL; /* 2024-05-01T12:00:00Z */
   cr_assert(verify(&a, "POST", KL_BODY, &h, at, id));
