@@ -117,15 +117,17 @@ static int pw_ensure(struct bf_writer *w_, const struct bf_wtable *t, struct bf_
   }
   bf_buf_printf(&b, ");");
   if (t->n_unique) {
-    /* The stage lives as long as the connection; its rows only as long
-     * as the transaction that copied them. */
+    /* The stage lives as long as the connection and is emptied by a
+     * DELETE in the transaction that filled it: TRUNCATE (or ON COMMIT
+     * DELETE ROWS) replaces its file on every commit, which costs more
+     * than a small batch itself. */
     bf_buf_printf(&b, "CREATE TEMP TABLE IF NOT EXISTS %s (bf_ord integer NOT NULL", stage);
     for (size_t i = 0; i < t->ncols; i++) {
       char *c = ident(w, t->cols[i].name);
       bf_buf_printf(&b, ", %s %s", c, pg_type(t->cols[i].type));
       PQfreemem(c);
     }
-    bf_buf_printf(&b, ") ON COMMIT DELETE ROWS;");
+    bf_buf_printf(&b, ");");
   }
   char *doing = bf_xasprintf("creating %s", table);
   rc = command(w, bf_buf_cstr(&b), doing, err);
@@ -235,9 +237,7 @@ static int pw_insert(struct bf_writer *w_, const struct bf_wtable *t, const stru
   }
   char *stage = stage_name(w, t);
   struct bf_buf b = {0};
-  bf_buf_printf(&b, "TRUNCATE %s", stage);
-  rc = command(w, bf_buf_cstr(&b), "clearing the stage", err);
-  if (rc == 0) rc = copy_rows(w, stage, t, rows, n, true, err);
+  rc = copy_rows(w, stage, t, rows, n, true, err);
   if (rc == 0) {
     /* The first of equal keys in the batch wins, as it would row by row. */
     bf_buf_reset(&b);
@@ -268,6 +268,11 @@ static int pw_insert(struct bf_writer *w_, const struct bf_wtable *t, const stru
       }
     }
     PQclear(res);
+  }
+  if (rc == 0) {
+    bf_buf_reset(&b);
+    bf_buf_printf(&b, "DELETE FROM %s", stage);
+    rc = command(w, bf_buf_cstr(&b), "emptying the stage", err);
   }
   bf_buf_release(&b);
   free(stage);
