@@ -50,6 +50,7 @@ struct bf_outcomes {
   struct bf_writeback_target target;
   char *sync;
   bool with_keys;
+  bool midrun_failed; /* a flush during the run failed: wait for the end */
   struct bf_writer *w;
   struct row *rows;
   size_t n, cap;
@@ -186,7 +187,14 @@ void bf_outcomes_add(struct bf_outcomes *o, long long run_id, const unsigned cha
 }
 
 void bf_outcomes_flush(struct bf_outcomes *o, size_t min_rows) {
-  if (!o || o->n == 0 || o->n < min_rows || !connect(o)) return;
+  if (!o || o->n == 0 || o->n < min_rows) return;
+  /* A SQLite warehouse without WAL cannot commit while the model is being
+   * read from it: one wait for the busy timeout is enough to know. */
+  if (min_rows > 1 && o->midrun_failed) return;
+  if (!connect(o)) {
+    o->midrun_failed |= min_rows > 1;
+    return;
+  }
   struct bf_value *vals = bf_xcalloc(o->n * NCOLS, sizeof *vals);
   for (size_t i = 0; i < o->n; i++) {
     const struct row *row = &o->rows[i];
@@ -211,6 +219,7 @@ void bf_outcomes_flush(struct bf_outcomes *o, size_t min_rows) {
                 o->sync, o->target.wh->name, err.msg);
     bf_writer_close(o->w); /* reconnect next time: the connection may be what failed */
     o->w = NULL;
+    o->midrun_failed |= min_rows > 1;
   } else {
     o->n = 0;
     bf_buf_reset(&o->arena);

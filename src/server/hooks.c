@@ -56,6 +56,44 @@ static bool auth_of(const struct bf_config *cfg, const struct bf_destination_con
   return true;
 }
 
+int bf_hooks_check(const struct bf_config *cfg, struct bf_error *err) {
+  const struct bf_node *hooks = bf_node_get(cfg->root, "hooks");
+  if (!hooks) return 0;
+  if (hooks->kind != BF_NODE_MAP)
+    return bf_error_set(err, BF_E_CONFIG,
+                        "%s:%d:%d: hooks must map destination names to {scheme, secret, ...}",
+                        hooks->loc.file, hooks->loc.line, hooks->loc.col);
+  static const char *const keys[] = {"scheme", "secret", "url", "header", NULL};
+  for (size_t i = 0; i < hooks->n; i++) {
+    const char *name = hooks->keys[i];
+    const struct bf_node *h = hooks->items[i];
+    const struct bf_loc *loc = &hooks->key_locs[i];
+    if (!bf_config_destination(cfg, name))
+      return bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: hooks: no destination named '%s'", loc->file,
+                          loc->line, loc->col, name);
+    char *what = bf_xasprintf("hooks.%s", name);
+    int rc = h->kind == BF_NODE_MAP ? bf_node_check_keys(h, what, keys, err)
+                                    : bf_error_set(err, BF_E_CONFIG,
+                                                   "%s:%d:%d: %s must be a mapping like {scheme: "
+                                                   "hubspot, secret: ...}",
+                                                   loc->file, loc->line, loc->col, what);
+    free(what);
+    if (rc) return rc;
+    const char *scheme = bf_node_get_str(h, "scheme");
+    if (scheme && bf_hook_scheme_find(scheme) < 0)
+      return bf_error_set(err, BF_E_CONFIG,
+                          "%s:%d:%d: hooks.%s.scheme '%s': one of standard, hubspot, klaviyo, "
+                          "token",
+                          loc->file, loc->line, loc->col, name, scheme);
+    if (scheme && !strcmp(scheme, "hubspot") && !bf_node_get_str(h, "url"))
+      return bf_error_set(err, BF_E_CONFIG,
+                          "%s:%d:%d: hooks.%s: HubSpot signs the URL it posts to; set url to the "
+                          "public address of /hooks/%s",
+                          loc->file, loc->line, loc->col, name, name);
+  }
+  return 0;
+}
+
 void bf_hooks_receive(struct bf_http_req *req, struct bf_http_resp *resp) {
   const char *dest = req->params[0];
   struct bf_project *p = req->srv->p;

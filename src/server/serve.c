@@ -153,6 +153,7 @@ int bf_serve(struct bf_project *p, const char *listen, struct bf_error *err) {
   rc = 0;
   if ((rc = load_token(&srv, err))) goto out;
   if ((rc = bf_alerts_new(p->cfg, &srv.alerts, err))) goto out;
+  if ((rc = bf_hooks_check(p->cfg, err))) goto out;
   srv.metrics = bf_metrics_new(p->cfg);
   struct bf_sched_ops ops = {.run = run_sync, .finished = run_finished, .ctx = &srv};
   if ((rc = bf_scheduler_new(p->cfg, &ops, 0, &srv.sched, err))) goto out;

@@ -126,6 +126,8 @@ void bf_api_sync_trigger(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_api_run_errors(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_api_metrics(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_hooks_receive(struct bf_http_req *req, struct bf_http_resp *resp);
+/* Checks the top-level `hooks:` map (destinations, keys, schemes). */
+int bf_hooks_check(const struct bf_config *cfg, struct bf_error *err);
 
 extern const char bf_dashboard_html[];
 
