@@ -29,7 +29,13 @@ HUBSPOT_SECRET = "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy"
 KLAVIYO_SECRET = "klaviyo-secret-123456"
 
 
-def config(warehouse, write_back=True):
+HOOKS = f"""  crm: {{scheme: hubspot, secret: "{HUBSPOT_SECRET}", url: "https://backflow.example.com/hooks/crm"}}
+  kl: {{scheme: klaviyo, secret: "{KLAVIYO_SECRET}"}}
+  braze: {{scheme: token, secret: "braze-shared-token", header: X-Braze-Token}}
+"""
+
+
+def config(warehouse, write_back=True, hooks=HOOKS):
     wb = "    write_back: {warehouse: wh}\n" if write_back else ""
     return f"""version: 1
 server: {{listen: "127.0.0.1:8420", token: "{TOKEN}"}}
@@ -48,10 +54,7 @@ destinations:
   kl: {{type: file, path: kl.jsonl}}
   braze: {{type: file, path: braze.jsonl}}
 hooks:
-  crm: {{scheme: hubspot, secret: "{HUBSPOT_SECRET}", url: "https://backflow.example.com/hooks/crm"}}
-  kl: {{scheme: klaviyo, secret: "{KLAVIYO_SECRET}"}}
-  braze: {{scheme: token, secret: "braze-shared-token", header: X-Braze-Token}}
-syncs:
+{hooks}syncs:
   s:
     model: users
     destination: out
@@ -252,6 +255,26 @@ class PgStore(StoreCases, unittest.TestCase):
         self.assertEqual(self.post(body, msg_id="msg_down")[1]["stored"], 1)
         self.assertEqual(self.post(body, msg_id="msg_down")[1]["stored"], 0)
         self.assertEqual(self.count("events"), 2)
+
+
+class HooksConfig(unittest.TestCase):
+    def test_bad_hooks_entries_stop_serve_with_the_place(self):
+        cases = {
+            "crm: {scheme: hubspot, secret: x}": "HubSpot signs the URL",
+            "crm: {scheme: hubspto, secret: x}": "one of standard, hubspot, klaviyo, token",
+            "nope: {scheme: token, secret: x}": "no destination named 'nope'",
+            "crm: {scheme: token, secret: x, sekret: y}": "sekret",
+        }
+        for entry, message in cases.items():
+            p = Project(config("{type: sqlite, path: warehouse.db}", hooks=f"  {entry}\n"))
+            try:
+                p.sql("CREATE TABLE users (id INTEGER, email TEXT)")
+                r = p.run("serve", "--listen", "127.0.0.1:0", timeout=20)
+                self.assertEqual(r.returncode, 2, (entry, r.stderr))
+                self.assertIn(message, r.stderr, entry)
+                self.assertIn("backflow.yml:", r.stderr, entry)
+            finally:
+                p.cleanup()
 
 
 class ClosedLoopExample(unittest.TestCase):
