@@ -321,5 +321,55 @@ class ClosedLoopExample(unittest.TestCase):
         self.assertEqual(dict(outcomes), {"added": 5, "removed": 3})
 
 
+class ClosedLoopPostgres(unittest.TestCase):
+    """The same loop on PostgreSQL: logical replication, backflow.events and
+    backflow.outcomes, the model in PostgreSQL's dialect."""
+
+    def setUp(self):
+        self.pg = pgredis.shared_logical_pg()
+        self.db = self.pg.create_db("loop")
+        self.pg.psql("CREATE TABLE users (id bigint PRIMARY KEY, email text, plan text);"
+                     "INSERT INTO users SELECT i, 'u' || i || '@example.com', 'pro'"
+                     " FROM generate_series(1, 20) i", db=self.db)
+        self.r = Receiver.start(WEBHOOK_SECRET)
+        with open(os.path.join(EXAMPLE, "backflow.yml")) as f:
+            text = f.read()
+        text = (text.replace("local: {type: sqlite, path: warehouse.db}",
+                             'local: {type: postgres, dsn: "${PG_DSN}"}')
+                    .replace("FROM backflow_outcomes o", "FROM backflow.outcomes o")
+                    .replace("JOIN backflow_events e", "JOIN backflow.events e")
+                    .replace("live: {table: users, key: id}", "live: {table: public.users, key: id}"))
+        self.p = Project(text)
+        self.env = {"BACKFLOW_TOKEN": TOKEN, "CRM_URL": self.r.url,
+                    "CRM_SIGNING_SECRET": WEBHOOK_SECRET, "PG_DSN": self.pg.dsn(self.db)}
+        self.s = Server(self.p, env=self.env)
+
+    def tearDown(self):
+        if self.s.proc.poll() is None:
+            self.s.stop()
+        self.r.stop()
+        self.p.cleanup()
+
+    def test_unsubscribed_person_leaves_the_destination(self):
+        wait_until(lambda: len(self.r.store()) == 20, 30, "the first full run")
+        for uid in (4, 17):
+            body = json.dumps({"event": "unsubscribed", "user_id": uid}).encode()
+            h = sign(WEBHOOK_SECRET, body)
+            h["Content-Type"] = "application/json"
+            t0 = time.monotonic()
+            st, _, data = self.s.request("POST", "/hooks/crm", token=None, body=body, headers=h)
+            self.assertEqual(st, 200, data)
+            wait_until(lambda: self.r.get({"user_id": uid}) is None, 5, f"user {uid} removed")
+            self.assertLess(time.monotonic() - t0, 2.0)
+        self.assertEqual(len(self.r.store()), 18)
+        # An ordinary change still flows, and the unsubscribed stay out of it.
+        self.pg.psql("UPDATE users SET plan = 'free' WHERE id IN (4, 5)", db=self.db)
+        wait_until(lambda: (self.r.get({"user_id": 5}) or {}).get("plan") == "free", 10, "update")
+        self.assertIsNone(self.r.get({"user_id": 4}))
+        rows = self.pg.psql("SELECT outcome, count(*) FROM backflow.outcomes GROUP BY outcome"
+                            " ORDER BY outcome", db=self.db)
+        self.assertEqual(dict((o, int(n)) for o, n in rows), {"added": 20, "changed": 1, "removed": 2})
+
+
 if __name__ == "__main__":
     unittest.main()
