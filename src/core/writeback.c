@@ -90,7 +90,11 @@ static int write_runs(struct bf_writer *w, const struct bf_writeback_target *t,
     size_t ne = 0;
     long long resolved = 0;
     struct bf_error lerr = {0};
-    if (bf_runlog_errors(log, r->sync, r->id, &resolved, &errs, &ne, &lerr) || ne == 0) continue;
+    if (bf_runlog_errors(log, r->sync, r->id, &resolved, &errs, &ne, &lerr)) continue;
+    if (ne == 0) {
+      bf_run_errors_free(errs, ne);
+      continue;
+    }
     struct bf_value *ev = bf_xcalloc(ne * 5, sizeof *ev);
     for (size_t i = 0; i < ne; i++) {
       ev[i * 5 + 0] = bf_wint(r->id);

@@ -183,7 +183,7 @@ class SqliteStore(StoreCases, unittest.TestCase):
         self.s = Server(self.project)
 
     def tearDown(self):
-        self.s.stop()
+        self.assertEqual(self.s.stop(), 0, self.s.log())
         self.project.cleanup()
 
     def q(self, sql):
@@ -231,7 +231,7 @@ class PgStore(StoreCases, unittest.TestCase):
 
     def tearDown(self):
         if self.s.proc.poll() is None:
-            self.s.stop()
+            self.assertEqual(self.s.stop(), 0, self.s.log())
         self.project.cleanup()
 
     def q(self, sql):
@@ -294,9 +294,10 @@ class ClosedLoopExample(unittest.TestCase):
         self.s = Server(self.p, env=self.env)
 
     def tearDown(self):
-        self.s.stop()
+        code = self.s.stop()
         self.r.stop()
         self.p.cleanup()
+        self.assertEqual(code, 0)
 
     def test_unsubscribed_person_leaves_the_destination_within_two_seconds(self):
         wait_until(lambda: len(self.r.store()) == 5, 20, "the first full run")
@@ -345,10 +346,11 @@ class ClosedLoopPostgres(unittest.TestCase):
         self.s = Server(self.p, env=self.env)
 
     def tearDown(self):
-        if self.s.proc.poll() is None:
-            self.s.stop()
+        code = self.s.stop() if self.s.proc.poll() is None else 0
+        log = self.s.log()
         self.r.stop()
         self.p.cleanup()
+        self.assertEqual(code, 0, log)
 
     def test_unsubscribed_person_leaves_the_destination(self):
         wait_until(lambda: len(self.r.store()) == 20, 30, "the first full run")
