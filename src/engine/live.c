@@ -30,7 +30,20 @@ void bf_live_monitor_init(struct bf_live_monitor *m) {
   pthread_mutex_init(&m->mu, NULL);
 }
 
-void bf_live_monitor_destroy(struct bf_live_monitor *m) { pthread_mutex_destroy(&m->mu); }
+void bf_live_monitor_destroy(struct bf_live_monitor *m) {
+  for (size_t i = 0; i < m->n_nudged; i++) free(m->nudged[i]);
+  free(m->nudged);
+  pthread_mutex_destroy(&m->mu);
+}
+
+void bf_live_monitor_nudge(struct bf_live_monitor *m, const char *const *keys, size_t n) {
+  pthread_mutex_lock(&m->mu);
+  if (m->n_nudged + n <= 100000) {
+    m->nudged = bf_xrealloc(m->nudged, (m->n_nudged + n) * sizeof *m->nudged);
+    for (size_t i = 0; i < n; i++) m->nudged[m->n_nudged++] = bf_xstrdup(keys[i]);
+  }
+  pthread_mutex_unlock(&m->mu);
+}
 
 void bf_live_monitor_read(struct bf_live_monitor *m, struct bf_live_monitor *out) {
   pthread_mutex_lock(&m->mu);
@@ -152,6 +165,7 @@ static int apply(struct follower *f, const struct bf_change_batch *b, struct bf_
   long long before = r->res->counts.added + r->res->counts.changed + r->res->counts.removed;
   rc = bf_live_pass(r, b->keys, b->n, err);
   if (rc == 0) rc = bf_runlog_flush(r->log, err);
+  bf_outcomes_flush(r->outcomes, 1); /* each live batch's outcomes, at once */
   struct bf_live_monitor *m = f->o->monitor;
   if (m) {
     pthread_mutex_lock(&m->mu);
@@ -173,6 +187,32 @@ static void update_lag(struct follower *f) {
   m->lag_seconds = secs;
   m->lag_bytes = bytes;
   pthread_mutex_unlock(&m->mu);
+}
+
+/* The keys the server asked to look up again, as one burst of changes
+ * (no feed position: nothing to acknowledge). */
+static int apply_nudged(struct follower *f, struct bf_error *err) {
+  struct bf_live_monitor *m = f->o->monitor;
+  if (!m) return 0;
+  pthread_mutex_lock(&m->mu);
+  char **keys = m->nudged;
+  size_t n = m->n_nudged;
+  m->nudged = NULL;
+  m->n_nudged = 0;
+  pthread_mutex_unlock(&m->mu);
+  if (!n) return 0;
+  struct bf_value *vals = bf_xcalloc(n, sizeof *vals);
+  for (size_t i = 0; i < n; i++) {
+    vals[i].type = BF_TEXT;
+    vals[i].len = (uint32_t)strlen(keys[i]);
+    vals[i].u.s = keys[i];
+  }
+  struct bf_change_batch b = {vals, n, 0, 0, false};
+  int rc = apply(f, &b, err);
+  for (size_t i = 0; i < n; i++) free(keys[i]);
+  free(keys);
+  free(vals);
+  return rc;
 }
 
 /* Follows until stopped or a failure: returns its code. */
@@ -198,6 +238,7 @@ static int follow(struct follower *f, struct bf_error *err) {
     struct bf_change_batch b;
     if ((rc = f->feed->ops->next(f->feed, WAIT_MS, &b, err))) return rc;
     if (b.n && (rc = apply(f, &b, err))) return rc;
+    if ((rc = apply_nudged(f, err))) return rc;
     bool reconcile = f->next_reconcile_ms >= 0 && bf_now_ms() >= f->next_reconcile_ms;
     struct bf_live_monitor *m = f->o->monitor;
     if (m) {

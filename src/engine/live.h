@@ -34,7 +34,13 @@ struct bf_live_monitor {
   long long last_change_ms;
   char last_error[BF_ERROR_MSG_MAX]; /* "" when the last attempt worked */
   bool reconcile_requested;          /* set by the server (Run now): a full run soon */
+  /* Primary keys to look up again now (the server's /hooks stored an event
+   * naming them), consumed by the live sync; owned by the monitor. */
+  char **nudged;
+  size_t n_nudged;
 };
+/* Queues keys for the live sync of m (copies them); at most 100000 wait. */
+void bf_live_monitor_nudge(struct bf_live_monitor *m, const char *const *keys, size_t n);
 void bf_live_monitor_init(struct bf_live_monitor *m);
 void bf_live_monitor_destroy(struct bf_live_monitor *m);
 /* A consistent copy of m (for metrics and the API). */

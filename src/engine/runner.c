@@ -124,6 +124,7 @@ static void reject_row(struct run *r, const unsigned char *key, const char *colu
   char hex[33] = "";
   if (key) bf_key_hex(key, hex);
   bf_runlog_add_error(r->log, r->res->run_id, hex, column, reason);
+  bf_outcomes_add(r->outcomes, r->res->run_id, key, "rejected", reason);
 }
 
 static void batch_reserve(struct pending_batch *b) {
@@ -150,6 +151,7 @@ static void batch_add(struct run *r, enum bf_op op, enum bf_change change,
   b->match_off[b->n] = b->arena.len;
   bf_buf_append(&b->arena, match_json, match_len);
   if (row) {
+    bf_outcomes_note_key(r->outcomes, key, &row[r->map.pk_col]);
     struct bf_value *vals = b->values + b->n * b->nvals;
     for (size_t i = 0; i < b->nvals; i++) {
       const struct bf_value *src = i < r->map.n_match ? &row[r->map.match_cols[i]]
@@ -262,6 +264,11 @@ int bf_run_flush_batch(struct run *r, struct bf_error *err) {
         else
           c->changed++;
       }
+      bf_outcomes_add(r->outcomes, r->res->run_id, rec->key,
+                      rec->op == BF_OP_DELETE        ? "removed"
+                      : rec->change == BF_CHANGE_ADD ? "added"
+                                                     : "changed",
+                      NULL);
       r->sent++;
       break;
     case BF_OUT_REJECT: {
@@ -298,6 +305,7 @@ int bf_run_flush_batch(struct run *r, struct bf_error *err) {
         char hex[33];
         bf_key_hex(rec->key, hex);
         bf_runlog_add_error(r->log, r->res->run_id, hex, NULL, msg);
+        bf_outcomes_add(r->outcomes, r->res->run_id, rec->key, "failed", msg);
         free(msg);
         free(reason);
       }
@@ -319,6 +327,7 @@ int bf_run_flush_batch(struct run *r, struct bf_error *err) {
   }
   for (size_t i = 0; i < b->n; i++) free(outcomes[i].reason);
   free(outcomes);
+  bf_outcomes_flush(r->outcomes, BF_OUTCOMES_FLUSH_ROWS);
   progress(r, false);
 
   if (rc == 0 && n_retry > 0) {
@@ -622,6 +631,12 @@ int bf_run_begin(struct run *r, const char *sync_name, struct bf_error *err) {
   rc = bf_params_check(dc->params, dtype->params, what, err);
   free(what);
   if (rc) return rc;
+  if (!opts->plan_only) {
+    /* Before the model's query, so that the model may JOIN its outcomes
+     * from the first run on. */
+    r->outcomes = bf_outcomes_new(p->cfg, sync_name);
+    bf_outcomes_prepare(r->outcomes);
+  }
   if ((rc = bf_source_open(wh, p->cfg, &r->src, err))) return rc;
   if ((rc = bf_source_query(r->src, r->model->sql, &r->cur, err)))
     return bf_error_prefix(err, "%s:%d:%d: model '%s': SQL error", r->model->sql_loc.file,
@@ -732,6 +747,8 @@ int bf_run_end(struct run *r, int rc, struct bf_error *err) {
   }
   if (rc == BF_E_LOCKED && !r->logged && !opts->plan_only && !r->keyed && opts->log_skipped)
     log_skipped(r, err->msg);
+  bf_outcomes_free(r->outcomes);
+  r->outcomes = NULL;
   bf_destination_close(r->dest);
   bf_vault_close(r->vault);
   bf_forgotten_filter_free(r->forgotten);

@@ -6,6 +6,7 @@
 
 #include "engine/forgotten.h"
 #include "spec/mapping.h"
+#include "engine/outcomes.h"
 #include "util/prf.h"
 #include "engine/runner.h"
 #include "engine/state.h"
@@ -45,6 +46,7 @@ struct run {
   struct bf_vault *vault;
   struct bf_forgotten_filter *forgotten; /* NULL unless someone was erased (backflow forget) */
   struct bf_runlog *log;
+  struct bf_outcomes *outcomes; /* NULL without write-back */
   struct bf_destination *dest;
   struct bf_mapping map;
   struct bf_prf prf;

@@ -62,6 +62,7 @@ int bf_live_workers_start(struct bf_server *srv, struct bf_error *err) {
 }
 
 void bf_live_workers_stop(struct bf_server *srv) {
+  __atomic_store_n(&srv->live_ready, 0, __ATOMIC_RELEASE);
   for (size_t i = 0; i < srv->n_live; i++) {
     if (srv->live[i].started) pthread_join(srv->live[i].thread, NULL);
     bf_live_monitor_destroy(&srv->live[i].monitor);
@@ -69,6 +70,18 @@ void bf_live_workers_stop(struct bf_server *srv) {
   free(srv->live);
   srv->live = NULL;
   srv->n_live = 0;
+}
+
+void bf_live_workers_nudge(void *ctx, const char *destination, const char *const *idents,
+                           size_t n) {
+  struct bf_server *srv = ctx;
+  /* Only once every worker exists (the store starts before them). */
+  if (!__atomic_load_n(&srv->live_ready, __ATOMIC_ACQUIRE)) return;
+  for (size_t i = 0; i < srv->n_live; i++) {
+    const struct bf_sync_config *sc = bf_config_sync(srv->p->cfg, srv->live[i].sync);
+    if (sc && !strcmp(sc->destination, destination))
+      bf_live_monitor_nudge(&srv->live[i].monitor, idents, n);
+  }
 }
 
 static struct bf_live_worker *find(struct bf_server *srv, const char *sync) {

@@ -13,6 +13,7 @@
 
 #include "util/log.h"
 #include "engine/runner.h"
+#include "server/hook_events.h"
 #include "server/server.h"
 
 /* A run that failed before the runner logged it (warehouse unreachable,
@@ -152,6 +153,7 @@ int bf_serve(struct bf_project *p, const char *listen, struct bf_error *err) {
   rc = 0;
   if ((rc = load_token(&srv, err))) goto out;
   if ((rc = bf_alerts_new(p->cfg, &srv.alerts, err))) goto out;
+  if ((rc = bf_hooks_check(p->cfg, err))) goto out;
   srv.metrics = bf_metrics_new(p->cfg);
   struct bf_sched_ops ops = {.run = run_sync, .finished = run_finished, .ctx = &srv};
   if ((rc = bf_scheduler_new(p->cfg, &ops, 0, &srv.sched, err))) goto out;
@@ -161,10 +163,12 @@ int bf_serve(struct bf_project *p, const char *listen, struct bf_error *err) {
    * inherits the mask, so no thread is interrupted mid-request. */
   pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
   masked = true;
+  srv.hooks = bf_hook_store_new(p->cfg, bf_live_workers_nudge, &srv);
   if ((rc = bf_http_start(&srv, listen ? listen : p->cfg->server_listen, err))) goto out;
   if ((rc = bf_alerts_start(srv.alerts, err))) goto out;
   if ((rc = bf_scheduler_start(srv.sched, true, err))) goto out;
   if ((rc = bf_live_workers_start(&srv, err))) goto out;
+  __atomic_store_n(&srv.live_ready, 1, __ATOMIC_RELEASE);
   printf("listening on %s\n", srv.url);
   fflush(stdout);
   bf_log_info("serving %zu syncs on %s (dashboard: %s/ ; %zu alert rules)", p->cfg->n_syncs,
@@ -181,13 +185,16 @@ int bf_serve(struct bf_project *p, const char *listen, struct bf_error *err) {
   }
 out:
   /* Order: no new runs, then runs in flight stop after their batch and are
-   * joined, then queued alerts go out, then the HTTP server stops. */
+   * joined, then the HTTP server stops (hooks in flight are committed),
+   * then live syncs, then queued alerts go out. */
   srv.stopping = 1;
   bf_stop_requested = 1;
   bf_scheduler_stop(srv.sched);
+  bf_http_stop(&srv);
+  bf_hook_store_free(srv.hooks);
+  srv.hooks = NULL;
   bf_live_workers_stop(&srv);
   bf_alerts_stop(srv.alerts);
-  bf_http_stop(&srv);
   bf_scheduler_free(srv.sched);
   bf_alerts_free(srv.alerts);
   bf_metrics_free(srv.metrics);

@@ -65,6 +65,8 @@ struct bf_server {
   char *url;                   /* http://HOST:PORT actually bound */
   struct bf_live_worker *live; /* live_workers.c: one per `schedule: live` sync */
   size_t n_live;
+  struct bf_hook_store *hooks; /* hook_store.c: the group commit of /hooks */
+  int live_ready;              /* live workers all started (atomic) */
 };
 
 /* ---- live_workers.c: the `schedule: live` syncs, one thread each. */
@@ -76,6 +78,9 @@ bool bf_live_workers_reconcile(struct bf_server *srv, const char *sync);
 /* {"state":..,"lag_seconds":..,...} or null when sync is not live. */
 void bf_live_workers_json(struct bf_server *srv, const char *sync, struct bf_buf *b);
 void bf_live_workers_metrics(struct bf_server *srv, struct bf_buf *out);
+/* bf_hook_nudge_fn (ctx: the server): the live syncs of destination look
+ * the keys idents up again (an event may have changed their model row). */
+void bf_live_workers_nudge(void *srv, const char *destination, const char *const *idents, size_t n);
 
 /* A request as handlers see it. */
 struct bf_http_req {
@@ -121,6 +126,8 @@ void bf_api_sync_trigger(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_api_run_errors(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_api_metrics(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_hooks_receive(struct bf_http_req *req, struct bf_http_resp *resp);
+/* Checks the top-level `hooks:` map (destinations, keys, schemes). */
+int bf_hooks_check(const struct bf_config *cfg, struct bf_error *err);
 
 extern const char bf_dashboard_html[];
 

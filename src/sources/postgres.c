@@ -671,4 +671,5 @@ const struct bf_source_type bf_source_postgres = {
     .query_params = pg_query_params,
     .query_keys = pg_query_keys,
     .feed = &bf_feed_postgres,
+    .write = &bf_writer_postgres,
 };

@@ -119,6 +119,40 @@ const struct bf_source_type *bf_source_type_find(const char *name) {
   return NULL;
 }
 
+int bf_writer_open(const struct bf_warehouse_config *wh, const struct bf_config *cfg,
+                   struct bf_writer **out, struct bf_error *err) {
+  *out = NULL;
+  const struct bf_source_type *t = bf_source_type_find(wh->type);
+  if (!t || !t->write)
+    return bf_error_set(err, BF_E_CONFIG,
+                        "%s:%d:%d: warehouse '%s' (%s) cannot hold Backflow's tables (write-back, "
+                        "outcomes, /hooks events); use a sqlite or postgres warehouse",
+                        wh->loc.file, wh->loc.line, wh->loc.col, wh->name, wh->type);
+  int rc = t->write->open(wh, cfg, out, err);
+  if (rc) return rc;
+  (*out)->ops = t->write;
+  (*out)->name = bf_xstrdup(wh->name);
+  return 0;
+}
+
+void bf_writer_close(struct bf_writer *w) {
+  if (!w) return;
+  char *name = w->name;
+  w->ops->rollback(w);
+  w->ops->close(w);
+  free(name);
+}
+
+int bf_writer_write(struct bf_writer *w, const struct bf_wtable *t, const struct bf_value *rows,
+                    size_t n, bool *inserted, struct bf_error *err) {
+  int rc = w->ops->ensure(w, t, err);
+  if (rc == 0) rc = w->ops->begin(w, err);
+  if (rc == 0) rc = w->ops->insert(w, t, rows, n, inserted, err);
+  if (rc == 0) rc = w->ops->commit(w, err);
+  if (rc) w->ops->rollback(w);
+  return rc;
+}
+
 static const struct bf_feed_type *feed_type(const struct bf_warehouse_config *wh,
                                             struct bf_error *err) {
   const struct bf_source_type *t = bf_source_type_find(wh->type);

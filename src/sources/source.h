@@ -96,6 +96,8 @@ struct bf_source_type {
                     struct bf_error *err);
   /* Change capture for `schedule: live` (sources/feed.h), or NULL. */
   const struct bf_feed_type *feed;
+  /* Backflow's own tables in this warehouse (below), or NULL. */
+  const struct bf_writer_ops *write;
 };
 struct bf_source {
   const struct bf_source_type *type;
@@ -140,6 +142,81 @@ void bf_prefetch_set_prepare(struct bf_prefetch *pf, bf_prepare_fn prepare, void
  * error (then err is set and *failed is true). */
 struct bf_rowbuf *bf_prefetch_next(struct bf_prefetch *pf, bool *failed, struct bf_error *err);
 void bf_prefetch_free(struct bf_prefetch *pf);
+
+/* ---- The write path: the tables Backflow itself keeps in a warehouse
+ * (write-back of runs, per-record outcomes, /hooks events). One path for
+ * every type, so a new warehouse gets all three by filling bf_writer_ops. */
+enum bf_wcol_type {
+  BF_WCOL_TEXT,
+  BF_WCOL_INT,
+  BF_WCOL_TIME /* a BF_INT of unix ms: timestamptz, or ISO 8601 UTC text in SQLite */
+};
+struct bf_wcol {
+  const char *name;
+  enum bf_wcol_type type;
+  bool not_null;
+};
+struct bf_wtable {
+  /* SQLite has no schemas: "<schema>_<name>" there, "<schema>"."<name>" in
+   * PostgreSQL (backflow_events / backflow.events). */
+  const char *schema, *name;
+  const struct bf_wcol *cols;
+  size_t ncols;
+  /* Columns (indexes into cols, NOT NULL) whose values identify a row: a
+   * row already there is skipped, never written twice (the idempotency of
+   * webhook-id, of run ids). n_unique 0: rows are always added. */
+  const size_t *unique;
+  size_t n_unique;
+  bool serial_id; /* an `id` column numbering rows in insertion order */
+};
+
+struct bf_writer;
+struct bf_writer_ops {
+  /* A read-write connection (the reading one is read-only on purpose). */
+  int (*open)(const struct bf_warehouse_config *wh, const struct bf_config *cfg,
+              struct bf_writer **out, struct bf_error *err);
+  /* Creates t (and its schema) when absent. */
+  int (*ensure)(struct bf_writer *w, const struct bf_wtable *t, struct bf_error *err);
+  int (*begin)(struct bf_writer *w, struct bf_error *err);
+  /* Adds n rows (rows[i * t->ncols + c]: BF_NULL, BF_INT or BF_TEXT) inside
+   * the open transaction, in one round trip per call where the type can.
+   * inserted (n flags, may be NULL) says which rows were new. */
+  int (*insert)(struct bf_writer *w, const struct bf_wtable *t, const struct bf_value *rows,
+                size_t n, bool *inserted, struct bf_error *err);
+  int (*commit)(struct bf_writer *w, struct bf_error *err);
+  void (*rollback)(struct bf_writer *w);
+  void (*close)(struct bf_writer *w);
+};
+struct bf_writer {
+  const struct bf_writer_ops *ops;
+  char *name; /* the warehouse's */
+};
+
+/* Opens the write path of wh; a type without one is an error naming the
+ * warehouse. Free with bf_writer_close. */
+int bf_writer_open(const struct bf_warehouse_config *wh, const struct bf_config *cfg,
+                   struct bf_writer **out, struct bf_error *err);
+/* Accepts NULL; rolls back an open transaction. */
+void bf_writer_close(struct bf_writer *w);
+/* ensure, begin, insert, commit in one go (rollback on failure). */
+int bf_writer_write(struct bf_writer *w, const struct bf_wtable *t, const struct bf_value *rows,
+                    size_t n, bool *inserted, struct bf_error *err);
+/* Value constructors for rows handed to insert (text is not copied). */
+static inline struct bf_value bf_wtext(const char *s) {
+  struct bf_value v = {BF_NULL, 0, {0}};
+  if (s) {
+    v.type = BF_TEXT;
+    v.len = (uint32_t)strlen(s);
+    v.u.s = s;
+  }
+  return v;
+}
+static inline struct bf_value bf_wint(long long i) {
+  struct bf_value v = {BF_INT, 0, {0}};
+  v.u.i = i;
+  return v;
+}
+extern const struct bf_writer_ops bf_writer_sqlite, bf_writer_postgres;
 
 /* NULL-terminated list of every warehouse type. */
 extern const struct bf_source_type *const bf_source_types[];

@@ -363,4 +363,5 @@ const struct bf_source_type bf_source_sqlite = {
     .query_params = sqlite_query_params,
     .query_keys = sqlite_query_keys,
     .feed = &bf_feed_sqlite,
+    .write = &bf_writer_sqlite,
 };

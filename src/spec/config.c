@@ -1304,9 +1304,9 @@ static int load_server(struct bf_config *cfg, struct bf_error *err) {
 }
 
 static int check_config(struct bf_config *cfg, struct bf_error *err) {
-  static const char *const top_keys[] = {"version",    "state_dir", "secret",       "server",
-                                         "warehouses", "models",    "destinations", "syncs",
-                                         "write_back", "alerts",    "durability",   NULL};
+  static const char *const top_keys[] = {
+      "version", "state_dir",  "secret", "server",     "warehouses", "models", "destinations",
+      "syncs",   "write_back", "alerts", "durability", "hooks",      NULL};
   const struct bf_node *root = cfg->root;
   struct bf_loc top = {cfg->path, 1, 1};
   int rc;
