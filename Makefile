@@ -11,7 +11,7 @@
 
 CC      ?= cc
 BUILD   ?= build
-PKGS    := sqlite3 libcurl jansson libsodium yaml-0.1 libpq hiredis libmicrohttpd libxxhash
+PKGS    := sqlite3 libcurl jansson libsodium yaml-0.1 libpq hiredis libmicrohttpd libxxhash libcrypto
 OPT     ?= -O2 -g
 SAN     ?=
 WERROR  ?=

@@ -145,5 +145,6 @@ void bf_prefetch_free(struct bf_prefetch *pf);
 extern const struct bf_source_type *const bf_source_types[];
 extern const struct bf_source_type bf_source_sqlite;
 extern const struct bf_source_type bf_source_postgres;
+extern const struct bf_source_type bf_source_snowflake;
 
 #endif
