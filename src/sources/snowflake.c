@@ -170,7 +170,12 @@ static int sf_send(struct sf_source *src, const char *method, const char *path, 
 static int sf_fail(struct sf_source *src, struct bf_http_response *resp, const char *doing,
                    struct bf_error *err) {
   json_t *j = resp->body.len ? json_loadb(resp->body.data, resp->body.len, 0, NULL) : NULL;
-  const char *message = json_string_value(json_object_get(j, "message"));
+  /* Compilation errors come as "SQL compilation error:\n<detail>": one line. */
+  char *message = json_string_value(json_object_get(j, "message"))
+                      ? bf_xstrdup(json_string_value(json_object_get(j, "message")))
+                      : NULL;
+  for (char *c = message; c && *c; c++)
+    if (*c == '\n' || *c == '\r') *c = ' ';
   const char *code = json_string_value(json_object_get(j, "code"));
   const char *state = json_string_value(json_object_get(j, "sqlState"));
   char detail[96] = "";
@@ -190,6 +195,7 @@ static int sf_fail(struct sf_source *src, struct bf_http_response *resp, const c
     bf_error_set(err, BF_E_WAREHOUSE, "%s: %s: %s%s", src->what, doing,
                  resp->error[0] ? resp->error : "unexpected answer", hint);
   bf_http_scrub(src->http, err->msg);
+  free(message);
   json_decref(j);
   return BF_E_WAREHOUSE;
 }
