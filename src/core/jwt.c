@@ -103,12 +103,18 @@ void bf_base64url(struct bf_buf *out, const void *p, size_t n) {
   out->len += strlen(out->data + out->len);
 }
 
-int bf_jwt_rs256(const struct bf_rsa_key *k, const char *claims_json, char **out,
+int bf_jwt_rs256(const struct bf_rsa_key *k, const char *kid, const char *claims_json, char **out,
                  struct bf_error *err) {
-  static const char header[] = "{\"alg\":\"RS256\",\"typ\":\"JWT\"}";
   *out = NULL;
-  struct bf_buf jwt = {0};
-  bf_base64url(&jwt, header, sizeof header - 1);
+  struct bf_buf header = {0}, jwt = {0};
+  bf_buf_puts(&header, "{\"alg\":\"RS256\",\"typ\":\"JWT\"");
+  if (kid) {
+    bf_buf_puts(&header, ",\"kid\":");
+    bf_json_cstr(&header, kid);
+  }
+  bf_buf_putc(&header, '}');
+  bf_base64url(&jwt, header.data, header.len);
+  bf_buf_release(&header);
   bf_buf_putc(&jwt, '.');
   bf_base64url(&jwt, claims_json, strlen(claims_json));
   unsigned char *sig = NULL;

@@ -30,10 +30,11 @@ void bf_rsa_key_free(struct bf_rsa_key *k);
  * RSA_PUBLIC_KEY_FP and expects in a JWT's iss. Caller frees. */
 char *bf_rsa_key_fingerprint(const struct bf_rsa_key *k);
 
-/* A compact JWT: base64url({"alg":"RS256","typ":"JWT"}) "." base64url(claims)
- * "." base64url(RSASSA-PKCS1-v1_5 SHA-256 signature). claims_json is the
- * payload as given (a JSON object). Caller frees *out. */
-int bf_jwt_rs256(const struct bf_rsa_key *k, const char *claims_json, char **out,
+/* A compact JWT: base64url({"alg":"RS256","typ":"JWT"[,"kid":kid]}) "."
+ * base64url(claims) "." base64url(RSASSA-PKCS1-v1_5 SHA-256 signature).
+ * claims_json is the payload as given (a JSON object); kid (the key's id, as
+ * Google's token endpoint wants it) may be NULL. Caller frees *out. */
+int bf_jwt_rs256(const struct bf_rsa_key *k, const char *kid, const char *claims_json, char **out,
                  struct bf_error *err);
 
 /* Appends base64url without padding (RFC 4648 §5) of p[0..n). */

@@ -107,7 +107,7 @@ static int mint_jwt(struct sf_source *src, struct bf_error *err) {
   char *text = json_dumps(claims, JSON_COMPACT);
   json_decref(claims);
   char *jwt = NULL;
-  int rc = bf_jwt_rs256(src->key, text, &jwt, err);
+  int rc = bf_jwt_rs256(src->key, NULL, text, &jwt, err);
   free(text);
   if (rc) return bf_error_prefix(err, "%s", src->what);
   free(src->jwt);

@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "sources/snowflake.h"
+#include "sources/timetext.h"
 
 enum bf_sf_kind bf_sf_kind_of(const char *type, long long scale) {
   static const struct {
@@ -106,43 +107,8 @@ static int split_seconds(const char *s, size_t n, long long *secs, char frac[10]
     }
   }
   *secs = whole;
-  snprintf(frac, 10, "%09lld", nanos);
-  int len = 9;
-  while (len > 0 && frac[len - 1] == '0') len--;
-  frac[len] = '\0';
+  bf_text_fraction(frac, nanos);
   return 0;
-}
-
-/* Days since 1970-01-01 -> civil date (Howard Hinnant's algorithm). */
-static void civil_from_days(long long z, long long *y, unsigned *m, unsigned *d) {
-  z += 719468;
-  long long era = (z >= 0 ? z : z - 146096) / 146097;
-  unsigned doe = (unsigned)(z - era * 146097);
-  unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  long long yy = (long long)yoe + era * 400;
-  unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  unsigned mp = (5 * doy + 2) / 153;
-  *d = doy - (153 * mp + 2) / 5 + 1;
-  *m = mp < 10 ? mp + 3 : mp - 9;
-  *y = yy + (*m <= 2);
-}
-
-static long long floor_div(long long a, long long b) {
-  return a / b - ((a % b != 0) && ((a < 0) != (b < 0)));
-}
-
-/* Appends "YYYY-MM-DD" to out[*len]. */
-static void put_date(char *out, size_t *len, size_t cap, long long days) {
-  long long y;
-  unsigned m, d;
-  civil_from_days(days, &y, &m, &d);
-  *len += (size_t)snprintf(out + *len, cap - *len, "%04lld-%02u-%02u", y, m, d);
-}
-
-static void put_clock(char *out, size_t *len, size_t cap, long long secs_of_day, const char *frac) {
-  *len += (size_t)snprintf(out + *len, cap - *len, "%02lld:%02lld:%02lld", secs_of_day / 3600,
-                           secs_of_day / 60 % 60, secs_of_day % 60);
-  if (*frac) *len += (size_t)snprintf(out + *len, cap - *len, ".%s", frac);
 }
 
 static int read_timestamp(enum bf_sf_kind k, const char *s, size_t n, struct bf_rowbuf *rb,
@@ -167,11 +133,7 @@ static int read_timestamp(enum bf_sf_kind k, const char *s, size_t n, struct bf_
   if (split_seconds(s, secs_len, &secs, frac)) return -1;
   secs += offset_min * 60; /* wall clock at the value's own offset */
   char out[64];
-  size_t len = 0;
-  long long days = floor_div(secs, 86400);
-  put_date(out, &len, sizeof out, days);
-  out[len++] = 'T';
-  put_clock(out, &len, sizeof out, secs - days * 86400, frac);
+  size_t len = bf_text_datetime(out, sizeof out - 8, secs, frac);
   if (k == BF_SF_TS_LTZ) {
     out[len++] = 'Z';
   } else if (k == BF_SF_TS_TZ) {
@@ -219,9 +181,7 @@ int bf_sf_cell(enum bf_sf_kind k, const char *s, size_t n, struct bf_rowbuf *rb,
     char frac[10];
     if (split_seconds(s, n, &days, frac) || *frac) return -1;
     char out[32];
-    size_t len = 0;
-    put_date(out, &len, sizeof out, days);
-    put_text(rb, v, out, len);
+    put_text(rb, v, out, bf_text_date(out, sizeof out, days));
     return 0;
   }
   case BF_SF_TIME: {
@@ -229,9 +189,7 @@ int bf_sf_cell(enum bf_sf_kind k, const char *s, size_t n, struct bf_rowbuf *rb,
     char frac[10];
     if (split_seconds(s, n, &secs, frac) || secs < 0 || secs >= 86400) return -1;
     char out[32];
-    size_t len = 0;
-    put_clock(out, &len, sizeof out, secs, frac);
-    put_text(rb, v, out, len);
+    put_text(rb, v, out, bf_text_clock(out, sizeof out, secs, frac));
     return 0;
   }
   case BF_SF_TS_NTZ:

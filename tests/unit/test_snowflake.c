@@ -94,7 +94,7 @@ Test(snowflake, jwt_signature_verifies_with_openssl) {
   cr_assert_eq(strncmp(fp, "SHA256:", 7), 0);
   cr_assert_eq(strlen(fp), 7 + 44);
   char *jwt = NULL;
-  cr_assert_eq(bf_jwt_rs256(k, "{\"sub\":\"A.B\"}", &jwt, &err), 0, "%s", err.msg);
+  cr_assert_eq(bf_jwt_rs256(k, NULL, "{\"sub\":\"A.B\"}", &jwt, &err), 0, "%s", err.msg);
   char *dot = strrchr(jwt, '.');
   cr_assert(dot);
   snprintf(path, sizeof path, "%s/in", dir);

@@ -1,0 +1,55 @@
+/* ISO 8601 text from epoch numbers. */
+#include "sources/timetext.h"
+
+#include <stdio.h>
+
+/* Days since 1970-01-01 -> civil date (Howard Hinnant's days_from_civil
+ * inverse): exact for every day a 64-bit count holds, no time zone tables. */
+static void civil_from_days(long long z, long long *y, unsigned *m, unsigned *d) {
+  z += 719468;
+  long long era = (z >= 0 ? z : z - 146096) / 146097;
+  unsigned doe = (unsigned)(z - era * 146097);
+  unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  long long yy = (long long)yoe + era * 400;
+  unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  unsigned mp = (5 * doy + 2) / 153;
+  *d = doy - (153 * mp + 2) / 5 + 1;
+  *m = mp < 10 ? mp + 3 : mp - 9;
+  *y = yy + (*m <= 2);
+}
+
+static long long floor_div(long long a, long long b) {
+  return a / b - ((a % b != 0) && ((a < 0) != (b < 0)));
+}
+
+static size_t clamp(int n, size_t cap) {
+  return n < 0 ? 0 : (size_t)n >= cap ? cap - 1 : (size_t)n;
+}
+
+size_t bf_text_date(char *out, size_t cap, long long days) {
+  long long y;
+  unsigned m, d;
+  civil_from_days(days, &y, &m, &d);
+  return clamp(snprintf(out, cap, "%04lld-%02u-%02u", y, m, d), cap);
+}
+
+size_t bf_text_clock(char *out, size_t cap, long long secs_of_day, const char *frac) {
+  return clamp(snprintf(out, cap, "%02lld:%02lld:%02lld%s%s", secs_of_day / 3600,
+                        secs_of_day / 60 % 60, secs_of_day % 60, *frac ? "." : "", frac),
+               cap);
+}
+
+size_t bf_text_datetime(char *out, size_t cap, long long secs, const char *frac) {
+  long long days = floor_div(secs, 86400);
+  size_t n = bf_text_date(out, cap, days);
+  if (n + 2 >= cap) return n;
+  out[n++] = 'T';
+  return n + bf_text_clock(out + n, cap - n, secs - days * 86400, frac);
+}
+
+void bf_text_fraction(char frac[10], long long nanos) {
+  snprintf(frac, 10, "%09lld", nanos);
+  int len = 9;
+  while (len > 0 && frac[len - 1] == '0') len--;
+  frac[len] = '\0';
+}
