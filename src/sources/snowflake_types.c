@@ -4,14 +4,13 @@
  * They are turned into the same text the PostgreSQL warehouse produces, so a
  * model moved from one warehouse to the other sends the same records. */
 #include <ctype.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "sources/snowflake.h"
-#include "sources/timetext.h"
+#include "sources/cells.h"
 
 enum bf_sf_kind bf_sf_kind_of(const char *type, long long scale) {
   static const struct {
@@ -39,38 +38,6 @@ enum bf_sf_kind bf_sf_kind_of(const char *type, long long scale) {
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
     if (!strcasecmp(type, names[i].name)) return names[i].kind;
   return BF_SF_TEXT;
-}
-
-static void put_text(struct bf_rowbuf *rb, struct bf_value *v, const char *s, size_t n) {
-  v->type = BF_TEXT;
-  v->len = (uint32_t)n;
-  v->u.s = bf_rowbuf_put_bytes(rb, s, n);
-}
-
-/* Largest integer a JSON reader holding doubles keeps exact. */
-#define EXACT_LIMIT 9007199254740992LL /* 2^53 */
-
-static int read_int(const char *s, size_t n, struct bf_rowbuf *rb, struct bf_value *v) {
-  size_t i = (n && (s[0] == '-' || s[0] == '+')) ? 1 : 0;
-  if (i == n) return -1;
-  for (size_t k = i; k < n; k++)
-    if (!isdigit((unsigned char)s[k])) return -1;
-  char tmp[32];
-  if (n < sizeof tmp) {
-    memcpy(tmp, s, n);
-    tmp[n] = '\0';
-    errno = 0;
-    long long x = strtoll(tmp, NULL, 10);
-    if (errno == 0 && x <= EXACT_LIMIT && x >= -EXACT_LIMIT) {
-      v->type = BF_INT;
-      v->u.i = x;
-      return 0;
-    }
-  }
-  /* NUMBER(38,0) holds up to 38 digits: beyond 2^53 the digits go out as
-   * text, so no reader rounds them (design.md §9). */
-  put_text(rb, v, s, n);
-  return 0;
 }
 
 /* Splits "[-]S[.F]" into whole seconds (floored) and the fraction digits
@@ -141,7 +108,7 @@ static int read_timestamp(enum bf_sf_kind k, const char *s, size_t n, struct bf_
     len += (size_t)snprintf(out + len, sizeof out - len, "%c%02lld:%02lld",
                             offset_min < 0 ? '-' : '+', a / 60, a % 60);
   }
-  put_text(rb, v, out, len);
+  bf_cell_text(out, len, rb, v);
   return 0;
 }
 
@@ -155,33 +122,15 @@ static int hexval(int c) {
 int bf_sf_cell(enum bf_sf_kind k, const char *s, size_t n, struct bf_rowbuf *rb,
                struct bf_value *v) {
   switch (k) {
-  case BF_SF_INT: return read_int(s, n, rb, v);
-  case BF_SF_REAL: {
-    char tmp[64];
-    if (n == 0 || n >= sizeof tmp) return -1;
-    memcpy(tmp, s, n);
-    tmp[n] = '\0';
-    char *end;
-    v->u.f = strtod(tmp, &end);
-    if (*end) return -1;
-    v->type = BF_FLOAT;
-    return 0;
-  }
-  case BF_SF_BOOL:
-    v->type = BF_BOOL;
-    if ((n == 4 && !strncasecmp(s, "true", 4)) || (n == 1 && s[0] == '1'))
-      v->u.i = 1;
-    else if ((n == 5 && !strncasecmp(s, "false", 5)) || (n == 1 && s[0] == '0'))
-      v->u.i = 0;
-    else
-      return -1;
-    return 0;
+  case BF_SF_INT: return bf_cell_int(s, n, rb, v);
+  case BF_SF_REAL: return bf_cell_real(s, n, v);
+  case BF_SF_BOOL: return bf_cell_bool(s, n, v);
   case BF_SF_DATE: {
     long long days;
     char frac[10];
     if (split_seconds(s, n, &days, frac) || *frac) return -1;
     char out[32];
-    put_text(rb, v, out, bf_text_date(out, sizeof out, days));
+    bf_cell_text(out, bf_text_date(out, sizeof out, days), rb, v);
     return 0;
   }
   case BF_SF_TIME: {
@@ -189,7 +138,7 @@ int bf_sf_cell(enum bf_sf_kind k, const char *s, size_t n, struct bf_rowbuf *rb,
     char frac[10];
     if (split_seconds(s, n, &secs, frac) || secs < 0 || secs >= 86400) return -1;
     char out[32];
-    put_text(rb, v, out, bf_text_clock(out, sizeof out, secs, frac));
+    bf_cell_text(out, bf_text_clock(out, sizeof out, secs, frac), rb, v);
     return 0;
   }
   case BF_SF_TS_NTZ:
@@ -210,7 +159,7 @@ int bf_sf_cell(enum bf_sf_kind k, const char *s, size_t n, struct bf_rowbuf *rb,
   }
   case BF_SF_DECIMAL:
   case BF_SF_JSON:
-  case BF_SF_TEXT: put_text(rb, v, s, n); return 0;
+  case BF_SF_TEXT: bf_cell_text(s, n, rb, v); return 0;
   }
   return -1;
 }

@@ -1,7 +1,64 @@
-/* ISO 8601 text from epoch numbers. */
-#include "sources/timetext.h"
+/* Typed values from text cells; ISO 8601 text from epoch numbers. */
+#include "sources/cells.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+void bf_cell_text(const char *s, size_t n, struct bf_rowbuf *rb, struct bf_value *v) {
+  v->type = BF_TEXT;
+  v->len = (uint32_t)n;
+  v->u.s = bf_rowbuf_put_bytes(rb, s, n);
+}
+
+#define EXACT_LIMIT 9007199254740992LL /* 2^53 */
+
+int bf_cell_int(const char *s, size_t n, struct bf_rowbuf *rb, struct bf_value *v) {
+  size_t i = (n && (s[0] == '-' || s[0] == '+')) ? 1 : 0;
+  if (i == n) return -1;
+  for (size_t k = i; k < n; k++)
+    if (!isdigit((unsigned char)s[k])) return -1;
+  char tmp[32];
+  if (n < sizeof tmp) {
+    memcpy(tmp, s, n);
+    tmp[n] = '\0';
+    errno = 0;
+    long long x = strtoll(tmp, NULL, 10);
+    if (errno == 0 && x <= EXACT_LIMIT && x >= -EXACT_LIMIT) {
+      v->type = BF_INT;
+      v->u.i = x;
+      return 0;
+    }
+  }
+  bf_cell_text(s, n, rb, v);
+  return 0;
+}
+
+int bf_cell_real(const char *s, size_t n, struct bf_value *v) {
+  char tmp[64];
+  if (n == 0 || n >= sizeof tmp) return -1;
+  memcpy(tmp, s, n);
+  tmp[n] = '\0';
+  char *end;
+  v->u.f = strtod(tmp, &end);
+  if (*end) return -1;
+  v->type = BF_FLOAT;
+  return 0;
+}
+
+int bf_cell_bool(const char *s, size_t n, struct bf_value *v) {
+  v->type = BF_BOOL;
+  if ((n == 4 && !strncasecmp(s, "true", 4)) || (n == 1 && s[0] == '1'))
+    v->u.i = 1;
+  else if ((n == 5 && !strncasecmp(s, "false", 5)) || (n == 1 && s[0] == '0'))
+    v->u.i = 0;
+  else
+    return -1;
+  return 0;
+}
 
 /* Days since 1970-01-01 -> civil date (Howard Hinnant's days_from_civil
  * inverse): exact for every day a 64-bit count holds, no time zone tables. */
