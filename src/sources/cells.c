@@ -11,7 +11,7 @@
 void bf_cell_text(const char *s, size_t n, struct bf_rowbuf *rb, struct bf_value *v) {
   v->type = BF_TEXT;
   v->len = (uint32_t)n;
-  v->u.s = bf_rowbuf_put_bytes(rb, s, n);
+  v->u.s = rb ? bf_rowbuf_put_bytes(rb, s, n) : s;
 }
 
 #define EXACT_LIMIT 9007199254740992LL /* 2^53 */

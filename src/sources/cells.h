@@ -8,8 +8,8 @@
 
 #include "sources/source.h"
 
-/* Each reads s[0..n) into v (text bytes copied into rb) and returns 0, or -1
- * when s is not of the type. */
+/* Each reads s[0..n) into v (text bytes copied into rb; with rb NULL the
+ * text points at s) and returns 0, or -1 when s is not of the type. */
 /* Decimal integer: BF_INT up to +-2^53, beyond that the exact digits as
  * BF_TEXT, so no JSON reader downstream rounds them (design.md §9). */
 int bf_cell_int(const char *s, size_t n, struct bf_rowbuf *rb, struct bf_value *v);

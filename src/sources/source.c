@@ -8,6 +8,7 @@ const struct bf_source_type *const bf_source_types[] = {
     &bf_source_sqlite,
     &bf_source_postgres,
     &bf_source_snowflake,
+    &bf_source_bigquery,
     NULL,
 };
 

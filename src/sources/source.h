@@ -146,5 +146,6 @@ extern const struct bf_source_type *const bf_source_types[];
 extern const struct bf_source_type bf_source_sqlite;
 extern const struct bf_source_type bf_source_postgres;
 extern const struct bf_source_type bf_source_snowflake;
+extern const struct bf_source_type bf_source_bigquery;
 
 #endif
