@@ -27,6 +27,7 @@
 #include "core/runner.h"
 #include "destinations/http_transport.h"
 #include "sources/bigquery.h"
+#include "sources/cells.h"
 #include "sources/google_auth.h"
 
 #define BQ_SCOPE      "https://www.googleapis.com/auth/bigquery"
@@ -398,6 +399,11 @@ static int bq_query(struct bf_source *src_, const char *sql, struct bf_cursor **
                     struct bf_error *err) {
   struct bq_source *src = (struct bq_source *)src_;
   *out = NULL;
+  if (!bf_sql_single_query(sql))
+    return bf_error_set(err, BF_E_WAREHOUSE,
+                        "%s: the SQL must be one query (SELECT or WITH), not a script or a "
+                        "statement that changes data",
+                        src->what);
   json_t *answer = NULL;
   char *job_id = NULL, *location = NULL;
   int rc = bq_execute(src, sql, &answer, &job_id, &location, err);

@@ -110,3 +110,44 @@ void bf_text_fraction(char frac[10], long long nanos) {
   while (len > 0 && frac[len - 1] == '0') len--;
   frac[len] = '\0';
 }
+
+/* Skips whitespace and comments (--, #, and block comments) from p. */
+static const char *skip_blank(const char *p) {
+  for (;;) {
+    while (isspace((unsigned char)*p)) p++;
+    if ((p[0] == '-' && p[1] == '-') || p[0] == '#') {
+      while (*p && *p != '\n') p++;
+    } else if (p[0] == '/' && p[1] == '*') {
+      const char *end = strstr(p + 2, "*/");
+      if (!end) return p + strlen(p);
+      p = end + 2;
+    } else {
+      return p;
+    }
+  }
+}
+
+bool bf_sql_single_query(const char *sql) {
+  const char *p = skip_blank(sql);
+  while (*p == '(') p = skip_blank(p + 1);
+  if (strncasecmp(p, "select", 6) != 0 && strncasecmp(p, "with", 4) != 0) return false;
+  while (*p) {
+    const char *q = skip_blank(p);
+    if (q != p) {
+      p = q;
+      continue;
+    }
+    if (*p == '\'' || *p == '"' || *p == '`') {
+      char quote = *p++;
+      while (*p && *p != quote) p += (*p == '\\' && p[1]) ? 2 : 1;
+      if (*p) p++;
+      continue;
+    }
+    if (*p == ';') {
+      for (p++; *(p = skip_blank(p)) == ';';) p++;
+      return *p == '\0';
+    }
+    p++;
+  }
+  return true;
+}

@@ -32,4 +32,11 @@ size_t bf_text_datetime(char *out, size_t cap, long long secs, const char *frac)
  * into frac[10] ("" for 0). */
 void bf_text_fraction(char frac[10], long long nanos);
 
+/* True when sql is one query: it starts (after comments and parentheses)
+ * with SELECT or WITH and holds no ';' but trailing ones outside quotes and
+ * comments. The HTTP warehouses run whatever they are sent, even a script
+ * (BigQuery) or DML, so the model's SQL is held to a query here; the role
+ * or service account should still be read-only. */
+bool bf_sql_single_query(const char *sql);
+
 #endif

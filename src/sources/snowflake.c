@@ -28,6 +28,7 @@
 #include "core/jwt.h"
 #include "core/runner.h"
 #include "destinations/http_transport.h"
+#include "sources/cells.h"
 #include "sources/snowflake.h"
 
 #define SF_PATH       "/api/v2/statements"
@@ -415,6 +416,11 @@ static int sf_query(struct bf_source *src_, const char *sql, struct bf_cursor **
                     struct bf_error *err) {
   struct sf_source *src = (struct sf_source *)src_;
   *out = NULL;
+  if (!bf_sql_single_query(sql))
+    return bf_error_set(err, BF_E_WAREHOUSE,
+                        "%s: the SQL must be one query (SELECT or WITH), not a script or a "
+                        "statement that changes data",
+                        src->what);
   json_t *answer = NULL;
   int rc = sf_execute(src, sql, &answer, err);
   if (rc) return rc;

@@ -56,6 +56,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from jwt_verify import Verifier, b64url_decode  # noqa: E402
+from snowflake_server import first_unexpected  # noqa: E402
 
 GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 SCOPES = {"https://www.googleapis.com/auth/bigquery",
@@ -330,9 +331,10 @@ class Handler(BaseHTTPRequestHandler):
     def compile(self, sql, default_ds, job):
         m = SELECT_RE.match(sql)
         if not m:
-            word = (sql.split() or [""])[0]
+            pos, word = first_unexpected(sql)
             return gerror(400, "INVALID_ARGUMENT", "invalidQuery",
-                          f"Syntax error: Unexpected identifier \"{word}\" at [1:1]", "query")
+                          f"Syntax error: Unexpected identifier \"{word}\" at [1:{pos + 1}]",
+                          "query")
         parts = m.group("table").split(".")
         if len(parts) == 3:
             parts = parts[1:]

@@ -47,7 +47,8 @@ Routes:
   POST /api/v2/statements/<handle>/cancel  200.
 SQL understood: SELECT <* | col, ...> FROM <table> [LIMIT n] over the tables
 given in the data file: {"TABLE": {"columns": [rowType entries], "rows":
-[[cell strings or null, ...], ...]}}; "SELEC..." and similar -> syntax error.
+[[cell strings or null, ...], ...]}}; anything else -> syntax error naming
+the first word it cannot read.
 
 Control (no auth): GET /_state (counters), POST /_control (faults to merge;
 {"tables": {...}} replaces the data, {"reset": true} the counters),
@@ -116,6 +117,15 @@ def error_body(code, message, sql_state=None, handle=None):
 
 SELECT_RE = re.compile(r"^\s*SELECT\s+(?P<cols>.+?)\s+FROM\s+(?P<table>[A-Za-z_][\w.]*)"
                        r"(?:\s+LIMIT\s+(?P<limit>\d+))?\s*;?\s*$", re.I | re.S)
+
+
+def first_unexpected(sql):
+    """Where the little grammar above stops: (position, word)."""
+    m = re.match(r"^\s*SELECT\s+.+?\s+FROM\s+\S+\s+", sql, re.I | re.S)
+    if m and m.end() < len(sql):
+        return m.end(), sql[m.end():].split()[0]
+    word = (sql.split() or ["<EOF>"])[0]
+    return sql.find(word) if word in sql else 0, word
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -330,9 +340,9 @@ class Handler(BaseHTTPRequestHandler):
     def compile(self, stmt):
         m = SELECT_RE.match(stmt["sql"])
         if not m:
-            word = (stmt["sql"].split() or [""])[0]
-            return error_body("001003", "SQL compilation error:\nsyntax error line 1 at position 0 "
-                              f"unexpected '{word}'.", "42000", stmt["handle"])
+            pos, word = first_unexpected(stmt["sql"])
+            return error_body("001003", f"SQL compilation error:\nsyntax error line 1 at position "
+                              f"{pos} unexpected '{word}'.", "42000", stmt["handle"])
         table = m.group("table").split(".")[-1].upper()
         t = self.st.tables.get(table)
         if t is None:

@@ -168,8 +168,8 @@ class BigQueryTest(unittest.TestCase):
             self.assertNotIn("eyJhbGciOiJSUzI1NiIs", t)
 
     def test_sync_across_pages_with_exact_types_then_one_percent_change(self):
-        n = 2500
-        p = self.start(n, {"page_rows": 600, "running_polls": 1})
+        n = 5000
+        p = self.start(n, {"page_rows": 1100, "running_polls": 1})
         r = p.run("run", "s")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.hook.store(), expected(n))
@@ -206,10 +206,10 @@ class BigQueryTest(unittest.TestCase):
         self.assertIn("credentials_file", r.stdout)
 
     def test_sql_errors_exit_3_with_the_vendor_message(self):
-        p = self.start(10, sql="SELEC ID FROM analytics.users")
+        p = self.start(10, sql="SELECT ID FROM analytics.users ORDER")
         r = p.run("run", "s")
         self.assertEqual(r.returncode, 3, r.stderr)
-        self.assertIn('Syntax error: Unexpected identifier "SELEC" at [1:1]', r.stderr)
+        self.assertIn('Syntax error: Unexpected identifier "ORDER" at [1:32]', r.stderr)
         self.assertIn("reason invalidQuery, HTTP 400", r.stderr)
         p.write_config(config(self.server.url, self.hook.url, self.server.key_path,
                               "SELECT * FROM analytics.missing"))
@@ -222,6 +222,13 @@ class BigQueryTest(unittest.TestCase):
         r = p.run("run", "s")
         self.assertEqual(r.returncode, 3, r.stderr)
         self.assertIn("not found in location US", r.stderr)
+        p.write_config(config(self.server.url, self.hook.url, self.server.key_path,
+                              "SELECT 1 AS ID; DROP TABLE analytics.users"))
+        before = self.server.state()["queries"]
+        r = p.run("run", "s")
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("the SQL must be one query", r.stderr)
+        self.assertEqual(self.server.state()["queries"], before)  # never sent
 
     def test_wrong_key_is_a_clear_auth_error_without_secrets(self):
         p = self.start(10, pem=self.keys.other)

@@ -167,8 +167,8 @@ class SnowflakeTest(unittest.TestCase):
             self.assertNotIn("eyJhbGciOiJSUzI1NiIs", t)  # a JWT's header
 
     def test_sync_across_partitions_with_exact_types_then_one_percent_change(self):
-        n = 3000
-        p = self.start(n, {"partition_rows": 700, "running_polls": 2})
+        n = 5000
+        p = self.start(n, {"partition_rows": 1100, "running_polls": 2})
         r = p.run("run", "s")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(self.hook.store(), expected(n))
@@ -207,10 +207,10 @@ class SnowflakeTest(unittest.TestCase):
         self.assertIn("private_key_file", r.stdout)
 
     def test_sql_errors_exit_3_with_the_vendor_message(self):
-        p = self.start(10, sql="SELEC ID FROM users")
+        p = self.start(10, sql="SELECT ID FROM users ORDER")
         r = p.run("run", "s")
         self.assertEqual(r.returncode, 3, r.stderr)
-        self.assertIn("syntax error line 1 at position 0 unexpected 'SELEC'", r.stderr)
+        self.assertIn("syntax error line 1 at position 21 unexpected 'ORDER'", r.stderr)
         self.assertIn("code 001003, SQL state 42000", r.stderr)
         p.write_config(config(self.server.url, self.hook.url, self.keys.private,
                               "SELECT * FROM missing_table"))
@@ -218,6 +218,13 @@ class SnowflakeTest(unittest.TestCase):
         self.assertEqual(r.returncode, 3, r.stderr)
         self.assertIn("Object 'MISSING_TABLE' does not exist or not authorized", r.stderr)
         self.assertIn("code 002003, SQL state 42S02", r.stderr)
+        p.write_config(config(self.server.url, self.hook.url, self.keys.private,
+                              "SELECT * FROM users; DELETE FROM users"))
+        before = self.server.state()["statements"]
+        r = p.run("run", "s")
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("the SQL must be one query", r.stderr)
+        self.assertEqual(self.server.state()["statements"], before)  # never sent
 
     def test_wrong_key_is_a_clear_auth_error_without_secrets(self):
         p = self.start(10, key_file=self.keys.other)

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/jwt.h"
+#include "sources/cells.h"
 #include "sources/snowflake.h"
 
 static struct bf_rowbuf rb;
@@ -124,4 +125,15 @@ Test(snowflake, missing_or_bad_key_is_a_config_error) {
   cr_assert(strstr(err.msg, "cannot open the private key file"));
   cr_assert_eq(bf_rsa_key_from_pem("not a key", 9, "wh", &k, &err), BF_E_CONFIG);
   cr_assert_null(k);
+}
+
+Test(snowflake, only_single_queries_are_sent) {
+  cr_assert(bf_sql_single_query("SELECT 1"));
+  cr_assert(bf_sql_single_query("  -- model\n/* x */ (select a from t) ;; \n"));
+  cr_assert(bf_sql_single_query("WITH x AS (SELECT ';' AS s) SELECT * FROM x"));
+  cr_assert(bf_sql_single_query("SELECT \"a;b\", `c;d` FROM t -- ; trailing"));
+  cr_assert_not(bf_sql_single_query("DELETE FROM t"));
+  cr_assert_not(bf_sql_single_query("SELECT 1; DROP TABLE t"));
+  cr_assert_not(bf_sql_single_query("SELECT 'it''s'; UPDATE t SET a = 1"));
+  cr_assert_not(bf_sql_single_query("# comment\nCALL p()"));
 }
