@@ -182,7 +182,8 @@ static bool job_id_ok(const char *s) {
   return true;
 }
 
-/* ".../queries/<job>?location=..&maxResults=..&formatOptions..." + extra. */
+/* The getQueryResults path of a job (a poll when timeout_ms > 0, a page
+ * when page_token is set). Caller frees. */
 static char *results_path(struct bq_source *src, const char *job_id, const char *location,
                           const char *page_token, long long timeout_ms) {
   struct bf_buf p = {0};
@@ -220,6 +221,7 @@ static void bq_cancel(struct bq_source *src, const char *job_id, const char *loc
   bf_buf_release(&p);
 }
 
+/* A random (v4) UUID for requestId. Caller frees. */
 static char *new_request_id(void) {
   unsigned char b[16];
   randombytes_buf(b, sizeof b);
@@ -230,6 +232,7 @@ static char *new_request_id(void) {
                       b[13], b[14], b[15]);
 }
 
+/* The jobs.query request for sql. Caller owns the reference. */
 static json_t *query_body(struct bq_source *src, const char *sql) {
   char *rid = new_request_id();
   json_t *body =
@@ -252,7 +255,8 @@ static json_t *query_body(struct bq_source *src, const char *sql) {
 }
 
 /* Runs sql until its job is complete: *out is the answer holding the schema
- * and the first page; *job_id and *location name the job. */
+ * and the first page; *job_id and *location name the job (location may be
+ * NULL). Caller frees all three (json_decref, free). */
 static int bq_execute(struct bq_source *src, const char *sql, json_t **out, char **job_id,
                       char **location, struct bf_error *err) {
   *out = NULL;

@@ -91,7 +91,7 @@ struct sf_cursor {
 /* ---- authentication ------------------------------------------------------ */
 
 /* The account as a JWT names it: upper case, without the region or cloud
- * of an account locator ("xy12345.us-east-1" -> "XY12345"). */
+ * of an account locator ("xy12345.us-east-1" -> "XY12345"). Caller frees. */
 static char *jwt_account(const char *account) {
   size_t n = strcspn(account, ".");
   char *a = bf_xstrndup(account, n);
@@ -223,6 +223,7 @@ static void sf_cancel(struct sf_source *src, const char *handle) {
   free(path);
 }
 
+/* A random (v4) UUID for requestId. Caller frees. */
 static char *new_request_id(void) {
   unsigned char b[16];
   randombytes_buf(b, sizeof b);
