@@ -36,7 +36,7 @@ BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
 GENERATED := $(BUILD)/backflow.1 $(BUILD)/completion/backflow.bash $(BUILD)/completion/_backflow
 
-LIB_SRC := $(wildcard src/core/*.c src/sources/*.c src/destinations/*.c src/server/*.c) \
+LIB_SRC := $(wildcard src/util/*.c src/spec/*.c src/clients/*.c src/engine/*.c src/sources/*.c src/destinations/*.c src/server/*.c) \
            $(filter-out src/cli/main.c,$(wildcard src/cli/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -44,7 +44,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRC := $(wildcard tests/tools/*.c bench/*.c)
 TOOL_BIN := $(patsubst %.c,$(BUILD)/tools/%,$(notdir $(TOOL_SRC)))
 
-.PHONY: all deps test unit integration asan integration-asan demo bench clean format check-format docs \
+.PHONY: all deps test unit integration asan integration-asan demo bench clean format check-format check-layers docs \
         fuzz fuzz-smoke fuzz-bins valgrind install uninstall version
 all: $(BUILD)/backflow $(GENERATED) $(TOOL_BIN)
 
@@ -108,7 +108,7 @@ integration: $(BUILD)/backflow $(TOOL_BIN)
 	BACKFLOW_BIN=$(abspath $(BUILD)/backflow) tests/browser/run.sh
 
 # Expects the packages installed (`make deps`, which .ci/run calls first).
-test: check-format all unit integration asan integration-asan fuzz-smoke
+test: check-format check-layers all unit integration asan integration-asan fuzz-smoke
 	@echo "all tests passed"
 
 ASAN_MAKE = $(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
@@ -195,6 +195,11 @@ docs: $(BUILD)/backflow
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
+# Layers point one way (docs/architecture.md): util < spec < clients <
+# sources, destinations < engine < server < cli.
+check-layers:
+	scripts/check_layers.sh
+
 check-format:
 	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 

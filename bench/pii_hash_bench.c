@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/pii_normalize.h"
+#include "util/pii_normalize.h"
 
 static double now_s(void) {
   struct timespec ts;

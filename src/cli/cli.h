@@ -7,8 +7,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-#include "core/error.h"
-#include "core/project.h"
+#include "util/error.h"
+#include "engine/project.h"
 
 /* An option of a command, or a global one. */
 struct bf_cli_opt {

@@ -6,8 +6,8 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "core/jsonw.h"
-#include "core/runner.h"
+#include "util/jsonw.h"
+#include "engine/runner.h"
 
 static void drop_args(struct bf_cli *cli, int at, int count) {
   for (int k = at; k + count < cli->argc; k++) cli->argv[k] = cli->argv[k + count];

@@ -10,9 +10,9 @@
 #include <jansson.h>
 
 #include "cli/cli.h"
-#include "core/audit_log.h"
-#include "core/forget.h"
-#include "core/fsutil.h"
+#include "engine/audit_log.h"
+#include "engine/forget.h"
+#include "util/fsutil.h"
 
 static const char *str(json_t *o, const char *k) {
   const char *s = json_string_value(json_object_get(o, k));

@@ -11,12 +11,12 @@
 #include <sqlite3.h>
 
 #include "cli/cli.h"
-#include "core/audit_log.h"
-#include "core/forget.h"
-#include "core/forgotten.h"
-#include "core/integrity.h"
-#include "core/state.h"
-#include "core/vault.h"
+#include "engine/audit_log.h"
+#include "engine/forget.h"
+#include "engine/forgotten.h"
+#include "engine/integrity.h"
+#include "engine/state.h"
+#include "engine/vault.h"
 
 struct doctor {
   size_t checked, problems;

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "core/forget.h"
+#include "engine/forget.h"
 
 static void print_human(const struct bf_forget_result *r) {
   printf("erasure request %llu (%s%s%s, keyed hash %s): %s\n", (unsigned long long)r->request,

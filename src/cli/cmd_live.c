@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "core/live.h"
+#include "engine/live.h"
 
 int bf_cmd_live(struct bf_cli *cli, struct bf_error *err) {
   if (bf_cli_no_more_options(cli, NULL, err)) return 2;

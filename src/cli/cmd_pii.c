@@ -9,11 +9,11 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "core/forget.h"
-#include "core/forgotten.h"
-#include "core/fsutil.h"
-#include "core/state.h"
-#include "core/vault.h"
+#include "engine/forget.h"
+#include "engine/forgotten.h"
+#include "util/fsutil.h"
+#include "engine/state.h"
+#include "engine/vault.h"
 
 static int cmp_u64(const void *a, const void *b) {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;

@@ -11,9 +11,9 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "core/forget.h"
-#include "core/forgotten.h"
-#include "core/state.h"
+#include "engine/forget.h"
+#include "engine/forgotten.h"
+#include "engine/state.h"
 
 static const char *const usage = "reset SYNC | --all [--new-secret]";
 

@@ -4,8 +4,8 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "core/live.h"
-#include "core/runner.h"
+#include "engine/live.h"
+#include "engine/runner.h"
 
 static void print_human(const char *verb, const char *sync, const struct bf_run_result *res) {
   const struct bf_run_counts *c = &res->counts;

@@ -5,8 +5,8 @@
 #include <time.h>
 
 #include "cli/cli.h"
-#include "core/jsonw.h"
-#include "core/runlog.h"
+#include "util/jsonw.h"
+#include "engine/runlog.h"
 
 static void format_time(long long ms, char *out, size_t cap) {
   time_t t = (time_t)(ms / 1000);

@@ -1,6 +1,6 @@
 /* backflow serve [--listen ADDR] */
 #include "cli/cli.h"
-#include "core/log.h"
+#include "util/log.h"
 #include "server/server.h"
 
 int bf_cmd_serve(struct bf_cli *cli, struct bf_error *err) {

@@ -8,7 +8,7 @@
 #include <jansson.h>
 
 #include "cli/cli.h"
-#include "core/jsonw.h"
+#include "util/jsonw.h"
 #include "destinations/destination.h"
 #include "sources/source.h"
 

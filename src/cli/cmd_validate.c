@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "core/mapping.h"
+#include "spec/mapping.h"
 #include "destinations/destination.h"
 #include "server/cron.h"
 #include "sources/source.h"

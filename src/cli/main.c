@@ -6,8 +6,8 @@
 
 #include "cli/cli.h"
 #include "cli/version.h"
-#include "core/log.h"
-#include "core/runner.h"
+#include "util/log.h"
+#include "engine/runner.h"
 
 static volatile sig_atomic_t stop_signal;
 

@@ -18,10 +18,10 @@
 
 #include <jansson.h>
 
-#include "core/jsonw.h"
-#include "core/pii_normalize.h"
+#include "util/jsonw.h"
+#include "util/pii_normalize.h"
 #include "destinations/destination.h"
-#include "destinations/http_transport.h"
+#include "clients/http_transport.h"
 
 /* ---- shared (ads_common.c) ---------------------------------------------- */
 

@@ -10,9 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/config.h"
-#include "core/mapping.h"
-#include "core/params.h"
+#include "spec/config.h"
+#include "spec/mapping.h"
+#include "spec/params.h"
 
 enum bf_op { BF_OP_UPSERT, BF_OP_UPDATE, BF_OP_INSERT, BF_OP_DELETE };
 const char *bf_op_name(enum bf_op op);
@@ -32,11 +32,20 @@ struct bf_record {
   const struct bf_value *values;
 };
 
-enum bf_outcome_status { BF_OUT_OK = 0, BF_OUT_RETRY, BF_OUT_REJECT };
+/* Every record of a batch must get an outcome. The zero value is UNSET, so
+ * a destination that forgets one (outcomes are calloc'ed) never has it
+ * counted as acknowledged: bf_outcomes_settle() turns it into a retry and
+ * says so. */
+enum bf_outcome_status { BF_OUT_UNSET = 0, BF_OUT_OK, BF_OUT_RETRY, BF_OUT_REJECT };
 struct bf_outcome {
   enum bf_outcome_status status;
   char *reason; /* malloc'd or NULL; freed by the runner */
 };
+
+/* After a push or remove: each UNSET outcome becomes RETRY with a reason
+ * naming the destination, and a warning is logged. Returns how many were
+ * unset (a bug in that destination). */
+size_t bf_outcomes_settle(const char *dest_name, struct bf_outcome *outcomes, size_t n);
 
 /* Where a batch stands in a full resync of a mirror sync (the upserts of
  * `run --full-resync`: every row of the model is sent). */

@@ -30,11 +30,11 @@
 #include <jansson.h>
 #include <sodium.h>
 
-#include "core/log.h"
-#include "core/pii_normalize.h"
+#include "util/log.h"
+#include "util/pii_normalize.h"
 #include "destinations/ads_internal.h"
 #include "destinations/destination.h"
-#include "destinations/http_transport.h"
+#include "clients/http_transport.h"
 
 #define GADS_MAX_OPS_PER_CALL 100000
 #define GADS_MAX_BATCH        100000

@@ -24,9 +24,9 @@
 
 #include <jansson.h>
 
-#include "core/log.h"
+#include "util/log.h"
 #include "destinations/destination.h"
-#include "destinations/http_transport.h"
+#include "clients/http_transport.h"
 
 #define HS_MAX_INPUTS 100
 

@@ -40,11 +40,11 @@
 #include <jansson.h>
 #include <sodium.h>
 
-#include "core/log.h"
-#include "core/pii_normalize.h"
+#include "util/log.h"
+#include "util/pii_normalize.h"
 #include "destinations/ads_internal.h"
 #include "destinations/destination.h"
-#include "destinations/http_transport.h"
+#include "clients/http_transport.h"
 
 #define KL_MAX_PROFILES      10000
 #define KL_MAX_BODY          5000000 /* Klaviyo: 5 MB a request */

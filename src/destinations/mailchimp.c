@@ -33,11 +33,11 @@
 #include <jansson.h>
 #include <sodium.h>
 
-#include "core/log.h"
-#include "core/pii_normalize.h"
+#include "util/log.h"
+#include "util/pii_normalize.h"
 #include "destinations/ads_internal.h"
 #include "destinations/destination.h"
-#include "destinations/http_transport.h"
+#include "clients/http_transport.h"
 
 #define MC_MEMBERS_PER_REQUEST 500
 #define MC_MAX_CONNECTIONS     10
@@ -143,7 +143,7 @@ bool bf_mc_retryable(const struct bf_http_response *r, void *arg) {
   /* Mailchimp sheds load with bare 403s under heavy concurrency; a 403
    * with an "API Key Invalid"-style JSON body is a real refusal. */
   return bf_http_default_retryable(r, arg) ||
-         (r->status == 403 && (!r->body.len || !strstr(r->body.data, "\"title\"")));
+         (r->status == 403 && (!r->body.len || !memmem(r->body.data, r->body.len, "\"title\"", 7)));
 }
 
 static int mc_open(const struct bf_destination_config *dc, const struct bf_config *cfg,

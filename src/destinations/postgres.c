@@ -34,9 +34,8 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
-#include "sources/pg.h"
-#include "core/log.h"
-#include "core/writeback.h"
+#include "clients/pg.h"
+#include "util/log.h"
 #include "destinations/destination.h"
 
 #define STAGE   "backflow_stage"

@@ -24,7 +24,7 @@
 #include <hiredis.h>
 #include <jansson.h>
 
-#include "core/log.h"
+#include "util/log.h"
 #include "destinations/destination.h"
 
 static const struct bf_param_spec redis_params[] = {

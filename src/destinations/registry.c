@@ -3,6 +3,8 @@
 
 #include "destinations/destination.h"
 
+#include "util/log.h"
+
 const struct bf_destination_type *const bf_destination_types[] = {
     &bf_destination_file,
     &bf_destination_webhook,
@@ -92,4 +94,20 @@ void bf_record_json(const struct bf_batch *batch, const struct bf_record *rec, s
     bf_buf_putc(out, '}');
   }
   bf_buf_putc(out, '}');
+}
+
+size_t bf_outcomes_settle(const char *dest_name, struct bf_outcome *outcomes, size_t n) {
+  size_t unset = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (outcomes[i].status != BF_OUT_UNSET) continue;
+    unset++;
+    free(outcomes[i].reason);
+    outcomes[i] = (struct bf_outcome){
+        BF_OUT_RETRY, bf_xasprintf("destination '%s' did not report this record", dest_name)};
+  }
+  if (unset)
+    bf_log_warn("destination '%s' did not report %zu of %zu records; they are not counted as "
+                "delivered and will be sent again (please report this bug)",
+                dest_name, unset, n);
+  return unset;
 }

@@ -23,10 +23,10 @@
 
 #include <jansson.h>
 
-#include "core/log.h"
-#include "core/runner.h"
+#include "util/log.h"
+#include "util/stop.h"
 #include "destinations/destination.h"
-#include "destinations/http_transport.h"
+#include "clients/http_transport.h"
 
 #define SOQL_CHUNK 200 /* ids per query: keeps the URL well under 16 KB */
 

@@ -23,9 +23,9 @@
 #include <jansson.h>
 #include <sodium.h>
 
-#include "core/log.h"
+#include "util/log.h"
 #include "destinations/destination.h"
-#include "destinations/http_transport.h"
+#include "clients/http_transport.h"
 
 #define MAX_RESPONSE_BYTES   (8u << 20) /* a hostile receiver cannot make us eat memory */
 #define DEFAULT_POST_RECORDS 500        /* records per POST when the sync sets no batch_size */

@@ -22,10 +22,10 @@
 #include <jansson.h>
 #include <sodium.h>
 
-#include "core/log.h"
-#include "core/runner.h"
+#include "util/log.h"
+#include "util/stop.h"
 #include "destinations/destination.h"
-#include "destinations/http_transport.h"
+#include "clients/http_transport.h"
 
 #define ZD_MAX_USERS 100
 

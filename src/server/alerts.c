@@ -16,7 +16,7 @@
 
 #include <curl/curl.h>
 
-#include "core/log.h"
+#include "util/log.h"
 #include "server/server.h"
 
 enum health { HEALTH_OK, HEALTH_FAILING, HEALTH_REJECTING };

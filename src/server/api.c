@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/log.h"
+#include "util/log.h"
 #include "server/server.h"
 
 #define MAX_RUNS_LIMIT       1000

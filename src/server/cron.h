@@ -17,7 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "core/error.h"
+#include "util/error.h"
 
 struct bf_cron {
   uint64_t minutes; /* bit m set: minute m (0-59) matches */

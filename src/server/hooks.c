@@ -14,7 +14,7 @@
 #include <sodium.h>
 #include <sqlite3.h>
 
-#include "core/log.h"
+#include "util/log.h"
 #include "server/server.h"
 
 #define TOLERANCE_S 300

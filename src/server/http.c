@@ -11,7 +11,7 @@
 #include <microhttpd.h>
 #include <sodium.h>
 
-#include "core/log.h"
+#include "util/log.h"
 #include "server/server.h"
 
 enum auth {

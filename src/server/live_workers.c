@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/live.h"
-#include "core/log.h"
+#include "engine/live.h"
+#include "util/log.h"
 #include "server/server.h"
 
 struct bf_live_worker {

@@ -5,7 +5,7 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "destinations/http_transport.h"
+#include "clients/http_transport.h"
 #include "server/server.h"
 
 static const char *const run_statuses[] = {"succeeded", "partial", "failed",

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/log.h"
+#include "util/log.h"
 #include "server/cron.h"
 
 #define MAX_WORKERS 8

@@ -23,9 +23,9 @@
 
 #include <stdbool.h>
 
-#include "core/config.h"
-#include "core/error.h"
-#include "core/runlog.h"
+#include "spec/config.h"
+#include "util/error.h"
+#include "engine/runlog.h"
 
 struct bf_sched_result {
   long long run_id;   /* 0 when the run was not logged */

@@ -11,8 +11,8 @@
 
 #include <sodium.h>
 
-#include "core/log.h"
-#include "core/runner.h"
+#include "util/log.h"
+#include "engine/runner.h"
 #include "server/server.h"
 
 /* A run that failed before the runner logged it (warehouse unreachable,

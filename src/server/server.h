@@ -9,10 +9,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "core/error.h"
-#include "core/jsonw.h"
-#include "core/project.h"
-#include "core/runlog.h"
+#include "util/error.h"
+#include "util/jsonw.h"
+#include "engine/project.h"
+#include "engine/runlog.h"
 #include "server/scheduler.h"
 
 /* Runs the server until SIGTERM or SIGINT, then stops gracefully: no new

@@ -23,12 +23,11 @@
 #include <jansson.h>
 #include <sodium.h>
 
-#include "cli/version.h"
-#include "core/runner.h"
-#include "destinations/http_transport.h"
+#include "util/stop.h"
+#include "clients/http_transport.h"
 #include "sources/bigquery.h"
 #include "sources/cells.h"
-#include "sources/google_auth.h"
+#include "clients/google_auth.h"
 
 #define BQ_SCOPE      "https://www.googleapis.com/auth/bigquery"
 #define BQ_MAX_BODY   (512u << 20)
@@ -493,7 +492,7 @@ static int bq_open(const struct bf_warehouse_config *wh, const struct bf_config 
   free(name);
   if (rc) goto fail;
   bf_http_add_header(src->http, "Accept: application/json", false);
-  bf_http_add_header(src->http, "User-Agent: Backflow/" BF_VERSION, false);
+  bf_http_add_header(src->http, "User-Agent: Backflow", false);
   *out = &src->base;
   return 0;
 fail:

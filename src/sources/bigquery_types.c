@@ -10,7 +10,7 @@
 
 #include <sodium.h>
 
-#include "core/jsonw.h"
+#include "util/jsonw.h"
 #include "sources/bigquery.h"
 #include "sources/cells.h"
 

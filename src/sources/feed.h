@@ -18,9 +18,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/config.h"
-#include "core/error.h"
-#include "core/value.h"
+#include "spec/config.h"
+#include "util/error.h"
+#include "util/value.h"
 
 /* What to follow: names the feed's objects (slot, publication, capture
  * table and triggers are all named after the sync). */

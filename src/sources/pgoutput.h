@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/error.h"
+#include "util/error.h"
 
 /* ---- CopyData envelope ------------------------------------------------ */
 

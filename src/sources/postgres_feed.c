@@ -19,10 +19,10 @@
 
 #include <libpq-fe.h>
 
-#include "core/jsonw.h"
-#include "core/log.h"
-#include "core/runlog.h"
-#include "sources/pg.h"
+#include "util/jsonw.h"
+#include "util/log.h"
+#include "util/clock.h"
+#include "clients/pg.h"
 #include "sources/pgoutput.h"
 #include "sources/source.h"
 

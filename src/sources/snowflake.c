@@ -24,10 +24,9 @@
 #include <jansson.h>
 #include <sodium.h>
 
-#include "cli/version.h"
-#include "core/jwt.h"
-#include "core/runner.h"
-#include "destinations/http_transport.h"
+#include "util/jwt.h"
+#include "util/stop.h"
+#include "clients/http_transport.h"
 #include "sources/cells.h"
 #include "sources/snowflake.h"
 
@@ -520,7 +519,7 @@ static int sf_open(const struct bf_warehouse_config *wh, const struct bf_config 
   free(name);
   if (rc) goto fail;
   bf_http_add_header(src->http, "Accept: application/json", false);
-  bf_http_add_header(src->http, "User-Agent: Backflow/" BF_VERSION, false);
+  bf_http_add_header(src->http, "User-Agent: Backflow", false);
   const char *pass = bf_params_str(p, sf_params, "private_key_passphrase");
   if (pass) bf_http_add_secret(src->http, pass);
   *out = &src->base;

@@ -8,10 +8,10 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "core/config.h"
-#include "core/error.h"
-#include "core/params.h"
-#include "core/value.h"
+#include "spec/config.h"
+#include "util/error.h"
+#include "spec/params.h"
+#include "util/value.h"
 #include "sources/feed.h"
 
 /* Text and blob bytes of a chunk live in a chain of blocks that is never

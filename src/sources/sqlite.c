@@ -6,7 +6,7 @@
 
 #include <sqlite3.h>
 
-#include "core/jsonw.h"
+#include "util/jsonw.h"
 #include "sources/source.h"
 
 struct sqlite_source {

@@ -15,8 +15,8 @@
 
 #include <sqlite3.h>
 
-#include "core/jsonw.h"
-#include "core/runlog.h"
+#include "util/jsonw.h"
+#include "util/clock.h"
 #include "sources/source.h"
 
 #define MAX_BATCH_KEYS 10000

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
+#include "util/log.h"
 
 /* A value no input contains by chance: if a message shows it, a secret from
  * the environment was echoed. */

@@ -9,8 +9,8 @@
  * environment variable (FUZZ_SECRET) unless the document itself contains it. */
 #include <stdint.h>
 
-#include "core/config.h"
-#include "core/mapping.h"
+#include "spec/config.h"
+#include "spec/mapping.h"
 #include "destinations/destination.h"
 #include "fuzz_common.h"
 #include "server/cron.h"

@@ -15,9 +15,9 @@
 
 #include <jansson.h>
 
-#include "core/config.h"
-#include "core/jsonw.h"
-#include "core/mapping.h"
+#include "spec/config.h"
+#include "util/jsonw.h"
+#include "spec/mapping.h"
 #include "destinations/destination.h"
 #include "fuzz_common.h"
 

@@ -10,7 +10,7 @@
 
 #include <jansson.h>
 
-#include "core/jsonw.h"
+#include "util/jsonw.h"
 #include "fuzz_common.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {

@@ -13,12 +13,12 @@
 #include <stdint.h>
 #include <unistd.h>
 
-#include "core/audit_log.h"
-#include "core/forgotten.h"
-#include "core/fsutil.h"
-#include "core/prf.h"
-#include "core/state.h"
-#include "core/vault.h"
+#include "engine/audit_log.h"
+#include "engine/forgotten.h"
+#include "util/fsutil.h"
+#include "util/prf.h"
+#include "engine/state.h"
+#include "engine/vault.h"
 #include "fuzz_common.h"
 
 static char dir[64];

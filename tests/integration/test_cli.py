@@ -303,9 +303,14 @@ class MakeInstall(unittest.TestCase):
 
 class MakeFlags(unittest.TestCase):
     def build_command(self, *args, env=None):
+        # Run from `make test WERROR=1`, the parent's command-line variables
+        # reach this make through MAKEFLAGS: the test decides them itself.
+        clean = {k: v for k, v in os.environ.items()
+                 if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "WERROR", "CFLAGS", "CPPFLAGS",
+                              "LDFLAGS")}
         r = subprocess.run(["make", "-n", "-B", "build/obj/src/cli/main.o", *args], cwd=ROOT,
                            capture_output=True, text=True, timeout=60,
-                           env=dict(os.environ, **(env or {})))
+                           env=dict(clean, **(env or {})))
         self.assertEqual(r.returncode, 0, r.stderr)
         return [line for line in r.stdout.splitlines() if "-c src/cli/main.c" in line][0]
 

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/pii_normalize.h"
+#include "util/pii_normalize.h"
 
 static const struct {
   const char *name;

@@ -1,4 +1,4 @@
-/* Tests for src/core/config.c: parsing backflow.yml into typed structs and
+/* Tests for src/spec/config.c: parsing backflow.yml into typed structs and
  * reporting every mistake at its file:line:col. */
 #include <criterion/criterion.h>
 
@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/config.h"
+#include "spec/config.h"
 
 /* Parses yaml as "t.yml"; the test fails if it does not parse. */
 static struct bf_config *parse_ok(const char *yaml) {

@@ -7,8 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/forgotten.h"
-#include "core/fsutil.h"
+#include "engine/forgotten.h"
+#include "util/fsutil.h"
 
 static char dir[64];
 static char path[128];

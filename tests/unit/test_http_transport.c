@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "destinations/http_transport.h"
+#include "clients/http_transport.h"
 
 static struct MHD_Daemon *daemon_;
 static unsigned short port_;

@@ -2,7 +2,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "core/jsonw.h"
+#include "util/jsonw.h"
 
 static const char *str_json(struct bf_buf *b, const char *s, size_t n) {
   bf_buf_reset(b);

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/pii_normalize.h"
+#include "util/pii_normalize.h"
 
 static void init(void) { cr_assert(sodium_init() >= 0); }
 

@@ -9,7 +9,7 @@
 #include <sodium.h>
 #include <string.h>
 
-#include "core/pii_normalize.h"
+#include "util/pii_normalize.h"
 
 static void init(void) { cr_assert(sodium_init() >= 0); }
 

@@ -5,7 +5,7 @@
 #include <sodium.h>
 #include <string.h>
 
-#include "destinations/http_transport.h"
+#include "clients/http_transport.h"
 
 Test(token_bucket, starts_full_then_paces_at_the_rate) {
   struct bf_token_bucket b;

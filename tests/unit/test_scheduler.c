@@ -10,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/config.h"
+#include "spec/config.h"
 #include "server/scheduler.h"
 
 #define MIN_MS (60LL * 1000)

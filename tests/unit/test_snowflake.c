@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/jwt.h"
+#include "util/jwt.h"
 #include "sources/cells.h"
 #include "sources/snowflake.h"
 

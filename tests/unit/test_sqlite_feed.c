@@ -12,8 +12,8 @@
 
 #include <sqlite3.h>
 
-#include "core/jsonw.h"
-#include "core/runlog.h"
+#include "util/jsonw.h"
+#include "engine/runlog.h"
 #include "sources/source.h"
 
 #define CAPTURE "_backflow_changes_u"

@@ -5,7 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/state.h"
+#include "engine/state.h"
 
 static char dir[64];
 static struct bf_prf prf;

@@ -1,0 +1,92 @@
+/* The runner's working set, shared by the batch run (runner.c) and the live
+ * session (live_pass.c), which drive the same rows -> diff -> batch -> outcome
+ * path. Internal to the engine. */
+#ifndef BF_RUNNER_INTERNAL_H
+#define BF_RUNNER_INTERNAL_H
+
+#include "engine/forgotten.h"
+#include "spec/mapping.h"
+#include "util/prf.h"
+#include "engine/runner.h"
+#include "engine/state.h"
+#include "engine/vault.h"
+#include "destinations/destination.h"
+#include "sources/source.h"
+
+#define CHUNK_ROWS 2048
+
+/* What can be computed from a row alone, before the state is consulted:
+ * either thread computes it (bf_prefetch_set_prepare). */
+enum { PREP_HAS_KEY = 1, PREP_ROW_OK = 2 };
+struct chunk_prep {
+  unsigned char key[CHUNK_ROWS][16]; /* keyed hash of the primary key */
+  uint64_t fp[CHUNK_ROWS];           /* fingerprint of the mapped values */
+  unsigned char status[CHUNK_ROWS];  /* PREP_* */
+};
+
+/* A batch being filled: values and strings are copied out of the row chunk
+ * (which the reader thread reuses), offsets are turned into pointers just
+ * before the push. */
+struct pending_batch {
+  struct bf_record *records;
+  struct bf_value *values; /* nvals per record */
+  size_t *match_off;       /* offset of each record's match JSON in arena */
+  size_t n, cap, nvals;
+  struct bf_buf arena;
+};
+
+struct run {
+  struct bf_project *p;
+  const struct bf_sync_config *sync;
+  const struct bf_model_config *model;
+  const struct bf_run_options *opts;
+  struct bf_run_result *res;
+  struct bf_state *state;
+  struct bf_vault *vault;
+  struct bf_forgotten_filter *forgotten; /* NULL unless someone was erased (backflow forget) */
+  struct bf_runlog *log;
+  struct bf_destination *dest;
+  struct bf_mapping map;
+  struct bf_prf prf;
+  size_t batch_size;
+  unsigned record_retries;
+  struct pending_batch batch;
+  struct bf_buf jsonbuf, tmp;
+  long long started_ms, last_progress_ms;
+  long long sent;
+  size_t sampled;
+  bool *wanted;     /* columns the reader must fetch */
+  bool resync_last; /* a full resync's last upsert batch is next */
+  /* Resources of bf_run_begin, released by bf_run_end. */
+  bool keyed; /* a live session: no prefetching reader, the model cursor is freed */
+  struct bf_source *src;
+  struct bf_cursor *cur;
+  struct bf_prefetch *pf;
+  char *sync_dir;
+  bool logged; /* a run log row is open (res->run_id) */
+};
+
+/* Opens everything a run of r->opts needs (r->p, r->opts and r->res set by
+ * the caller, the rest zero): sync, mapping, state (locked), run log row,
+ * vault, destination; a batch run also starts the prefetching reader
+ * (r->pf); a keyed session (r->keyed) frees the model cursor once the
+ * mapping is built. On failure, call bf_run_end all the same. */
+int bf_run_begin(struct run *r, const char *sync_name, struct bf_error *err);
+/* Folds the state, finishes the run log row, releases everything begin
+ * opened; rc is how the run went. Returns rc, or the fold/log failure. */
+int bf_run_end(struct run *r, int rc, struct bf_error *err);
+
+/* bf_prepare_fn: keyed hashes and fingerprints of a chunk's rows. */
+void bf_run_prepare_chunk(struct bf_rowbuf *rb, void *ctx);
+/* Diffs one row and adds it to the batch (sent when full). */
+int bf_run_process_row(struct run *r, const struct bf_value *row, const unsigned char *key,
+                       bool row_ok, uint64_t fp, struct bf_error *err);
+/* Sends what the batch holds. */
+int bf_run_flush_batch(struct run *r, struct bf_error *err);
+/* Deletes keys (mirror) at the destination, by the identifiers the vault kept. */
+int bf_run_remove_keys(struct run *r, const unsigned char (*keys)[16], size_t n,
+                       struct bf_error *err);
+/* Run status from the counts and rc: succeeded | partial | failed | planned. */
+const char *bf_run_status(const struct run *r, int rc);
+
+#endif

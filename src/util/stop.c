@@ -1,0 +1,3 @@
+#include "util/stop.h"
+
+volatile sig_atomic_t bf_stop_requested;
