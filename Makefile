@@ -11,7 +11,7 @@
 
 CC      ?= cc
 BUILD   ?= build
-PKGS    := sqlite3 libcurl jansson libsodium yaml-0.1 libpq hiredis libmicrohttpd libxxhash
+PKGS    := sqlite3 libcurl jansson libsodium yaml-0.1 libpq hiredis libmicrohttpd libxxhash libcrypto
 OPT     ?= -O2 -g
 SAN     ?=
 WERROR  ?=
@@ -189,6 +189,7 @@ bench: $(BUILD)/backflow $(TOOL_BIN)
 	python3 bench/meta_bench.py --binary $(BUILD)/backflow
 	python3 bench/live_bench.py --binary $(BUILD)/backflow
 	python3 bench/hooks_bench.py --binary $(BUILD)/backflow
+	python3 bench/cloud_bench.py --binary $(BUILD)/backflow
 
 docs: $(BUILD)/backflow
 	python3 scripts/gen_docs.py $(BUILD)/backflow

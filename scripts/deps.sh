@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   build-essential pkg-config clang libclang-rt-14-dev openssl
   libsqlite3-dev sqlite3 libcurl4-openssl-dev libjansson-dev libsodium-dev libyaml-dev
-  libpq-dev libhiredis-dev libmicrohttpd-dev libcriterion-dev libxxhash-dev libunistring-dev
+  libssl-dev libpq-dev libhiredis-dev libmicrohttpd-dev libcriterion-dev libxxhash-dev libunistring-dev
   python3 valgrind postgresql redis-server prometheus chromium
   clang-format strace time man-db zsh
 )

@@ -5,9 +5,7 @@
 #include <string.h>
 
 const struct bf_source_type *const bf_source_types[] = {
-    &bf_source_sqlite,
-    &bf_source_postgres,
-    NULL,
+    &bf_source_sqlite, &bf_source_postgres, &bf_source_snowflake, &bf_source_bigquery, NULL,
 };
 
 #define ROWBUF_BLOCK_BYTES (64u * 1024)

@@ -222,5 +222,7 @@ extern const struct bf_writer_ops bf_writer_sqlite, bf_writer_postgres;
 extern const struct bf_source_type *const bf_source_types[];
 extern const struct bf_source_type bf_source_sqlite;
 extern const struct bf_source_type bf_source_postgres;
+extern const struct bf_source_type bf_source_snowflake;
+extern const struct bf_source_type bf_source_bigquery;
 
 #endif
