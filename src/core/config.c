@@ -1224,6 +1224,7 @@ static int load_sync(struct bf_config *cfg, const struct bf_node *syncs_node,
     return rc;
 
   const struct bf_node *bs = bf_node_get(v, "batch_size");
+  s->batch_size_loc = bs ? bs->loc : loc;
   if (bs && !node_is_null(bs) && (rc = bf_node_as_int(bs, 1, 100000, &s->batch_size, err)))
     return rc;
   s->reconcile_ms = 3600000;
@@ -1331,14 +1332,22 @@ static int check_config(struct bf_config *cfg, struct bf_error *err) {
                        show_value(&b, ver));
   }
   if ((rc = get_string(root, "state_dir", NULL, top, false,
-                       "a directory for the state store, e.g. .backflow", &cfg->state_dir, NULL,
-                       err)) ||
+                       "a directory for the state store, e.g. .backflow", &cfg->state_dir,
+                       &cfg->state_dir_loc, err)) ||
       (rc = get_string(root, "secret", NULL, top, false,
                        "the project secret, usually \"${BACKFLOW_SECRET}\" (or no 'secret' "
                        "key to have one generated)",
-                       &cfg->secret, NULL, err)) ||
+                       &cfg->secret, &cfg->secret_loc, err)) ||
       (rc = load_server(cfg, err)))
     return rc;
+  /* The same rule as the key derivation's (prf.c), here so that validate
+   * refuses what run would, at the place it was written. */
+  if (cfg->secret && strlen(cfg->secret) < 16)
+    return loc_error(err, cfg->secret_loc,
+                     "secret is too short (%zu characters%s); expected at least 16 random "
+                     "characters, usually \"${BACKFLOW_SECRET}\"",
+                     strlen(cfg->secret),
+                     bf_node_get(root, "secret")->from_env ? ", from the environment" : "");
   if (!cfg->state_dir) cfg->state_dir = bf_xstrdup(".backflow");
   const struct bf_node *dur = bf_node_get(root, "durability");
   if (dur) {

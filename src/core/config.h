@@ -129,10 +129,11 @@ struct bf_sync_config {
   struct bf_pairs constants;  /* destination field -> literal value */
   struct bf_pairs pii_policy; /* model column -> "allow" | "hash" | "drop" */
   enum bf_schedule_kind schedule;
-  long long every_ms;     /* BF_SCHEDULE_EVERY */
-  char *cron;             /* BF_SCHEDULE_CRON */
-  char *after;            /* BF_SCHEDULE_AFTER */
-  long long batch_size;   /* 0 = destination default */
+  long long every_ms;   /* BF_SCHEDULE_EVERY */
+  char *cron;           /* BF_SCHEDULE_CRON */
+  char *after;          /* BF_SCHEDULE_AFTER */
+  long long batch_size; /* 0 = destination default */
+  struct bf_loc batch_size_loc;
   long long reconcile_ms; /* live: full reconciliation run every ...; default 1h, 0 = never */
   struct bf_loc loc;
   struct bf_loc model_loc, destination_loc, mode_loc;
@@ -142,10 +143,11 @@ struct bf_config {
   char *path; /* path of backflow.yml as given */
   char *dir;  /* project folder; relative paths in config resolve here */
   int version;
-  char *state_dir;     /* absolute or relative to dir; default ".backflow" */
-  char *secret;        /* optional; NULL -> generated into <state_dir>/secret */
-  char *server_listen; /* default "127.0.0.1:8420" */
-  char *server_token;  /* optional */
+  char *state_dir;                         /* absolute or relative to dir; default ".backflow" */
+  char *secret;                            /* optional; NULL -> generated into <state_dir>/secret */
+  struct bf_loc state_dir_loc, secret_loc; /* where written, else file:1:1 */
+  char *server_listen;                     /* default "127.0.0.1:8420" */
+  char *server_token;                      /* optional */
   /* durability: process (default) survives a killed process; power also
    * fsyncs before every send, to survive a power cut, at ~10 ms a batch. */
   bool durability_power;

@@ -621,7 +621,7 @@ int bf_run_begin(struct run *r, const char *sync_name, struct bf_error *err) {
   char *what = bf_xasprintf("destination '%s' (%s)", dc->name, dc->type);
   rc = bf_params_check(dc->params, dtype->params, what, err);
   free(what);
-  if (rc) return rc;
+  if (rc || (rc = bf_destination_check_batch_size(r->sync, dtype, err))) return rc;
   if ((rc = bf_source_open(wh, p->cfg, &r->src, err))) return rc;
   if ((rc = bf_source_query(r->src, r->model->sql, &r->cur, err)))
     return bf_error_prefix(err, "%s:%d:%d: model '%s': SQL error", r->model->sql_loc.file,
@@ -650,7 +650,6 @@ int bf_run_begin(struct run *r, const char *sync_name, struct bf_error *err) {
   r->cur = NULL; /* owned by the prefetcher, or freed */
   r->batch.nvals = r->map.n_match + r->map.n_fields;
   r->batch_size = r->sync->batch_size ? (size_t)r->sync->batch_size : dtype->default_batch;
-  if (r->batch_size > dtype->max_batch) r->batch_size = dtype->max_batch;
 
   int secret_rc = bf_project_secret(p, !opts->plan_only, err);
   if (secret_rc < 0) return secret_rc;
