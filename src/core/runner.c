@@ -1,5 +1,6 @@
 #include "core/runner.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -90,12 +91,13 @@ static char *scrub_reason(const struct run *r, const struct bf_record *recs, siz
     for (size_t i = 0; rec->values && i < nvals; i++) {
       const struct bf_value *v = &rec->values[i];
       char num[48];
-      if (v->type == BF_TEXT) {
+      if (v->type == BF_TEXT || v->type == BF_JSON) {
         out = replace_all(out, v->u.s, v->len);
       } else if (v->type == BF_INT) {
         out = replace_all(out, num, (size_t)snprintf(num, sizeof num, "%lld", (long long)v->u.i));
       } else if (v->type == BF_FLOAT) {
         out = replace_all(out, num, (size_t)snprintf(num, sizeof num, "%.17g", v->u.f));
+        if (isfinite(v->u.f)) out = replace_all(out, num, bf_double_text(num, v->u.f));
         out = replace_all(out, num, (size_t)snprintf(num, sizeof num, "%.15g", v->u.f));
         out = replace_all(out, num, (size_t)snprintf(num, sizeof num, "%g", v->u.f));
       }
@@ -157,7 +159,7 @@ static void batch_add(struct run *r, enum bf_op op, enum bf_change change,
       const struct bf_value *src = i < r->map.n_match ? &row[r->map.match_cols[i]]
                                                       : &row[r->map.field_cols[i - r->map.n_match]];
       vals[i] = *src;
-      if (src->type == BF_TEXT || src->type == BF_BLOB) {
+      if (bf_value_has_bytes(src->type)) {
         vals[i].u.off = b->arena.len;
         bf_buf_append(&b->arena, src->u.s, src->len);
       }
@@ -174,7 +176,7 @@ static void batch_fixup(struct pending_batch *b) {
     if (!rec->values) continue;
     struct bf_value *vals = b->values + i * b->nvals;
     for (size_t k = 0; k < b->nvals; k++)
-      if (vals[k].type == BF_TEXT || vals[k].type == BF_BLOB)
+      if (bf_value_has_bytes(vals[k].type))
         vals[k].u.s = b->arena.data + vals[k].u.off;
     rec->values = vals;
   }
@@ -337,7 +339,7 @@ int bf_run_flush_batch(struct run *r, struct bf_error *err) {
         struct bf_value *vals = b->values + (b->n - 1) * b->nvals;
         for (size_t v = 0; v < b->nvals; v++) {
           vals[v] = rec->values[v];
-          if (vals[v].type == BF_TEXT || vals[v].type == BF_BLOB) {
+          if (bf_value_has_bytes(vals[v].type)) {
             vals[v].u.off = b->arena.len;
             bf_buf_append(&b->arena, rec->values[v].u.s, rec->values[v].len);
           }
