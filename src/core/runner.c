@@ -176,8 +176,7 @@ static void batch_fixup(struct pending_batch *b) {
     if (!rec->values) continue;
     struct bf_value *vals = b->values + i * b->nvals;
     for (size_t k = 0; k < b->nvals; k++)
-      if (bf_value_has_bytes(vals[k].type))
-        vals[k].u.s = b->arena.data + vals[k].u.off;
+      if (bf_value_has_bytes(vals[k].type)) vals[k].u.s = b->arena.data + vals[k].u.off;
     rec->values = vals;
   }
 }
