@@ -64,7 +64,9 @@ int bf_cmd_plan(struct bf_cli *cli, struct bf_error *err) {
   if (all ? cli->argc != 0 : cli->argc != 1)
     return bf_error_set(err, BF_E_USAGE, "name one sync to plan, or --all"), 2;
   struct bf_project *p = NULL;
-  if (bf_cli_project(cli, &p, err)) return bf_code_exit_status(err->code);
+  /* A named sync needs only its own ${NAME}s (the runner asks for them). */
+  if ((all ? bf_cli_project : bf_cli_project_lazy)(cli, &p, err))
+    return bf_code_exit_status(err->code);
   size_t n = all ? p->cfg->n_syncs : 1;
   struct bf_buf out = {0};
   if (all) bf_buf_puts(&out, "{\"plans\":[");
@@ -108,7 +110,7 @@ static int run_live(struct bf_cli *cli, bool other_options, struct bf_error *err
   if (other_options || cli->json || cli->argc != 1)
     return bf_error_set(err, BF_E_USAGE, "--live takes exactly one sync and no other option"), 2;
   struct bf_project *p = NULL;
-  if (bf_cli_project(cli, &p, err)) return bf_code_exit_status(err->code);
+  if (bf_cli_project_lazy(cli, &p, err)) return bf_code_exit_status(err->code);
   struct bf_live_options o = {.print = true};
   fprintf(stderr, "backflow: sync '%s': a full run, then live changes (Ctrl-C stops)\n",
           cli->argv[0]);
@@ -132,10 +134,12 @@ int bf_cmd_run(struct bf_cli *cli, struct bf_error *err) {
   if (all == (cli->argc > 0))
     return bf_error_set(err, BF_E_USAGE, "name the syncs to run, or --all"), 2;
   struct bf_project *p = NULL;
-  if (bf_cli_project(cli, &p, err)) return bf_code_exit_status(err->code);
+  if ((all ? bf_cli_project : bf_cli_project_lazy)(cli, &p, err))
+    return bf_code_exit_status(err->code);
   size_t n = all ? p->cfg->n_syncs : (size_t)cli->argc;
   for (size_t i = 0; !all && i < n; i++) {
-    if (!bf_project_find_sync(p, cli->argv[i], err)) {
+    if (!bf_project_find_sync(p, cli->argv[i], err) ||
+        bf_config_require_sync(p->cfg, cli->argv[i], err)) {
       bf_project_free(p);
       return 2;
     }

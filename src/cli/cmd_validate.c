@@ -89,6 +89,15 @@ static int check_state_dir(const struct bf_project *p, struct bf_error *err) {
   return rc;
 }
 
+/* A value validate cannot check because its ${NAME} is not set. */
+static int unset_error(const struct bf_node *u, const char *kind, const char *name,
+                       struct bf_error *err) {
+  return bf_error_set(err, BF_E_CONFIG,
+                      "%s:%d:%d: environment variable %s is not set (needed by %s%s%s%s)",
+                      u->loc.file, u->loc.line, u->loc.col, u->unset_var, kind, name ? " '" : "",
+                      name ? name : "", name ? "'" : "");
+}
+
 static void check_models(struct bf_project *p, struct report *r) {
   const struct bf_config *cfg = p->cfg;
   for (size_t i = 0; i < cfg->n_models; i++) {
@@ -96,12 +105,19 @@ static void check_models(struct bf_project *p, struct report *r) {
     struct bf_source *src = NULL;
     struct bf_cursor *cur = NULL;
     struct bf_error err = {0};
-    int rc = bf_source_open(bf_config_warehouse(cfg, m->warehouse), cfg, &src, &err);
+    const struct bf_warehouse_config *wh = bf_config_warehouse(cfg, m->warehouse);
+    if (m->unset || (wh && wh->unset)) {
+      unset_error(m->unset ? m->unset : wh->unset, m->unset ? "model" : "warehouse",
+                  m->unset ? m->name : wh->name, &err);
+      report(r, "model", m->name, err.code, &err, NULL);
+      continue;
+    }
+    int rc = bf_source_open(wh, cfg, &src, &err);
     if (rc == 0 && (rc = bf_source_query(src, m->sql, &cur, &err)))
       bf_error_prefix(&err, "%s:%d:%d: model '%s': SQL error", m->sql_loc.file, m->sql_loc.line,
                       m->sql_loc.col, m->name);
     for (size_t s = 0; rc == 0 && s < cfg->n_syncs; s++) {
-      if (strcmp(cfg->syncs[s].model, m->name)) continue;
+      if (strcmp(cfg->syncs[s].model, m->name) || cfg->syncs[s].unset) continue;
       struct bf_mapping map;
       rc = bf_mapping_build(cfg, &cfg->syncs[s], m, cur->column_names, cur->ncols, &map, &err);
       if (rc == 0) bf_mapping_release(&map);
@@ -122,6 +138,11 @@ static void check_destinations(struct bf_project *p, bool connect, struct report
     struct bf_destination *d = NULL;
     struct bf_error err = {0};
     int rc;
+    if (dc->unset) {
+      unset_error(dc->unset, "destination", dc->name, &err);
+      report(r, "destination", dc->name, err.code, &err, NULL);
+      continue;
+    }
     if (!connect && type) {
       char *what = bf_xasprintf("destination '%s' (%s)", dc->name, dc->type);
       rc = bf_params_check(dc->params, type->params, what, &err);
@@ -144,7 +165,8 @@ static void check_syncs(struct bf_project *p, struct report *r) {
     const struct bf_sync_config *s = &p->cfg->syncs[i];
     const struct bf_destination_config *dc = bf_config_destination(p->cfg, s->destination);
     struct bf_error err = {0};
-    int rc = bf_destination_check_batch_size(s, bf_destination_find(dc->type), &err);
+    int rc = bf_config_require_sync(p->cfg, s->name, &err);
+    if (rc == 0) rc = bf_destination_check_batch_size(s, bf_destination_find(dc->type), &err);
     struct bf_cron cron;
     if (rc == 0 && s->schedule == BF_SCHEDULE_CRON && (rc = bf_cron_parse(s->cron, &cron, &err)))
       bf_error_prefix(&err, "%s:%d:%d: sync '%s': schedule", s->loc.file, s->loc.line, s->loc.col,
@@ -161,7 +183,8 @@ int bf_cmd_validate(struct bf_cli *cli, struct bf_error *err) {
     return bf_error_set(err, BF_E_USAGE, "--connect and --offline contradict each other"), 2;
   if (cli->argc) return bf_error_set(err, BF_E_USAGE, "validate takes no arguments"), 2;
   struct bf_project *p = NULL;
-  int rc = bf_cli_project(cli, &p, err);
+  /* Lazily: each value whose ${NAME} is unset fails its own check. */
+  int rc = bf_cli_project_lazy(cli, &p, err);
   if (rc) {
     if (cli->json) {
       struct bf_buf out = {0};
@@ -175,7 +198,10 @@ int bf_cmd_validate(struct bf_cli *cli, struct bf_error *err) {
   }
   struct report r = {.json = cli->json};
   struct bf_error e = {0};
-  report(&r, "config", p->cfg->path, 0, &e, NULL);
+  const struct bf_node *unset =
+      p->cfg->unset_globals ? p->cfg->unset_globals : p->cfg->unset_server;
+  rc = unset ? unset_error(unset, "the top-level settings", NULL, &e) : 0;
+  report(&r, "config", p->cfg->path, rc, &e, NULL);
   rc = check_state_dir(p, &e);
   report(&r, "state_dir", p->state_dir, rc, &e, NULL);
   check_syncs(p, &r);

@@ -171,6 +171,7 @@ static void node_free(struct bf_node *n) {
     if (n->from_env) explicit_bzero(n->scalar, strlen(n->scalar));
     free(n->scalar);
   }
+  free(n->unset_var);
   for (size_t i = 0; i < n->n; i++) {
     if (n->keys) free(n->keys[i]);
     if (n->items) node_free(n->items[i]);
@@ -301,11 +302,14 @@ static bool is_name_char(char c) { return is_name_start(c) || (c >= '0' && c <= 
 
 /* Replaces ${NAME} with getenv("NAME") and $${ with a literal ${. Two
  * passes (measure, then write) so the result is allocated once and no
- * partial copies of a secret are left in freed memory. */
+ * partial copies of a secret are left in freed memory. A variable that is
+ * not set is not an error here: *unset_var names it and the value becomes
+ * "", and only a command that needs the value refuses it (config_env.c). */
 static int substitute(struct yparse *p, const char *in, size_t len, struct bf_loc loc, char **out,
-                      bool *from_env) {
+                      bool *from_env, char **unset_var) {
   *out = NULL;
   *from_env = false;
+  *unset_var = NULL;
   for (int pass = 0; pass < 2; pass++) {
     size_t o = 0;
     char *buf = *out;
@@ -342,12 +346,16 @@ static int substitute(struct yparse *p, const char *in, size_t len, struct bf_lo
         return rc;
       }
       const char *value = getenv(var);
-      if (!value) {
-        int rc = loc_error(p->err, loc, "environment variable %s is not set", var);
-        free(var);
-        return rc;
+      if (!value && !*unset_var) {
+        *unset_var = var;
+        var = NULL;
       }
       free(var);
+      if (!value) {
+        *from_env = true;
+        i += 2 + name_len + 1;
+        continue;
+      }
       size_t vlen = strlen(value);
       if (buf) memcpy(buf + o, value, vlen);
       o += vlen;
@@ -379,7 +387,13 @@ static int build_scalar(struct yparse *p, yaml_event_t *ev, struct bf_node **out
   *out = n;
   n->quoted = ev->data.scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
               ev->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE;
-  return substitute(p, value, len, n->loc, &n->scalar, &n->from_env);
+  rc = substitute(p, value, len, n->loc, &n->scalar, &n->from_env, &n->unset_var);
+  if (n->unset_var) {
+    /* Nothing of a half-resolved value is kept (it may hold a secret). */
+    explicit_bzero(n->scalar, strlen(n->scalar));
+    n->scalar[0] = '\0';
+  }
+  return rc;
 }
 
 static int check_depth(struct yparse *p, yaml_mark_t m, int depth) {
@@ -711,6 +725,12 @@ static const char *in_ctx(char *buf, size_t size, const char *ctx) {
   return buf;
 }
 
+/* For values every command needs (version, state_dir, durability). */
+static int check_set(const struct bf_node *n, struct bf_error *err) {
+  const struct bf_node *u = bf_node_first_unset(n);
+  return u ? loc_error(err, u->loc, "environment variable %s is not set", u->unset_var) : 0;
+}
+
 /* A null value (`fields:`) counts as an empty mapping. */
 static int want_map(const struct bf_node *n, const char *key, const char *ctx,
                     struct bf_error *err) {
@@ -870,13 +890,24 @@ static int load_typed_section(struct bf_config *cfg, const char *section, const 
       return loc_error(err, v->loc, "expected a mapping for %s, found %s", ctx, kind_name(v));
     char *type = NULL;
     struct bf_loc type_loc = loc;
-    rc = get_string(v, "type", ctx, loc, true, expected, &type, &type_loc, err);
+    const struct bf_node *unset = bf_node_first_unset(v);
+    const struct bf_node *type_node = bf_node_get(v, "type");
+    if (type_node && type_node->unset_var) {
+      type = bf_xstrdup(""); /* refused when a command needs it */
+      type_loc = type_node->loc;
+    } else {
+      rc = get_string(v, "type", ctx, loc, true, expected, &type, &type_loc, err);
+    }
     if (is_destination)
-      cfg->destinations[i] = (struct bf_destination_config){
-          .name = bf_xstrdup(name), .type = type, .params = v, .loc = loc, .type_loc = type_loc};
+      cfg->destinations[i] = (struct bf_destination_config){.name = bf_xstrdup(name),
+                                                            .type = type,
+                                                            .params = v,
+                                                            .loc = loc,
+                                                            .type_loc = type_loc,
+                                                            .unset = unset};
     else
       cfg->warehouses[i] = (struct bf_warehouse_config){
-          .name = bf_xstrdup(name), .type = type, .params = v, .loc = loc};
+          .name = bf_xstrdup(name), .type = type, .params = v, .loc = loc, .unset = unset};
     if (rc) return rc;
   }
   return 0;
@@ -937,6 +968,15 @@ static int load_model(struct bf_config *cfg, struct bf_model_config *m, const ch
                      "primary_key",
                      ctx);
   if ((rc = bf_node_check_keys(v, ctx, keys, err))) return rc;
+  if ((m->unset = bf_node_first_unset(v))) {
+    /* Checked when a command needs the model (bf_config_require_sync). */
+    const char *wh = bf_node_get_str(v, "warehouse");
+    m->warehouse = bf_xstrdup(wh ? wh : "");
+    m->sql = bf_xstrdup("");
+    m->primary_key = bf_xstrdup("");
+    m->warehouse_loc = m->sql_loc = m->primary_key_loc = loc;
+    return 0;
+  }
   if ((rc = get_string(v, "warehouse", ctx, loc, true, "the name of a warehouse", &m->warehouse,
                        &m->warehouse_loc, err)) ||
       (rc = check_ref(v, "warehouse", "warehouses", ctx, cfg->warehouses, cfg->n_warehouses,
@@ -1167,8 +1207,15 @@ static int load_sync(struct bf_config *cfg, const struct bf_node *syncs_node,
                      "%s has no settings; expected a mapping with model, destination and "
                      "match",
                      ctx);
-  if ((rc = bf_node_check_keys(v, ctx, keys, err)) ||
-      (rc = get_string(v, "model", ctx, loc, true, "the name of a model", &s->model, &s->model_loc,
+  if ((rc = bf_node_check_keys(v, ctx, keys, err))) return rc;
+  if ((s->unset = bf_node_first_unset(v))) {
+    /* Checked when a command needs the sync (bf_config_require_sync). */
+    const char *model = bf_node_get_str(v, "model"), *dest = bf_node_get_str(v, "destination");
+    s->model = bf_xstrdup(model ? model : "");
+    s->destination = bf_xstrdup(dest ? dest : "");
+    return 0;
+  }
+  if ((rc = get_string(v, "model", ctx, loc, true, "the name of a model", &s->model, &s->model_loc,
                        err)) ||
       (rc = check_ref(v, "model", "models", ctx, cfg->models, cfg->n_models, sizeof *cfg->models,
                       err)) ||
@@ -1178,6 +1225,10 @@ static int load_sync(struct bf_config *cfg, const struct bf_node *syncs_node,
                       sizeof *cfg->destinations, err)))
     return rc;
   const struct bf_model_config *model = bf_config_model(cfg, s->model);
+  if (model->unset) {
+    s->unset = model->unset; /* the sync cannot be checked without its model */
+    return 0;
+  }
 
   char *mode = NULL;
   if ((rc = get_string(v, "mode", ctx, loc, false, "upsert, update, insert or mirror", &mode,
@@ -1280,6 +1331,10 @@ static int load_server(struct bf_config *cfg, struct bf_error *err) {
   const struct bf_node *srv = map_get(cfg->root, "server", &loc);
   int rc = want_map(srv, "server", NULL, err);
   if (rc || (rc = bf_node_check_keys(srv, "'server'", keys, err))) return rc;
+  if (cfg->unset_server) { /* only serve reads it, and refuses it then */
+    cfg->server_listen = bf_xstrdup("127.0.0.1:8420");
+    return 0;
+  }
   struct bf_loc listen_loc;
   if ((rc = get_string(srv, "listen", "'server'", loc, false, "HOST:PORT, e.g. \"127.0.0.1:8420\"",
                        &cfg->server_listen, &listen_loc, err)) ||
@@ -1322,6 +1377,17 @@ static int check_config(struct bf_config *cfg, struct bf_error *err) {
                      kind_name(root));
   if ((rc = bf_node_check_keys(root, "the top level", top_keys, err))) return rc;
 
+  if ((rc = check_set(bf_node_get(root, "version"), err)) ||
+      (rc = check_set(bf_node_get(root, "state_dir"), err)) ||
+      (rc = check_set(bf_node_get(root, "durability"), err)))
+    return rc;
+  static const char *const lazy_globals[] = {"secret", "write_back", "alerts", NULL};
+  for (size_t i = 0; lazy_globals[i] && !cfg->unset_globals; i++)
+    cfg->unset_globals = bf_node_first_unset(bf_node_get(root, lazy_globals[i]));
+  const struct bf_node *secret_node = bf_node_get(root, "secret");
+  bool secret_unset = bf_node_first_unset(secret_node) != NULL;
+  cfg->unset_server = bf_node_first_unset(bf_node_get(root, "server"));
+
   cfg->version = 1;
   const struct bf_node *ver = bf_node_get(root, "version");
   if (ver) {
@@ -1334,20 +1400,21 @@ static int check_config(struct bf_config *cfg, struct bf_error *err) {
   if ((rc = get_string(root, "state_dir", NULL, top, false,
                        "a directory for the state store, e.g. .backflow", &cfg->state_dir,
                        &cfg->state_dir_loc, err)) ||
-      (rc = get_string(root, "secret", NULL, top, false,
-                       "the project secret, usually \"${BACKFLOW_SECRET}\" (or no 'secret' "
-                       "key to have one generated)",
-                       &cfg->secret, &cfg->secret_loc, err)) ||
+      (!secret_unset &&
+       (rc = get_string(root, "secret", NULL, top, false,
+                        "the project secret, usually \"${BACKFLOW_SECRET}\" (or no 'secret' "
+                        "key to have one generated)",
+                        &cfg->secret, &cfg->secret_loc, err))) ||
       (rc = load_server(cfg, err)))
     return rc;
+  if (secret_unset) cfg->secret_loc = secret_node->loc;
   /* The same rule as the key derivation's (prf.c), here so that validate
    * refuses what run would, at the place it was written. */
   if (cfg->secret && strlen(cfg->secret) < 16)
     return loc_error(err, cfg->secret_loc,
                      "secret is too short (%zu characters%s); expected at least 16 random "
                      "characters, usually \"${BACKFLOW_SECRET}\"",
-                     strlen(cfg->secret),
-                     bf_node_get(root, "secret")->from_env ? ", from the environment" : "");
+                     strlen(cfg->secret), secret_node->from_env ? ", from the environment" : "");
   if (!cfg->state_dir) cfg->state_dir = bf_xstrdup(".backflow");
   const struct bf_node *dur = bf_node_get(root, "durability");
   if (dur) {

@@ -606,6 +606,7 @@ int bf_run_begin(struct run *r, const char *sync_name, struct bf_error *err) {
   r->started_ms = bf_now_ms();
   r->sync = bf_project_find_sync(p, sync_name, err);
   if (!r->sync) return err->code;
+  if ((rc = bf_config_require_sync(p->cfg, sync_name, err))) return rc;
   r->model = bf_config_model(p->cfg, r->sync->model);
   const struct bf_warehouse_config *wh = bf_config_warehouse(p->cfg, r->model->warehouse);
   const struct bf_destination_config *dc = bf_config_destination(p->cfg, r->sync->destination);
