@@ -96,6 +96,14 @@ int bf_cli_project(struct bf_cli *cli, struct bf_project **out, struct bf_error 
  * (bf_config_require_sync), or none (runs, errors). */
 int bf_cli_project_lazy(struct bf_cli *cli, struct bf_project **out, struct bf_error *err);
 
+/* errors --reveal (cmd_reveal.c): prints errs[n] of run_id with the primary
+ * key of each, found by hashing the model's keys again. Returns the exit
+ * status. */
+struct bf_run_error;
+int bf_cli_errors_reveal(struct bf_cli *cli, struct bf_project *p, const char *sync,
+                         long long run_id, const struct bf_run_error *errs, size_t n,
+                         struct bf_error *err);
+
 /* Formats a run/plan as JSON or as a line for people. */
 struct bf_run_result;
 struct bf_buf;

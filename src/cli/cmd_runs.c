@@ -90,6 +90,7 @@ out:
 
 int bf_cmd_errors(struct bf_cli *cli, struct bf_error *err) {
   long long run = 0;
+  bool reveal = bf_cli_flag(cli, "--reveal");
   if (bf_cli_int_option(cli, "--run", 1, LLONG_MAX, &run, err) ||
       bf_cli_no_more_options(cli, NULL, err))
     return 2;
@@ -110,7 +111,9 @@ int bf_cmd_errors(struct bf_cli *cli, struct bf_error *err) {
     status = bf_code_exit_status(err->code);
     goto out;
   }
-  if (cli->json) {
+  if (reveal) {
+    status = bf_cli_errors_reveal(cli, p, cli->argv[0], run_id, errs, n, err);
+  } else if (cli->json) {
     struct bf_buf out = {0};
     bf_buf_printf(&out, "{\"sync\":");
     bf_json_cstr(&out, cli->argv[0]);

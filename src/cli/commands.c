@@ -66,6 +66,9 @@ static const struct bf_cli_opt runs_opts[] = {
 
 static const struct bf_cli_opt errors_opts[] = {
     {"--run", NULL, "ID", "the run to show (default: the sync's latest)"},
+    {"--reveal", NULL, NULL,
+     "also print each row's primary key, found by hashing the model's keys again (nothing is "
+     "stored)"},
     END_OPTS,
 };
 
@@ -136,9 +139,11 @@ const struct bf_cli_command bf_cli_commands[] = {
      "Lists runs, newest first, with their status (succeeded, partial, failed, cancelled,\n"
      "skipped, crashed) and counts.\n",
      "sync", runs_opts},
-    {"errors", bf_cmd_errors, "SYNC [--run ID]", "row-level errors of a run",
+    {"errors", bf_cmd_errors, "SYNC [--run ID] [--reveal]", "row-level errors of a run",
      "Lists the rows a run rejected or the destination did not accept, by keyed hash, with\n"
-     "the reason.\n",
+     "the reason. With --reveal, the model is read again and every primary key hashed with\n"
+     "the project secret on this machine, and each error is shown with its key; the keys\n"
+     "are printed only, never stored. Needs the sync's warehouse and secret.\n",
      "sync", errors_opts},
     {"reset", bf_cmd_reset, "SYNC | --all [--new-secret]",
      "forget sync state: the next run is a full resync",

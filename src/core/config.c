@@ -4,6 +4,7 @@
  * anchors and aliases can be refused before they are expanded, nesting and
  * node counts can be capped, and every node keeps its own file:line:col. */
 #include "core/config.h"
+#include "core/sync_keys.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -1191,10 +1192,11 @@ static int load_pii_policy(const struct bf_node *v, struct bf_sync_config *s,
 static int load_sync(struct bf_config *cfg, const struct bf_node *syncs_node,
                      struct bf_sync_config *s, const char *name, struct bf_loc loc,
                      const struct bf_node *v, struct bf_error *err) {
-  static const char *const keys[] = {"model",      "destination", "mode",        "object",
-                                     "match",      "fields",      "constants",   "schedule",
-                                     "pii_policy", "batch_size",  "description", "write_back",
-                                     "alerts",     "reconcile",   NULL};
+  const char *keys[32]; /* from the one table, which `types` prints */
+  size_t n_keys = 0;
+  for (; bf_sync_keys[n_keys].name && n_keys < 31; n_keys++)
+    keys[n_keys] = bf_sync_keys[n_keys].name;
+  keys[n_keys] = NULL;
   static const char *const modes[] = {"upsert", "update", "insert", "mirror", NULL};
   char ctx[NAME_MAX_LEN + 32];
   struct shown b;
@@ -1278,6 +1280,8 @@ static int load_sync(struct bf_config *cfg, const struct bf_node *syncs_node,
   s->batch_size_loc = bs ? bs->loc : loc;
   if (bs && !node_is_null(bs) && (rc = bf_node_as_int(bs, 1, 100000, &s->batch_size, err)))
     return rc;
+  const struct bf_node *rt = bf_node_get(v, "reject_threshold");
+  if (rt && !node_is_null(rt) && (rc = bf_sync_parse_reject_threshold(rt, s, err))) return rc;
   s->reconcile_ms = 3600000;
   const struct bf_node *rec = bf_node_get(v, "reconcile");
   if (rec && !node_is_null(rec)) {

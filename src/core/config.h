@@ -141,6 +141,11 @@ struct bf_sync_config {
   long long batch_size; /* 0 = destination default */
   struct bf_loc batch_size_loc;
   long long reconcile_ms; /* live: full reconciliation run every ...; default 1h, 0 = never */
+  /* reject_threshold (sync_keys.h): a share of the rows read in percent, or
+   * (pct < 0) a count of rejected rows a run tolerates. */
+  bool reject_threshold_set;
+  double reject_threshold_pct;
+  long long reject_threshold_count;
   struct bf_loc loc;
   struct bf_loc model_loc, destination_loc, mode_loc;
   /* Set when a value of the sync or of its model names an unset ${NAME}:

@@ -11,6 +11,7 @@
 #include <sodium.h>
 
 #include "core/crashpoint.h"
+#include "core/sync_keys.h"
 #include "core/log.h"
 #include "core/runner_internal.h"
 #include "core/writeback.h"
@@ -124,6 +125,7 @@ static char *scrub_reason(const struct run *r, const struct bf_record *recs, siz
 static void reject_row(struct run *r, const unsigned char *key, const char *column,
                        const char *reason) {
   r->res->counts.rejected++;
+  bf_run_result_add_reason(r->res, column, reason);
   if (r->opts->plan_only) return;
   char hex[33] = "";
   if (key) bf_key_hex(key, hex);
@@ -594,7 +596,10 @@ const char *bf_run_status(const struct run *r, int rc) {
   if (rc == BF_E_INTERRUPTED) return "cancelled";
   if (rc == BF_E_LOCKED) return "skipped";
   if (rc) return "failed";
-  if (r->res->counts.rejected || r->res->counts.failed) return "partial";
+  const struct bf_run_counts *c = &r->res->counts;
+  if ((c->rejected || c->failed) &&
+      !bf_sync_rejects_tolerated(r->sync, c->rejected, c->failed, c->rows_read))
+    return "partial";
   return "succeeded";
 }
 
@@ -766,4 +771,10 @@ int bf_sync_run(struct bf_project *p, const char *sync_name, const struct bf_run
   return bf_run_end(&r, rc, err);
 }
 
-void bf_run_result_release(struct bf_run_result *res) { bf_buf_release(&res->sample); }
+void bf_run_result_release(struct bf_run_result *res) {
+  bf_buf_release(&res->sample);
+  for (size_t i = 0; i < res->n_reasons; i++) free(res->reasons[i].reason);
+  free(res->reasons);
+  res->reasons = NULL;
+  res->n_reasons = 0;
+}
