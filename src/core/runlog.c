@@ -79,16 +79,25 @@ int bf_runlog_open_readonly(const char *state_dir, struct bf_runlog **out, struc
     return 0;
   }
   int rc = 0;
-  if (sqlite3_open_v2(log->path, &log->db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+  /* Without a -wal file every run is in runs.db itself, and an ordinary
+   * read-only open would create the WAL files a reader leaves behind (it may
+   * not delete them): read the file as it is. With one, a run may be writing:
+   * read through the WAL, which needs its index (-shm). */
+  char *wal = bf_xasprintf("%s-wal", log->path);
+  bool has_wal = stat(wal, &sb) == 0;
+  free(wal);
+  if (has_wal &&
+      sqlite3_open_v2(log->path, &log->db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
     sqlite3_busy_timeout(log->db, 10000);
     if (sqlite3_exec(log->db, "SELECT count(*) FROM runs", NULL, NULL, NULL) == SQLITE_OK) {
       *out = log;
       return 0;
     }
   }
-  /* A reader who may not open the WAL index (runs.db-shm belongs to the
-   * user who runs the syncs) reads the file as last checkpointed: every run
-   * but one still in progress. immutable=1 takes no locks and writes nothing. */
+  /* No WAL, or a reader who may not open its index (runs.db-shm belongs to
+   * the user who runs the syncs): the file as last checkpointed, which is
+   * every run but one still in progress. immutable=1 takes no locks and
+   * writes nothing. */
   sqlite3_close(log->db);
   log->db = NULL;
   struct bf_buf uri = {0};
