@@ -86,8 +86,7 @@ int bf_runlog_open_readonly(const char *state_dir, struct bf_runlog **out, struc
   char *wal = bf_xasprintf("%s-wal", log->path);
   bool has_wal = stat(wal, &sb) == 0;
   free(wal);
-  if (has_wal &&
-      sqlite3_open_v2(log->path, &log->db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+  if (has_wal && sqlite3_open_v2(log->path, &log->db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
     sqlite3_busy_timeout(log->db, 10000);
     if (sqlite3_exec(log->db, "SELECT count(*) FROM runs", NULL, NULL, NULL) == SQLITE_OK) {
       *out = log;
