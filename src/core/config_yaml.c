@@ -188,7 +188,7 @@ static int build_scalar(struct yparse *p, yaml_event_t *ev, struct bf_node **out
   n->quoted = ev->data.scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
               ev->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE;
   rc = substitute(p, value, len, n->loc, &n->scalar, &n->from_env, &n->unset_var);
-  if (n->unset_var) {
+  if (n->unset_var && n->scalar) { /* scalar is NULL after an error */
     /* Nothing of a half-resolved value is kept (it may hold a secret). */
     explicit_bzero(n->scalar, strlen(n->scalar));
     n->scalar[0] = '\0';
