@@ -91,6 +91,18 @@ int bf_cli_no_more_options(struct bf_cli *cli, const char *usage, struct bf_erro
 /* Loads the project named by -p / BACKFLOW_PROJECT, else the nearest folder
  * holding backflow.yml from the current one upwards (as git and dbt do). */
 int bf_cli_project(struct bf_cli *cli, struct bf_project **out, struct bf_error *err);
+/* The same without requiring every ${NAME} of the file to be set: for
+ * commands that read only some of it and ask for that themselves
+ * (bf_config_require_sync), or none (runs, errors). */
+int bf_cli_project_lazy(struct bf_cli *cli, struct bf_project **out, struct bf_error *err);
+
+/* errors --reveal (cmd_reveal.c): prints errs[n] of run_id with the primary
+ * key of each, found by hashing the model's keys again. Returns the exit
+ * status. */
+struct bf_run_error;
+int bf_cli_errors_reveal(struct bf_cli *cli, struct bf_project *p, const char *sync,
+                         long long run_id, const struct bf_run_error *errs, size_t n,
+                         struct bf_error *err);
 
 /* Formats a run/plan as JSON or as a line for people. */
 struct bf_run_result;

@@ -105,6 +105,15 @@ static char *find_project_upwards(void) {
 }
 
 int bf_cli_project(struct bf_cli *cli, struct bf_project **out, struct bf_error *err) {
+  int rc = bf_cli_project_lazy(cli, out, err);
+  if (rc == 0 && (rc = bf_config_require_all((*out)->cfg, err))) {
+    bf_project_free(*out);
+    *out = NULL;
+  }
+  return rc;
+}
+
+int bf_cli_project_lazy(struct bf_cli *cli, struct bf_project **out, struct bf_error *err) {
   const char *env = getenv("BACKFLOW_PROJECT");
   if (cli->project_path || (env && *env)) return bf_project_load(cli->project_path, out, err);
   char *dir = find_project_upwards();

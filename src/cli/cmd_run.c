@@ -6,6 +6,7 @@
 #include "cli/cli.h"
 #include "engine/live.h"
 #include "engine/runner.h"
+#include "spec/sync_keys.h"
 
 static void print_human(const char *verb, const char *sync, const struct bf_run_result *res) {
   const struct bf_run_counts *c = &res->counts;
@@ -20,7 +21,8 @@ static void print_human(const char *verb, const char *sync, const struct bf_run_
            res->run_id, sync, res->status, c->added, c->changed, c->removed, c->unchanged,
            c->skipped, c->rejected, c->failed, c->rows_read, (double)res->duration_ms / 1000.0);
     if (c->rejected || c->failed)
-      printf("  see the rows with: backflow errors %s --run %lld\n", sync, res->run_id);
+      printf("  see the rows with: backflow errors %s --run %lld%s\n", sync, res->run_id,
+             c->rejected ? " (--reveal: with their keys)" : "");
   }
 }
 
@@ -38,11 +40,20 @@ static void plan_json(struct bf_buf *out, const char *sync, const struct bf_run_
       bf_buf_putc(out, ch);
     }
   }
+  bf_buf_puts(out, "],\"reasons\":[");
+  for (size_t i = 0; i < res->n_reasons; i++) {
+    bf_buf_puts(out, i ? ",{\"reason\":" : "{\"reason\":");
+    bf_json_cstr(out, res->reasons[i].reason);
+    bf_buf_printf(out, ",\"count\":%lld}", res->reasons[i].count);
+  }
   bf_buf_puts(out, "]}");
 }
 
 static void plan_human(const char *sync, struct bf_run_result *res) {
   print_human("plan", sync, res);
+  if (res->n_reasons) printf("would reject:\n");
+  for (size_t i = 0; i < res->n_reasons; i++)
+    printf("  %8lld  %s\n", res->reasons[i].count, res->reasons[i].reason);
   if (!res->sample.len) return;
   printf("sample:\n");
   const char *s = bf_buf_cstr(&res->sample);
@@ -64,7 +75,9 @@ int bf_cmd_plan(struct bf_cli *cli, struct bf_error *err) {
   if (all ? cli->argc != 0 : cli->argc != 1)
     return bf_error_set(err, BF_E_USAGE, "name one sync to plan, or --all"), 2;
   struct bf_project *p = NULL;
-  if (bf_cli_project(cli, &p, err)) return bf_code_exit_status(err->code);
+  /* A named sync needs only its own ${NAME}s (the runner asks for them). */
+  if ((all ? bf_cli_project : bf_cli_project_lazy)(cli, &p, err))
+    return bf_code_exit_status(err->code);
   size_t n = all ? p->cfg->n_syncs : 1;
   struct bf_buf out = {0};
   if (all) bf_buf_puts(&out, "{\"plans\":[");
@@ -108,7 +121,7 @@ static int run_live(struct bf_cli *cli, bool other_options, struct bf_error *err
   if (other_options || cli->json || cli->argc != 1)
     return bf_error_set(err, BF_E_USAGE, "--live takes exactly one sync and no other option"), 2;
   struct bf_project *p = NULL;
-  if (bf_cli_project(cli, &p, err)) return bf_code_exit_status(err->code);
+  if (bf_cli_project_lazy(cli, &p, err)) return bf_code_exit_status(err->code);
   struct bf_live_options o = {.print = true};
   fprintf(stderr, "backflow: sync '%s': a full run, then live changes (Ctrl-C stops)\n",
           cli->argv[0]);
@@ -132,10 +145,12 @@ int bf_cmd_run(struct bf_cli *cli, struct bf_error *err) {
   if (all == (cli->argc > 0))
     return bf_error_set(err, BF_E_USAGE, "name the syncs to run, or --all"), 2;
   struct bf_project *p = NULL;
-  if (bf_cli_project(cli, &p, err)) return bf_code_exit_status(err->code);
+  if ((all ? bf_cli_project : bf_cli_project_lazy)(cli, &p, err))
+    return bf_code_exit_status(err->code);
   size_t n = all ? p->cfg->n_syncs : (size_t)cli->argc;
   for (size_t i = 0; !all && i < n; i++) {
-    if (!bf_project_find_sync(p, cli->argv[i], err)) {
+    if (!bf_project_find_sync(p, cli->argv[i], err) ||
+        bf_config_require_sync(p->cfg, cli->argv[i], err)) {
       bf_project_free(p);
       return 2;
     }
@@ -161,7 +176,14 @@ int bf_cmd_run(struct bf_cli *cli, struct bf_error *err) {
       if (status == 0 || status == 1) status = bf_code_exit_status(rc);
     } else {
       if (!cli->json) print_human("run", name, &res);
-      if ((res.counts.rejected || res.counts.failed) && status == 0) status = 1;
+      if (!strcmp(res.status, "partial") && status == 0) status = 1;
+      if (!strcmp(res.status, "succeeded") && res.counts.rejected) {
+        char note[160];
+        bf_sync_threshold_note(bf_config_sync(p->cfg, name), res.counts.rejected,
+                               res.counts.rows_read, note, sizeof note);
+        fprintf(stderr, "backflow run: warning: sync '%s': %s; see backflow errors %s --reveal\n",
+                name, note, name);
+      }
     }
     bf_run_result_release(&res);
     /* Ctrl-C stops the command, not only the sync it came during. */

@@ -22,7 +22,7 @@ int bf_cmd_runs(struct bf_cli *cli, struct bf_error *err) {
     return 2;
   if (cli->argc > 1) return bf_error_set(err, BF_E_USAGE, "runs takes at most one sync"), 2;
   struct bf_project *p = NULL;
-  if (bf_cli_project(cli, &p, err)) return bf_code_exit_status(err->code);
+  if (bf_cli_project_lazy(cli, &p, err)) return bf_code_exit_status(err->code);
   const char *sync = cli->argc ? cli->argv[0] : NULL;
   struct bf_runlog *log = NULL;
   struct bf_run_info *runs = NULL;
@@ -32,7 +32,7 @@ int bf_cmd_runs(struct bf_cli *cli, struct bf_error *err) {
     status = 2;
     goto out;
   }
-  if (bf_runlog_open(p->state_dir, &log, err) ||
+  if (bf_runlog_open_readonly(p->state_dir, &log, err) ||
       bf_runlog_list(log, sync, (int)limit, &runs, &n, err)) {
     status = bf_code_exit_status(err->code);
     goto out;
@@ -90,12 +90,13 @@ out:
 
 int bf_cmd_errors(struct bf_cli *cli, struct bf_error *err) {
   long long run = 0;
+  bool reveal = bf_cli_flag(cli, "--reveal");
   if (bf_cli_int_option(cli, "--run", 1, LLONG_MAX, &run, err) ||
       bf_cli_no_more_options(cli, NULL, err))
     return 2;
   if (cli->argc != 1) return bf_error_set(err, BF_E_USAGE, "errors takes exactly one sync"), 2;
   struct bf_project *p = NULL;
-  if (bf_cli_project(cli, &p, err)) return bf_code_exit_status(err->code);
+  if (bf_cli_project_lazy(cli, &p, err)) return bf_code_exit_status(err->code);
   struct bf_runlog *log = NULL;
   struct bf_run_error *errs = NULL;
   size_t n = 0;
@@ -105,12 +106,14 @@ int bf_cmd_errors(struct bf_cli *cli, struct bf_error *err) {
     status = 2;
     goto out;
   }
-  if (bf_runlog_open(p->state_dir, &log, err) ||
+  if (bf_runlog_open_readonly(p->state_dir, &log, err) ||
       bf_runlog_errors(log, cli->argv[0], run, &run_id, &errs, &n, err)) {
     status = bf_code_exit_status(err->code);
     goto out;
   }
-  if (cli->json) {
+  if (reveal) {
+    status = bf_cli_errors_reveal(cli, p, cli->argv[0], run_id, errs, n, err);
+  } else if (cli->json) {
     struct bf_buf out = {0};
     bf_buf_printf(&out, "{\"sync\":");
     bf_json_cstr(&out, cli->argv[0]);

@@ -9,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "util/jsonw.h"
+#include "spec/sync_keys.h"
 #include "destinations/destination.h"
 #include "sources/source.h"
 
@@ -23,6 +24,8 @@ static const char *type_name(enum bf_param_type t) {
   return "?";
 }
 
+static void print_rows(const struct bf_param_spec *params, bool markdown);
+
 static void print_params(const char *kind, const char *name, const struct bf_param_spec *params,
                          bool markdown) {
   if (markdown) {
@@ -30,6 +33,10 @@ static void print_params(const char *kind, const char *name, const struct bf_par
   } else {
     printf("%s %s\n", kind, name);
   }
+  print_rows(params, markdown);
+}
+
+static void print_rows(const struct bf_param_spec *params, bool markdown) {
   for (const struct bf_param_spec *p = params; p && p->name; p++) {
     const char *dflt = p->required ? "required" : p->default_value ? p->default_value : "-";
     if (markdown)
@@ -97,6 +104,18 @@ int bf_cmd_types(struct bf_cli *cli, struct bf_error *err) {
     if (markdown)
       printf("\nBatches of up to %zu records (default %zu).\n", t->max_batch, t->default_batch);
   }
+  /* `types sync`: the keys every sync takes (not a type, but the same table
+   * validates them). */
+  bool syncs = !only || !strcmp(only, "sync");
+  if (syncs) {
+    shown++;
+    if (markdown)
+      printf("\n#### sync keys (`syncs: NAME: {...}`)\n\n| key | type | default | |\n"
+             "|---|---|---|---|\n");
+    else if (!cli->json)
+      printf("sync (keys of every sync)\n");
+    if (!cli->json) print_rows(bf_sync_keys, markdown);
+  }
   int status = 0;
   if (shown == 0) {
     struct bf_buf names = {0};
@@ -108,7 +127,8 @@ int bf_cmd_types(struct bf_cli *cli, struct bf_error *err) {
     bf_error_set(err, BF_E_USAGE, "no type '%s'; the types are: %s", only, bf_buf_cstr(&names));
     bf_buf_release(&names);
   } else if (cli->json) {
-    json_t *doc = json_pack("{s:O,s:O}", "warehouses", warehouses, "destinations", destinations);
+    json_t *doc = json_pack("{s:O,s:O,s:o}", "warehouses", warehouses, "destinations", destinations,
+                            "sync_keys", syncs ? params_json(bf_sync_keys) : json_array());
     char *text = json_dumps(doc, JSON_COMPACT);
     printf("%s\n", text);
     free(text);

@@ -33,7 +33,10 @@ static const struct bf_cli_opt init_opts[] = {
 };
 
 static const struct bf_cli_opt validate_opts[] = {
-    {"--offline", NULL, NULL, "check destination settings without contacting them"},
+    {"--connect", NULL, NULL,
+     "also contact every destination with a cheap authenticated call (a webhook gets a "
+     "signed empty POST)"},
+    {"--offline", NULL, NULL, "the default: check destination settings only (kept for scripts)"},
     END_OPTS,
 };
 
@@ -63,6 +66,9 @@ static const struct bf_cli_opt runs_opts[] = {
 
 static const struct bf_cli_opt errors_opts[] = {
     {"--run", NULL, "ID", "the run to show (default: the sync's latest)"},
+    {"--reveal", NULL, NULL,
+     "also print each row's primary key, found by hashing the model's keys again (nothing is "
+     "stored)"},
     END_OPTS,
 };
 
@@ -105,9 +111,14 @@ const struct bf_cli_command bf_cli_commands[] = {
      "Creates DIR (default: the current folder) holding backflow.yml and warehouse.db, an\n"
      "example SQLite warehouse of customers, with one sync to a JSON Lines file.\n",
      "dir", init_opts},
-    {"validate", bf_cmd_validate, "[--offline]", "check config, SQL, mappings and connectivity",
-     "Loads the configuration, runs every model's SQL, builds every mapping, parses every\n"
-     "schedule and contacts every destination (with --offline: checks their settings only).\n",
+    {"validate", bf_cmd_validate, "[--connect]",
+     "check config, state folder, SQL, mappings and (with --connect) destinations",
+     "Loads the configuration, checks the state folder can be written, runs every model's\n"
+     "SQL, builds every mapping, parses every schedule, checks batch sizes against each\n"
+     "destination's maximum and every destination's settings. Destinations are contacted\n"
+     "only with --connect (a webhook receives a signed POST of {\"records\": []}). Every\n"
+     "check runs even after one fails; each failure is listed and the exit status is the\n"
+     "first failure's.\n",
      NULL, validate_opts},
     {"plan", bf_cmd_plan, "SYNC | --all [--sample N]",
      "show what a run would send; changes nothing",
@@ -128,9 +139,11 @@ const struct bf_cli_command bf_cli_commands[] = {
      "Lists runs, newest first, with their status (succeeded, partial, failed, cancelled,\n"
      "skipped, crashed) and counts.\n",
      "sync", runs_opts},
-    {"errors", bf_cmd_errors, "SYNC [--run ID]", "row-level errors of a run",
+    {"errors", bf_cmd_errors, "SYNC [--run ID] [--reveal]", "row-level errors of a run",
      "Lists the rows a run rejected or the destination did not accept, by keyed hash, with\n"
-     "the reason.\n",
+     "the reason. With --reveal, the model is read again and every primary key hashed with\n"
+     "the project secret on this machine, and each error is shown with its key; the keys\n"
+     "are printed only, never stored. Needs the sync's warehouse and secret.\n",
      "sync", errors_opts},
     {"reset", bf_cmd_reset, "SYNC | --all [--new-secret]",
      "forget sync state: the next run is a full resync",

@@ -96,7 +96,7 @@ static int parse(int argc, char **argv, struct bf_cli *cli, struct parsed *pr,
 
 static int list_syncs(struct bf_cli *cli, struct bf_error *err) {
   struct bf_project *p = NULL;
-  if (bf_cli_project(cli, &p, err)) return bf_code_exit_status(err->code);
+  if (bf_cli_project_lazy(cli, &p, err)) return bf_code_exit_status(err->code);
   for (size_t i = 0; i < p->cfg->n_syncs; i++) printf("%s\n", p->cfg->syncs[i].name);
   bf_project_free(p);
   return 0;

@@ -239,10 +239,9 @@ void bf_http_value_text(struct bf_buf *out, const struct bf_value *v) {
   case BF_BOOL: bf_buf_puts(out, v->u.i ? "true" : "false"); break;
   case BF_FLOAT:
     if (!isfinite(v->u.f)) break;
-    snprintf(num, sizeof num, "%.15g", v->u.f);
-    if (strtod(num, NULL) != v->u.f) snprintf(num, sizeof num, "%.17g", v->u.f);
-    bf_buf_puts(out, num);
+    bf_buf_append(out, num, bf_double_text(num, v->u.f));
     break;
+  case BF_JSON: bf_buf_append(out, v->u.s, v->len); break;
   case BF_TEXT:
     if (!sql_timestamp_iso(out, v->u.s, v->len)) bf_buf_append(out, v->u.s, v->len);
     break;

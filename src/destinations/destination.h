@@ -103,6 +103,11 @@ int bf_destination_open(const struct bf_destination_config *dc, const struct bf_
                         struct bf_destination **out, struct bf_error *err);
 void bf_destination_close(struct bf_destination *d);
 const struct bf_destination_type *bf_destination_find(const char *name);
+/* 0, or a configuration error at the sync's batch_size when it is above the
+ * destination type's max_batch: a larger batch would be refused by the API,
+ * and quietly sending smaller ones would hide the mistake (decisions.md). */
+int bf_destination_check_batch_size(const struct bf_sync_config *s,
+                                    const struct bf_destination_type *type, struct bf_error *err);
 /* NULL-terminated list of every destination type. */
 extern const struct bf_destination_type *const bf_destination_types[];
 

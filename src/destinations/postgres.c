@@ -196,9 +196,10 @@ static void copy_value(struct bf_buf *b, const struct bf_value *v) {
     else if (isinf(v->u.f))
       bf_buf_puts(b, v->u.f > 0 ? "Infinity" : "-Infinity");
     else
-      bf_buf_append(b, num, (size_t)snprintf(num, sizeof num, "%.17g", v->u.f));
+      bf_buf_append(b, num, bf_double_text(num, v->u.f));
     break;
-  case BF_TEXT: copy_text(b, v->u.s, v->len); break;
+  case BF_TEXT:
+  case BF_JSON: copy_text(b, v->u.s, v->len); break;
   case BF_BLOB: {
     static const char hex[] = "0123456789abcdef";
     bf_buf_reserve(b, 3 + 2 * (size_t)v->len);
@@ -232,7 +233,7 @@ static void copy_json_scalar(struct bf_buf *b, const json_t *v) {
     bf_buf_append(b, num,
                   (size_t)snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v)));
   else if (json_is_real(v))
-    bf_buf_append(b, num, (size_t)snprintf(num, sizeof num, "%.17g", json_real_value(v)));
+    bf_buf_append(b, num, bf_double_text(num, json_real_value(v)));
   else if (json_is_true(v))
     bf_buf_puts(b, "true");
   else if (json_is_false(v))
@@ -296,6 +297,7 @@ static const char *pg_type_for(enum bf_type t) {
   case BF_FLOAT: return "double precision";
   case BF_BOOL: return "boolean";
   case BF_BLOB: return "bytea";
+  case BF_JSON: return "jsonb";
   default: return "text";
   }
 }

@@ -234,9 +234,10 @@ static void value_text(struct bf_buf *b, const struct bf_value *v) {
     else if (isinf(v->u.f))
       bf_buf_puts(b, v->u.f > 0 ? "inf" : "-inf");
     else
-      bf_buf_append(b, num, (size_t)snprintf(num, sizeof num, "%.17g", v->u.f));
+      bf_buf_append(b, num, bf_double_text(num, v->u.f));
     break;
   case BF_TEXT:
+  case BF_JSON:
   case BF_BLOB: bf_buf_append(b, v->u.s, v->len); break;
   }
 }
@@ -299,7 +300,7 @@ static int record_key(struct redisdest *d, const struct bf_batch *b, const struc
       bf_buf_append(key, num,
                     (size_t)snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v)));
     else if (json_is_real(v))
-      bf_buf_append(key, num, (size_t)snprintf(num, sizeof num, "%.17g", json_real_value(v)));
+      bf_buf_append(key, num, bf_double_text(num, json_real_value(v)));
     else if (json_is_boolean(v))
       bf_buf_puts(key, json_is_true(v) ? "true" : "false");
     else {

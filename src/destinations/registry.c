@@ -37,6 +37,16 @@ const struct bf_destination_type *bf_destination_find(const char *name) {
   return NULL;
 }
 
+int bf_destination_check_batch_size(const struct bf_sync_config *s,
+                                    const struct bf_destination_type *type, struct bf_error *err) {
+  if (!type || s->batch_size <= 0 || (size_t)s->batch_size <= type->max_batch) return 0;
+  return bf_error_set(err, BF_E_CONFIG,
+                      "%s:%d:%d: batch_size %lld in sync '%s' is above the maximum of destination "
+                      "type '%s'; expected at most %zu (or no batch_size: the default is %zu)",
+                      s->batch_size_loc.file, s->batch_size_loc.line, s->batch_size_loc.col,
+                      s->batch_size, s->name, type->name, type->max_batch, type->default_batch);
+}
+
 int bf_destination_open(const struct bf_destination_config *dc, const struct bf_config *cfg,
                         struct bf_destination **out, struct bf_error *err) {
   const struct bf_destination_type *type = bf_destination_find(dc->type);

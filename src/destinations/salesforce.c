@@ -714,8 +714,7 @@ static int find_ids(struct sf_destination *d, const struct bf_batch *batch, cons
           const char *v = json_string_value(ev);
           if (!v && json_is_integer(ev))
             snprintf(num, sizeof num, "%lld", (long long)json_integer_value(ev)), v = num;
-          if (!v && json_is_real(ev))
-            snprintf(num, sizeof num, "%.15g", json_real_value(ev)), v = num;
+          if (!v && json_is_real(ev)) bf_double_text(num, json_real_value(ev)), v = num;
           if (!id || !v) continue;
           for (size_t k = start; k < end; k++)
             if (!ids[recs[k]] && !strcmp(keys[recs[k]], v)) ids[recs[k]] = bf_xstrdup(id);

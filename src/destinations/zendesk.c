@@ -502,8 +502,11 @@ static char *match_text(const struct bf_batch *batch, const struct bf_record *re
     out = bf_xstrdup(json_string_value(v));
   else if (json_is_integer(v))
     out = bf_xasprintf("%lld", (long long)json_integer_value(v));
-  else if (json_is_real(v))
-    out = bf_xasprintf("%.17g", json_real_value(v));
+  else if (json_is_real(v)) {
+    char num[BF_DOUBLE_TEXT_MAX];
+    bf_double_text(num, json_real_value(v));
+    out = bf_xstrdup(num);
+  }
   json_decref(mj);
   return out;
 }

@@ -250,7 +250,7 @@ static char *scrub(const struct request *rq, const struct item *it, const char *
               out, num,
               (size_t)snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v)));
         else if (json_is_real(v))
-          out = scrub_one(out, num, (size_t)snprintf(num, sizeof num, "%.17g", json_real_value(v)));
+          out = scrub_one(out, num, bf_double_text(num, json_real_value(v)));
       }
     }
     json_decref(m);

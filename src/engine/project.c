@@ -47,6 +47,13 @@ void bf_project_free(struct bf_project *p) {
 
 int bf_project_secret(struct bf_project *p, bool create, struct bf_error *err) {
   if (p->has_secret) return 0;
+  /* An unset ${BACKFLOW_SECRET} must not fall back to the generated one. */
+  const struct bf_node *unset = bf_node_first_unset(bf_node_get(p->cfg->root, "secret"));
+  if (unset)
+    return bf_error_set(err, BF_E_CONFIG,
+                        "%s:%d:%d: environment variable %s is not set (needed "
+                        "by the project secret)",
+                        unset->loc.file, unset->loc.line, unset->loc.col, unset->unset_var);
   if (!p->cfg->secret) {
     char *path = bf_xasprintf("%s/secret", p->state_dir);
     bool exists = access(path, F_OK) == 0;

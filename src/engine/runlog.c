@@ -1,5 +1,6 @@
 #include "engine/runlog.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -60,6 +61,58 @@ int bf_runlog_open(const char *state_dir, struct bf_runlog **out, struct bf_erro
 fail:
   bf_runlog_close(log);
   return rc;
+}
+
+int bf_runlog_open_readonly(const char *state_dir, struct bf_runlog **out, struct bf_error *err) {
+  *out = NULL;
+  struct bf_runlog *log = bf_xcalloc(1, sizeof *log);
+  log->path = bf_xasprintf("%s/runs.db", state_dir);
+  struct stat sb;
+  if (stat(log->path, &sb) != 0) {
+    bf_runlog_close(log);
+    return 0;
+  }
+  int rc = 0;
+  /* Without a -wal file every run is in runs.db itself, and an ordinary
+   * read-only open would create the WAL files a reader leaves behind (it may
+   * not delete them): read the file as it is. With one, a run may be writing:
+   * read through the WAL, which needs its index (-shm). */
+  char *wal = bf_xasprintf("%s-wal", log->path);
+  bool has_wal = stat(wal, &sb) == 0;
+  free(wal);
+  if (has_wal && sqlite3_open_v2(log->path, &log->db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+    sqlite3_busy_timeout(log->db, 10000);
+    if (sqlite3_exec(log->db, "SELECT count(*) FROM runs", NULL, NULL, NULL) == SQLITE_OK) {
+      *out = log;
+      return 0;
+    }
+  }
+  /* No WAL, or a reader who may not open its index (runs.db-shm belongs to
+   * the user who runs the syncs): the file as last checkpointed, which is
+   * every run but one still in progress. immutable=1 takes no locks and
+   * writes nothing. */
+  sqlite3_close(log->db);
+  log->db = NULL;
+  struct bf_buf uri = {0};
+  bf_buf_puts(&uri, "file:");
+  for (const char *c = log->path; *c; c++) {
+    if (*c == '%' || *c == '?' || *c == '#')
+      bf_buf_printf(&uri, "%%%02X", (unsigned char)*c);
+    else
+      bf_buf_putc(&uri, *c);
+  }
+  bf_buf_puts(&uri, "?immutable=1");
+  if (sqlite3_open_v2(bf_buf_cstr(&uri), &log->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) !=
+          SQLITE_OK ||
+      sqlite3_exec(log->db, "SELECT count(*) FROM runs", NULL, NULL, NULL) != SQLITE_OK)
+    rc = db_error(log, err);
+  bf_buf_release(&uri);
+  if (rc) {
+    bf_runlog_close(log);
+    return rc;
+  }
+  *out = log;
+  return 0;
 }
 
 static void free_pending(struct bf_runlog *log) {
@@ -184,6 +237,9 @@ static char *col_text(sqlite3_stmt *st, int i) {
 
 int bf_runlog_list(struct bf_runlog *log, const char *sync, int limit, struct bf_run_info **out,
                    size_t *n, struct bf_error *err) {
+  *out = NULL;
+  *n = 0;
+  if (!log) return 0; /* no run log yet (bf_runlog_open_readonly) */
   sqlite3_stmt *st;
   const char *sql =
       "SELECT id, sync, status, started_ms, coalesce(finished_ms, 0), rows_read, added, changed,"
@@ -228,6 +284,9 @@ void bf_run_infos_free(struct bf_run_info *runs, size_t n) {
 int bf_runlog_errors(struct bf_runlog *log, const char *sync, long long run_id, long long *resolved,
                      struct bf_run_error **out, size_t *n, struct bf_error *err) {
   sqlite3_stmt *st;
+  *out = NULL;
+  *n = 0;
+  if (!log) return bf_error_set(err, BF_E_USAGE, "sync '%s' has no runs yet", sync);
   if (run_id <= 0) {
     if (sqlite3_prepare_v2(log->db,
                            "SELECT max(id) FROM runs WHERE sync = ? AND status != 'running'", -1,

@@ -38,6 +38,11 @@ struct bf_runlog;
 
 /* Caller frees with bf_runlog_close(). */
 int bf_runlog_open(const char *state_dir, struct bf_runlog **out, struct bf_error *err);
+/* For readers (runs, errors): opens runs.db read-only, creating nothing, so
+ * a user who may read the state folder but not write it can list runs.
+ * *out is NULL (and 0 returned) when there is no run log yet; list and
+ * errors then find nothing. Caller frees with bf_runlog_close(). */
+int bf_runlog_open_readonly(const char *state_dir, struct bf_runlog **out, struct bf_error *err);
 void bf_runlog_close(struct bf_runlog *log);
 
 int bf_runlog_begin(struct bf_runlog *log, const char *sync, long long *run_id,

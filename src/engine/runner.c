@@ -1,5 +1,6 @@
 #include "engine/runner.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -10,6 +11,7 @@
 #include <sodium.h>
 
 #include "util/crashpoint.h"
+#include "spec/sync_keys.h"
 #include "util/log.h"
 #include "engine/runner_internal.h"
 #include "engine/writeback.h"
@@ -88,12 +90,13 @@ static char *scrub_reason(const struct run *r, const struct bf_record *recs, siz
     for (size_t i = 0; rec->values && i < nvals; i++) {
       const struct bf_value *v = &rec->values[i];
       char num[48];
-      if (v->type == BF_TEXT) {
+      if (v->type == BF_TEXT || v->type == BF_JSON) {
         out = replace_all(out, v->u.s, v->len);
       } else if (v->type == BF_INT) {
         out = replace_all(out, num, (size_t)snprintf(num, sizeof num, "%lld", (long long)v->u.i));
       } else if (v->type == BF_FLOAT) {
         out = replace_all(out, num, (size_t)snprintf(num, sizeof num, "%.17g", v->u.f));
+        if (isfinite(v->u.f)) out = replace_all(out, num, bf_double_text(num, v->u.f));
         out = replace_all(out, num, (size_t)snprintf(num, sizeof num, "%.15g", v->u.f));
         out = replace_all(out, num, (size_t)snprintf(num, sizeof num, "%g", v->u.f));
       }
@@ -120,6 +123,7 @@ static char *scrub_reason(const struct run *r, const struct bf_record *recs, siz
 static void reject_row(struct run *r, const unsigned char *key, const char *column,
                        const char *reason) {
   r->res->counts.rejected++;
+  bf_run_result_add_reason(r->res, column, reason);
   if (r->opts->plan_only) return;
   char hex[33] = "";
   if (key) bf_key_hex(key, hex);
@@ -157,7 +161,7 @@ static void batch_add(struct run *r, enum bf_op op, enum bf_change change,
       const struct bf_value *src = i < r->map.n_match ? &row[r->map.match_cols[i]]
                                                       : &row[r->map.field_cols[i - r->map.n_match]];
       vals[i] = *src;
-      if (src->type == BF_TEXT || src->type == BF_BLOB) {
+      if (bf_value_has_bytes(src->type)) {
         vals[i].u.off = b->arena.len;
         bf_buf_append(&b->arena, src->u.s, src->len);
       }
@@ -174,8 +178,7 @@ static void batch_fixup(struct pending_batch *b) {
     if (!rec->values) continue;
     struct bf_value *vals = b->values + i * b->nvals;
     for (size_t k = 0; k < b->nvals; k++)
-      if (vals[k].type == BF_TEXT || vals[k].type == BF_BLOB)
-        vals[k].u.s = b->arena.data + vals[k].u.off;
+      if (bf_value_has_bytes(vals[k].type)) vals[k].u.s = b->arena.data + vals[k].u.off;
     rec->values = vals;
   }
 }
@@ -346,7 +349,7 @@ int bf_run_flush_batch(struct run *r, struct bf_error *err) {
         struct bf_value *vals = b->values + (b->n - 1) * b->nvals;
         for (size_t v = 0; v < b->nvals; v++) {
           vals[v] = rec->values[v];
-          if (vals[v].type == BF_TEXT || vals[v].type == BF_BLOB) {
+          if (bf_value_has_bytes(vals[v].type)) {
             vals[v].u.off = b->arena.len;
             bf_buf_append(&b->arena, rec->values[v].u.s, rec->values[v].len);
           }
@@ -602,7 +605,10 @@ const char *bf_run_status(const struct run *r, int rc) {
   if (rc == BF_E_INTERRUPTED) return "cancelled";
   if (rc == BF_E_LOCKED) return "skipped";
   if (rc) return "failed";
-  if (r->res->counts.rejected || r->res->counts.failed) return "partial";
+  const struct bf_run_counts *c = &r->res->counts;
+  if ((c->rejected || c->failed) &&
+      !bf_sync_rejects_tolerated(r->sync, c->rejected, c->failed, c->rows_read))
+    return "partial";
   return "succeeded";
 }
 
@@ -614,6 +620,7 @@ int bf_run_begin(struct run *r, const char *sync_name, struct bf_error *err) {
   r->started_ms = bf_now_ms();
   r->sync = bf_project_find_sync(p, sync_name, err);
   if (!r->sync) return err->code;
+  if ((rc = bf_config_require_sync(p->cfg, sync_name, err))) return rc;
   r->model = bf_config_model(p->cfg, r->sync->model);
   const struct bf_warehouse_config *wh = bf_config_warehouse(p->cfg, r->model->warehouse);
   const struct bf_destination_config *dc = bf_config_destination(p->cfg, r->sync->destination);
@@ -630,7 +637,7 @@ int bf_run_begin(struct run *r, const char *sync_name, struct bf_error *err) {
   char *what = bf_xasprintf("destination '%s' (%s)", dc->name, dc->type);
   rc = bf_params_check(dc->params, dtype->params, what, err);
   free(what);
-  if (rc) return rc;
+  if (rc || (rc = bf_destination_check_batch_size(r->sync, dtype, err))) return rc;
   if (!opts->plan_only) {
     /* Before the model's query, so that the model may JOIN its outcomes
      * from the first run on. */
@@ -665,7 +672,6 @@ int bf_run_begin(struct run *r, const char *sync_name, struct bf_error *err) {
   r->cur = NULL; /* owned by the prefetcher, or freed */
   r->batch.nvals = r->map.n_match + r->map.n_fields;
   r->batch_size = r->sync->batch_size ? (size_t)r->sync->batch_size : dtype->default_batch;
-  if (r->batch_size > dtype->max_batch) r->batch_size = dtype->max_batch;
 
   int secret_rc = bf_project_secret(p, !opts->plan_only, err);
   if (secret_rc < 0) return secret_rc;
@@ -782,4 +788,10 @@ int bf_sync_run(struct bf_project *p, const char *sync_name, const struct bf_run
   return bf_run_end(&r, rc, err);
 }
 
-void bf_run_result_release(struct bf_run_result *res) { bf_buf_release(&res->sample); }
+void bf_run_result_release(struct bf_run_result *res) {
+  bf_buf_release(&res->sample);
+  for (size_t i = 0; i < res->n_reasons; i++) free(res->reasons[i].reason);
+  free(res->reasons);
+  res->reasons = NULL;
+  res->n_reasons = 0;
+}

@@ -31,7 +31,14 @@ struct bf_run_result {
   const char *status;   /* succeeded | partial | failed | cancelled (SIGINT/SIGTERM) |
                          * skipped (another run held the lock) | planned */
   struct bf_buf sample; /* plan: JSON array of sample records */
-  int code;             /* 0 or the bf_code that stopped the run */
+  /* Rejected rows counted per reason ("column: reason"), in order of first
+   * appearance; at most BF_RUN_MAX_REASONS, the rest under "other reasons". */
+  struct bf_reason_count {
+    char *reason;
+    long long count;
+  } * reasons;
+  size_t n_reasons;
+  int code; /* 0 or the bf_code that stopped the run */
 };
 
 /* Set by a signal handler: the run stops after the batch in flight. */
@@ -43,5 +50,9 @@ struct bf_run_result {
 int bf_sync_run(struct bf_project *p, const char *sync_name, const struct bf_run_options *opts,
                 struct bf_run_result *res, struct bf_error *err);
 void bf_run_result_release(struct bf_run_result *res);
+
+#define BF_RUN_MAX_REASONS 50
+/* Counts one rejected row under its reason (run_reasons.c). */
+void bf_run_result_add_reason(struct bf_run_result *res, const char *column, const char *reason);
 
 #endif

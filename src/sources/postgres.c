@@ -8,11 +8,9 @@
  *                way out of PostgreSQL; one row in memory at a time.
  *   read: cursor DECLARE ... NO SCROLL CURSOR, FETCH FORWARD <chunk>: for
  *                servers without COPY TO STDOUT (Redshift).
- * Values arrive as text and are typed by column OID: int2/4/8 and oid ->
- * int, float4/8 -> float, bool -> bool, bytea -> blob, timestamps -> ISO 8601
- * text ("2024-05-01T12:00:00Z" for timestamptz, sessions run in UTC),
- * numeric, date, json/jsonb and everything else -> text as PostgreSQL
- * prints it. The password of a DSN never appears in any message. */
+ * Values arrive as text and are typed by column OID (pg_values.h: json and
+ * arrays as JSON, numeric as text keeping its scale; sessions run in UTC).
+ * The password of a DSN never appears in any message. */
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,23 +18,10 @@
 #include <libpq-fe.h>
 
 #include "clients/pg.h"
+#include "sources/pg_values.h"
 #include "util/jsonw.h"
 #include "spec/params.h"
 #include "sources/source.h"
-
-/* Column OIDs (pg_type.dat; stable across versions). */
-#define OID_BOOL        16
-#define OID_BYTEA       17
-#define OID_INT8        20
-#define OID_INT2        21
-#define OID_INT4        23
-#define OID_OID         26
-#define OID_FLOAT4      700
-#define OID_FLOAT8      701
-#define OID_TIMESTAMP   1114
-#define OID_TIMESTAMPTZ 1184
-
-enum col_kind { K_TEXT, K_INT, K_FLOAT, K_BOOL, K_BLOB, K_TS, K_TSTZ };
 
 static const struct bf_param_spec pg_params[] = {
     {"dsn", BF_PARAM_STRING, NULL, true, true,
@@ -71,7 +56,8 @@ struct pg_cursor {
   struct bf_cursor base;
   struct pg_source *src;
   char *sql;
-  enum col_kind *kinds;
+  bf_pg_kind *kinds;
+  struct bf_pg_scratch scratch;
   bool started, done, in_copy;
   long long rows;
 };
@@ -101,101 +87,6 @@ static void rollback(struct pg_source *src) {
     PQclear(PQexec(src->conn, "ROLLBACK"));
 }
 
-static int parse_int(const char *s, size_t n, int64_t *out) {
-  if (n == 0 || n > 20) return -1;
-  size_t i = 0;
-  bool neg = false;
-  if (s[0] == '-' || s[0] == '+') neg = s[i++] == '-';
-  if (i == n) return -1;
-  uint64_t v = 0;
-  for (; i < n; i++) {
-    unsigned d = (unsigned)(s[i] - '0');
-    if (d > 9) return -1;
-    if (v > (UINT64_MAX - d) / 10) return -1;
-    v = v * 10 + d;
-  }
-  if (neg ? v > (uint64_t)INT64_MAX + 1 : v > (uint64_t)INT64_MAX) return -1;
-  *out = neg ? (int64_t)(0 - v) : (int64_t)v;
-  return 0;
-}
-
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-static void put_bytes(struct bf_rowbuf *rb, struct bf_value *v, enum bf_type t, const char *s,
-                      size_t n) {
-  v->type = t;
-  v->len = (uint32_t)n;
-  v->u.s = bf_rowbuf_put_bytes(rb, s, n);
-}
-
-/* Types one value from PostgreSQL's text output. s is writable and has a
- * byte to spare at s[n] (a delimiter or the terminating NUL). */
-static void put_value(struct bf_rowbuf *rb, struct bf_value *v, enum col_kind kind, char *s,
-                      size_t n) {
-  switch (kind) {
-  case K_INT:
-    if (parse_int(s, n, &v->u.i) == 0) {
-      v->type = BF_INT;
-      return;
-    }
-    break;
-  case K_FLOAT: {
-    char save = s[n];
-    s[n] = '\0';
-    char *end;
-    double f = strtod(s, &end);
-    s[n] = save;
-    if (end == s + n && n > 0) {
-      v->type = BF_FLOAT;
-      v->u.f = f;
-      return;
-    }
-    break;
-  }
-  case K_BOOL:
-    if (n == 1 && (s[0] == 't' || s[0] == 'f')) {
-      v->type = BF_BOOL;
-      v->u.i = s[0] == 't';
-      return;
-    }
-    break;
-  case K_BLOB:
-    if (n >= 2 && s[0] == '\\' && s[1] == 'x' && n % 2 == 0) {
-      size_t m = (n - 2) / 2;
-      for (size_t i = 0; i < m; i++) {
-        int hi = hexval(s[2 + 2 * i]), lo = hexval(s[3 + 2 * i]);
-        if (hi < 0 || lo < 0) {
-          put_bytes(rb, v, BF_TEXT, s, n);
-          return;
-        }
-        s[i] = (char)(hi << 4 | lo); /* in place: writes trail reads */
-      }
-      put_bytes(rb, v, BF_BLOB, s, m);
-      return;
-    }
-    break;
-  case K_TS:
-  case K_TSTZ:
-    /* "2024-05-01 12:00:00.5+00" -> "2024-05-01T12:00:00.5Z" */
-    if (n >= 19 && s[4] == '-' && s[10] == ' ' && s[13] == ':') {
-      s[10] = 'T';
-      if (kind == K_TSTZ && n >= 22 && !memcmp(s + n - 3, "+00", 3) &&
-          isdigit((unsigned char)s[n - 4])) {
-        s[n - 3] = 'Z';
-        n -= 2;
-      }
-    }
-    break;
-  case K_TEXT: break;
-  }
-  put_bytes(rb, v, BF_TEXT, s, n);
-}
-
 /* Decodes COPY text-format escapes in place; returns the new length. */
 static size_t copy_unescape(char *s, size_t n) {
   char *w = s;
@@ -214,9 +105,9 @@ static size_t copy_unescape(char *s, size_t n) {
     case 't': *w++ = '\t'; break;
     case 'v': *w++ = '\v'; break;
     case 'x':
-      if (i + 1 < n && hexval(s[i + 1]) >= 0) {
-        int v = hexval(s[++i]);
-        if (i + 1 < n && hexval(s[i + 1]) >= 0) v = v * 16 + hexval(s[++i]);
+      if (i + 1 < n && bf_pg_hexval(s[i + 1]) >= 0) {
+        int v = bf_pg_hexval(s[++i]);
+        if (i + 1 < n && bf_pg_hexval(s[i + 1]) >= 0) v = v * 16 + bf_pg_hexval(s[++i]);
         *w++ = (char)v;
       } else {
         *w++ = 'x';
@@ -256,7 +147,7 @@ static int parse_copy_line(struct pg_cursor *cur, struct bf_rowbuf *rb, char *li
       v->type = BF_NULL;
     } else {
       if (memchr(p, '\\', n)) n = copy_unescape(p, n);
-      put_value(rb, v, cur->kinds[c], p, n);
+      bf_pg_put_value(rb, v, cur->kinds[c], p, n, &cur->scratch);
     }
     p = fend + 1;
   }
@@ -347,8 +238,8 @@ static int pg_next_fetch(struct pg_cursor *cur, struct bf_rowbuf *rb, struct bf_
         continue;
       }
       /* libpq's values are writable and NUL-terminated. */
-      put_value(rb, &row[c], cur->kinds[c], PQgetvalue(res, r, (int)c),
-                (size_t)PQgetlength(res, r, (int)c));
+      bf_pg_put_value(rb, &row[c], cur->kinds[c], PQgetvalue(res, r, (int)c),
+                      (size_t)PQgetlength(res, r, (int)c), &cur->scratch);
     }
     rb->nrows++;
     cur->rows++;
@@ -396,27 +287,13 @@ static void pg_cursor_free(struct bf_cursor *cur_) {
   src->busy = false;
   bf_cursor_release_names(&cur->base);
   free(cur->kinds);
+  bf_buf_release(&cur->scratch.copy);
+  bf_buf_release(&cur->scratch.json);
   free(cur->sql);
   free(cur);
 }
 
 static const struct bf_cursor_ops pg_cursor_ops = {pg_next_chunk, pg_cursor_free};
-
-static enum col_kind kind_of(Oid t) {
-  switch (t) {
-  case OID_INT2:
-  case OID_INT4:
-  case OID_INT8:
-  case OID_OID: return K_INT;
-  case OID_FLOAT4:
-  case OID_FLOAT8: return K_FLOAT;
-  case OID_BOOL: return K_BOOL;
-  case OID_BYTEA: return K_BLOB;
-  case OID_TIMESTAMP: return K_TS;
-  case OID_TIMESTAMPTZ: return K_TSTZ;
-  default: return K_TEXT;
-  }
-}
 
 static int pg_query(struct bf_source *src_, const char *sql, struct bf_cursor **out,
                     struct bf_error *err) {
@@ -464,7 +341,7 @@ static int pg_query(struct bf_source *src_, const char *sql, struct bf_cursor **
   cur->kinds = bf_xcalloc((size_t)ncols, sizeof *cur->kinds);
   for (int i = 0; i < ncols; i++) {
     cur->base.column_names[i] = bf_xstrdup(PQfname(res, i));
-    cur->kinds[i] = kind_of(PQftype(res, i));
+    cur->kinds[i] = bf_pg_kind_of(PQftype(res, i));
   }
   PQclear(res);
   cur->src = src;
@@ -485,7 +362,8 @@ struct pg_result_cursor {
   struct bf_cursor base;
   struct pg_source *src;
   PGresult *res;
-  enum col_kind *kinds;
+  bf_pg_kind *kinds;
+  struct bf_pg_scratch scratch;
   int row;
 };
 
@@ -499,8 +377,8 @@ static int pg_result_next(struct bf_cursor *cur_, struct bf_rowbuf *rb, struct b
         row[c].type = BF_NULL;
         continue;
       }
-      put_value(rb, &row[c], cur->kinds[c], PQgetvalue(cur->res, cur->row, (int)c),
-                (size_t)PQgetlength(cur->res, cur->row, (int)c));
+      bf_pg_put_value(rb, &row[c], cur->kinds[c], PQgetvalue(cur->res, cur->row, (int)c),
+                      (size_t)PQgetlength(cur->res, cur->row, (int)c), &cur->scratch);
     }
     rb->nrows++;
     cur->row++;
@@ -515,6 +393,8 @@ static void pg_result_free(struct bf_cursor *cur_) {
   cur->src->busy = false;
   bf_cursor_release_names(&cur->base);
   free(cur->kinds);
+  bf_buf_release(&cur->scratch.copy);
+  bf_buf_release(&cur->scratch.json);
   free(cur);
 }
 
@@ -556,7 +436,7 @@ static int pg_query_params(struct bf_source *src_, const char *sql, const char *
   cur->kinds = bf_xcalloc((size_t)ncols, sizeof *cur->kinds);
   for (int i = 0; i < ncols; i++) {
     cur->base.column_names[i] = bf_xstrdup(PQfname(res, i));
-    cur->kinds[i] = kind_of(PQftype(res, i));
+    cur->kinds[i] = bf_pg_kind_of(PQftype(res, i));
   }
   cur->src = src;
   cur->res = res;
@@ -577,7 +457,8 @@ static char *key_text(const struct bf_value *v) {
   case BF_INT: return bf_xasprintf("%lld", (long long)v->u.i);
   case BF_BOOL: return bf_xstrdup(v->u.i ? "true" : "false");
   case BF_FLOAT: return bf_xasprintf("%.17g", v->u.f);
-  case BF_TEXT: return bf_xstrndup(v->u.s, v->len);
+  case BF_TEXT:
+  case BF_JSON: return bf_xstrndup(v->u.s, v->len);
   case BF_BLOB: {
     char *out = bf_xmalloc(3 + 2 * (size_t)v->len);
     static const char hex[] = "0123456789abcdef";

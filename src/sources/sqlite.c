@@ -323,6 +323,7 @@ static int sqlite_query_keys(struct bf_source *src_, const char *sql, const char
     case BF_BOOL: rc = sqlite3_bind_int64(cur->stmt, idx, k->u.i); break;
     case BF_FLOAT: rc = sqlite3_bind_double(cur->stmt, idx, k->u.f); break;
     case BF_TEXT:
+    case BF_JSON:
       rc = sqlite3_bind_text(cur->stmt, idx, k->u.s, (int)k->len, SQLITE_TRANSIENT);
       break;
     case BF_BLOB:

@@ -1,9 +1,10 @@
-/* backflow.yml: libyaml events -> struct bf_node tree -> typed structs.
- *
- * The tree is built from the event API (not libyaml's document API) so that
- * anchors and aliases can be refused before they are expanded, nesting and
- * node counts can be capped, and every node keeps its own file:line:col. */
+/* backflow.yml: struct bf_node tree (config_yaml.c builds it from libyaml
+ * events) -> typed structs, with every mistake named at its file:line:col.
+ * ${NAME}s that are not set are refused only where a command needs them
+ * (config_env.c). */
 #include "spec/config.h"
+#include "spec/config_internal.h"
+#include "spec/sync_keys.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -12,27 +13,13 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <yaml.h>
-
-/* Limits that keep a hostile or broken file from exhausting memory, stack
- * (the tree builder recurses once per nesting level) or CPU. */
-#define CONFIG_MAX_BYTES ((size_t)4 * 1024 * 1024)
-#define CONFIG_MAX_DEPTH 64
-#define CONFIG_MAX_NODES 200000
-#define NAME_MAX_LEN     128
-#define SHOW_MAX         60  /* bytes of a value or key echoed in a message */
-#define LIST_MAX         400 /* bytes of a "(known: ...)" list */
 
 /* ---------------------------------------------------------------------- */
 /* Messages */
 
-struct shown {
-  char s[SHOW_MAX + 16];
-};
-
 /* text for a message: one line, at most SHOW_MAX bytes, not cut inside a
  * UTF-8 sequence; quoted as 'text' when quote is set. */
-static const char *show_text(struct shown *b, const char *s, bool quote) {
+const char *bf_config_show_text(struct shown *b, const char *s, bool quote) {
   size_t len = strlen(s), n = len, o = 0;
   if (n > SHOW_MAX) {
     n = SHOW_MAX;
@@ -52,7 +39,9 @@ static const char *show_text(struct shown *b, const char *s, bool quote) {
   return b->s;
 }
 
-static const char *show_str(struct shown *b, const char *s) { return show_text(b, s, true); }
+static const char *show_str(struct shown *b, const char *s) {
+  return bf_config_show_text(b, s, true);
+}
 
 static bool node_is_null(const struct bf_node *n) {
   if (!n || n->kind != BF_NODE_SCALAR || n->quoted || n->from_env) return false;
@@ -78,9 +67,7 @@ static const char *show_value(struct shown *b, const struct bf_node *n) {
   return show_str(b, n->scalar);
 }
 
-static int loc_error(struct bf_error *err, struct bf_loc loc, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int loc_error(struct bf_error *err, struct bf_loc loc, const char *fmt, ...) {
+int bf_config_loc_error(struct bf_error *err, struct bf_loc loc, const char *fmt, ...) {
   char msg[BF_ERROR_MSG_MAX];
   va_list ap;
   va_start(ap, fmt);
@@ -108,19 +95,13 @@ static void join_names(char *buf, size_t size, const char *const *names, size_t 
 /* Small string set (open addressing) so that duplicate checks stay linear
  * in the size of a map even for a large hostile one. */
 
-struct strset {
-  size_t cap, n;
-  const char **keys;
-  size_t *vals;
-};
-
 static uint64_t str_hash(const char *s) {
   uint64_t h = 1469598103934665603ull;
   for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
   return h;
 }
 
-static void strset_free(struct strset *s) {
+void bf_strset_free(struct strset *s) {
   free(s->keys);
   free(s->vals);
   memset(s, 0, sizeof *s);
@@ -128,14 +109,14 @@ static void strset_free(struct strset *s) {
 
 /* Adds key -> val. If key is already there, returns true and its value in
  * *existing and leaves the set unchanged. The key is borrowed. */
-static bool strset_add(struct strset *s, const char *key, size_t val, size_t *existing) {
+bool bf_strset_add(struct strset *s, const char *key, size_t val, size_t *existing) {
   if (2 * (s->n + 1) > s->cap) {
     struct strset bigger = {.cap = s->cap ? 2 * s->cap : 16};
     bigger.keys = bf_xcalloc(bigger.cap, sizeof *bigger.keys);
     bigger.vals = bf_xcalloc(bigger.cap, sizeof *bigger.vals);
     for (size_t i = 0; i < s->cap; i++)
-      if (s->keys[i]) strset_add(&bigger, s->keys[i], s->vals[i], NULL);
-    strset_free(s);
+      if (s->keys[i]) bf_strset_add(&bigger, s->keys[i], s->vals[i], NULL);
+    bf_strset_free(s);
     *s = bigger;
   }
   size_t i = (size_t)str_hash(key) & (s->cap - 1);
@@ -151,7 +132,7 @@ static bool strset_add(struct strset *s, const char *key, size_t val, size_t *ex
   return false;
 }
 
-static bool strset_get(const struct strset *s, const char *key, size_t *val) {
+bool bf_strset_get(const struct strset *s, const char *key, size_t *val) {
   if (!s->cap) return false;
   for (size_t i = (size_t)str_hash(key) & (s->cap - 1); s->keys[i]; i = (i + 1) & (s->cap - 1)) {
     if (!strcmp(s->keys[i], key)) {
@@ -165,15 +146,16 @@ static bool strset_get(const struct strset *s, const char *key, size_t *val) {
 /* ---------------------------------------------------------------------- */
 /* Nodes */
 
-static void node_free(struct bf_node *n) {
+void bf_node_free(struct bf_node *n) {
   if (!n) return;
   if (n->scalar) {
     if (n->from_env) explicit_bzero(n->scalar, strlen(n->scalar));
     free(n->scalar);
   }
+  free(n->unset_var);
   for (size_t i = 0; i < n->n; i++) {
     if (n->keys) free(n->keys[i]);
-    if (n->items) node_free(n->items[i]);
+    if (n->items) bf_node_free(n->items[i]);
   }
   free(n->keys);
   free(n->key_locs);
@@ -204,366 +186,6 @@ static const struct bf_node *map_get(const struct bf_node *map, const char *key,
 const char *bf_node_get_str(const struct bf_node *map, const char *key) {
   const struct bf_node *n = bf_node_get(map, key);
   return n && n->kind == BF_NODE_SCALAR ? n->scalar : NULL;
-}
-
-/* ---------------------------------------------------------------------- */
-/* YAML -> tree */
-
-struct yparse {
-  yaml_parser_t yp;
-  const char *file;
-  const unsigned char *text;
-  size_t len;
-  size_t n_nodes;
-  struct bf_error *err;
-};
-
-static struct bf_loc mark_loc(const struct yparse *p, yaml_mark_t m) {
-  return (struct bf_loc){p->file, (int)m.line + 1, (int)m.column + 1};
-}
-
-/* libyaml's reader errors carry a byte offset, not a mark. */
-static struct bf_loc offset_loc(const struct yparse *p, size_t offset) {
-  struct bf_loc loc = {p->file, 1, 1};
-  for (size_t i = 0; i < offset && i < p->len; i++) {
-    if (p->text[i] == '\n') {
-      loc.line++;
-      loc.col = 1;
-    } else if ((p->text[i] & 0xC0) != 0x80) {
-      loc.col++;
-    }
-  }
-  return loc;
-}
-
-static int yaml_fail(struct yparse *p) {
-  yaml_parser_t *y = &p->yp;
-  if (y->error == YAML_MEMORY_ERROR)
-    return bf_error_set(p->err, BF_E_NOMEM, "%s: out of memory while reading YAML", p->file);
-  if (y->error == YAML_READER_ERROR)
-    return loc_error(p->err, offset_loc(p, y->problem_offset),
-                     "invalid YAML: %s (byte 0x%02x); expected UTF-8 text",
-                     y->problem ? y->problem : "unreadable input",
-                     (unsigned)(y->problem_value & 0xff));
-  const char *problem = y->problem ? y->problem : "malformed document";
-  if (y->context) {
-    struct bf_loc ctx = mark_loc(p, y->context_mark);
-    return loc_error(p->err, mark_loc(p, y->problem_mark),
-                     "invalid YAML: %s (%s that starts at line %d, column %d)", problem, y->context,
-                     ctx.line, ctx.col);
-  }
-  return loc_error(p->err, mark_loc(p, y->problem_mark), "invalid YAML: %s", problem);
-}
-
-static int next_event(struct yparse *p, yaml_event_t *ev) {
-  if (!yaml_parser_parse(&p->yp, ev)) {
-    memset(ev, 0, sizeof *ev);
-    return yaml_fail(p);
-  }
-  return 0;
-}
-
-static int node_new(struct yparse *p, enum bf_node_kind kind, yaml_mark_t m, struct bf_node **out) {
-  if (++p->n_nodes > CONFIG_MAX_NODES)
-    return loc_error(p->err, mark_loc(p, m),
-                     "too many YAML values (more than %d); expected a configuration of "
-                     "reasonable size",
-                     CONFIG_MAX_NODES);
-  struct bf_node *n = bf_xcalloc(1, sizeof *n);
-  n->kind = kind;
-  n->loc = mark_loc(p, m);
-  *out = n;
-  return 0;
-}
-
-/* Anchors, aliases and tags other than the plain ones are refused: aliases
- * make a small file expand into a huge tree ("billion laughs") and make
- * "where was this written" ambiguous. */
-static int check_props(struct yparse *p, yaml_mark_t m, const yaml_char_t *anchor,
-                       const yaml_char_t *tag, const char *plain_tag) {
-  struct shown b;
-  if (anchor)
-    return loc_error(p->err, mark_loc(p, m),
-                     "YAML anchors (&%s) are not supported; expected each value written "
-                     "out in full",
-                     show_text(&b, (const char *)anchor, false));
-  if (tag && strcmp((const char *)tag, "!") && strcmp((const char *)tag, plain_tag))
-    return loc_error(p->err, mark_loc(p, m),
-                     "YAML tags (%s) are not supported; expected a plain value without a tag",
-                     show_text(&b, (const char *)tag, false));
-  return 0;
-}
-
-static bool is_name_start(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
-}
-static bool is_name_char(char c) { return is_name_start(c) || (c >= '0' && c <= '9'); }
-
-/* Replaces ${NAME} with getenv("NAME") and $${ with a literal ${. Two
- * passes (measure, then write) so the result is allocated once and no
- * partial copies of a secret are left in freed memory. */
-static int substitute(struct yparse *p, const char *in, size_t len, struct bf_loc loc, char **out,
-                      bool *from_env) {
-  *out = NULL;
-  *from_env = false;
-  for (int pass = 0; pass < 2; pass++) {
-    size_t o = 0;
-    char *buf = *out;
-    for (size_t i = 0; i < len;) {
-      if (in[i] == '$' && i + 2 < len && in[i + 1] == '$' && in[i + 2] == '{') {
-        if (buf) memcpy(buf + o, "${", 2);
-        o += 2;
-        i += 3;
-        continue;
-      }
-      if (in[i] != '$' || i + 1 >= len || in[i + 1] != '{') {
-        if (buf) buf[o] = in[i];
-        o++;
-        i++;
-        continue;
-      }
-      const char *name = in + i + 2;
-      const char *end = memchr(name, '}', len - i - 2);
-      if (!end)
-        return loc_error(p->err, loc,
-                         "unterminated '${'; expected ${NAME} (write $${ for a literal ${)");
-      size_t name_len = (size_t)(end - name);
-      bool ok = name_len > 0 && is_name_start(name[0]);
-      for (size_t k = 1; ok && k < name_len; k++) ok = is_name_char(name[k]);
-      char *var = bf_xstrndup(name, name_len);
-      if (!ok) {
-        struct shown b;
-        int rc = loc_error(p->err, loc,
-                           "invalid environment variable reference ${%s}; expected ${NAME} "
-                           "with NAME made of letters, digits and '_', not starting with a "
-                           "digit (write $${ for a literal ${)",
-                           show_text(&b, var, false));
-        free(var);
-        return rc;
-      }
-      const char *value = getenv(var);
-      if (!value) {
-        int rc = loc_error(p->err, loc, "environment variable %s is not set", var);
-        free(var);
-        return rc;
-      }
-      free(var);
-      size_t vlen = strlen(value);
-      if (buf) memcpy(buf + o, value, vlen);
-      o += vlen;
-      i += 2 + name_len + 1;
-      *from_env = true;
-    }
-    if (buf) {
-      buf[o] = '\0';
-    } else {
-      *out = bf_xmalloc(o + 1);
-    }
-  }
-  return 0;
-}
-
-static int build_node(struct yparse *p, yaml_event_t *ev, int depth, struct bf_node **out);
-
-static int build_scalar(struct yparse *p, yaml_event_t *ev, struct bf_node **out) {
-  int rc =
-      check_props(p, ev->start_mark, ev->data.scalar.anchor, ev->data.scalar.tag, YAML_STR_TAG);
-  if (rc) return rc;
-  const char *value = (const char *)ev->data.scalar.value;
-  size_t len = ev->data.scalar.length;
-  if (memchr(value, '\0', len))
-    return loc_error(p->err, mark_loc(p, ev->start_mark),
-                     "value contains a NUL character; expected text");
-  struct bf_node *n;
-  if ((rc = node_new(p, BF_NODE_SCALAR, ev->start_mark, &n))) return rc;
-  *out = n;
-  n->quoted = ev->data.scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
-              ev->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE;
-  return substitute(p, value, len, n->loc, &n->scalar, &n->from_env);
-}
-
-static int check_depth(struct yparse *p, yaml_mark_t m, int depth) {
-  if (depth > CONFIG_MAX_DEPTH)
-    return loc_error(p->err, mark_loc(p, m),
-                     "values are nested more than %d levels deep; expected a flatter "
-                     "configuration",
-                     CONFIG_MAX_DEPTH);
-  return 0;
-}
-
-static void grow(struct bf_node *n, size_t *cap) {
-  if (n->n < *cap) return;
-  *cap = *cap ? 2 * *cap : 4;
-  n->items = bf_xrealloc(n->items, *cap * sizeof *n->items);
-  if (n->kind == BF_NODE_MAP) {
-    n->keys = bf_xrealloc(n->keys, *cap * sizeof *n->keys);
-    n->key_locs = bf_xrealloc(n->key_locs, *cap * sizeof *n->key_locs);
-  }
-}
-
-static int build_seq(struct yparse *p, yaml_event_t *ev, int depth, struct bf_node **out) {
-  int rc = check_props(p, ev->start_mark, ev->data.sequence_start.anchor,
-                       ev->data.sequence_start.tag, YAML_SEQ_TAG);
-  if (rc || (rc = check_depth(p, ev->start_mark, depth))) return rc;
-  struct bf_node *n;
-  if ((rc = node_new(p, BF_NODE_SEQ, ev->start_mark, &n))) return rc;
-  *out = n;
-  size_t cap = 0;
-  for (;;) {
-    yaml_event_t item;
-    if ((rc = next_event(p, &item))) return rc;
-    if (item.type == YAML_SEQUENCE_END_EVENT) {
-      yaml_event_delete(&item);
-      return 0;
-    }
-    grow(n, &cap);
-    n->items[n->n++] = NULL; /* attached before it is built: freed with n */
-    rc = build_node(p, &item, depth + 1, &n->items[n->n - 1]);
-    yaml_event_delete(&item);
-    if (rc) return rc;
-  }
-}
-
-static int check_key(struct yparse *p, yaml_event_t *ev) {
-  struct bf_loc loc = mark_loc(p, ev->start_mark);
-  struct shown b;
-  switch (ev->type) {
-  case YAML_ALIAS_EVENT:
-    return loc_error(p->err, loc,
-                     "YAML aliases (*%s) are not supported; expected each value written "
-                     "out in full",
-                     show_text(&b, (const char *)ev->data.alias.anchor, false));
-  case YAML_MAPPING_START_EVENT:
-  case YAML_SEQUENCE_START_EVENT:
-    return loc_error(p->err, loc, "found %s used as a key; expected a string key",
-                     ev->type == YAML_MAPPING_START_EVENT ? "a mapping" : "a sequence");
-  case YAML_SCALAR_EVENT: break;
-  default: return loc_error(p->err, loc, "unexpected YAML structure; expected a key");
-  }
-  int rc =
-      check_props(p, ev->start_mark, ev->data.scalar.anchor, ev->data.scalar.tag, YAML_STR_TAG);
-  if (rc) return rc;
-  const char *key = (const char *)ev->data.scalar.value;
-  size_t len = ev->data.scalar.length;
-  bool plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-  if (plain && !strcmp(key, "<<"))
-    return loc_error(p->err, loc,
-                     "YAML merge keys (<<) are not supported; expected each key written "
-                     "out in full");
-  if (memchr(key, '\0', len))
-    return loc_error(p->err, loc, "key contains a NUL character; expected text");
-  if (len == 0 || (plain && (!strcmp(key, "~") || !strcmp(key, "null") || !strcmp(key, "Null") ||
-                             !strcmp(key, "NULL"))))
-    return loc_error(p->err, loc, "found an empty (null) key; expected a name before ':'");
-  return 0;
-}
-
-static int build_map(struct yparse *p, yaml_event_t *ev, int depth, struct bf_node **out) {
-  int rc = check_props(p, ev->start_mark, ev->data.mapping_start.anchor, ev->data.mapping_start.tag,
-                       YAML_MAP_TAG);
-  if (rc || (rc = check_depth(p, ev->start_mark, depth))) return rc;
-  struct bf_node *n;
-  if ((rc = node_new(p, BF_NODE_MAP, ev->start_mark, &n))) return rc;
-  *out = n;
-  struct strset seen = {0};
-  size_t cap = 0;
-  for (;;) {
-    yaml_event_t kev;
-    if ((rc = next_event(p, &kev))) break;
-    if (kev.type == YAML_MAPPING_END_EVENT) {
-      yaml_event_delete(&kev);
-      break;
-    }
-    rc = check_key(p, &kev);
-    struct bf_loc key_loc = mark_loc(p, kev.start_mark);
-    char *key = rc ? NULL : bf_xstrdup((const char *)kev.data.scalar.value);
-    yaml_event_delete(&kev);
-    if (rc) break;
-    if (++p->n_nodes > CONFIG_MAX_NODES) {
-      free(key);
-      rc = loc_error(p->err, key_loc,
-                     "too many YAML values (more than %d); expected a configuration of "
-                     "reasonable size",
-                     CONFIG_MAX_NODES);
-      break;
-    }
-    size_t first;
-    if (strset_add(&seen, key, n->n, &first)) {
-      struct shown b;
-      rc = loc_error(p->err, key_loc,
-                     "duplicate key %s (first given at line %d, column %d); expected each "
-                     "key once in a mapping",
-                     show_str(&b, key), n->key_locs[first].line, n->key_locs[first].col);
-      free(key);
-      break;
-    }
-    grow(n, &cap);
-    n->keys[n->n] = key;
-    n->key_locs[n->n] = key_loc;
-    n->items[n->n++] = NULL;
-    yaml_event_t vev;
-    if ((rc = next_event(p, &vev))) break;
-    rc = build_node(p, &vev, depth + 1, &n->items[n->n - 1]);
-    yaml_event_delete(&vev);
-    if (rc) break;
-  }
-  strset_free(&seen);
-  return rc;
-}
-
-static int build_node(struct yparse *p, yaml_event_t *ev, int depth, struct bf_node **out) {
-  struct shown b;
-  switch (ev->type) {
-  case YAML_SCALAR_EVENT: return build_scalar(p, ev, out);
-  case YAML_SEQUENCE_START_EVENT: return build_seq(p, ev, depth, out);
-  case YAML_MAPPING_START_EVENT: return build_map(p, ev, depth, out);
-  case YAML_ALIAS_EVENT:
-    return loc_error(p->err, mark_loc(p, ev->start_mark),
-                     "YAML aliases (*%s) are not supported; expected each value written "
-                     "out in full",
-                     show_text(&b, (const char *)ev->data.alias.anchor, false));
-  default:
-    return loc_error(p->err, mark_loc(p, ev->start_mark),
-                     "unexpected YAML structure; expected a value");
-  }
-}
-
-static int parse_tree(const char *file, const char *text, size_t len, struct bf_node **root,
-                      struct bf_error *err) {
-  struct yparse p = {.file = file, .text = (const unsigned char *)text, .len = len, .err = err};
-  *root = NULL;
-  if (!yaml_parser_initialize(&p.yp))
-    return bf_error_set(err, BF_E_NOMEM, "%s: out of memory while reading YAML", file);
-  yaml_parser_set_input_string(&p.yp, p.text, len);
-  yaml_event_t ev;
-  int rc = next_event(&p, &ev); /* STREAM-START */
-  yaml_event_delete(&ev);
-  if (rc || (rc = next_event(&p, &ev))) goto out;
-  if (ev.type == YAML_STREAM_END_EVENT) {
-    yaml_event_delete(&ev);
-    rc = loc_error(err, (struct bf_loc){file, 1, 1},
-                   "the configuration is empty; expected a mapping starting with "
-                   "'version: 1'");
-    goto out;
-  }
-  yaml_event_delete(&ev); /* DOCUMENT-START */
-  if ((rc = next_event(&p, &ev))) goto out;
-  rc = build_node(&p, &ev, 1, root);
-  yaml_event_delete(&ev);
-  if (rc || (rc = next_event(&p, &ev))) goto out; /* DOCUMENT-END */
-  yaml_event_delete(&ev);
-  if ((rc = next_event(&p, &ev))) goto out;
-  if (ev.type == YAML_DOCUMENT_START_EVENT)
-    rc = loc_error(err, mark_loc(&p, ev.start_mark),
-                   "found a second YAML document; expected one document per file");
-  yaml_event_delete(&ev);
-out:
-  yaml_parser_delete(&p.yp);
-  if (rc) {
-    node_free(*root);
-    *root = NULL;
-  }
-  return rc;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -606,8 +228,8 @@ int bf_node_check_keys(const struct bf_node *map, const char *what, const char *
   if (!map || node_is_null(map)) return 0;
   if (map->kind != BF_NODE_MAP) {
     struct shown b;
-    return loc_error(err, map->loc, "expected a mapping for %s, found %s", what,
-                     show_value(&b, map));
+    return bf_config_loc_error(err, map->loc, "expected a mapping for %s, found %s", what,
+                               show_value(&b, map));
   }
   for (size_t i = 0; i < map->n; i++) {
     size_t k = 0;
@@ -619,11 +241,11 @@ int bf_node_check_keys(const struct bf_node *map, const char *what, const char *
     struct shown b;
     const char *hint = bf_did_you_mean(map->keys[i], allowed);
     if (hint)
-      return loc_error(err, map->key_locs[i],
-                       "unknown key %s in %s; did you mean '%s'? (known: %s)",
-                       show_str(&b, map->keys[i]), what, hint, known);
-    return loc_error(err, map->key_locs[i], "unknown key %s in %s (known: %s)",
-                     show_str(&b, map->keys[i]), what, known);
+      return bf_config_loc_error(err, map->key_locs[i],
+                                 "unknown key %s in %s; did you mean '%s'? (known: %s)",
+                                 show_str(&b, map->keys[i]), what, hint, known);
+    return bf_config_loc_error(err, map->key_locs[i], "unknown key %s in %s (known: %s)",
+                               show_str(&b, map->keys[i]), what, known);
   }
   return 0;
 }
@@ -644,8 +266,8 @@ int bf_node_as_int(const struct bf_node *n, long long min, long long max, long l
   long long v;
   if (!n) return bf_error_set(err, BF_E_CONFIG, "missing integer value");
   if (n->kind != BF_NODE_SCALAR || node_is_null(n) || parse_ll(n->scalar, &v) || v < min || v > max)
-    return loc_error(err, n->loc, "expected an integer from %lld to %lld, found %s", min, max,
-                     show_value(&b, n));
+    return bf_config_loc_error(err, n->loc, "expected an integer from %lld to %lld, found %s", min,
+                               max, show_value(&b, n));
   *out = v;
   return 0;
 }
@@ -667,7 +289,7 @@ int bf_node_as_bool(const struct bf_node *n, bool *out, struct bf_error *err) {
       }
     }
   }
-  return loc_error(err, n->loc, "expected true or false, found %s", show_value(&b, n));
+  return bf_config_loc_error(err, n->loc, "expected true or false, found %s", show_value(&b, n));
 }
 
 int bf_node_as_duration_ms(const struct bf_node *n, long long *out, struct bf_error *err) {
@@ -684,15 +306,15 @@ int bf_node_as_duration_ms(const struct bf_node *n, long long *out, struct bf_er
     for (size_t i = 0; !errno && v > 0 && i < sizeof units / sizeof units[0]; i++) {
       if (strcmp(end, units[i].unit)) continue;
       if (v > LLONG_MAX / units[i].ms)
-        return loc_error(err, n->loc, "duration %s is too long; expected at most %lld%s",
-                         show_value(&b, n), LLONG_MAX / units[i].ms, units[i].unit);
+        return bf_config_loc_error(err, n->loc, "duration %s is too long; expected at most %lld%s",
+                                   show_value(&b, n), LLONG_MAX / units[i].ms, units[i].unit);
       *out = v * units[i].ms;
       return 0;
     }
   }
-  return loc_error(err, n->loc,
-                   "expected a positive duration such as 500ms, 30s, 15m, 2h or 1d, found %s",
-                   show_value(&b, n));
+  return bf_config_loc_error(
+      err, n->loc, "expected a positive duration such as 500ms, 30s, 15m, 2h or 1d, found %s",
+      show_value(&b, n));
 }
 
 const char *bf_pairs_get(const struct bf_pairs *p, const char *key) {
@@ -711,13 +333,20 @@ static const char *in_ctx(char *buf, size_t size, const char *ctx) {
   return buf;
 }
 
+/* For values every command needs (version, state_dir, durability). */
+static int check_set(const struct bf_node *n, struct bf_error *err) {
+  const struct bf_node *u = bf_node_first_unset(n);
+  return u ? bf_config_loc_error(err, u->loc, "environment variable %s is not set", u->unset_var)
+           : 0;
+}
+
 /* A null value (`fields:`) counts as an empty mapping. */
 static int want_map(const struct bf_node *n, const char *key, const char *ctx,
                     struct bf_error *err) {
   if (!n || node_is_null(n) || n->kind == BF_NODE_MAP) return 0;
   char where[NAME_MAX_LEN + 64];
-  return loc_error(err, n->loc, "expected a mapping for '%s'%s, found %s", key,
-                   in_ctx(where, sizeof where, ctx), kind_name(n));
+  return bf_config_loc_error(err, n->loc, "expected a mapping for '%s'%s, found %s", key,
+                             in_ctx(where, sizeof where, ctx), kind_name(n));
 }
 
 /* map[key] as a non-empty string copied into *out. An absent or null value
@@ -734,18 +363,18 @@ static int get_string(const struct bf_node *map, const char *key, const char *ct
   if (!n || node_is_null(n)) {
     if (!required) return 0;
     if (!n)
-      return loc_error(err, owner, "%s is missing '%s'; expected %s", ctx ? ctx : "the file", key,
-                       expected);
-    return loc_error(err, key_loc, "'%s'%s has no value; expected %s", key,
-                     in_ctx(where, sizeof where, ctx), expected);
+      return bf_config_loc_error(err, owner, "%s is missing '%s'; expected %s",
+                                 ctx ? ctx : "the file", key, expected);
+    return bf_config_loc_error(err, key_loc, "'%s'%s has no value; expected %s", key,
+                               in_ctx(where, sizeof where, ctx), expected);
   }
   if (n->kind != BF_NODE_SCALAR)
-    return loc_error(err, n->loc, "'%s'%s is %s; expected a string: %s", key,
-                     in_ctx(where, sizeof where, ctx), kind_name(n), expected);
+    return bf_config_loc_error(err, n->loc, "'%s'%s is %s; expected a string: %s", key,
+                               in_ctx(where, sizeof where, ctx), kind_name(n), expected);
   if (!n->scalar[0])
-    return loc_error(err, n->loc, "'%s'%s is empty%s; expected %s", key,
-                     in_ctx(where, sizeof where, ctx),
-                     n->from_env ? " (its environment variable is empty)" : "", expected);
+    return bf_config_loc_error(err, n->loc, "'%s'%s is empty%s; expected %s", key,
+                               in_ctx(where, sizeof where, ctx),
+                               n->from_env ? " (its environment variable is empty)" : "", expected);
   *out = bf_xstrdup(n->scalar);
   if (loc) *loc = n->loc;
   return 0;
@@ -755,12 +384,13 @@ static int check_name(const char *name, struct bf_loc loc, const char *kind, str
   struct shown b;
   size_t len = strlen(name);
   if (len > NAME_MAX_LEN)
-    return loc_error(err, loc, "%s name %s is too long; expected at most %d characters", kind,
-                     show_str(&b, name), NAME_MAX_LEN);
+    return bf_config_loc_error(err, loc, "%s name %s is too long; expected at most %d characters",
+                               kind, show_str(&b, name), NAME_MAX_LEN);
   for (size_t i = 0; i < len; i++)
-    if (!is_name_char(name[i]) && name[i] != '-')
-      return loc_error(err, loc, "invalid %s name %s; expected letters, digits, '_' and '-' only",
-                       kind, show_str(&b, name));
+    if (!bf_config_is_name_char(name[i]) && name[i] != '-')
+      return bf_config_loc_error(err, loc,
+                                 "invalid %s name %s; expected letters, digits, '_' and '-' only",
+                                 kind, show_str(&b, name));
   return 0;
 }
 
@@ -786,7 +416,7 @@ static int get_pairs(const struct bf_node *map, const char *key, const char *ctx
     const struct bf_node *v = n->items[i];
     struct shown b;
     if (v->kind != BF_NODE_SCALAR || (non_empty && (!v->scalar[0] || node_is_null(v))))
-      return loc_error(
+      return bf_config_loc_error(
           err, v->kind == BF_NODE_SCALAR ? n->key_locs[i] : v->loc,
           "expected %s for %s in '%s' of %s, found %s", expected, show_str(&b, n->keys[i]), key,
           ctx, v->kind == BF_NODE_SCALAR && !node_is_null(v) ? "an empty value" : kind_name(v));
@@ -819,17 +449,17 @@ static int unknown_ref(const struct bf_node *v, const char *kind, const char *se
   struct shown b;
   char list[LIST_MAX + 64];
   if (n == 0)
-    return loc_error(err, v->loc,
-                     "unknown %s %s in %s; expected a name defined under '%s', "
-                     "but none are defined",
-                     kind, show_value(&b, v), ctx, section);
+    return bf_config_loc_error(err, v->loc,
+                               "unknown %s %s in %s; expected a name defined under '%s', "
+                               "but none are defined",
+                               kind, show_value(&b, v), ctx, section);
   join_names(list, sizeof list, names, n);
   const char *hint = v->from_env ? NULL : bf_did_you_mean(v->scalar, names);
   if (hint)
-    return loc_error(err, v->loc, "unknown %s %s in %s; did you mean '%s'? (defined: %s)", kind,
-                     show_value(&b, v), ctx, hint, list);
-  return loc_error(err, v->loc, "unknown %s %s in %s; expected one of: %s", kind, show_value(&b, v),
-                   ctx, list);
+    return bf_config_loc_error(err, v->loc, "unknown %s %s in %s; did you mean '%s'? (defined: %s)",
+                               kind, show_value(&b, v), ctx, hint, list);
+  return bf_config_loc_error(err, v->loc, "unknown %s %s in %s; expected one of: %s", kind,
+                             show_value(&b, v), ctx, list);
 }
 
 static int check_ref(const struct bf_node *map, const char *key, const char *section,
@@ -864,19 +494,31 @@ static int load_typed_section(struct bf_config *cfg, const char *section, const 
     snprintf(ctx, sizeof ctx, "%s '%s'", kind, name);
     snprintf(expected, sizeof expected, "the %s type, e.g. %s", kind, type_example);
     if (node_is_null(v))
-      return loc_error(err, loc, "%s has no settings; expected a mapping with at least 'type'",
-                       ctx);
+      return bf_config_loc_error(
+          err, loc, "%s has no settings; expected a mapping with at least 'type'", ctx);
     if (v->kind != BF_NODE_MAP)
-      return loc_error(err, v->loc, "expected a mapping for %s, found %s", ctx, kind_name(v));
+      return bf_config_loc_error(err, v->loc, "expected a mapping for %s, found %s", ctx,
+                                 kind_name(v));
     char *type = NULL;
     struct bf_loc type_loc = loc;
-    rc = get_string(v, "type", ctx, loc, true, expected, &type, &type_loc, err);
+    const struct bf_node *unset = bf_node_first_unset(v);
+    const struct bf_node *type_node = bf_node_get(v, "type");
+    if (type_node && type_node->unset_var) {
+      type = bf_xstrdup(""); /* refused when a command needs it */
+      type_loc = type_node->loc;
+    } else {
+      rc = get_string(v, "type", ctx, loc, true, expected, &type, &type_loc, err);
+    }
     if (is_destination)
-      cfg->destinations[i] = (struct bf_destination_config){
-          .name = bf_xstrdup(name), .type = type, .params = v, .loc = loc, .type_loc = type_loc};
+      cfg->destinations[i] = (struct bf_destination_config){.name = bf_xstrdup(name),
+                                                            .type = type,
+                                                            .params = v,
+                                                            .loc = loc,
+                                                            .type_loc = type_loc,
+                                                            .unset = unset};
     else
       cfg->warehouses[i] = (struct bf_warehouse_config){
-          .name = bf_xstrdup(name), .type = type, .params = v, .loc = loc};
+          .name = bf_xstrdup(name), .type = type, .params = v, .loc = loc, .unset = unset};
     if (rc) return rc;
   }
   return 0;
@@ -893,21 +535,23 @@ static int load_live(const struct bf_node *live, struct bf_loc live_loc, struct 
   snprintf(live_ctx, sizeof live_ctx, "'live' of %s", ctx);
   if (!live || node_is_null(live)) return 0;
   if (live->kind == BF_NODE_SCALAR)
-    return loc_error(err, live->loc,
-                     "expected a mapping {table: ..., key: ...} or a list of them for 'live' in "
-                     "%s",
-                     ctx);
+    return bf_config_loc_error(
+        err, live->loc,
+        "expected a mapping {table: ..., key: ...} or a list of them for 'live' in "
+        "%s",
+        ctx);
   size_t n = live->kind == BF_NODE_SEQ ? live->n : 1;
   if (n == 0)
-    return loc_error(err, live->loc, "'live' in %s is an empty list; expected {table, key} entries",
-                     ctx);
+    return bf_config_loc_error(err, live->loc,
+                               "'live' in %s is an empty list; expected {table, key} entries", ctx);
   m->live = bf_xcalloc(n, sizeof *m->live);
   for (size_t i = 0; i < n; i++) {
     const struct bf_node *e = live->kind == BF_NODE_SEQ ? live->items[i] : live;
     struct bf_loc e_loc = live->kind == BF_NODE_SEQ ? e->loc : live_loc;
     int rc;
     if (e->kind != BF_NODE_MAP)
-      return loc_error(err, e->loc, "expected a mapping {table: ..., key: ...} in %s", live_ctx);
+      return bf_config_loc_error(err, e->loc, "expected a mapping {table: ..., key: ...} in %s",
+                                 live_ctx);
     struct bf_live_table *t = &m->live[m->n_live++];
     t->loc = e_loc;
     if ((rc = bf_node_check_keys(e, live_ctx, live_keys, err)) ||
@@ -932,11 +576,20 @@ static int load_model(struct bf_config *cfg, struct bf_model_config *m, const ch
   m->name = bf_xstrdup(name);
   m->loc = loc;
   if (node_is_null(v))
-    return loc_error(err, loc,
-                     "%s has no settings; expected a mapping with warehouse, sql and "
-                     "primary_key",
-                     ctx);
+    return bf_config_loc_error(err, loc,
+                               "%s has no settings; expected a mapping with warehouse, sql and "
+                               "primary_key",
+                               ctx);
   if ((rc = bf_node_check_keys(v, ctx, keys, err))) return rc;
+  if ((m->unset = bf_node_first_unset(v))) {
+    /* Checked when a command needs the model (bf_config_require_sync). */
+    const char *wh = bf_node_get_str(v, "warehouse");
+    m->warehouse = bf_xstrdup(wh ? wh : "");
+    m->sql = bf_xstrdup("");
+    m->primary_key = bf_xstrdup("");
+    m->warehouse_loc = m->sql_loc = m->primary_key_loc = loc;
+    return 0;
+  }
   if ((rc = get_string(v, "warehouse", ctx, loc, true, "the name of a warehouse", &m->warehouse,
                        &m->warehouse_loc, err)) ||
       (rc = check_ref(v, "warehouse", "warehouses", ctx, cfg->warehouses, cfg->n_warehouses,
@@ -957,10 +610,10 @@ static int load_model(struct bf_config *cfg, struct bf_model_config *m, const ch
     const char *hint = kv->from_env ? NULL : bf_did_you_mean(kv->scalar, pii_kinds);
     char list[LIST_MAX];
     join_names(list, sizeof list, pii_kinds, 7);
-    return loc_error(err, kv->loc,
-                     "unknown PII kind %s for column %s in %s%s%s%s; expected one of: %s",
-                     show_value(&b, kv), show_str(&c, m->pii.items[i].key), ctx,
-                     hint ? " (did you mean '" : "", hint ? hint : "", hint ? "'?)" : "", list);
+    return bf_config_loc_error(
+        err, kv->loc, "unknown PII kind %s for column %s in %s%s%s%s; expected one of: %s",
+        show_value(&b, kv), show_str(&c, m->pii.items[i].key), ctx, hint ? " (did you mean '" : "",
+        hint ? hint : "", hint ? "'?)" : "", list);
   }
   struct bf_loc live_loc = loc;
   const struct bf_node *live = map_get(v, "live", &live_loc);
@@ -1000,16 +653,17 @@ static int check_field_conflicts(const struct bf_node *v, const char *ctx, struc
   int rc = 0;
   for (size_t i = 0; i < n && !rc; i++) {
     size_t first;
-    if (!strset_add(&seen, refs[i].key, i, &first)) continue;
+    if (!bf_strset_add(&seen, refs[i].key, i, &first)) continue;
     struct shown b;
-    rc = loc_error(err, refs[i].loc,
-                   "destination field %s in '%s' of %s is already set in '%s' (line %d, "
-                   "column %d); expected each destination field once across match, fields "
-                   "and constants",
-                   show_str(&b, refs[i].key), refs[i].section, ctx, refs[first].section,
-                   refs[first].loc.line, refs[first].loc.col);
+    rc =
+        bf_config_loc_error(err, refs[i].loc,
+                            "destination field %s in '%s' of %s is already set in '%s' (line %d, "
+                            "column %d); expected each destination field once across match, fields "
+                            "and constants",
+                            show_str(&b, refs[i].key), refs[i].section, ctx, refs[first].section,
+                            refs[first].loc.line, refs[first].loc.col);
   }
-  strset_free(&seen);
+  bf_strset_free(&seen);
   free(refs);
   return rc;
 }
@@ -1027,18 +681,18 @@ static int load_schedule(const struct bf_node *syncs_node, struct bf_sync_config
   s->schedule = BF_SCHEDULE_NONE;
   if (!sch || node_is_null(sch)) return 0;
   if (sch->kind == BF_NODE_SEQ)
-    return loc_error(err, sch->loc, "expected %s for 'schedule' in %s, found a sequence", expected,
-                     ctx);
+    return bf_config_loc_error(err, sch->loc, "expected %s for 'schedule' in %s, found a sequence",
+                               expected, ctx);
   if (sch->kind == BF_NODE_SCALAR) {
     if (!strcmp(sch->scalar, "manual")) return 0;
     if (strcmp(sch->scalar, "live"))
-      return loc_error(err, sch->loc, "unknown schedule %s in %s; expected %s", show_value(&b, sch),
-                       ctx, expected);
+      return bf_config_loc_error(err, sch->loc, "unknown schedule %s in %s; expected %s",
+                                 show_value(&b, sch), ctx, expected);
     if (model && !model->n_live)
-      return loc_error(err, sch->loc,
-                       "'schedule: live' in %s needs model '%s' to say which table to "
-                       "watch; expected 'live: {table: ..., key: ...}' in model '%s'",
-                       ctx, model->name, model->name);
+      return bf_config_loc_error(err, sch->loc,
+                                 "'schedule: live' in %s needs model '%s' to say which table to "
+                                 "watch; expected 'live: {table: ..., key: ...}' in model '%s'",
+                                 ctx, model->name, model->name);
     s->schedule = BF_SCHEDULE_LIVE;
     return 0;
   }
@@ -1046,9 +700,9 @@ static int load_schedule(const struct bf_node *syncs_node, struct bf_sync_config
   snprintf(what, sizeof what, "'schedule' of %s", ctx);
   if ((rc = bf_node_check_keys(sch, what, keys, err))) return rc;
   if (sch->n != 1)
-    return loc_error(err, sch->n ? sch->key_locs[1] : key_loc,
-                     "%s %s; expected exactly one of every, cron or after", what,
-                     sch->n ? "has more than one entry" : "is empty");
+    return bf_config_loc_error(err, sch->n ? sch->key_locs[1] : key_loc,
+                               "%s %s; expected exactly one of every, cron or after", what,
+                               sch->n ? "has more than one entry" : "is empty");
   const struct bf_node *val = sch->items[0];
   const char *kind = sch->keys[0];
   if (!strcmp(kind, "every")) {
@@ -1056,10 +710,10 @@ static int load_schedule(const struct bf_node *syncs_node, struct bf_sync_config
     return bf_node_as_duration_ms(val, &s->every_ms, err);
   }
   if (val->kind != BF_NODE_SCALAR || node_is_null(val))
-    return loc_error(err, val->loc, "expected %s for '%s' in %s, found %s",
-                     !strcmp(kind, "cron") ? "a cron expression such as \"0 * * * *\""
-                                           : "the name of a sync",
-                     kind, what, kind_name(val));
+    return bf_config_loc_error(err, val->loc, "expected %s for '%s' in %s, found %s",
+                               !strcmp(kind, "cron") ? "a cron expression such as \"0 * * * *\""
+                                                     : "the name of a sync",
+                               kind, what, kind_name(val));
   if (!strcmp(kind, "cron")) {
     size_t fields = 0;
     for (const char *c = val->scalar; *c;) {
@@ -1070,16 +724,17 @@ static int load_schedule(const struct bf_node *syncs_node, struct bf_sync_config
     }
     bool macro = val->scalar[strspn(val->scalar, " \t")] == '@'; /* @hourly, @daily... */
     if (!(fields == 5 || (macro && fields == 1)))
-      return loc_error(err, val->loc,
-                       "cron expression %s in %s has %zu fields; expected 5 (minute hour "
-                       "day-of-month month day-of-week), e.g. \"0 * * * *\"",
-                       show_value(&b, val), ctx, fields);
+      return bf_config_loc_error(err, val->loc,
+                                 "cron expression %s in %s has %zu fields; expected 5 (minute hour "
+                                 "day-of-month month day-of-week), e.g. \"0 * * * *\"",
+                                 show_value(&b, val), ctx, fields);
     s->schedule = BF_SCHEDULE_CRON;
     s->cron = bf_xstrdup(val->scalar);
     return 0;
   }
   if (!strcmp(val->scalar, s->name))
-    return loc_error(err, val->loc, "%s cannot run after itself; expected another sync", ctx);
+    return bf_config_loc_error(err, val->loc, "%s cannot run after itself; expected another sync",
+                               ctx);
   if (!bf_node_get(syncs_node, val->scalar)) {
     const char **names = bf_xcalloc(syncs_node->n + 1, sizeof *names);
     for (size_t i = 0; i < syncs_node->n; i++) names[i] = syncs_node->keys[i];
@@ -1100,61 +755,64 @@ static int load_pii_policy(const struct bf_node *v, struct bf_sync_config *s,
   int rc = get_pairs(v, "pii_policy", ctx, true, "allow, hash or drop", &s->pii_policy, err);
   if (rc || !pol || pol->kind != BF_NODE_MAP || !model) return rc;
   struct strset pii = {0};
-  for (size_t i = 0; i < model->pii.n; i++) strset_add(&pii, model->pii.items[i].key, i, NULL);
+  for (size_t i = 0; i < model->pii.n; i++) bf_strset_add(&pii, model->pii.items[i].key, i, NULL);
   for (size_t i = 0; i < pol->n && !rc; i++) {
     const char *column = pol->keys[i];
     const struct bf_node *act = pol->items[i];
     struct shown b, c;
-    if (!strset_get(&pii, column, NULL)) {
+    if (!bf_strset_get(&pii, column, NULL)) {
       const char **names = bf_xcalloc(model->pii.n + 1, sizeof *names);
       char list[LIST_MAX + 64];
       for (size_t k = 0; k < model->pii.n; k++) names[k] = model->pii.items[k].key;
       join_names(list, sizeof list, names, model->pii.n);
       const char *hint = bf_did_you_mean(column, names);
       if (model->pii.n == 0)
-        rc = loc_error(err, pol->key_locs[i],
-                       "column %s in 'pii_policy' of %s is not a PII column of model '%s'; "
-                       "expected a column listed in the model's 'pii' (it lists none)",
-                       show_str(&b, column), ctx, model->name);
+        rc = bf_config_loc_error(
+            err, pol->key_locs[i],
+            "column %s in 'pii_policy' of %s is not a PII column of model '%s'; "
+            "expected a column listed in the model's 'pii' (it lists none)",
+            show_str(&b, column), ctx, model->name);
       else
-        rc = loc_error(err, pol->key_locs[i],
-                       "column %s in 'pii_policy' of %s is not a PII column of model '%s'%s%s%s; "
-                       "expected one of: %s",
-                       show_str(&b, column), ctx, model->name, hint ? " (did you mean '" : "",
-                       hint ? hint : "", hint ? "'?)" : "", list);
+        rc = bf_config_loc_error(
+            err, pol->key_locs[i],
+            "column %s in 'pii_policy' of %s is not a PII column of model '%s'%s%s%s; "
+            "expected one of: %s",
+            show_str(&b, column), ctx, model->name, hint ? " (did you mean '" : "",
+            hint ? hint : "", hint ? "'?)" : "", list);
       free(names);
       break;
     }
     size_t k = 0;
     while (actions[k] && strcmp(actions[k], act->scalar)) k++;
     if (!actions[k]) {
-      rc = loc_error(err, act->loc,
-                     "unknown PII action %s for column %s in %s; expected allow, hash or drop",
-                     show_value(&b, act), show_str(&c, column), ctx);
+      rc = bf_config_loc_error(
+          err, act->loc, "unknown PII action %s for column %s in %s; expected allow, hash or drop",
+          show_value(&b, act), show_str(&c, column), ctx);
       break;
     }
     if (k == BF_PII_DROP) {
       for (size_t m = 0; m < s->match.n; m++) {
         if (strcmp(s->match.items[m].value, column)) continue;
-        rc = loc_error(err, act->loc,
-                       "column %s cannot be dropped in %s: 'match' uses it to identify "
-                       "records; expected allow or hash",
-                       show_str(&b, column), ctx);
+        rc = bf_config_loc_error(err, act->loc,
+                                 "column %s cannot be dropped in %s: 'match' uses it to identify "
+                                 "records; expected allow or hash",
+                                 show_str(&b, column), ctx);
         break;
       }
     }
   }
-  strset_free(&pii);
+  bf_strset_free(&pii);
   return rc;
 }
 
 static int load_sync(struct bf_config *cfg, const struct bf_node *syncs_node,
                      struct bf_sync_config *s, const char *name, struct bf_loc loc,
                      const struct bf_node *v, struct bf_error *err) {
-  static const char *const keys[] = {"model",      "destination", "mode",        "object",
-                                     "match",      "fields",      "constants",   "schedule",
-                                     "pii_policy", "batch_size",  "description", "write_back",
-                                     "alerts",     "reconcile",   NULL};
+  const char *keys[32]; /* from the one table, which `types` prints */
+  size_t n_keys = 0;
+  for (; bf_sync_keys[n_keys].name && n_keys < 31; n_keys++)
+    keys[n_keys] = bf_sync_keys[n_keys].name;
+  keys[n_keys] = NULL;
   static const char *const modes[] = {"upsert", "update", "insert", "mirror", NULL};
   char ctx[NAME_MAX_LEN + 32];
   struct shown b;
@@ -1163,12 +821,19 @@ static int load_sync(struct bf_config *cfg, const struct bf_node *syncs_node,
   s->name = bf_xstrdup(name);
   s->loc = s->model_loc = s->destination_loc = s->mode_loc = loc;
   if (node_is_null(v))
-    return loc_error(err, loc,
-                     "%s has no settings; expected a mapping with model, destination and "
-                     "match",
-                     ctx);
-  if ((rc = bf_node_check_keys(v, ctx, keys, err)) ||
-      (rc = get_string(v, "model", ctx, loc, true, "the name of a model", &s->model, &s->model_loc,
+    return bf_config_loc_error(err, loc,
+                               "%s has no settings; expected a mapping with model, destination and "
+                               "match",
+                               ctx);
+  if ((rc = bf_node_check_keys(v, ctx, keys, err))) return rc;
+  if ((s->unset = bf_node_first_unset(v))) {
+    /* Checked when a command needs the sync (bf_config_require_sync). */
+    const char *model = bf_node_get_str(v, "model"), *dest = bf_node_get_str(v, "destination");
+    s->model = bf_xstrdup(model ? model : "");
+    s->destination = bf_xstrdup(dest ? dest : "");
+    return 0;
+  }
+  if ((rc = get_string(v, "model", ctx, loc, true, "the name of a model", &s->model, &s->model_loc,
                        err)) ||
       (rc = check_ref(v, "model", "models", ctx, cfg->models, cfg->n_models, sizeof *cfg->models,
                       err)) ||
@@ -1178,6 +843,10 @@ static int load_sync(struct bf_config *cfg, const struct bf_node *syncs_node,
                       sizeof *cfg->destinations, err)))
     return rc;
   const struct bf_model_config *model = bf_config_model(cfg, s->model);
+  if (model->unset) {
+    s->unset = model->unset; /* the sync cannot be checked without its model */
+    return 0;
+  }
 
   char *mode = NULL;
   if ((rc = get_string(v, "mode", ctx, loc, false, "upsert, update, insert or mirror", &mode,
@@ -1191,11 +860,11 @@ static int load_sync(struct bf_config *cfg, const struct bf_node *syncs_node,
     if (!modes[k]) {
       const struct bf_node *mv = bf_node_get(v, "mode");
       const char *hint = mv->from_env ? NULL : bf_did_you_mean(mv->scalar, modes);
-      return loc_error(err, s->mode_loc,
-                       "unknown mode %s in %s%s%s%s; expected upsert, update, "
-                       "insert or mirror",
-                       show_value(&b, mv), ctx, hint ? " (did you mean '" : "", hint ? hint : "",
-                       hint ? "'?)" : "");
+      return bf_config_loc_error(err, s->mode_loc,
+                                 "unknown mode %s in %s%s%s%s; expected upsert, update, "
+                                 "insert or mirror",
+                                 show_value(&b, mv), ctx, hint ? " (did you mean '" : "",
+                                 hint ? hint : "", hint ? "'?)" : "");
     }
     s->mode = (enum bf_sync_mode)k;
   }
@@ -1207,15 +876,17 @@ static int load_sync(struct bf_config *cfg, const struct bf_node *syncs_node,
       (rc = get_pairs(v, "match", ctx, true, "a model column", &s->match, err)))
     return rc;
   if (!match)
-    return loc_error(err, loc,
-                     "%s is missing 'match'; expected a mapping of destination id field to "
-                     "model column, e.g. match: {email: email}",
-                     ctx);
+    return bf_config_loc_error(
+        err, loc,
+        "%s is missing 'match'; expected a mapping of destination id field to "
+        "model column, e.g. match: {email: email}",
+        ctx);
   if (s->match.n == 0)
-    return loc_error(err, match_loc,
-                     "'match' in %s is empty; expected at least one destination id field: "
-                     "model column pair, e.g. match: {email: email}",
-                     ctx);
+    return bf_config_loc_error(
+        err, match_loc,
+        "'match' in %s is empty; expected at least one destination id field: "
+        "model column pair, e.g. match: {email: email}",
+        ctx);
   if ((rc = get_pairs(v, "fields", ctx, true, "a model column", &s->fields, err)) ||
       (rc = get_pairs(v, "constants", ctx, false, "a value", &s->constants, err)) ||
       (rc = check_field_conflicts(v, ctx, err)) ||
@@ -1224,16 +895,20 @@ static int load_sync(struct bf_config *cfg, const struct bf_node *syncs_node,
     return rc;
 
   const struct bf_node *bs = bf_node_get(v, "batch_size");
+  s->batch_size_loc = bs ? bs->loc : loc;
   if (bs && !node_is_null(bs) && (rc = bf_node_as_int(bs, 1, 100000, &s->batch_size, err)))
     return rc;
+  const struct bf_node *rt = bf_node_get(v, "reject_threshold");
+  if (rt && !node_is_null(rt) && (rc = bf_sync_parse_reject_threshold(rt, s, err))) return rc;
   s->reconcile_ms = 3600000;
   const struct bf_node *rec = bf_node_get(v, "reconcile");
   if (rec && !node_is_null(rec)) {
     if (s->schedule != BF_SCHEDULE_LIVE)
-      return loc_error(err, rec->loc,
-                       "'reconcile' in %s applies only to 'schedule: live'; remove it or make the "
-                       "sync live",
-                       ctx);
+      return bf_config_loc_error(
+          err, rec->loc,
+          "'reconcile' in %s applies only to 'schedule: live'; remove it or make the "
+          "sync live",
+          ctx);
     if ((rc = bf_node_as_duration_ms(rec, &s->reconcile_ms, err))) return rc;
   }
   return 0;
@@ -1249,10 +924,10 @@ static int check_after_cycles(const struct bf_config *cfg, struct bf_error *err)
   unsigned char *colour = bf_xcalloc(n, 1);
   struct strset index = {0};
   int rc = 0;
-  for (size_t i = 0; i < n; i++) strset_add(&index, cfg->syncs[i].name, i, NULL);
+  for (size_t i = 0; i < n; i++) bf_strset_add(&index, cfg->syncs[i].name, i, NULL);
   for (size_t i = 0; i < n; i++)
     if (cfg->syncs[i].schedule != BF_SCHEDULE_AFTER ||
-        !strset_get(&index, cfg->syncs[i].after, &next[i]))
+        !bf_strset_get(&index, cfg->syncs[i].after, &next[i]))
       next[i] = none;
   for (size_t i = 0; i < n && !rc; i++) {
     size_t j = i;
@@ -1261,13 +936,14 @@ static int check_after_cycles(const struct bf_config *cfg, struct bf_error *err)
       j = next[j];
     }
     if (j != none && colour[j] == ON_PATH)
-      rc = loc_error(err, cfg->syncs[j].loc,
-                     "sync '%s' is part of a cycle of 'schedule: {after: ...}'; expected a "
-                     "chain that starts with a sync scheduled some other way",
-                     cfg->syncs[j].name);
+      rc = bf_config_loc_error(
+          err, cfg->syncs[j].loc,
+          "sync '%s' is part of a cycle of 'schedule: {after: ...}'; expected a "
+          "chain that starts with a sync scheduled some other way",
+          cfg->syncs[j].name);
     for (j = i; j != none && colour[j] == ON_PATH; j = next[j]) colour[j] = DONE;
   }
-  strset_free(&index);
+  bf_strset_free(&index);
   free(colour);
   free(next);
   return rc;
@@ -1279,6 +955,10 @@ static int load_server(struct bf_config *cfg, struct bf_error *err) {
   const struct bf_node *srv = map_get(cfg->root, "server", &loc);
   int rc = want_map(srv, "server", NULL, err);
   if (rc || (rc = bf_node_check_keys(srv, "'server'", keys, err))) return rc;
+  if (cfg->unset_server) { /* only serve reads it, and refuses it then */
+    cfg->server_listen = bf_xstrdup("127.0.0.1:8420");
+    return 0;
+  }
   struct bf_loc listen_loc;
   if ((rc = get_string(srv, "listen", "'server'", loc, false, "HOST:PORT, e.g. \"127.0.0.1:8420\"",
                        &cfg->server_listen, &listen_loc, err)) ||
@@ -1295,10 +975,11 @@ static int load_server(struct bf_config *cfg, struct bf_error *err) {
   if (!colon || colon == cfg->server_listen || parse_ll(colon + 1, &port) || port < 1 ||
       port > 65535 || colon[1] == '+' || colon[1] == '-') {
     struct shown b;
-    return loc_error(err, listen_loc,
-                     "invalid 'listen' address %s in 'server'; expected HOST:PORT with a port "
-                     "from 1 to 65535, e.g. \"127.0.0.1:8420\"",
-                     show_value(&b, bf_node_get(srv, "listen")));
+    return bf_config_loc_error(
+        err, listen_loc,
+        "invalid 'listen' address %s in 'server'; expected HOST:PORT with a port "
+        "from 1 to 65535, e.g. \"127.0.0.1:8420\"",
+        show_value(&b, bf_node_get(srv, "listen")));
   }
   return 0;
 }
@@ -1311,15 +992,26 @@ static int check_config(struct bf_config *cfg, struct bf_error *err) {
   struct bf_loc top = {cfg->path, 1, 1};
   int rc;
   if (node_is_null(root))
-    return loc_error(err, root->loc,
-                     "the configuration is empty; expected a mapping starting with "
-                     "'version: 1'");
+    return bf_config_loc_error(err, root->loc,
+                               "the configuration is empty; expected a mapping starting with "
+                               "'version: 1'");
   if (root->kind != BF_NODE_MAP)
-    return loc_error(err, root->loc,
-                     "expected a mapping of settings (version, warehouses, models, "
-                     "destinations, syncs) at the top level, found %s",
-                     kind_name(root));
+    return bf_config_loc_error(err, root->loc,
+                               "expected a mapping of settings (version, warehouses, models, "
+                               "destinations, syncs) at the top level, found %s",
+                               kind_name(root));
   if ((rc = bf_node_check_keys(root, "the top level", top_keys, err))) return rc;
+
+  if ((rc = check_set(bf_node_get(root, "version"), err)) ||
+      (rc = check_set(bf_node_get(root, "state_dir"), err)) ||
+      (rc = check_set(bf_node_get(root, "durability"), err)))
+    return rc;
+  static const char *const lazy_globals[] = {"secret", "write_back", "alerts", NULL};
+  for (size_t i = 0; lazy_globals[i] && !cfg->unset_globals; i++)
+    cfg->unset_globals = bf_node_first_unset(bf_node_get(root, lazy_globals[i]));
+  const struct bf_node *secret_node = bf_node_get(root, "secret");
+  bool secret_unset = bf_node_first_unset(secret_node) != NULL;
+  cfg->unset_server = bf_node_first_unset(bf_node_get(root, "server"));
 
   cfg->version = 1;
   const struct bf_node *ver = bf_node_get(root, "version");
@@ -1327,24 +1019,35 @@ static int check_config(struct bf_config *cfg, struct bf_error *err) {
     long long v = 0;
     struct shown b;
     if (ver->kind != BF_NODE_SCALAR || parse_ll(ver->scalar, &v) || v != 1)
-      return loc_error(err, ver->loc, "unsupported configuration version %s; expected 'version: 1'",
-                       show_value(&b, ver));
+      return bf_config_loc_error(err, ver->loc,
+                                 "unsupported configuration version %s; expected 'version: 1'",
+                                 show_value(&b, ver));
   }
   if ((rc = get_string(root, "state_dir", NULL, top, false,
-                       "a directory for the state store, e.g. .backflow", &cfg->state_dir, NULL,
-                       err)) ||
-      (rc = get_string(root, "secret", NULL, top, false,
-                       "the project secret, usually \"${BACKFLOW_SECRET}\" (or no 'secret' "
-                       "key to have one generated)",
-                       &cfg->secret, NULL, err)) ||
+                       "a directory for the state store, e.g. .backflow", &cfg->state_dir,
+                       &cfg->state_dir_loc, err)) ||
+      (!secret_unset &&
+       (rc = get_string(root, "secret", NULL, top, false,
+                        "the project secret, usually \"${BACKFLOW_SECRET}\" (or no 'secret' "
+                        "key to have one generated)",
+                        &cfg->secret, &cfg->secret_loc, err))) ||
       (rc = load_server(cfg, err)))
     return rc;
+  if (secret_unset) cfg->secret_loc = secret_node->loc;
+  /* The same rule as the key derivation's (prf.c), here so that validate
+   * refuses what run would, at the place it was written. */
+  if (cfg->secret && strlen(cfg->secret) < 16)
+    return bf_config_loc_error(
+        err, cfg->secret_loc,
+        "secret is too short (%zu characters%s); expected at least 16 random "
+        "characters, usually \"${BACKFLOW_SECRET}\"",
+        strlen(cfg->secret), secret_node->from_env ? ", from the environment" : "");
   if (!cfg->state_dir) cfg->state_dir = bf_xstrdup(".backflow");
   const struct bf_node *dur = bf_node_get(root, "durability");
   if (dur) {
     if (dur->kind != BF_NODE_SCALAR ||
         (strcmp(dur->scalar, "process") && strcmp(dur->scalar, "power")))
-      return loc_error(err, dur->loc, "durability must be 'process' or 'power'");
+      return bf_config_loc_error(err, dur->loc, "durability must be 'process' or 'power'");
     cfg->durability_power = !strcmp(dur->scalar, "power");
   }
 
@@ -1397,7 +1100,7 @@ int bf_config_parse(const char *name, const char *text, size_t len, const char *
                       len, CONFIG_MAX_BYTES);
     goto fail;
   }
-  if ((rc = parse_tree(cfg->path, text ? text : "", text ? len : 0, &cfg->root, err)) ||
+  if ((rc = bf_config_parse_tree(cfg->path, text ? text : "", text ? len : 0, &cfg->root, err)) ||
       (rc = check_config(cfg, err)))
     goto fail;
   *out = cfg;
@@ -1489,7 +1192,7 @@ void bf_config_free(struct bf_config *cfg) {
   free(cfg->models);
   free(cfg->destinations);
   free(cfg->syncs);
-  node_free(cfg->root);
+  bf_node_free(cfg->root);
   if (cfg->secret) explicit_bzero(cfg->secret, strlen(cfg->secret));
   if (cfg->server_token) explicit_bzero(cfg->server_token, strlen(cfg->server_token));
   free(cfg->secret);

@@ -30,6 +30,7 @@ struct bf_node {
   struct bf_loc *key_locs; /* MAP: where each key was written */
   struct bf_node **items;  /* MAP: n values; SEQ: n items */
   bool from_env;           /* SCALAR: contains a ${NAME} value; never echo it */
+  char *unset_var; /* SCALAR: the first ${NAME} that is not set (scalar is then ""), or NULL */
 };
 
 /* Map lookup; NULL when absent or when node is not a map. */
@@ -77,6 +78,7 @@ struct bf_warehouse_config {
   char *type;                   /* "sqlite", "postgres", ... */
   const struct bf_node *params; /* the whole map, checked by the source type */
   struct bf_loc loc;
+  const struct bf_node *unset; /* first value naming an unset ${NAME}, or NULL (see below) */
 };
 
 struct bf_live_table {
@@ -98,6 +100,9 @@ struct bf_model_config {
   struct bf_live_table *live;
   struct bf_loc loc;
   struct bf_loc warehouse_loc, sql_loc, primary_key_loc;
+  /* Set when a value of the model names an unset ${NAME}: the model was not
+   * checked beyond its name (its strings are ""), and so is every sync of it. */
+  const struct bf_node *unset;
 };
 
 struct bf_destination_config {
@@ -106,6 +111,7 @@ struct bf_destination_config {
   const struct bf_node *params; /* the whole map, checked by the destination type */
   struct bf_loc loc;
   struct bf_loc type_loc;
+  const struct bf_node *unset; /* first value naming an unset ${NAME}, or NULL */
 };
 
 enum bf_sync_mode { BF_MODE_UPSERT, BF_MODE_UPDATE, BF_MODE_INSERT, BF_MODE_MIRROR };
@@ -129,23 +135,33 @@ struct bf_sync_config {
   struct bf_pairs constants;  /* destination field -> literal value */
   struct bf_pairs pii_policy; /* model column -> "allow" | "hash" | "drop" */
   enum bf_schedule_kind schedule;
-  long long every_ms;     /* BF_SCHEDULE_EVERY */
-  char *cron;             /* BF_SCHEDULE_CRON */
-  char *after;            /* BF_SCHEDULE_AFTER */
-  long long batch_size;   /* 0 = destination default */
+  long long every_ms;   /* BF_SCHEDULE_EVERY */
+  char *cron;           /* BF_SCHEDULE_CRON */
+  char *after;          /* BF_SCHEDULE_AFTER */
+  long long batch_size; /* 0 = destination default */
+  struct bf_loc batch_size_loc;
   long long reconcile_ms; /* live: full reconciliation run every ...; default 1h, 0 = never */
+  /* reject_threshold (sync_keys.h): a share of the rows read in percent, or
+   * (pct < 0) a count of rejected rows a run tolerates. */
+  bool reject_threshold_set;
+  double reject_threshold_pct;
+  long long reject_threshold_count;
   struct bf_loc loc;
   struct bf_loc model_loc, destination_loc, mode_loc;
+  /* Set when a value of the sync or of its model names an unset ${NAME}:
+   * nothing beyond the sync's name was checked. */
+  const struct bf_node *unset;
 };
 
 struct bf_config {
   char *path; /* path of backflow.yml as given */
   char *dir;  /* project folder; relative paths in config resolve here */
   int version;
-  char *state_dir;     /* absolute or relative to dir; default ".backflow" */
-  char *secret;        /* optional; NULL -> generated into <state_dir>/secret */
-  char *server_listen; /* default "127.0.0.1:8420" */
-  char *server_token;  /* optional */
+  char *state_dir;                         /* absolute or relative to dir; default ".backflow" */
+  char *secret;                            /* optional; NULL -> generated into <state_dir>/secret */
+  struct bf_loc state_dir_loc, secret_loc; /* where written, else file:1:1 */
+  char *server_listen;                     /* default "127.0.0.1:8420" */
+  char *server_token;                      /* optional */
   /* durability: process (default) survives a killed process; power also
    * fsyncs before every send, to survive a power cut, at ~10 ms a batch. */
   bool durability_power;
@@ -155,6 +171,9 @@ struct bf_config {
   struct bf_destination_config *destinations;
   struct bf_sync_config *syncs;
   struct bf_node *root; /* owns every node and string above */
+  /* First unset ${NAME} in `secret`, `write_back` or `alerts`, and in
+   * `server` (whose settings are then defaults): needed by runs / serve only. */
+  const struct bf_node *unset_globals, *unset_server;
 };
 
 /* Loads and checks path. On success *out is a new config the caller frees
@@ -173,6 +192,18 @@ const struct bf_model_config *bf_config_model(const struct bf_config *c, const c
 const struct bf_destination_config *bf_config_destination(const struct bf_config *c,
                                                           const char *name);
 const struct bf_sync_config *bf_config_sync(const struct bf_config *c, const char *name);
+
+/* ${NAME} is resolved only for what a command touches (config_env.c): a
+ * missing variable is an error only when a command needs the value. The file
+ * loads with it; these say whether what is needed is complete, and fail with
+ * "file:l:c: environment variable X is not set (needed by ...)". */
+/* Everything in the file. */
+int bf_config_require_all(const struct bf_config *cfg, struct bf_error *err);
+/* What a run of sync name reads: the sync, its model, warehouse and
+ * destination, write-back's warehouse, and the secret/write_back/alerts. */
+int bf_config_require_sync(const struct bf_config *cfg, const char *name, struct bf_error *err);
+/* The first scalar under n naming an unset ${NAME}, in file order, or NULL. */
+const struct bf_node *bf_node_first_unset(const struct bf_node *n);
 
 /* Resolves a config-relative path against cfg->dir. Caller frees. */
 char *bf_config_path(const struct bf_config *cfg, const char *relative);

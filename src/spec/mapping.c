@@ -182,6 +182,7 @@ bool bf_mapping_key_bytes(const struct bf_value *v, struct bf_buf *out) {
   }
   case BF_FLOAT: bf_buf_append(out, tmp, (size_t)snprintf(tmp, sizeof tmp, "%.17g", v->u.f)); break;
   case BF_TEXT:
+  case BF_JSON:
   case BF_BLOB: bf_buf_append(out, v->u.s, v->len); break;
   }
   return true;
@@ -191,7 +192,7 @@ bool bf_mapping_key_bytes(const struct bf_value *v, struct bf_buf *out) {
  * reserved value_size() bytes. One row's fingerprint input is built with
  * plain stores: this runs once per value of every row. */
 static size_t value_size(const struct bf_value *v) {
-  return v->type == BF_TEXT || v->type == BF_BLOB ? 5 + (size_t)v->len : 9;
+  return bf_value_has_bytes(v->type) ? 5 + (size_t)v->len : 9;
 }
 
 static unsigned char *put_value(unsigned char *p, const struct bf_value *v) {
@@ -202,6 +203,7 @@ static unsigned char *put_value(unsigned char *p, const struct bf_value *v) {
   case BF_BOOL: memcpy(p, &v->u.i, 8); return p + 8;
   case BF_FLOAT: memcpy(p, &v->u.f, 8); return p + 8;
   case BF_TEXT:
+  case BF_JSON:
   case BF_BLOB:
     memcpy(p, &v->len, 4);
     memcpy(p + 4, v->u.s, v->len);

@@ -1,5 +1,6 @@
 #include "util/jsonw.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,7 +11,7 @@
 #include "util/error.h"
 
 const char *bf_type_name(enum bf_type t) {
-  static const char *const names[] = {"null", "int", "float", "text", "blob", "bool"};
+  static const char *const names[] = {"null", "int", "float", "text", "blob", "bool", "json"};
   return (unsigned)t < sizeof names / sizeof *names ? names[t] : "?";
 }
 
@@ -142,12 +143,21 @@ void bf_json_double(struct bf_buf *b, double v) {
     bf_buf_append(b, "null", 4);
     return;
   }
-  /* Prefer 15 significant digits when they round-trip (readable 0.1, not
-   * 0.10000000000000001); fall back to 17, which always does. */
-  char tmp[32];
-  int n = snprintf(tmp, sizeof tmp, "%.15g", v);
-  if (strtod(tmp, NULL) != v) n = snprintf(tmp, sizeof tmp, "%.17g", v);
-  bf_buf_append(b, tmp, (size_t)n);
+  char tmp[BF_DOUBLE_TEXT_MAX];
+  bf_buf_append(b, tmp, bf_double_text(tmp, v));
+}
+
+size_t bf_double_text(char *out, double v) {
+  /* When a representation of at most 15 digits round-trips, %.15g prints it
+   * (a normal double carries 15.95 digits, so rounding to 15 lands on it);
+   * else 16 digits, else 17, which always round-trips. Subnormals carry
+   * fewer digits: there every precision is tried. */
+  int n = 0;
+  for (int digits = fabs(v) < DBL_MIN ? 1 : 15; digits <= 17; digits++) {
+    n = snprintf(out, BF_DOUBLE_TEXT_MAX, "%.*g", digits, v);
+    if (strtod(out, NULL) == v) break;
+  }
+  return (size_t)n;
 }
 
 void bf_json_value(struct bf_buf *b, const struct bf_value *v) {
@@ -157,6 +167,7 @@ void bf_json_value(struct bf_buf *b, const struct bf_value *v) {
   case BF_BOOL: bf_buf_puts(b, v->u.i ? "true" : "false"); break;
   case BF_FLOAT: bf_json_double(b, v->u.f); break;
   case BF_TEXT: bf_json_str(b, v->u.s, v->len); break;
+  case BF_JSON: bf_buf_append(b, v->u.s, v->len); break;
   case BF_BLOB: {
     size_t cap = sodium_base64_ENCODED_LEN(v->len, sodium_base64_VARIANT_ORIGINAL);
     char *tmp = bf_xmalloc(cap);

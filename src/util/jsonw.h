@@ -28,6 +28,12 @@ const char *bf_buf_cstr(struct bf_buf *b);
 void bf_json_str(struct bf_buf *b, const char *s, size_t n);
 void bf_json_cstr(struct bf_buf *b, const char *s);
 void bf_json_int(struct bf_buf *b, int64_t v);
+/* The shortest decimal text that reads back as exactly v (1882.6, not
+ * 1882.5999999999999), as JSON writers and printf("%.17g") users disagree
+ * on; what every destination that receives text gets. v must be finite.
+ * out needs BF_DOUBLE_TEXT_MAX bytes; returns the length written. */
+#define BF_DOUBLE_TEXT_MAX 32
+size_t bf_double_text(char *out, double v);
 /* NaN and infinities have no JSON form: written as null. */
 void bf_json_double(struct bf_buf *b, double v);
 /* Writes a typed value: text as string, blob as base64 string, NULL as null. */

@@ -559,6 +559,7 @@ bool bf_pii_value_text(const struct bf_value *v, char *buf, size_t cap, const ch
   switch (v->type) {
   case BF_NULL: return false;
   case BF_TEXT:
+  case BF_JSON:
   case BF_BLOB:
     *s = v->u.s;
     *n = v->len;

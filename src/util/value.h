@@ -6,11 +6,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum bf_type { BF_NULL = 0, BF_INT, BF_FLOAT, BF_TEXT, BF_BLOB, BF_BOOL };
+/* BF_JSON: text that is one JSON value (PostgreSQL json/jsonb and arrays),
+ * written into JSON as it is rather than as a string. Values are never
+ * renumbered: the fingerprint holds them. */
+enum bf_type { BF_NULL = 0, BF_INT, BF_FLOAT, BF_TEXT, BF_BLOB, BF_BOOL, BF_JSON };
 
 struct bf_value {
   enum bf_type type;
-  uint32_t len; /* BF_TEXT / BF_BLOB: bytes */
+  uint32_t len; /* BF_TEXT / BF_BLOB / BF_JSON: bytes */
   union {
     int64_t i;     /* BF_INT, BF_BOOL (0/1) */
     double f;      /* BF_FLOAT */
@@ -20,5 +23,10 @@ struct bf_value {
 };
 
 const char *bf_type_name(enum bf_type t);
+
+/* The value's bytes are at u.s (len of them). */
+static inline int bf_value_has_bytes(enum bf_type t) {
+  return t == BF_TEXT || t == BF_BLOB || t == BF_JSON;
+}
 
 #endif

@@ -45,13 +45,13 @@ static void check_parsed(const struct bf_config *cfg, const uint8_t *doc, size_t
   for (size_t i = 0; i < cfg->n_destinations; i++) {
     const struct bf_destination_config *dc = &cfg->destinations[i];
     const struct bf_destination_type *t = bf_destination_find(dc->type);
-    if (!t) continue;
+    if (!t || dc->unset) continue; /* an unset ${NAME}: checked when a command needs it */
     struct bf_error err = {0};
     if (bf_params_check(dc->params, t->params, "destination", &err))
       check_message(&err, doc, size, "destination params");
   }
   for (size_t i = 0; i < cfg->n_warehouses; i++) {
-    for (size_t k = 0; bf_source_types[k]; k++) {
+    for (size_t k = 0; !cfg->warehouses[i].unset && bf_source_types[k]; k++) {
       if (strcmp(cfg->warehouses[i].type, bf_source_types[k]->name)) continue;
       struct bf_error err = {0};
       if (bf_params_check(cfg->warehouses[i].params, bf_source_types[k]->params, "warehouse", &err))
@@ -60,6 +60,14 @@ static void check_parsed(const struct bf_config *cfg, const uint8_t *doc, size_t
   }
   for (size_t i = 0; i < cfg->n_syncs; i++) {
     const struct bf_sync_config *s = &cfg->syncs[i];
+    struct bf_error uerr = {0};
+    /* What a command runs on: a sync whose ${NAME}s are all set. */
+    if (bf_config_require_sync(cfg, s->name, &uerr)) {
+      FUZZ_CHECK(!strncmp(uerr.msg, FILE_NAME ":", strlen(FILE_NAME ":")),
+                 "message does not name the file: %s", uerr.msg);
+      check_message(&uerr, doc, size, "unset variable");
+      continue;
+    }
     const struct bf_model_config *m = bf_config_model(cfg, s->model);
     FUZZ_CHECK(m && bf_config_destination(cfg, s->destination),
                "sync '%s' refers to an undefined model or destination", s->name);

@@ -7,7 +7,8 @@
  *
  * Properties: at state_dir the result equals a reference substitution
  * (${NAME} -> value, $${ -> ${, never substituted twice; unterminated,
- * malformed or unset references are errors) and the node is marked
+ * malformed references are errors, and so are unset ones where a command
+ * needs the value: state_dir always, a sync's values when it runs) and the node is marked
  * from_env exactly when something was substituted; anywhere, a failure is
  * one line naming the file and no message shows the secret's value. */
 #include <stdbool.h>
@@ -179,7 +180,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (size_t i = 0; i < cfg->n_destinations; i++) {
       const struct bf_destination_type *t = bf_destination_find(cfg->destinations[i].type);
       struct bf_error perr = {0};
-      if (t && bf_params_check(cfg->destinations[i].params, t->params, "destination", &perr))
+      if (t && !cfg->destinations[i].unset &&
+          bf_params_check(cfg->destinations[i].params, t->params, "destination", &perr))
         check_message(&perr, data, size, doc.data, "destination params");
     }
     for (size_t i = 0; i < cfg->n_syncs; i++) {
@@ -187,6 +189,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       char *cols[] = {"id", "email"};
       struct bf_mapping map;
       struct bf_error merr = {0};
+      /* An unset ${NAME} is refused where a command needs it, naming it. */
+      if (bf_config_require_sync(cfg, s->name, &merr)) {
+        FUZZ_CHECK(strstr(merr.msg, "is not set"), "require: %s", merr.msg);
+        check_message(&merr, data, size, doc.data, "unset variable");
+        continue;
+      }
       if (bf_mapping_build(cfg, s, bf_config_model(cfg, s->model), cols, 2, &map, &merr) == 0)
         bf_mapping_release(&map);
       else

@@ -391,9 +391,17 @@ class BadInput(CoreCase):
         self.check(text, 2, ["'feilds'", "did you mean 'fields'"], at=self.loc(text, "feilds"))
 
     def test_missing_environment_variable(self):
+        # In what the sync reads (its destination): refused, at the variable's place.
+        text = self.broken("path: out/users.jsonl", "path: \"out/${BF_TEST_UNSET_SECRET}\"")
+        line, _ = self.loc(text, "out/${BF_TEST_UNSET_SECRET}")
+        self.check(text, 2, ["BF_TEST_UNSET_SECRET", "not set", "destination 'out'"], at=(line,))
+        # In a destination no sync of the command uses: no concern of `run users_file`
+        # (issue 16), but of every command that reads the whole file.
         text = self.broken(WEBHOOK_SECRET, "${BF_TEST_UNSET_SECRET}")
-        line, _ = self.loc(text, "${BF_TEST_UNSET_SECRET}")
-        self.check(text, 2, ["BF_TEST_UNSET_SECRET", "not set"], at=(line,))
+        self.p.write_config(text)
+        self.assertEqual(self.p.run("run", "users_file").returncode, 0)
+        self.check(text, 2, ["BF_TEST_UNSET_SECRET", "not set"], at=(self.loc(text, "${BF")[0],),
+                   args=("run", "--all"))
 
     def test_bad_sql_is_a_warehouse_error(self):
         text = self.broken("SELECT id, email", "SELEC id, email")

@@ -196,7 +196,7 @@ class PgSyncTest(unittest.TestCase):
         by_id = {rec["key"]["user_id"]: rec["fields"] for rec in recs}
         self.assertEqual(by_id[2], {"email": "person2@example.com", "ltv": "2.50", "score": 0.5, "active": True,
                                     "created": "2024-01-01T00:02:00Z", "born": "2000-01-03",
-                                    "meta": '{"i": 2}', "pic": base64.b64encode(b"\x00\xff").decode()})
+                                    "meta": {"i": 2}, "pic": base64.b64encode(b"\x00\xff").decode()})
         self.assertEqual(set(by_id[0].values()), {None})
         self.assertEqual(by_id[1]["active"], False)
 

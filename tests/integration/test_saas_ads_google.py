@@ -168,7 +168,7 @@ class GoogleCustomerMatch(unittest.TestCase):
 
     def test_validate_finds_the_user_list(self):
         self.p.write_config(config(self.srv.url))
-        p = self.p.run("validate")
+        p = self.p.run("validate", "--connect")
         self.assertEqual(p.returncode, 0, p.stderr + p.stdout)
 
 

@@ -135,7 +135,7 @@ class HubSpotSync(CrmCase):
         self.assertIn("HTTP 401", p.stderr)
         self.assertIn("check the token", p.stderr)
         self.assertNotIn("pat-na1-wrong-token-0000", p.stdout + p.stderr)
-        v = self.p.run("validate")
+        v = self.p.run("validate", "--connect")
         self.assertNotEqual(v.returncode, 0)
         self.assertNotIn("pat-na1-wrong-token-0000", v.stdout + v.stderr)
         for root, _, files in os.walk(os.path.join(self.p.dir, ".backflow")):
@@ -145,7 +145,7 @@ class HubSpotSync(CrmCase):
 
     def test_validate_checks_credentials(self):
         self.configure()
-        v = self.p.run("validate")
+        v = self.p.run("validate", "--connect")
         self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
         self.assertIn("destination crm (hubspot)", v.stdout)
 
@@ -163,7 +163,7 @@ class HubSpotSync(CrmCase):
 
     def test_check_of_rate_limit_config_errors_name_the_place(self):
         self.configure(rate_limit="{requests_per_second: fast}")
-        p = self.p.run("validate")
+        p = self.p.run("validate", "--connect")
         self.assertEqual(p.returncode, 2)
         self.assertIn("backflow.yml:", p.stderr + p.stdout)
         self.assertIn("rate_limit.requests_per_second", p.stderr + p.stdout)

@@ -120,12 +120,12 @@ class SalesforceSync(CrmCase):
         self.assertEqual(p.returncode, 4, p.stderr)
         self.assertIn("INVALID_SESSION_ID", p.stderr)
         self.assertNotIn("wrongwrongwrong", p.stdout + p.stderr)
-        v = self.p.run("validate")
+        v = self.p.run("validate", "--connect")
         self.assertNotEqual(v.returncode, 0)
         self.assertNotIn("wrongwrongwrong", v.stdout + v.stderr)
 
     def test_config_needs_object_and_one_external_id(self):
         self.p.write_config(sf_config(self.s.base).replace("    object: Contact\n", ""))
-        v = self.p.run("validate")
+        v = self.p.run("validate", "--connect")
         self.assertEqual(v.returncode, 2)
         self.assertIn("salesforce needs object", v.stdout + v.stderr)

@@ -113,6 +113,6 @@ class ZendeskSync(CrmCase):
         self.assertEqual(p.returncode, 4, p.stderr)
         self.assertIn("HTTP 401", p.stderr)
         self.assertNotIn("zdWRONGsecret987654", p.stdout + p.stderr)
-        v = self.p.run("validate")
+        v = self.p.run("validate", "--connect")
         self.assertNotEqual(v.returncode, 0)
         self.assertNotIn("zdWRONGsecret987654", v.stdout + v.stderr)

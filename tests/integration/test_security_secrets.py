@@ -107,7 +107,7 @@ class SecretsNeverShown(CoreCase):
         self.write(secret_dest(secret_url(r.base)))
         self.bf("run", "users", expect=1)
         self.assertEqual(len(r.store()), N - 3)
-        self.bf("validate", expect=0)  # online: a signed, authenticated empty POST
+        self.bf("validate", "--connect", expect=0)  # online: a signed, authenticated empty POST
         self.bf("run", "users", "--json", expect=1)
         self.inspect()
 
@@ -132,7 +132,7 @@ class SecretsNeverShown(CoreCase):
     def test_unreachable_and_timing_out_destinations(self):
         self.write(secret_dest(secret_url(f"http://127.0.0.1:{closed_port()}")))
         self.bf("run", "users", expect=4)
-        self.bf("validate", expect=4)
+        self.bf("validate", "--connect", expect=4)
         r = self.new_receiver(delay_ms=3000)
         self.write(secret_dest(secret_url(r.base), max_retries=0, timeout="500ms"))
         proc = self.bf("run", "users", expect=4)

@@ -1,5 +1,6 @@
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "util/jsonw.h"
@@ -43,6 +44,46 @@ Test(jsonw, numbers_round_trip_and_non_finite_is_null) {
   bf_buf_reset(&b);
   bf_json_int(&b, -9223372036854775807LL - 1);
   cr_assert_str_eq(bf_buf_cstr(&b), "-9223372036854775808");
+  bf_buf_release(&b);
+}
+
+/* Shortest text that reads back exactly: what Redis and every other text
+ * destination receive (issue 16: 1882.6 arrived as 1882.5999999999999). */
+Test(jsonw, double_text_is_the_shortest_round_trip) {
+  static const struct {
+    double v;
+    const char *want;
+  } cases[] = {{1882.6, "1882.6"},
+               {0.1, "0.1"},
+               {0.30000000000000004, "0.30000000000000004"},
+               {1e300, "1e+300"},
+               {-2, "-2"},
+               {5e-324, "5e-324"},
+               {123456789012345680.0, "1.2345678901234568e+17"}};
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    char buf[BF_DOUBLE_TEXT_MAX];
+    size_t n = bf_double_text(buf, cases[i].v);
+    cr_assert_str_eq(buf, cases[i].want);
+    cr_assert_eq(n, strlen(cases[i].want));
+    cr_assert_eq(strtod(buf, NULL), cases[i].v);
+  }
+  /* Every double of a sweep round-trips and is never longer than %.17g. */
+  for (double v = 1e-5; v < 1e6; v *= 1.37) {
+    char buf[BF_DOUBLE_TEXT_MAX], full[40];
+    bf_double_text(buf, v);
+    snprintf(full, sizeof full, "%.17g", v);
+    cr_assert_eq(strtod(buf, NULL), v);
+    cr_assert_leq(strlen(buf), strlen(full));
+  }
+}
+
+Test(jsonw, json_values_are_written_as_they_are) {
+  struct bf_buf b = {0};
+  struct bf_value v = {.type = BF_JSON, .len = 9, .u.s = "[1,\"a\"]xx"};
+  v.len = 7;
+  bf_json_value(&b, &v);
+  cr_assert_str_eq(bf_buf_cstr(&b), "[1,\"a\"]");
+  cr_assert_str_eq(bf_type_name(BF_JSON), "json");
   bf_buf_release(&b);
 }
 
