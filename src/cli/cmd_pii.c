@@ -10,6 +10,7 @@
 
 #include "cli/cli.h"
 #include "engine/forget.h"
+#include "engine/idindex.h"
 #include "engine/forgotten.h"
 #include "util/fsutil.h"
 #include "engine/state.h"
@@ -69,7 +70,8 @@ int bf_cmd_pii(struct bf_cli *cli, struct bf_error *err) {
     const struct bf_model_config *m = bf_config_model(cfg, s->model);
     const struct bf_destination_config *dc = bf_config_destination(cfg, s->destination);
     char *dir = bf_project_sync_dir(p, s->name);
-    long long records = -1, vault = -1;
+    long long records = -1, vault = -1, indexed = -1;
+    bool index_complete = false;
     if (access(dir, F_OK) == 0) {
       struct bf_state *st = NULL;
       struct bf_error serr = {0};
@@ -81,6 +83,11 @@ int bf_cmd_pii(struct bf_cli *cli, struct bf_error *err) {
       char *vp = bf_xasprintf("%s/vault.bin", dir);
       vault = bf_vault_live_entries(vp);
       free(vp);
+      struct bf_error ierr = {0};
+      if (bf_idindex_check(dir, p->has_secret ? &p->prf : NULL, &indexed, &index_complete, &ierr)) {
+        fprintf(stderr, "backflow pii: %s\n", ierr.msg);
+        status = 2;
+      }
     }
     free(dir);
     if (si) bf_buf_putc(&out, ',');
@@ -102,6 +109,12 @@ int bf_cmd_pii(struct bf_cli *cli, struct bf_error *err) {
     bf_buf_puts(&out, ",\"vault\":");
     if (vault >= 0)
       bf_buf_printf(&out, "{\"entries\":%lld}", vault);
+    else
+      bf_buf_puts(&out, "null");
+    bf_buf_puts(&out, ",\"identifier_index\":");
+    if (indexed >= 0)
+      bf_buf_printf(&out, "{\"pairs\":%lld,\"complete\":%s}", indexed,
+                    index_complete ? "true" : "false");
     else
       bf_buf_puts(&out, "null");
     if (!cli->json) {
@@ -160,6 +173,9 @@ int bf_cmd_pii(struct bf_cli *cli, struct bf_error *err) {
     if (!cli->json) {
       if (m->pii.n == 0) printf("  (model %s declares no pii columns)\n", m->name);
       if (vault >= 0) printf("  sealed identifiers kept for deletes (vault): %lld\n", vault);
+      if (indexed >= 0)
+        printf("  identifier index (email/phone keyed hash -> record): %lld pair(s)%s\n", indexed,
+               index_complete ? "" : ", being completed by the next run");
     }
   }
   bf_buf_puts(&out, "]");

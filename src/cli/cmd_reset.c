@@ -27,10 +27,14 @@ static int reset_sync(struct bf_project *p, const char *name, struct bf_error *e
   }
   if ((rc = bf_state_open(dir, true, &p->prf, &st, err)) || (rc = bf_state_clear(st, err)))
     goto out;
-  /* The sealed identifiers go too: nothing is kept for a sync that forgot. */
+  /* The sealed identifiers and their index go too: nothing is kept for a
+   * sync that forgot (the next run sends, and indexes, every row again). */
   char *vault = bf_xasprintf("%s/vault.bin", dir);
+  char *index = bf_xasprintf("%s/idindex.bin", dir);
   unlink(vault);
+  unlink(index);
   free(vault);
+  free(index);
   printf("%s: state cleared; the next run sends every row\n", name);
 out:
   bf_state_free(st);

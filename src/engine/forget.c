@@ -18,6 +18,7 @@
 #include "engine/audit_log.h"
 #include "util/crashpoint.h"
 #include "engine/forgotten.h"
+#include "engine/idindex.h"
 #include "util/fsutil.h"
 #include "util/keyfile.h"
 #include "spec/mapping.h"
@@ -63,8 +64,9 @@ struct item {
   long long found, deleted;
   const char *status;
   char *reason;
-  int exit;   /* this invocation's verdict: 0, 1, 2, 3, 4 */
-  bool fresh; /* worked on in this invocation (gets an audit entry) */
+  int exit;     /* this invocation's verdict: 0, 1, 2, 3, 4 */
+  bool fresh;   /* worked on in this invocation (gets an audit entry) */
+  bool indexed; /* the sync's identifier index covers every record it sent */
 };
 
 struct request {
@@ -881,6 +883,34 @@ static void item_done(struct item *it, const char *status, int exit, const char 
   set_reason(it, reason);
 }
 
+/* The records the sync sent for the person's emails and phones, by its
+ * identifier index (idindex.h): found whether or not the rows are still in
+ * the warehouse. Their match values come from the vault at delivery. */
+static int index_targets(struct bf_project *p, const struct person *ps, struct item *it,
+                         struct bf_error *err) {
+  size_t n = ps->n_emails + ps->n_phones;
+  if (n == 0) return 0;
+  unsigned char(*idents)[16] = bf_xcalloc(n, 16);
+  for (size_t i = 0; i < ps->n_emails; i++)
+    bf_forgotten_identifier_hash(&p->prf, BF_FORGOTTEN_EMAIL, ps->emails[i], strlen(ps->emails[i]),
+                                 idents[i]);
+  for (size_t i = 0; i < ps->n_phones; i++)
+    bf_forgotten_identifier_hash(&p->prf, BF_FORGOTTEN_PHONE, ps->phones[i], strlen(ps->phones[i]),
+                                 idents[ps->n_emails + i]);
+  char *dir = bf_project_sync_dir(p, it->sync->name);
+  unsigned char(*keys)[16] = NULL;
+  size_t n_keys = 0;
+  bool indexed;
+  int rc = bf_idindex_lookup(dir, &p->prf, (const unsigned char(*)[16])idents, n, &keys, &n_keys,
+                             &indexed, err);
+  for (size_t i = 0; rc == 0 && i < n_keys; i++) add_target(it, keys[i], NULL);
+  it->indexed = indexed || access(dir, F_OK) != 0; /* a sync that never ran holds nothing */
+  free(keys);
+  free(idents);
+  free(dir);
+  return rc;
+}
+
 static void lookup_item(struct bf_project *p, struct request *rq, struct item *it) {
   const struct bf_sync_config *s = it->sync;
   const struct bf_model_config *m = bf_config_model(p->cfg, s->model);
@@ -927,6 +957,11 @@ static void lookup_item(struct bf_project *p, struct request *rq, struct item *i
     if (!t->match && only && !strcmp(only, m->primary_key))
       t->guess = match_for_sync(s, m, ps->key_value, true);
   }
+  if ((rc = index_targets(p, ps, it, &err)) < 0) {
+    targets_free(it);
+    item_pending(it, bf_code_exit_status(rc), err.msg);
+    goto out;
+  }
   if (it->nt == 0 && ps->typed && only) {
     /* Not in the warehouse (any more), but the sync matches by the erased
      * identifier itself: the delete can name it. */
@@ -937,7 +972,12 @@ static void lookup_item(struct bf_project *p, struct request *rq, struct item *i
     }
   }
   it->found = (long long)it->nt;
-  if (it->nt == 0)
+  if (it->nt == 0 && !it->indexed && rq->kind != BF_FORGET_KEY)
+    item_done(it, "not_found", 0,
+              "not in the warehouse; the sync's identifier index is not complete yet (its next "
+              "run completes it), so a record it sent before for someone no longer in the "
+              "warehouse cannot be found");
+  else if (it->nt == 0)
     item_done(it, "not_found", 0, NULL);
   else
     it->phase = PH_DELETE;
@@ -1131,7 +1171,8 @@ static void deliver(struct bf_project *p, struct request *rq, struct item *it,
   if (unresolvable)
     why = bf_xasprintf(
         "%zu record(s) cannot be deleted: the row left the warehouse and the sync kept "
-        "no identifier for it (only mirror syncs do); delete it at the destination by hand",
+        "no identifier for it (it was sent before the sync's identifier index was complete); "
+        "delete it at the destination by hand",
         unresolvable);
   if (it->nt) {
     char *r =

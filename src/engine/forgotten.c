@@ -335,33 +335,45 @@ static bool is_space(unsigned char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
-/* Hot path (every email of every row, once someone was erased by email):
- * bf_pii_meta_email is trim + ASCII lower case, plus checks that only say
- * whether the value is an email at all. An erased email passed them, so a
- * value that trims and lowers to it is one too: the checks are skipped. */
-static int email_fast(const char *s, size_t n, char out[BF_PII_MAX]) {
+/* Hot path (every email of every row, once someone was erased by email).
+ * For pure ASCII, bf_pii_meta_email is trim + lower case plus checks that
+ * only say whether the value is an email at all; an erased email passed
+ * them, so a value that trims and lowers to it is one too. Anything else
+ * (Unicode spaces, non-ASCII letters) takes the full normaliser, so a value
+ * erased as "José@x" still matches "JOSÉ@x\u00a0". */
+static int email_norm(const char *s, size_t n, char out[BF_PII_MAX]) {
   while (n && is_space((unsigned char)*s)) s++, n--;
   while (n && is_space((unsigned char)s[n - 1])) n--;
   if (n == 0 || n > 254) return -1;
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
+    if (c >= 0x80) {
+      const char *why;
+      return bf_pii_meta_email(s, n, out, &why);
+    }
     out[i] = (char)(c >= 'A' && c <= 'Z' ? c | 0x20 : c);
   }
   return (int)n;
 }
 
+bool bf_forgotten_value_hash(const struct bf_prf *prf, int kind, const struct bf_value *v,
+                             unsigned char out[16]) {
+  char num[48], norm[BF_PII_MAX];
+  const char *s, *why;
+  size_t n;
+  if (!bf_pii_value_text(v, num, sizeof num, &s, &n)) return false;
+  int len =
+      kind == BF_FORGOTTEN_EMAIL ? email_norm(s, n, norm) : bf_pii_meta_phone(s, n, norm, &why);
+  if (len < 0) return false;
+  bf_forgotten_identifier_hash(prf, kind, norm, (size_t)len, out);
+  return true;
+}
+
 static uint64_t match_identifier(struct bf_forgotten_filter *f, int kind, const size_t *cols,
                                  size_t ncols, const struct bf_value *row) {
   for (size_t i = 0; i < ncols; i++) {
-    char num[48], out[BF_PII_MAX];
-    const char *s, *why;
-    size_t n;
-    if (!bf_pii_value_text(&row[cols[i]], num, sizeof num, &s, &n)) continue;
-    int len =
-        kind == BF_FORGOTTEN_EMAIL ? email_fast(s, n, out) : bf_pii_meta_phone(s, n, out, &why);
-    if (len < 0) continue;
     unsigned char h[16];
-    bf_forgotten_identifier_hash(f->prf, kind, out, (size_t)len, h);
+    if (!bf_forgotten_value_hash(f->prf, kind, &row[cols[i]], h)) continue;
     struct slot *sl = slot_for(f, (uint8_t)kind, h);
     if (sl->request) return sl->request;
   }

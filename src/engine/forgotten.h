@@ -19,6 +19,7 @@
 #ifndef BF_FORGOTTEN_H
 #define BF_FORGOTTEN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,6 +43,10 @@ struct bf_forgotten_entry {
  * value is shown in the audit log as the identifier's hash. */
 void bf_forgotten_identifier_hash(const struct bf_prf *prf, int kind, const char *norm, size_t n,
                                   unsigned char out[16]);
+/* Keyed hash (as above) of a row's email or phone value, normalised as the
+ * suppression list stores it; false when the value is not one. */
+bool bf_forgotten_value_hash(const struct bf_prf *prf, int kind, const struct bf_value *v,
+                             unsigned char out[16]);
 /* Scope of a model's primary keys: key hashes of two models never mix. It
  * is a hash of the model's name (configuration, not personal data). */
 uint64_t bf_forgotten_model_scope(const char *model);

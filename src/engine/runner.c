@@ -156,6 +156,7 @@ static void batch_add(struct run *r, enum bf_op op, enum bf_change change,
   bf_buf_append(&b->arena, match_json, match_len);
   if (row) {
     bf_outcomes_note_key(r->outcomes, key, &row[r->map.pk_col]);
+    bf_run_index_note(r, key, row);
     struct bf_value *vals = b->values + b->n * b->nvals;
     for (size_t i = 0; i < b->nvals; i++) {
       const struct bf_value *src = i < r->map.n_match ? &row[r->map.match_cols[i]]
@@ -212,8 +213,9 @@ int bf_run_flush_batch(struct run *r, struct bf_error *err) {
     r->resync_last = false; /* retried records that follow are not the last batch */
   }
   batch_fixup(b);
-  int rc = 0;
   /* 1. What the destination may hold from now on must be known first. */
+  int rc = bf_run_index_commit(r, err);
+  if (rc) return rc;
   if (r->vault) {
     if ((rc = bf_vault_begin(r->vault, err))) return rc;
     for (size_t i = 0; i < b->n && !rc; i++)
@@ -431,7 +433,7 @@ int bf_run_process_row(struct run *r, const struct bf_value *row, const unsigned
   bool present = e->flags & BF_ST_PRESENT, pending = e->flags & BF_ST_PENDING;
   if (present && !pending && e->fp == fp && !r->opts->full_resync) {
     c->unchanged++;
-    return 0;
+    return r->id_backfill ? bf_run_index_backfill(r, key, row, err) : 0;
   }
   enum bf_change change = present ? BF_CHANGE_CHANGE : BF_CHANGE_ADD;
   enum bf_op op = BF_OP_UPSERT;
@@ -661,6 +663,8 @@ int bf_run_begin(struct run *r, const char *sync_name, struct bf_error *err) {
   for (size_t i = 0; i < r->map.n_match; i++) r->wanted[r->map.match_cols[i]] = true;
   for (size_t i = 0; i < r->map.n_fields; i++) r->wanted[r->map.field_cols[i]] = true;
   if (r->forgotten) memset(r->wanted, 1, cur->ncols); /* erasure checks look at pii columns */
+  if (!opts->plan_only && dtype->needs_identifier_for_delete)
+    bf_run_index_columns(r, cur->column_names, cur->ncols);
   cur->wanted = r->wanted;
   if (r->keyed) {
     /* A session looks rows up by key later; this cursor only named the columns. */
@@ -702,7 +706,10 @@ int bf_run_begin(struct run *r, const char *sync_name, struct bf_error *err) {
       if ((rc = bf_runlog_begin(r->log, r->sync->name, &res->run_id, err))) return rc;
       r->logged = true;
     }
-    if (r->sync->mode == BF_MODE_MIRROR && dtype->needs_identifier_for_delete &&
+    if ((rc = bf_run_index_open(r, err))) return rc;
+    /* Identifiers are kept for deletes: a mirror's removals, an erasure. */
+    bool keep_identifiers = r->sync->mode == BF_MODE_MIRROR || r->idindex;
+    if (keep_identifiers && dtype->needs_identifier_for_delete &&
         (rc = bf_vault_open(r->sync_dir, &r->prf, p->cfg->durability_power, &r->vault, err)))
       return rc;
     if ((rc = bf_destination_open(dc, p->cfg, &r->dest, err))) return rc;
@@ -731,6 +738,13 @@ int bf_run_end(struct run *r, int rc, struct bf_error *err) {
   struct bf_run_result *res = r->res;
   bf_prefetch_free(r->pf); /* stops the reader before the source closes */
   r->pf = NULL;
+  if (r->idindex && !opts->plan_only) {
+    struct bf_error ix_err = {0};
+    if (bf_run_index_end(r, rc == 0 && !r->keyed && r->scanned, &ix_err) && rc == 0) {
+      *err = ix_err;
+      rc = ix_err.code;
+    }
+  }
   if (r->state && !opts->plan_only) {
     struct bf_error fold_err = {0};
     if (bf_state_fold(r->state, &fold_err) && rc == 0) {
@@ -756,6 +770,7 @@ int bf_run_end(struct run *r, int rc, struct bf_error *err) {
   bf_outcomes_free(r->outcomes);
   r->outcomes = NULL;
   bf_destination_close(r->dest);
+  bf_run_index_free(r);
   bf_vault_close(r->vault);
   bf_forgotten_filter_free(r->forgotten);
   bf_runlog_close(r->log);
@@ -782,6 +797,7 @@ int bf_sync_run(struct bf_project *p, const char *sync_name, const struct bf_run
   struct run r = {.p = p, .opts = opts, .res = res};
   int rc = bf_run_begin(&r, sync_name, err);
   if (rc == 0) rc = scan(&r, r.pf, err);
+  r.scanned = rc == 0;
   /* Removals only after a complete scan: a partial read says nothing about
    * which keys left the model. */
   if (rc == 0 && r.sync->mode == BF_MODE_MIRROR) rc = removals(&r, err);
