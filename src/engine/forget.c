@@ -1478,20 +1478,20 @@ int bf_forget_identifier_hash(struct bf_project *p, const struct bf_forget_optio
   return rc;
 }
 
-int bf_forget_person(struct bf_project *p, const struct bf_forget_options *o,
-                     struct bf_forget_result *res, struct bf_error *err) {
-  memset(res, 0, sizeof *res);
+/* Records a new request for the person named by o (sealed in the pending
+ * store, the suppression list, the audit log) with every sync still to be
+ * looked up; *rq then belongs to st. The caller holds the erasure lock. */
+static int new_request(struct bf_project *p, const struct bf_forget_options *o, struct store *st,
+                       struct request **out, struct bf_error *err) {
+  *out = NULL;
   struct person *ps = NULL;
   char norm[BF_PII_MAX];
-  int lock_fd = -1;
-  struct store st = {0};
-  struct request *rq = NULL;
   int rc = person_from_options(p, o, &ps, norm, err);
-  if (rc || (rc = bf_project_secret(p, true, err)) < 0 || (rc = lock_erasures(p, &lock_fd, err)) ||
-      (rc = bf_audit_verify(p->state_dir, &p->prf, NULL, err)) || (rc = store_load(p, &st, err)))
+  if (rc || (rc = bf_project_secret(p, true, err)) < 0 ||
+      (rc = bf_audit_verify(p->state_dir, &p->prf, NULL, err)) || (rc = store_load(p, st, err)))
     goto out;
-  rq = bf_xcalloc(1, sizeof *rq);
-  rq->id = next_request_id(p, &st, err, &rc);
+  struct request *rq = bf_xcalloc(1, sizeof *rq);
+  rq->id = next_request_id(p, st, err, &rc);
   if (rc) {
     request_free(rq);
     goto out;
@@ -1508,23 +1508,50 @@ int bf_forget_person(struct bf_project *p, const struct bf_forget_options *o,
     it->sync_name = bf_xstrdup(it->sync->name);
     it->phase = PH_LOOKUP;
   }
-  st.rq = bf_xrealloc(st.rq, (st.n + 1) * sizeof *st.rq);
-  st.rq[st.n++] = rq;
+  st->rq = bf_xrealloc(st->rq, (st->n + 1) * sizeof *st->rq);
+  st->rq[st->n++] = rq;
+  *out = rq;
   /* Recorded (sealed) before anything else: a crash from here on leaves a
    * request that --retry completes. Then no run sends the person again. */
-  if ((rc = store_save(p, &st, err)) || (rc = suppress_identifiers(p, rq, err)) ||
+  if ((rc = store_save(p, st, err)) || (rc = suppress_identifiers(p, rq, err)) ||
       (rc = audit_request(p, rq, err)))
     goto out;
+out:
+  sodium_memzero(norm, sizeof norm);
+  person_free(ps);
+  return rc < 0 ? rc : 0;
+}
+
+int bf_forget_person(struct bf_project *p, const struct bf_forget_options *o,
+                     struct bf_forget_result *res, struct bf_error *err) {
+  memset(res, 0, sizeof *res);
+  int lock_fd = -1;
+  struct store st = {0};
+  struct request *rq = NULL;
+  int rc = lock_erasures(p, &lock_fd, err);
+  if (rc || (rc = new_request(p, o, &st, &rq, err))) goto out;
   long long wait = o->lock_wait_ms > 0 ? o->lock_wait_ms : DEFAULT_LOCK_WAIT_MS;
   if ((rc = process_request(p, &st, rq, false, wait, err))) goto out;
   fill_result(p, rq, res);
   rc = audit_end(p, rq, res, err);
 out:
-  sodium_memzero(norm, sizeof norm);
-  person_free(ps);
   store_release(&st);
   if (lock_fd >= 0) close(lock_fd);
   return rc < 0 ? rc : 0;
+}
+
+int bf_forget_submit(struct bf_project *p, const struct bf_forget_options *o, uint64_t *id,
+                     struct bf_error *err) {
+  *id = 0;
+  int lock_fd = -1;
+  struct store st = {0};
+  struct request *rq = NULL;
+  int rc = lock_erasures(p, &lock_fd, err);
+  if (rc == 0) rc = new_request(p, o, &st, &rq, err);
+  if (rc == 0) *id = rq->id;
+  store_release(&st);
+  if (lock_fd >= 0) close(lock_fd);
+  return rc;
 }
 
 int bf_forget_retry(struct bf_project *p, long long lock_wait_ms, struct bf_forget_result **res,
@@ -1553,59 +1580,6 @@ out:
   store_release(&st);
   if (lock_fd >= 0) close(lock_fd);
   return rc < 0 ? rc : 0;
-}
-
-void bf_forget_result_release(struct bf_forget_result *res) {
-  if (!res) return;
-  for (size_t i = 0; i < res->n_syncs; i++) {
-    free(res->syncs[i].sync);
-    free(res->syncs[i].destination);
-    free(res->syncs[i].destination_type);
-    free(res->syncs[i].reason);
-  }
-  free(res->syncs);
-  free(res->model);
-  memset(res, 0, sizeof *res);
-}
-
-void bf_forget_result_json(const struct bf_forget_result *res, struct bf_buf *out) {
-  bf_buf_printf(out, "{\"request\":%llu,\"kind\":", (unsigned long long)res->request);
-  bf_json_cstr(out, bf_forget_kind_name(res->kind));
-  bf_buf_puts(out, ",\"identifier_hash\":");
-  bf_json_cstr(out, res->identifier_hash);
-  bf_buf_puts(out, ",\"model\":");
-  if (res->model)
-    bf_json_cstr(out, res->model);
-  else
-    bf_buf_puts(out, "null");
-  bf_buf_puts(out, ",\"status\":");
-  bf_json_cstr(out, res->status ? res->status : "pending");
-  bf_buf_printf(out, ",\"exit_status\":%d,\"syncs\":[", res->exit_status);
-  for (size_t i = 0; i < res->n_syncs; i++) {
-    const struct bf_forget_sync_result *r = &res->syncs[i];
-    if (i) bf_buf_putc(out, ',');
-    bf_buf_puts(out, "{\"sync\":");
-    bf_json_cstr(out, r->sync);
-    bf_buf_puts(out, ",\"destination\":");
-    if (r->destination)
-      bf_json_cstr(out, r->destination);
-    else
-      bf_buf_puts(out, "null");
-    bf_buf_puts(out, ",\"destination_type\":");
-    if (r->destination_type)
-      bf_json_cstr(out, r->destination_type);
-    else
-      bf_buf_puts(out, "null");
-    bf_buf_printf(out, ",\"found\":%lld,\"deleted\":%lld,\"status\":", r->found, r->deleted);
-    bf_json_cstr(out, r->status);
-    bf_buf_puts(out, ",\"reason\":");
-    if (r->reason)
-      bf_json_cstr(out, r->reason);
-    else
-      bf_buf_puts(out, "null");
-    bf_buf_putc(out, '}');
-  }
-  bf_buf_puts(out, "]}");
 }
 
 int bf_forget_pending_count(struct bf_project *p, size_t *items, size_t *requests,

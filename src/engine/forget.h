@@ -62,6 +62,16 @@ struct bf_forget_result {
  * could start (bad identifier, unknown model, state folder unusable). */
 int bf_forget_person(struct bf_project *p, const struct bf_forget_options *o,
                      struct bf_forget_result *res, struct bf_error *err);
+/* Records a new request (sealed, suppressed, audited) without working on
+ * it: the next bf_forget_retry does (the server's erasure worker). *id is
+ * its number. */
+int bf_forget_submit(struct bf_project *p, const struct bf_forget_options *o, uint64_t *id,
+                     struct bf_error *err);
+/* The state of request id as the audit log tells it, in the shape of a
+ * bf_forget_person result (status "queued" while no sync was worked on).
+ * 1 when there is no such request. */
+int bf_forget_status(struct bf_project *p, uint64_t id, struct bf_forget_result *res,
+                     struct bf_error *err);
 /* Resends every pending request. *res is an array of *n results (none when
  * nothing is pending). */
 int bf_forget_retry(struct bf_project *p, long long lock_wait_ms, struct bf_forget_result **res,

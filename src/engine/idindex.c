@@ -14,9 +14,9 @@
 #include "util/jsonw.h"
 #include "util/keyfile.h"
 
-#define MAGIC         "BFIDIX01"
-#define COMPLETE_BIT  1ull
-#define RECORD        BF_IDINDEX_RECORD
+#define MAGIC        "BFIDIX01"
+#define COMPLETE_BIT 1ull
+#define RECORD       BF_IDINDEX_RECORD
 
 struct bf_idindex {
   char *path;
@@ -57,11 +57,11 @@ static int io_error(const char *path, const char *what, struct bf_error *err) {
 }
 
 /* Header and number of valid records of a file's bytes. */
-static int parse(const char *path, const unsigned char *data, size_t len,
-                 const struct bf_prf *prf, struct bf_keyfile_header *kh, uint64_t *valid,
-                 struct bf_error *err) {
+static int parse(const char *path, const unsigned char *data, size_t len, const struct bf_prf *prf,
+                 struct bf_keyfile_header *kh, uint64_t *valid, struct bf_error *err) {
   if (!bf_keyfile_header_decode(data, len, kh) || memcmp(kh->magic, MAGIC, 8) != 0)
-    return bf_keyfile_damaged(err, path, len == 0 ? "empty file" : "not a Backflow identifier index");
+    return bf_keyfile_damaged(err, path,
+                              len == 0 ? "empty file" : "not a Backflow identifier index");
   int rc = prf ? bf_keyfile_check_key(path, kh->key_check, prf, err) : 0;
   if (rc) return rc;
   uint64_t n = 0;

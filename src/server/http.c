@@ -39,6 +39,9 @@ static const struct route routes[] = {
      "run now (or once more)"},
     {"GET", "/api/runs/{id}/errors", AUTH_TOKEN, bf_api_run_errors, "row-level errors of a run"},
     {"GET", "/metrics", AUTH_TOKEN, bf_api_metrics, "Prometheus text format"},
+    {"POST", "/api/erasures", AUTH_TOKEN, bf_api_erasure_create,
+     "erase a person: {\"email\"|\"phone\"|\"key\": ...} -> 202 {\"id\": N}"},
+    {"GET", "/api/erasures/{id}", AUTH_TOKEN, bf_api_erasure, "an erasure request, per sync"},
     {"POST", "/hooks/{destination}", AUTH_HMAC, bf_hooks_receive, "destination events, signed"},
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])

@@ -164,6 +164,7 @@ int bf_serve(struct bf_project *p, const char *listen, struct bf_error *err) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
   masked = true;
   srv.hooks = bf_hook_store_new(p->cfg, bf_live_workers_nudge, &srv);
+  if ((rc = bf_erasure_worker_start(&srv, err))) goto out; /* before the API can reach it */
   if ((rc = bf_http_start(&srv, listen ? listen : p->cfg->server_listen, err))) goto out;
   if ((rc = bf_alerts_start(srv.alerts, err))) goto out;
   if ((rc = bf_scheduler_start(srv.sched, true, err))) goto out;
@@ -193,6 +194,7 @@ out:
   bf_http_stop(&srv);
   bf_hook_store_free(srv.hooks);
   srv.hooks = NULL;
+  bf_erasure_worker_stop(&srv);
   bf_live_workers_stop(&srv);
   bf_alerts_stop(srv.alerts);
   bf_scheduler_free(srv.sched);

@@ -65,9 +65,14 @@ struct bf_server {
   char *url;                   /* http://HOST:PORT actually bound */
   struct bf_live_worker *live; /* live_workers.c: one per `schedule: live` sync */
   size_t n_live;
-  struct bf_hook_store *hooks; /* hook_store.c: the group commit of /hooks */
-  int live_ready;              /* live workers all started (atomic) */
+  struct bf_hook_store *hooks;        /* hook_store.c: the group commit of /hooks */
+  int live_ready;                     /* live workers all started (atomic) */
+  struct bf_erasure_worker *erasures; /* erasures.c */
 };
+
+/* ---- erasures.c: the erasure API's worker thread. */
+int bf_erasure_worker_start(struct bf_server *srv, struct bf_error *err);
+void bf_erasure_worker_stop(struct bf_server *srv);
 
 /* ---- live_workers.c: the `schedule: live` syncs, one thread each. */
 int bf_live_workers_start(struct bf_server *srv, struct bf_error *err);
@@ -125,6 +130,8 @@ void bf_api_sync_runs(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_api_sync_trigger(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_api_run_errors(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_api_metrics(struct bf_http_req *req, struct bf_http_resp *resp);
+void bf_api_erasure_create(struct bf_http_req *req, struct bf_http_resp *resp);
+void bf_api_erasure(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_hooks_receive(struct bf_http_req *req, struct bf_http_resp *resp);
 /* Checks the top-level `hooks:` map (destinations, keys, schemes). */
 int bf_hooks_check(const struct bf_config *cfg, struct bf_error *err);
