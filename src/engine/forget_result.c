@@ -64,7 +64,6 @@ void bf_forget_result_json(const struct bf_forget_result *res, struct bf_buf *ou
   bf_buf_puts(out, "]}");
 }
 
-
 /* The audit log's words mapped to the constants results point at. */
 static const char *sync_status(const char *s) {
   static const char *const known[] = {"deleted", "not_found", "pending", "failed"};

@@ -49,8 +49,7 @@ static void *worker_main(void *arg) {
       if (bf_forget_retry(w->p, 5000, &res, &n, &err))
         bf_log_warn("erasures: %s (retried in %d s)", err.msg, BF_ERASURE_RETRY_MS / 1000);
       for (size_t i = 0; i < n; i++) {
-        bf_log_info("erasure request %llu: %s", (unsigned long long)res[i].request,
-                    res[i].status);
+        bf_log_info("erasure request %llu: %s", (unsigned long long)res[i].request, res[i].status);
         bf_forget_result_release(&res[i]);
       }
       free(res);
@@ -136,8 +135,7 @@ static bool parse_person(struct bf_http_req *req, struct bf_http_resp *resp, jso
   json_t *model = json_object_get(k, "model"), *value = json_object_get(k, "value");
   if (!json_is_object(k) || json_object_size(k) != 2 || !json_is_string(model) ||
       !(json_is_string(value) || json_is_integer(value))) {
-    bf_http_error(resp, 400,
-                  "body: key must be {\"model\": string, \"value\": string or integer}");
+    bf_http_error(resp, 400, "body: key must be {\"model\": string, \"value\": string or integer}");
     return false;
   }
   if (json_is_integer(value)) {
