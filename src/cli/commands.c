@@ -87,7 +87,9 @@ static const struct bf_cli_opt forget_opts[] = {
     {"--email", NULL, "ADDR", "the person's email address"},
     {"--phone", NULL, "NUM", "the person's phone number"},
     {"--key", NULL, "MODEL=VALUE", "the person's primary key in a model"},
+    {"--from", NULL, "FILE", "erase everyone in FILE: one email or phone per line ('-': stdin)"},
     {"--retry", NULL, NULL, "finish every pending erasure request"},
+    {"--lift", NULL, "N", "lift request N's suppression: runs may send the person again"},
     {"--wait", NULL, "SECONDS", "how long to wait for a run holding a sync (default 60)"},
     END_OPTS,
 };
@@ -169,11 +171,14 @@ const struct bf_cli_command bf_cli_commands[] = {
      "Prints every warehouse and destination type (or only NAME) with its configuration\n"
      "keys, their types, defaults and meaning: the tables that check configs.\n",
      "type", types_opts},
-    {"forget", bf_cmd_forget, "--email ADDR | --phone NUM | --key MODEL=VALUE | --retry",
+    {"forget", bf_cmd_forget,
+     "--email ADDR | --phone NUM | --key MODEL=VALUE | --from FILE | --retry | --lift N",
      "erase a person from every destination (GDPR Art. 17 / CCPA)",
      "Finds the person in every model that holds them, deletes them from every destination,\n"
      "adds their keyed hash to the suppression list so no later run sends them, and writes\n"
-     "the audit log (no plaintext). --retry finishes requests left pending.\n",
+     "the audit log (no plaintext). People who left the warehouse are found through each\n"
+     "sync's identifier index. --retry finishes requests left pending; --lift N undoes a\n"
+     "finished request's suppression (audited).\n",
      NULL, forget_opts},
     {"pii", bf_cmd_pii, "", "PII footprint per destination",
      "Which personal-data columns reach which destination fields, and how (in clear,\n"

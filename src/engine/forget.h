@@ -72,6 +72,10 @@ int bf_forget_submit(struct bf_project *p, const struct bf_forget_options *o, ui
  * 1 when there is no such request. */
 int bf_forget_status(struct bf_project *p, uint64_t id, struct bf_forget_result *res,
                      struct bf_error *err);
+/* Lifts a finished request's suppression (`forget --lift N`): its entries
+ * leave the suppression list, so runs may send the person again; audited.
+ * A pending request cannot be lifted. *removed: entries removed. */
+int bf_forget_lift(struct bf_project *p, uint64_t id, size_t *removed, struct bf_error *err);
 /* Resends every pending request. *res is an array of *n results (none when
  * nothing is pending). */
 int bf_forget_retry(struct bf_project *p, long long lock_wait_ms, struct bf_forget_result **res,

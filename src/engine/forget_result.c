@@ -4,11 +4,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
 #include "engine/audit_log.h"
 #include "engine/forget.h"
+#include "engine/forgotten.h"
 #include "util/fsutil.h"
 
 void bf_forget_result_release(struct bf_forget_result *res) {
@@ -160,4 +162,37 @@ int bf_forget_status(struct bf_project *p, uint64_t id, struct bf_forget_result 
   }
   res->exit_status = !strcmp(res->status, "queued") ? 0 : pending ? 4 : failed ? 1 : 0;
   return 0;
+}
+
+int bf_forget_lift(struct bf_project *p, uint64_t id, size_t *removed, struct bf_error *err) {
+  *removed = 0;
+  struct bf_forget_result res;
+  int rc = bf_forget_status(p, id, &res, err);
+  if (rc == 1)
+    return bf_error_set(err, BF_E_USAGE, "there is no erasure request %llu (see `backflow audit`)",
+                        (unsigned long long)id);
+  if (rc) return rc;
+  bool unfinished = !strcmp(res.status, "pending") || !strcmp(res.status, "queued");
+  bf_forget_result_release(&res);
+  if (unfinished)
+    return bf_error_set(err, BF_E_USAGE,
+                        "erasure request %llu is still pending: lifting it now would let runs "
+                        "send the person while deletes are still owed; finish it first "
+                        "(`backflow forget --retry`)",
+                        (unsigned long long)id);
+  if ((rc = bf_forgotten_lift(p->state_dir, &p->prf, id, removed, err))) return rc;
+  /* The lift is audited like the request it undoes (keyed hashes only). */
+  char now[32];
+  time_t t = time(NULL);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  struct bf_buf b = {0};
+  bf_buf_puts(&b, "{\"time\":");
+  bf_json_cstr(&b, now);
+  bf_buf_printf(&b, ",\"request\":%llu,\"event\":\"lift\",\"removed\":%zu}", (unsigned long long)id,
+                *removed);
+  rc = bf_audit_append(p->state_dir, &p->prf, b.data, b.len, err);
+  bf_buf_release(&b);
+  return rc;
 }

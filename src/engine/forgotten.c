@@ -196,6 +196,50 @@ out:
   return rc;
 }
 
+int bf_forgotten_lift(const char *state_dir, const struct bf_prf *prf, uint64_t request,
+                      size_t *removed, struct bf_error *err) {
+  *removed = 0;
+  char *path = list_path(state_dir);
+  int fd = open(path, O_RDWR | O_CLOEXEC);
+  unsigned char *data = NULL;
+  size_t len = 0;
+  struct bf_buf recs = {0};
+  struct parsed ps = {0};
+  int rc = 0;
+  if (fd < 0 && errno == ENOENT) goto out; /* nobody was ever erased */
+  if (fd < 0 || flock(fd, LOCK_EX) < 0 || bf_read_file(path, &data, &len) < 0) goto io_error;
+  if ((rc = parse(path, data, len, &ps, err))) goto out;
+  if (ps.v2 && (rc = bf_keyfile_check_key(path, ps.kh.key_check, prf, err))) goto out;
+  struct bf_forgotten_entry e;
+  for (size_t off = ps.header; off + RECORD <= ps.end; off += RECORD) {
+    if (!decode(data + off, &e)) continue; /* a damaged record goes with the rewrite */
+    if ((e.request ? e.request : 1) == request)
+      (*removed)++;
+    else
+      bf_buf_append(&recs, data + off, RECORD);
+  }
+  if (*removed == 0) goto out;
+  struct bf_keyfile_header kh = {.committed = recs.len / RECORD};
+  memcpy(kh.magic, MAGIC, 8);
+  memcpy(kh.key_check, prf->key_check, BF_KEY_CHECK_BYTES);
+  unsigned char header[BF_KEYFILE_HEADER];
+  bf_keyfile_header_encode(header, &kh);
+  char *failed_at = NULL;
+  if (bf_write_file_atomic(path, header, sizeof header, recs.data, recs.len, &failed_at) < 0) {
+    rc = bf_error_set(err, BF_E_STATE, "%s: cannot write: %s", failed_at, strerror(errno));
+    free(failed_at);
+  }
+  goto out;
+io_error:
+  rc = bf_error_set(err, BF_E_STATE, "%s: cannot rewrite: %s", path, strerror(errno));
+out:
+  if (fd >= 0) close(fd);
+  bf_buf_release(&recs);
+  free(data);
+  free(path);
+  return rc;
+}
+
 int bf_forgotten_read(const char *state_dir, const struct bf_prf *prf,
                       struct bf_forgotten_entry **out, size_t *n, struct bf_error *err) {
   *out = NULL;

@@ -11,7 +11,8 @@
  * Appends are one write() of whole records then fdatasync, under an exclusive
  * flock; mode 0600. A torn tail (crash mid-write) fails its check word: readers
  * ignore it and the next append cuts it off. A damaged record elsewhere is
- * skipped without hiding the records after it. Entries are never removed.
+ * skipped without hiding the records after it. Entries are removed only by
+ * bf_forgotten_lift (an audited `forget --lift`).
  *
  * The runner asks a filter, built once per run, whether a row belongs to an
  * erased person. With an empty (or absent) list there is no filter at all
@@ -56,6 +57,12 @@ uint64_t bf_forgotten_model_scope(const char *model);
  * under another secret than prf's, and a damaged one. */
 int bf_forgotten_append(const char *state_dir, const struct bf_prf *prf,
                         const struct bf_forgotten_entry *entries, size_t n, struct bf_error *err);
+/* Removes every entry of erasure request `request` (`forget --lift`: the
+ * person asked to be contacted again, or the request was a mistake): the
+ * list is rewritten atomically under its lock. *removed: entries removed
+ * (0 when the request has none). Appends elsewhere wait for the lock. */
+int bf_forgotten_lift(const char *state_dir, const struct bf_prf *prf, uint64_t request,
+                      size_t *removed, struct bf_error *err);
 /* Every valid entry, in file order; a missing file is an empty list;
  * damage is an error (BF_E_STATE). prf NULL skips the key check. Caller
  * frees *out. */

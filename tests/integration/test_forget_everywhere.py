@@ -260,3 +260,42 @@ class ForgetEverywhere(CoreCase):
         rc, doc, err = self.p.run_json("run", "to_pg")
         self.assertNotEqual(rc, 0)
         self.assertIn("idindex.bin", err)
+
+    def test_forget_from_a_file_and_lift(self):
+        for i in (4, 5):
+            self.leave_warehouse(i)
+        listing = os.path.join(self.p.dir, "erase.txt")
+        with open(listing, "w") as f:
+            f.write("# erasure requests of the week\n Person4@example.com\n\nnot-a-phone-or-mail\n"
+                    "PERSON5@EXAMPLE.COM\n")
+        rc, doc, err = self.p.run_json("forget", "--from", listing)
+        self.assertEqual(rc, 1, (err, doc))  # one line refused, the others done
+        self.assertIn("erase.txt:4:", err)
+        self.assertNotIn("not-a-phone-or-mail", err)  # the value is not echoed
+        self.assertEqual([r["status"] for r in doc["requests"]], ["complete", "complete"])
+        for i in (4, 5):
+            for sync in SYNCS:
+                self.assertFalse(self.holds(sync, i), (sync, i))
+        # person 5 asks to be contacted again: lifting request 2 lets runs send them
+        first, second = (r["request"] for r in doc["requests"])
+        self.p.sql("INSERT INTO users VALUES (5, 'person5@example.com', 'First5', 'pro')")
+        rc, lifted, err = self.p.run_json("forget", "--lift", str(second))
+        self.assertEqual(rc, 0, err)
+        self.assertGreaterEqual(lifted["lifted"], 2)  # the email and the key found
+        rc, runs, err = self.p.run_json("run", "--all")
+        self.assertEqual(rc, 0, err)
+        for sync in SYNCS:
+            self.assertTrue(self.holds(sync, 5), sync)
+        rc, audit, err = self.p.run_json("audit", "--request", str(second))
+        self.assertEqual(rc, 0, err)
+        self.assertIn("lift", [e["event"] for e in audit["entries"]])
+        # request 1 still holds; a request that does not exist cannot be lifted
+        r = self.p.run("forget", "--lift", "99")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("no erasure request 99", r.stderr)
+        self.assertEqual(self.p.run("forget", "--lift", "x").returncode, 2)
+        self.p.sql("INSERT INTO users VALUES (4, 'person4@example.com', 'First4', 'pro')")
+        rc, runs, err = self.p.run_json("run", "to_file")
+        self.assertEqual(runs["runs"][0]["skipped"], 1)
+        self.assertFalse(self.holds("to_file", 4))
+        self.assertEqual(first + 1, second)
