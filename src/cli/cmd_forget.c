@@ -57,13 +57,14 @@ static int forget_from(struct bf_cli *cli, struct bf_project *p, const char *pat
   size_t cap = 0;
   bf_buf_puts(out, "{\"requests\":[");
   bool first = true;
+  struct bf_forget_batch *batch = bf_forget_batch_new();
   while (getline(&line, &cap, f) >= 0) {
     lineno++;
     trim(line);
     const char *v = line;
     while (*v == ' ' || *v == '\t') v++;
     if (!*v || *v == '#') continue;
-    struct bf_forget_options o = {.lock_wait_ms = wait_ms, .value = v};
+    struct bf_forget_options o = {.lock_wait_ms = wait_ms, .value = v, .batch = batch};
     o.kind = strchr(v, '@') ? BF_FORGET_EMAIL : BF_FORGET_PHONE;
     struct bf_forget_result res;
     struct bf_error e = {0};
@@ -90,6 +91,11 @@ static int forget_from(struct bf_cli *cli, struct bf_project *p, const char *pat
     }
   }
   bf_buf_puts(out, "]}\n");
+  struct bf_error ferr = {0};
+  if (bf_forget_batch_free(batch, &ferr)) {
+    fprintf(stderr, "backflow forget: %s\n", ferr.msg);
+    status = worse(status, bf_code_exit_status(ferr.code));
+  }
   free(line);
   if (f != stdin) fclose(f);
   fprintf(stderr, "forget: %zu request(s) made from %s%s\n", done, path,

@@ -993,10 +993,64 @@ static void remove_target(struct item *it, size_t i) {
   it->t[i] = it->t[--it->nt];
 }
 
+/* ---- a batch of requests (`forget --from`) ------------------------------ */
+
+/* A sync's state, vault and destination kept open from one request of a
+ * batch to the next: each is opened (and the state loaded, the vault
+ * indexed) once per batch, not once per person; the sync's lock is held
+ * until the batch ends, and the state is folded then. */
+struct held_sync {
+  char *sync;
+  struct bf_state *st;
+  struct bf_vault *vault;
+  struct bf_destination *dest;
+  bool changed; /* journal records to fold */
+};
+
+struct bf_forget_batch {
+  struct held_sync *h;
+  size_t n;
+};
+
+struct bf_forget_batch *bf_forget_batch_new(void) {
+  return bf_xcalloc(1, sizeof(struct bf_forget_batch));
+}
+
+int bf_forget_batch_free(struct bf_forget_batch *b, struct bf_error *err) {
+  if (!b) return 0;
+  int rc = 0;
+  for (size_t i = 0; i < b->n; i++) {
+    struct held_sync *h = &b->h[i];
+    struct bf_error ferr = {0};
+    if (h->changed && h->st && bf_state_fold(h->st, &ferr) && rc == 0) {
+      *err = ferr;
+      rc = ferr.code;
+    }
+    bf_destination_close(h->dest);
+    bf_vault_close(h->vault);
+    bf_state_free(h->st);
+    free(h->sync);
+  }
+  free(b->h);
+  free(b);
+  return rc;
+}
+
+static struct held_sync *held_for(struct bf_forget_batch *b, const char *sync) {
+  if (!b) return NULL;
+  for (size_t i = 0; i < b->n; i++)
+    if (!strcmp(b->h[i].sync, sync)) return &b->h[i];
+  b->h = bf_xrealloc(b->h, (b->n + 1) * sizeof *b->h);
+  struct held_sync *h = &b->h[b->n++];
+  memset(h, 0, sizeof *h);
+  h->sync = bf_xstrdup(sync);
+  return h;
+}
+
 /* Sends the deletes of an item's targets to its destination; what was
  * acknowledged leaves the sync's state and vault. */
-static void deliver(struct bf_project *p, struct request *rq, struct item *it,
-                    long long lock_wait) {
+static void deliver(struct bf_project *p, struct request *rq, struct item *it, long long lock_wait,
+                    struct bf_forget_batch *batch) {
   const struct bf_sync_config *s = it->sync;
   const struct bf_model_config *m = bf_config_model(p->cfg, s->model);
   const struct bf_destination_config *dc = bf_config_destination(p->cfg, s->destination);
@@ -1016,9 +1070,16 @@ static void deliver(struct bf_project *p, struct request *rq, struct item *it,
   char *pending_reason = NULL;
   int pending_exit = 0;
   int rc;
+  struct held_sync *kept = held_for(batch, s->name);
   if (access(dir, F_OK) != 0) {
     item_done(it, "not_found", 0, "the sync never ran: its destination holds nothing from it");
     goto out;
+  }
+  if (kept && kept->st) {
+    st = kept->st;
+    vault = kept->vault;
+    dest = kept->dest;
+    goto opened;
   }
   long long deadline = bf_now_ms() + lock_wait;
   for (;;) {
@@ -1041,6 +1102,11 @@ static void deliver(struct bf_project *p, struct request *rq, struct item *it,
     item_pending(it, bf_code_exit_status(rc), err.msg);
     goto out;
   }
+  if (kept) {
+    kept->st = st;
+    kept->vault = vault;
+  }
+opened:
   /* Every target needs its match values. A row found in the warehouse gave
    * them; a key whose row is gone is sent only when the destination holds
    * it (the state says so, or the vault still names it), by the vault's
@@ -1072,10 +1138,11 @@ static void deliver(struct bf_project *p, struct request *rq, struct item *it,
     goto out;
   }
   mapped = true;
-  if (it->nt && (rc = bf_destination_open(dc, p->cfg, &dest, &err))) {
+  if (it->nt && !dest && (rc = bf_destination_open(dc, p->cfg, &dest, &err))) {
     item_pending(it, bf_code_exit_status(rc), err.msg);
     goto out;
   }
+  if (kept) kept->dest = dest;
   const struct bf_destination_type *dt = dest ? dest->type : NULL;
   size_t bs = dt ? (s->batch_size ? (size_t)s->batch_size : dt->default_batch) : 1;
   if (dt && bs > dt->max_batch) bs = dt->max_batch;
@@ -1104,10 +1171,10 @@ static void deliver(struct bf_project *p, struct request *rq, struct item *it,
         recs[k].match_json_len = strlen(t->match);
         memset(&outs[k], 0, sizeof outs[k]);
       }
-      struct bf_batch batch = {s->name, s->object, &map, n, recs, BF_RESYNC_NONE};
+      struct bf_batch deletes = {s->name, s->object, &map, n, recs, BF_RESYNC_NONE};
       struct bf_error derr = {0};
       bf_crashpoint("forget-before-push");
-      rc = dt->remove(dest, &batch, outs, &derr);
+      rc = dt->remove(dest, &deletes, outs, &derr);
       bf_crashpoint("forget-after-push");
       if (rc) {
         unavailable = true;
@@ -1163,7 +1230,10 @@ static void deliver(struct bf_project *p, struct request *rq, struct item *it,
       if (acked[i] && it->t[i].has_key) src = bf_vault_delete(vault, it->t[i].key, &serr);
     if (src == 0) src = bf_vault_commit(vault, &serr);
   }
-  if (src == 0 && n_acked) src = bf_state_fold(st, &serr);
+  if (src == 0 && n_acked && kept)
+    kept->changed = true; /* folded when the batch ends */
+  else if (src == 0 && n_acked)
+    src = bf_state_fold(st, &serr);
   for (size_t i = it->nt; i-- > 0;)
     if (acked[i]) remove_target(it, i);
   it->deleted += (long long)n_acked;
@@ -1204,10 +1274,12 @@ out:
   free(next);
   free(acked);
   free(pending_reason);
-  bf_destination_close(dest);
   if (mapped) bf_mapping_release(&map);
-  bf_vault_close(vault);
-  bf_state_free(st);
+  if (!kept) {
+    bf_destination_close(dest);
+    bf_vault_close(vault);
+    bf_state_free(st);
+  }
   free(vault_path);
   free(dir);
 }
@@ -1288,7 +1360,8 @@ static int chain(struct bf_project *p, struct request *rq, struct bf_error *err)
 }
 
 static int process_request(struct bf_project *p, struct store *st, struct request *rq, bool retry,
-                           long long lock_wait, struct bf_error *err) {
+                           long long lock_wait, struct bf_forget_batch *batch,
+                           struct bf_error *err) {
   int rc = 0;
   bool lookups = true;
   if (rq->person && rq->kind == BF_FORGET_KEY && !rq->person->chained && request_has_lookups(rq)) {
@@ -1326,7 +1399,7 @@ static int process_request(struct bf_project *p, struct store *st, struct reques
     if (!it->sync)
       item_done(it, "failed", 2, "the sync is no longer in the configuration");
     else
-      deliver(p, rq, it, lock_wait);
+      deliver(p, rq, it, lock_wait, batch);
   }
   /* Audited before the pending file forgets what was done: a crash in
    * between resends deletes (harmless) rather than losing their record. */
@@ -1531,7 +1604,7 @@ int bf_forget_person(struct bf_project *p, const struct bf_forget_options *o,
   int rc = lock_erasures(p, &lock_fd, err);
   if (rc || (rc = new_request(p, o, &st, &rq, err))) goto out;
   long long wait = o->lock_wait_ms > 0 ? o->lock_wait_ms : DEFAULT_LOCK_WAIT_MS;
-  if ((rc = process_request(p, &st, rq, false, wait, err))) goto out;
+  if ((rc = process_request(p, &st, rq, false, wait, o->batch, err))) goto out;
   fill_result(p, rq, res);
   rc = audit_end(p, rq, res, err);
 out:
@@ -1570,7 +1643,7 @@ int bf_forget_retry(struct bf_project *p, long long lock_wait_ms, struct bf_forg
   for (size_t i = 0; i < st.n && rc == 0; i++) {
     struct request *rq = st.rq[i];
     if (rq->person && request_has_lookups(rq)) rc = suppress_identifiers(p, rq, err);
-    if (rc == 0) rc = process_request(p, &st, rq, true, wait, err);
+    if (rc == 0) rc = process_request(p, &st, rq, true, wait, NULL, err);
     if (rc == 0) {
       fill_result(p, rq, &(*res)[*n]);
       rc = audit_end(p, rq, &(*res)[(*n)++], err);
