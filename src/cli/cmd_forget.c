@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "cli/cli.h"
 #include "engine/forget.h"
 #include "util/clock.h"
@@ -58,12 +60,23 @@ static int forget_from(struct bf_cli *cli, struct bf_project *p, const char *pat
   bf_buf_puts(out, "{\"requests\":[");
   bool first = true;
   struct bf_forget_batch *batch = bf_forget_batch_new();
+  /* Read whole first: the batch reads each model once for everyone. */
+  char **lines = NULL;
+  size_t *linenos = NULL, n_lines = 0;
   while (getline(&line, &cap, f) >= 0) {
     lineno++;
     trim(line);
     const char *v = line;
     while (*v == ' ' || *v == '\t') v++;
     if (!*v || *v == '#') continue;
+    lines = bf_xrealloc(lines, (n_lines + 1) * sizeof *lines);
+    linenos = bf_xrealloc(linenos, (n_lines + 1) * sizeof *linenos);
+    linenos[n_lines] = lineno;
+    lines[n_lines++] = bf_xstrdup(v);
+    bf_forget_batch_add(batch, p, strchr(v, '@') ? BF_FORGET_EMAIL : BF_FORGET_PHONE, v);
+  }
+  for (size_t li = 0; li < n_lines; li++) {
+    const char *v = lines[li];
     struct bf_forget_options o = {.lock_wait_ms = wait_ms, .value = v, .batch = batch};
     o.kind = strchr(v, '@') ? BF_FORGET_EMAIL : BF_FORGET_PHONE;
     struct bf_forget_result res;
@@ -71,7 +84,7 @@ static int forget_from(struct bf_cli *cli, struct bf_project *p, const char *pat
     int rc = bf_forget_person(p, &o, &res, &e);
     if (rc) {
       /* The value is never echoed: it is personal data. */
-      fprintf(stderr, "backflow forget: %s:%zu: %s\n", path, lineno, e.msg);
+      fprintf(stderr, "backflow forget: %s:%zu: %s\n", path, linenos[li], e.msg);
       bad++;
       status = worse(status, rc == BF_E_USAGE || rc == BF_E_CONFIG ? 1 : bf_code_exit_status(rc));
       if (rc != BF_E_USAGE && rc != BF_E_CONFIG) break; /* the state or the secret failed */
@@ -86,10 +99,16 @@ static int forget_from(struct bf_cli *cli, struct bf_project *p, const char *pat
     done++;
     long long now = bf_now_ms();
     if (now - last_progress >= 1000) {
-      fprintf(stderr, "forget: %zu request(s) done (line %zu)\n", done, lineno);
+      fprintf(stderr, "forget: %zu of %zu request(s) done\n", done, n_lines);
       last_progress = now;
     }
   }
+  for (size_t li = 0; li < n_lines; li++) {
+    sodium_memzero(lines[li], strlen(lines[li]));
+    free(lines[li]);
+  }
+  free(lines);
+  free(linenos);
   bf_buf_puts(out, "]}\n");
   struct bf_error ferr = {0};
   if (bf_forget_batch_free(batch, &ferr)) {

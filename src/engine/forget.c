@@ -1,6 +1,7 @@
 /* Erasure requests: `backflow forget`. The procedure and the files it keeps
  * are described in forget.h and docs/privacy.md. */
 #include "engine/forget.h"
+#include "engine/forget_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -688,9 +689,32 @@ struct row_sink {
 /* Runs the person's lookup on model m (key_only: by the primary key alone)
  * and hands every matching row to sink. Returns 1 when the model has
  * nothing to search by, 0, or a bf_code. */
+/* A batch's person: the rows the batch read from the model in one pass. */
+static int lookup_cached(struct bf_project *p, const struct bf_model_config *m,
+                         const struct person *ps, const struct bf_forget_rows *rows,
+                         const struct row_sink *sink, struct bf_error *err) {
+  size_t pk_col = 0;
+  while (pk_col < rows->ncols && strcmp(rows->cols[pk_col], m->primary_key)) pk_col++;
+  if (pk_col == rows->ncols)
+    return bf_error_set(err, BF_E_CONFIG,
+                        "%s:%d:%d: primary key '%s' is not a column of model '%s'",
+                        m->primary_key_loc.file, m->primary_key_loc.line, m->primary_key_loc.col,
+                        m->primary_key, m->name);
+  int rc = sink->begin ? sink->begin(sink->ctx, rows->cols, rows->ncols, err) : 0;
+  struct bf_buf tmp = {0};
+  for (size_t r = 0; rc == 0 && r < rows->rb.nrows; r++) {
+    const struct bf_value *row = bf_rowbuf_row(&rows->rb, r);
+    if (row_matches(m, ps, rows->cols, rows->ncols, pk_col, row, &tmp))
+      sink->row(sink->ctx, rows->cols, rows->ncols, row);
+  }
+  bf_buf_release(&tmp);
+  (void)p;
+  return rc;
+}
+
 static int lookup_rows(struct bf_project *p, const struct bf_model_config *m,
-                       const struct person *ps, bool key_only, const struct row_sink *sink,
-                       struct bf_error *err) {
+                       const struct person *ps, bool key_only, struct bf_forget_batch *batch,
+                       const struct row_sink *sink, struct bf_error *err) {
   const struct bf_warehouse_config *wh = bf_config_warehouse(p->cfg, m->warehouse);
   struct lookup lk = {0};
   bool pg = wh && !strcmp(wh->type, "postgres");
@@ -698,6 +722,12 @@ static int lookup_rows(struct bf_project *p, const struct bf_model_config *m,
   lookup_release(&lk);
   memset(&lk, 0, sizeof lk);
   if (!searchable) return 1; /* known without asking the warehouse */
+  if (batch && !key_only && !ps->key_model) {
+    const struct bf_forget_rows *rows = NULL;
+    int rc = bf_forget_batch_rows(batch, p, m, &rows, err);
+    if (rc) return rc;
+    if (rows) return lookup_cached(p, m, ps, rows, sink, err);
+  }
   struct bf_source *src = NULL;
   struct bf_cursor *cur = NULL;
   struct bf_rowbuf rb = {0};
@@ -887,7 +917,7 @@ static void item_done(struct item *it, const char *status, int exit, const char 
  * identifier index (idindex.h): found whether or not the rows are still in
  * the warehouse. Their match values come from the vault at delivery. */
 static int index_targets(struct bf_project *p, const struct person *ps, struct item *it,
-                         struct bf_error *err) {
+                         struct bf_forget_batch *batch, struct bf_error *err) {
   size_t n = ps->n_emails + ps->n_phones;
   if (n == 0) return 0;
   unsigned char(*idents)[16] = bf_xcalloc(n, 16);
@@ -901,8 +931,18 @@ static int index_targets(struct bf_project *p, const struct person *ps, struct i
   unsigned char(*keys)[16] = NULL;
   size_t n_keys = 0;
   bool indexed;
-  int rc = bf_idindex_lookup(dir, &p->prf, (const unsigned char(*)[16])idents, n, &keys, &n_keys,
-                             &indexed, err);
+  struct bf_forget_held *kept = bf_forget_batch_held(batch, it->sync->name);
+  int rc = 0;
+  if (kept && !kept->index && (rc = bf_idindex_snapshot(dir, &p->prf, &kept->index, err))) {
+    bf_idindex_snapshot_free(kept->index);
+    kept->index = NULL;
+  }
+  if (rc == 0 && kept)
+    bf_idindex_snapshot_lookup(kept->index, (const unsigned char(*)[16])idents, n, &keys, &n_keys,
+                               &indexed);
+  else if (rc == 0)
+    rc = bf_idindex_lookup(dir, &p->prf, (const unsigned char(*)[16])idents, n, &keys, &n_keys,
+                           &indexed, err);
   for (size_t i = 0; rc == 0 && i < n_keys; i++) add_target(it, keys[i], NULL);
   it->indexed = indexed || access(dir, F_OK) != 0; /* a sync that never ran holds nothing */
   free(keys);
@@ -911,7 +951,8 @@ static int index_targets(struct bf_project *p, const struct person *ps, struct i
   return rc;
 }
 
-static void lookup_item(struct bf_project *p, struct request *rq, struct item *it) {
+static void lookup_item(struct bf_project *p, struct request *rq, struct item *it,
+                        struct bf_forget_batch *batch) {
   const struct bf_sync_config *s = it->sync;
   const struct bf_model_config *m = bf_config_model(p->cfg, s->model);
   const struct person *ps = rq->person;
@@ -919,7 +960,7 @@ static void lookup_item(struct bf_project *p, struct request *rq, struct item *i
   struct found_ctx ctx = {.p = p, .s = s, .m = m, .it = it};
   struct row_sink sink = {found_begin, found_row, &ctx};
   targets_free(it);
-  int rc = lookup_rows(p, m, ps, false, &sink, &err);
+  int rc = lookup_rows(p, m, ps, false, batch, &sink, &err);
   bool key_model = ps->key_model && ps->key_value && !strcmp(ps->key_model, m->name);
   if (rc < 0) {
     targets_free(it);
@@ -957,7 +998,7 @@ static void lookup_item(struct bf_project *p, struct request *rq, struct item *i
     if (!t->match && only && !strcmp(only, m->primary_key))
       t->guess = match_for_sync(s, m, ps->key_value, true);
   }
-  if ((rc = index_targets(p, ps, it, &err)) < 0) {
+  if ((rc = index_targets(p, ps, it, batch, &err)) < 0) {
     targets_free(it);
     item_pending(it, bf_code_exit_status(rc), err.msg);
     goto out;
@@ -993,60 +1034,6 @@ static void remove_target(struct item *it, size_t i) {
   it->t[i] = it->t[--it->nt];
 }
 
-/* ---- a batch of requests (`forget --from`) ------------------------------ */
-
-/* A sync's state, vault and destination kept open from one request of a
- * batch to the next: each is opened (and the state loaded, the vault
- * indexed) once per batch, not once per person; the sync's lock is held
- * until the batch ends, and the state is folded then. */
-struct held_sync {
-  char *sync;
-  struct bf_state *st;
-  struct bf_vault *vault;
-  struct bf_destination *dest;
-  bool changed; /* journal records to fold */
-};
-
-struct bf_forget_batch {
-  struct held_sync *h;
-  size_t n;
-};
-
-struct bf_forget_batch *bf_forget_batch_new(void) {
-  return bf_xcalloc(1, sizeof(struct bf_forget_batch));
-}
-
-int bf_forget_batch_free(struct bf_forget_batch *b, struct bf_error *err) {
-  if (!b) return 0;
-  int rc = 0;
-  for (size_t i = 0; i < b->n; i++) {
-    struct held_sync *h = &b->h[i];
-    struct bf_error ferr = {0};
-    if (h->changed && h->st && bf_state_fold(h->st, &ferr) && rc == 0) {
-      *err = ferr;
-      rc = ferr.code;
-    }
-    bf_destination_close(h->dest);
-    bf_vault_close(h->vault);
-    bf_state_free(h->st);
-    free(h->sync);
-  }
-  free(b->h);
-  free(b);
-  return rc;
-}
-
-static struct held_sync *held_for(struct bf_forget_batch *b, const char *sync) {
-  if (!b) return NULL;
-  for (size_t i = 0; i < b->n; i++)
-    if (!strcmp(b->h[i].sync, sync)) return &b->h[i];
-  b->h = bf_xrealloc(b->h, (b->n + 1) * sizeof *b->h);
-  struct held_sync *h = &b->h[b->n++];
-  memset(h, 0, sizeof *h);
-  h->sync = bf_xstrdup(sync);
-  return h;
-}
-
 /* Sends the deletes of an item's targets to its destination; what was
  * acknowledged leaves the sync's state and vault. */
 static void deliver(struct bf_project *p, struct request *rq, struct item *it, long long lock_wait,
@@ -1070,7 +1057,7 @@ static void deliver(struct bf_project *p, struct request *rq, struct item *it, l
   char *pending_reason = NULL;
   int pending_exit = 0;
   int rc;
-  struct held_sync *kept = held_for(batch, s->name);
+  struct bf_forget_held *kept = bf_forget_batch_held(batch, s->name);
   if (access(dir, F_OK) != 0) {
     item_done(it, "not_found", 0, "the sync never ran: its destination holds nothing from it");
     goto out;
@@ -1353,7 +1340,7 @@ static int chain(struct bf_project *p, struct request *rq, struct bf_error *err)
                         ps->key_model);
   struct chain_ctx ctx = {m, ps};
   struct row_sink sink = {NULL, chain_row, &ctx};
-  int rc = lookup_rows(p, m, ps, true, &sink, err);
+  int rc = lookup_rows(p, m, ps, true, NULL, &sink, err);
   if (rc < 0) return rc;
   ps->chained = true;
   return suppress_identifiers(p, rq, err);
@@ -1389,7 +1376,7 @@ static int process_request(struct bf_project *p, struct store *st, struct reques
     else if (!rq->person)
       item_done(it, "failed", 2, "the identifier to look up was lost");
     else
-      lookup_item(p, rq, it);
+      lookup_item(p, rq, it, batch);
   }
   if ((rc = suppress_keys(p, rq, err)) || (rc = store_save(p, st, err))) return rc;
   for (size_t i = 0; i < rq->n; i++) {
@@ -1560,9 +1547,11 @@ static int new_request(struct bf_project *p, const struct bf_forget_options *o, 
   struct person *ps = NULL;
   char norm[BF_PII_MAX];
   int rc = person_from_options(p, o, &ps, norm, err);
-  if (rc || (rc = bf_project_secret(p, true, err)) < 0 ||
-      (rc = bf_audit_verify(p->state_dir, &p->prf, NULL, err)) || (rc = store_load(p, st, err)))
+  if (rc || (rc = bf_project_secret(p, true, err)) < 0) goto out;
+  if (bf_forget_batch_verify_audit(o->batch) &&
+      (rc = bf_audit_verify(p->state_dir, &p->prf, NULL, err)))
     goto out;
+  if ((rc = store_load(p, st, err))) goto out;
   struct request *rq = bf_xcalloc(1, sizeof *rq);
   rq->id = next_request_id(p, st, err, &rc);
   if (rc) {
@@ -1601,7 +1590,13 @@ int bf_forget_person(struct bf_project *p, const struct bf_forget_options *o,
   int lock_fd = -1;
   struct store st = {0};
   struct request *rq = NULL;
-  int rc = lock_erasures(p, &lock_fd, err);
+  /* A batch takes the erasure lock once and holds it to its end. */
+  int *batch_lock = bf_forget_batch_lock(o->batch);
+  int rc = 0;
+  if (batch_lock && *batch_lock < 0)
+    rc = lock_erasures(p, batch_lock, err);
+  else if (!batch_lock)
+    rc = lock_erasures(p, &lock_fd, err);
   if (rc || (rc = new_request(p, o, &st, &rq, err))) goto out;
   long long wait = o->lock_wait_ms > 0 ? o->lock_wait_ms : DEFAULT_LOCK_WAIT_MS;
   if ((rc = process_request(p, &st, rq, false, wait, o->batch, err))) goto out;

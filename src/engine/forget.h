@@ -45,6 +45,11 @@ struct bf_forget_options {
  * is the fold's). Caller frees with bf_forget_batch_free(). */
 struct bf_forget_batch;
 struct bf_forget_batch *bf_forget_batch_new(void);
+/* Names one of the batch's people before its first request, so that each
+ * model is read once for all of them (the requests themselves are still
+ * made one by one). False when value is not an email or phone. */
+bool bf_forget_batch_add(struct bf_forget_batch *b, struct bf_project *p, int kind,
+                         const char *value);
 int bf_forget_batch_free(struct bf_forget_batch *b, struct bf_error *err);
 
 struct bf_forget_sync_result {

@@ -228,28 +228,18 @@ void bf_idindex_close(struct bf_idindex *ix) {
   free(ix);
 }
 
-static bool in_sorted(const unsigned char (*idents)[16], size_t n, const unsigned char *ident) {
-  size_t lo = 0, hi = n;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    int c = memcmp(idents[mid], ident, 16);
-    if (c == 0) return true;
-    if (c < 0)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return false;
-}
+struct bf_idindex_snapshot {
+  unsigned char *pairs; /* 32-byte pairs sorted by identifier */
+  size_t n;
+  bool complete;
+};
 
-static int cmp16(const void *a, const void *b) { return memcmp(a, b, 16); }
+static int cmp_pair(const void *a, const void *b) { return memcmp(a, b, 32); }
 
-int bf_idindex_lookup(const char *sync_dir, const struct bf_prf *prf,
-                      const unsigned char (*idents)[16], size_t n, unsigned char (**keys)[16],
-                      size_t *n_keys, bool *indexed, struct bf_error *err) {
-  *keys = NULL;
-  *n_keys = 0;
-  *indexed = false;
+int bf_idindex_snapshot(const char *sync_dir, const struct bf_prf *prf,
+                        struct bf_idindex_snapshot **out, struct bf_error *err) {
+  struct bf_idindex_snapshot *snap = bf_xcalloc(1, sizeof *snap);
+  *out = snap;
   char *path = bf_xasprintf("%s/%s", sync_dir, BF_IDINDEX_FILE);
   unsigned char *data = NULL;
   size_t len = 0;
@@ -261,28 +251,65 @@ int bf_idindex_lookup(const char *sync_dir, const struct bf_prf *prf,
   }
   struct bf_keyfile_header kh;
   uint64_t valid;
-  if ((rc = parse(path, data, len, prf, &kh, &valid, err))) goto out;
-  *indexed = kh.aux & COMPLETE_BIT;
-  unsigned char(*sorted)[16] = bf_xcalloc(n ? n : 1, 16);
-  memcpy(sorted, idents, n * 16);
-  qsort(sorted, n, 16, cmp16);
-  size_t cap = 0;
-  for (uint64_t i = 0; i < valid; i++) {
-    const unsigned char *rec = data + BF_KEYFILE_HEADER + i * RECORD;
-    if (!in_sorted((const unsigned char(*)[16])sorted, n, rec)) continue;
-    bool seen = false;
-    for (size_t k = 0; k < *n_keys && !seen; k++) seen = !memcmp((*keys)[k], rec + 16, 16);
-    if (seen) continue;
-    if (*n_keys == cap) {
-      cap = cap ? cap * 2 : 4;
-      *keys = bf_xrealloc(*keys, cap * 16);
-    }
-    memcpy((*keys)[(*n_keys)++], rec + 16, 16);
+  if ((rc = parse(path, data, len, prf, &kh, &valid, err)) == 0) {
+    snap->complete = kh.aux & COMPLETE_BIT;
+    snap->pairs = bf_xcalloc(valid ? valid : 1, 32);
+    for (uint64_t i = 0; i < valid; i++)
+      memcpy(snap->pairs + i * 32, data + BF_KEYFILE_HEADER + i * RECORD, 32);
+    snap->n = (size_t)valid;
+    qsort(snap->pairs, snap->n, 32, cmp_pair);
   }
-  free(sorted);
-out:
   free(data);
   free(path);
+  return rc;
+}
+
+void bf_idindex_snapshot_lookup(const struct bf_idindex_snapshot *snap,
+                                const unsigned char (*idents)[16], size_t n,
+                                unsigned char (**keys)[16], size_t *n_keys, bool *indexed) {
+  *keys = NULL;
+  *n_keys = 0;
+  *indexed = snap->complete;
+  size_t cap = 0;
+  for (size_t k = 0; k < n; k++) {
+    size_t lo = 0, hi = snap->n; /* first pair whose identifier is >= idents[k] */
+    while (lo < hi) {
+      size_t mid = lo + (hi - lo) / 2;
+      if (memcmp(snap->pairs + mid * 32, idents[k], 16) < 0)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    for (size_t i = lo; i < snap->n && !memcmp(snap->pairs + i * 32, idents[k], 16); i++) {
+      const unsigned char *key = snap->pairs + i * 32 + 16;
+      bool seen = false;
+      for (size_t j = 0; j < *n_keys && !seen; j++) seen = !memcmp((*keys)[j], key, 16);
+      if (seen) continue;
+      if (*n_keys == cap) {
+        cap = cap ? cap * 2 : 4;
+        *keys = bf_xrealloc(*keys, cap * 16);
+      }
+      memcpy((*keys)[(*n_keys)++], key, 16);
+    }
+  }
+}
+
+void bf_idindex_snapshot_free(struct bf_idindex_snapshot *snap) {
+  if (!snap) return;
+  free(snap->pairs);
+  free(snap);
+}
+
+int bf_idindex_lookup(const char *sync_dir, const struct bf_prf *prf,
+                      const unsigned char (*idents)[16], size_t n, unsigned char (**keys)[16],
+                      size_t *n_keys, bool *indexed, struct bf_error *err) {
+  struct bf_idindex_snapshot *snap = NULL;
+  int rc = bf_idindex_snapshot(sync_dir, prf, &snap, err);
+  if (rc == 0)
+    bf_idindex_snapshot_lookup(snap, idents, n, keys, n_keys, indexed);
+  else
+    *keys = NULL, *n_keys = 0, *indexed = false;
+  bf_idindex_snapshot_free(snap);
   return rc;
 }
 

@@ -60,6 +60,17 @@ void bf_idindex_close(struct bf_idindex *ix);
 int bf_idindex_lookup(const char *sync_dir, const struct bf_prf *prf,
                       const unsigned char (*idents)[16], size_t n, unsigned char (**keys)[16],
                       size_t *n_keys, bool *indexed, struct bf_error *err);
+/* The index as read now, sorted for lookups (a batch of erasures reads it
+ * once): a missing file is an empty, incomplete snapshot. Caller frees
+ * with bf_idindex_snapshot_free() (also on error). */
+struct bf_idindex_snapshot;
+int bf_idindex_snapshot(const char *sync_dir, const struct bf_prf *prf,
+                        struct bf_idindex_snapshot **out, struct bf_error *err);
+/* As bf_idindex_lookup, on a snapshot. */
+void bf_idindex_snapshot_lookup(const struct bf_idindex_snapshot *snap,
+                                const unsigned char (*idents)[16], size_t n,
+                                unsigned char (**keys)[16], size_t *n_keys, bool *indexed);
+void bf_idindex_snapshot_free(struct bf_idindex_snapshot *snap);
 /* Checks the file (key check unless prf is NULL, records whole) without
  * changing it, and without the sync's lock. *records gets the number of
  * pairs (-1: no index) and *complete its flag (either may be NULL). */
