@@ -107,7 +107,8 @@ static void keep_row(struct bf_forget_rows *rows, const struct bf_value *row) {
   struct bf_value *dst = rb->values + rb->nrows * rb->ncols;
   for (size_t c = 0; c < rb->ncols; c++) {
     dst[c] = row[c];
-    if (bf_value_has_bytes(row[c].type)) dst[c].u.s = bf_rowbuf_put_bytes(rb, row[c].u.s, row[c].len);
+    if (bf_value_has_bytes(row[c].type))
+      dst[c].u.s = bf_rowbuf_put_bytes(rb, row[c].u.s, row[c].len);
   }
   rb->nrows++;
 }
