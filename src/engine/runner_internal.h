@@ -115,6 +115,10 @@ int bf_run_index_commit(struct run *r, struct bf_error *err);
 /* Commits the rest; whole_model: every row was read, the index is complete. */
 int bf_run_index_end(struct run *r, bool whole_model, struct bf_error *err);
 void bf_run_index_free(struct run *r);
+/* runner_scrub.c: reason with every value of recs[0..n_recs) replaced by
+ * "[value]" (new string the caller frees). */
+char *bf_run_scrub_reason(const struct run *r, const struct bf_record *recs, size_t n_recs,
+                          const char *reason);
 /* Run status from the counts and rc: succeeded | partial | failed | planned. */
 const char *bf_run_status(const struct run *r, int rc);
 
