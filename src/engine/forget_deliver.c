@@ -36,8 +36,8 @@ static void remove_target(struct item *it, size_t i) {
 
 /* Sends the deletes of an item's targets to its destination; what was
  * acknowledged leaves the sync's state and vault. */
-void bf_forget_deliver(struct bf_project *p, struct request *rq, struct item *it, long long lock_wait,
-                    struct bf_forget_batch *batch) {
+void bf_forget_deliver(struct bf_project *p, struct request *rq, struct item *it,
+                       long long lock_wait, struct bf_forget_batch *batch) {
   const struct bf_sync_config *s = it->sync;
   const struct bf_model_config *m = bf_config_model(p->cfg, s->model);
   const struct bf_destination_config *dc = bf_config_destination(p->cfg, s->destination);
@@ -59,7 +59,8 @@ void bf_forget_deliver(struct bf_project *p, struct request *rq, struct item *it
   int rc;
   struct bf_forget_held *kept = bf_forget_batch_held(batch, s->name);
   if (access(dir, F_OK) != 0) {
-    bf_forget_item_done(it, "not_found", 0, "the sync never ran: its destination holds nothing from it");
+    bf_forget_item_done(it, "not_found", 0,
+                        "the sync never ran: its destination holds nothing from it");
     goto out;
   }
   if (kept && kept->st) {
@@ -270,4 +271,3 @@ out:
   free(vault_path);
   free(dir);
 }
-

@@ -337,8 +337,8 @@ static void found_row(void *ctx_, char *const *cols, size_t ncols, const struct 
 /* A sync's mapping from the names its config uses (no warehouse needed):
  * what a destination's remove reads is the match part. */
 int bf_forget_config_mapping(const struct bf_config *cfg, const struct bf_sync_config *s,
-                          const struct bf_model_config *m, struct bf_mapping *map,
-                          struct bf_error *err) {
+                             const struct bf_model_config *m, struct bf_mapping *map,
+                             struct bf_error *err) {
   size_t n = 1 + s->match.n + s->fields.n;
   char **cols = bf_xcalloc(n, sizeof *cols);
   size_t k = 0;
@@ -445,7 +445,7 @@ static int index_targets(struct bf_project *p, const struct person *ps, struct i
 }
 
 void bf_forget_lookup_item(struct bf_project *p, struct request *rq, struct item *it,
-                        struct bf_forget_batch *batch) {
+                           struct bf_forget_batch *batch) {
   const struct bf_sync_config *s = it->sync;
   const struct bf_model_config *m = bf_config_model(p->cfg, s->model);
   const struct person *ps = rq->person;
@@ -457,7 +457,8 @@ void bf_forget_lookup_item(struct bf_project *p, struct request *rq, struct item
   bool key_model = ps->key_model && ps->key_value && !strcmp(ps->key_model, m->name);
   if (rc < 0) {
     bf_forget_targets_free(it);
-    bf_forget_item_pending(it, bf_code_exit_status(rc), err.msg); /* the lookup is done again by --retry */
+    bf_forget_item_pending(it, bf_code_exit_status(rc),
+                           err.msg); /* the lookup is done again by --retry */
     goto out;
   }
   if (rc == 1) {
@@ -507,10 +508,11 @@ void bf_forget_lookup_item(struct bf_project *p, struct request *rq, struct item
   }
   it->found = (long long)it->nt;
   if (it->nt == 0 && !it->indexed && rq->kind != BF_FORGET_KEY)
-    bf_forget_item_done(it, "not_found", 0,
-              "not in the warehouse; the sync's identifier index is not complete yet (its next "
-              "run completes it), so a record it sent before for someone no longer in the "
-              "warehouse cannot be found");
+    bf_forget_item_done(
+        it, "not_found", 0,
+        "not in the warehouse; the sync's identifier index is not complete yet (its next "
+        "run completes it), so a record it sent before for someone no longer in the "
+        "warehouse cannot be found");
   else if (it->nt == 0)
     bf_forget_item_done(it, "not_found", 0, NULL);
   else
@@ -534,4 +536,3 @@ int bf_forget_chain_lookup(struct bf_project *p, struct request *rq, struct bf_e
   ps->chained = true;
   return 0;
 }
-

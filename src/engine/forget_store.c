@@ -58,7 +58,7 @@ void bf_forget_audit_head(struct bf_buf *b, const struct request *rq, const char
 }
 
 int bf_forget_audit_request(const struct bf_project *p, const struct request *rq,
-                         struct bf_error *err) {
+                            struct bf_error *err) {
   struct bf_buf b = {0};
   bf_forget_audit_head(&b, rq, "request");
   bf_buf_putc(&b, '}');
@@ -91,8 +91,8 @@ static void item_fields_json(struct bf_buf *b, const struct bf_project *p, const
     bf_buf_puts(b, "null");
 }
 
-int bf_forget_audit_item(const struct bf_project *p, const struct request *rq, const struct item *it,
-                      bool retry, struct bf_error *err) {
+int bf_forget_audit_item(const struct bf_project *p, const struct request *rq,
+                         const struct item *it, bool retry, struct bf_error *err) {
   struct bf_buf b = {0};
   bf_forget_audit_head(&b, rq, "sync");
   bf_buf_printf(&b, ",\"retry\":%s,", retry ? "true" : "false");
@@ -193,8 +193,9 @@ int bf_forget_store_save(const struct bf_project *p, struct store *st, struct bf
     json_object_set_new(o, "hash", json_string(rq->hash));
     if (rq->model) json_object_set_new(o, "model", json_string(rq->model));
     /* The identifier is kept (sealed) only while a lookup still needs it. */
-    json_object_set_new(
-        o, "person", rq->person && bf_forget_request_has_lookups(rq) ? person_json(rq->person) : json_null());
+    json_object_set_new(o, "person",
+                        rq->person && bf_forget_request_has_lookups(rq) ? person_json(rq->person)
+                                                                        : json_null());
     json_object_set_new(o, "items", items);
     json_array_append_new(arr, o);
   }
@@ -295,7 +296,8 @@ int bf_forget_store_load(struct bf_project *p, struct store *st, struct bf_error
                        klen == 16;
         const char *match = json_string_value(json_object_get(to, "match"));
         const char *guess = json_string_value(json_object_get(to, "guess"));
-        struct target *t = bf_forget_add_target(it, has_key ? key : NULL, match ? bf_xstrdup(match) : NULL);
+        struct target *t =
+            bf_forget_add_target(it, has_key ? key : NULL, match ? bf_xstrdup(match) : NULL);
         if (guess && !t->guess) t->guess = bf_xstrdup(guess);
       }
     }
@@ -330,4 +332,3 @@ int bf_forget_check_pending(struct bf_project *p, struct bf_error *err) {
   bf_forget_store_release(&st);
   return rc;
 }
-

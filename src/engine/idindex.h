@@ -31,7 +31,8 @@
 
 struct bf_idindex;
 
-/* Fingerprint of the indexed columns ("name:kind" pairs, in order). */
+/* Fingerprint of the indexed columns ("name:kind" pairs, in order); its
+ * lowest bit is always 0 (the file keeps the complete flag there). */
 uint64_t bf_idindex_columns_fp(char *const *names, const int *kinds, size_t n);
 
 /* Opens (creates) sync_dir/idindex.bin for appending; the caller holds the

@@ -98,4 +98,3 @@ char *bf_run_scrub_reason(const struct run *r, const struct bf_record *recs, siz
   }
   return out;
 }
-
