@@ -950,7 +950,7 @@ static int check_after_cycles(const struct bf_config *cfg, struct bf_error *err)
 }
 
 static int load_server(struct bf_config *cfg, struct bf_error *err) {
-  static const char *const keys[] = {"listen", "token", NULL};
+  static const char *const keys[] = {"listen", "token", "tokens", NULL};
   struct bf_loc loc = {cfg->path, 1, 1};
   const struct bf_node *srv = map_get(cfg->root, "server", &loc);
   int rc = want_map(srv, "server", NULL, err);
@@ -964,7 +964,8 @@ static int load_server(struct bf_config *cfg, struct bf_error *err) {
                        &cfg->server_listen, &listen_loc, err)) ||
       (rc = get_string(srv, "token", "'server'", loc, false,
                        "the token clients must send (or no 'token' key)", &cfg->server_token, NULL,
-                       err)))
+                       err)) ||
+      (rc = bf_config_load_tokens(cfg, srv, err)))
     return rc;
   if (!cfg->server_listen) {
     cfg->server_listen = bf_xstrdup("127.0.0.1:8420");
@@ -1197,6 +1198,7 @@ void bf_config_free(struct bf_config *cfg) {
   if (cfg->server_token) explicit_bzero(cfg->server_token, strlen(cfg->server_token));
   free(cfg->secret);
   free(cfg->server_token);
+  free(cfg->server_tokens);
   free(cfg->server_listen);
   free(cfg->state_dir);
   free(cfg->path);

@@ -153,6 +153,16 @@ struct bf_sync_config {
   const struct bf_node *unset;
 };
 
+/* server.tokens (issue 18): who may read and who may edit through the API.
+ * Roles are ordered: each includes the ones below it. */
+enum bf_role { BF_ROLE_NONE = 0, BF_ROLE_VIEWER, BF_ROLE_EDITOR, BF_ROLE_ADMIN };
+struct bf_server_token {
+  const char *name;  /* borrowed from the config tree; shown in the edit log */
+  const char *token; /* borrowed; never logged */
+  enum bf_role role;
+  struct bf_loc loc;
+};
+
 struct bf_config {
   char *path; /* path of backflow.yml as given */
   char *dir;  /* project folder; relative paths in config resolve here */
@@ -162,6 +172,8 @@ struct bf_config {
   struct bf_loc state_dir_loc, secret_loc; /* where written, else file:1:1 */
   char *server_listen;                     /* default "127.0.0.1:8420" */
   char *server_token;                      /* optional */
+  struct bf_server_token *server_tokens;   /* server.tokens (config_tokens.c) */
+  size_t n_server_tokens;
   /* durability: process (default) survives a killed process; power also
    * fsyncs before every send, to survive a power cut, at ~10 ms a batch. */
   bool durability_power;
