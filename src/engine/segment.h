@@ -62,4 +62,31 @@ void bf_segment_release(struct bf_segment *s);
 int bf_segment_table_sql(const struct bf_segment_dialect *d, const char *table, char **out,
                          struct bf_error *err);
 
+/* ---- segment_run.c: a segment against its warehouse. */
+
+/* A request's base: {"model": NAME} or {"warehouse": NAME, "table": T}.
+ * Resolved into the warehouse, the dialect, the SQL to select from and the
+ * model (NULL for a table), whose pii columns are masked in samples. */
+struct bf_segment_base {
+  const struct bf_warehouse_config *warehouse;
+  const struct bf_segment_dialect *dialect;
+  const struct bf_model_config *model;
+  char *sql;
+};
+int bf_segment_base_resolve(const struct bf_config *cfg, const json_t *base,
+                            struct bf_segment_base *out, struct bf_error *err);
+void bf_segment_base_release(struct bf_segment_base *b);
+
+/* Builds req's segment ({"base":..., "where":...}) and, when preview,
+ * runs it: appends {"sql", "params", "columns", "row_count", "sample",
+ * "masked"} to out. sample rows (at most 100) have the base model's pii
+ * columns replaced by "***" unless show_pii. Without preview only the SQL
+ * is built (out gets "sql", "params", "columns"). On success, when seg is
+ * not NULL, it receives the segment (caller releases it) and *base the
+ * resolved base (caller releases it). BF_E_USAGE for bad input,
+ * BF_E_WAREHOUSE when the warehouse refused. */
+int bf_segment_run(const struct bf_config *cfg, const json_t *req, bool preview, size_t sample,
+                   bool show_pii, struct bf_buf *out, struct bf_segment *seg,
+                   struct bf_segment_base *base, struct bf_error *err);
+
 #endif

@@ -44,6 +44,11 @@ static const struct route routes[] = {
     {"GET", "/metrics", AUTH_TOKEN, bf_api_metrics, "Prometheus text format"},
     {"POST", "/hooks/{destination}", AUTH_HMAC, bf_hooks_receive, "destination events, signed"},
     {"GET", "/api/edits", AUTH_ADMIN, bf_studio_edits, "the edit log (?limit=N); admin"},
+    {"POST", "/api/studio/segments/preview", AUTH_TOKEN, bf_studio_preview,
+     "segment SQL, row count and a sample"},
+    {"GET", "/api/studio/models/{name}", AUTH_TOKEN, bf_studio_model_get, "models/NAME.yml"},
+    {"PUT", "/api/studio/models/{name}", AUTH_EDITOR, bf_studio_model_put,
+     "save a segment as models/NAME.yml"},
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 

@@ -8,4 +8,30 @@
 /* GET /api/edits?limit=N (admin): the edit log, oldest first. */
 void bf_studio_edits(struct bf_http_req *req, struct bf_http_resp *resp);
 
+/* POST /api/studio/segments/preview: {"base", "where", "sample"} -> the
+ * SQL, its parameters, the row count and a sample (pii masked below admin). */
+void bf_studio_preview(struct bf_http_req *req, struct bf_http_resp *resp);
+/* GET /api/studio/models/{name}: models/NAME.yml with its version. */
+void bf_studio_model_get(struct bf_http_req *req, struct bf_http_resp *resp);
+/* PUT /api/studio/models/{name} (editor): {"base", "where", "primary_key",
+ * "version"} saved as models/NAME.yml. */
+void bf_studio_model_put(struct bf_http_req *req, struct bf_http_resp *resp);
+
+/* ---- Shared by the studio's files (studio_segment.c). */
+#include <jansson.h>
+/* The request body as a JSON object (caller decrefs), or NULL with a 400 set. */
+json_t *bf_studio_body(struct bf_http_req *req, struct bf_http_resp *resp);
+/* Letters, digits and '_', not a digit first, at most 128 bytes. */
+bool bf_studio_name_ok(const char *name);
+/* A file's version: BLAKE2b-128 of its bytes in hex, or "new" when absent. */
+void bf_studio_version(const char *path, char out[33]);
+/* Writes text to rel (a path in the project) when its version on disk is
+ * still version, adds `include:` to backflow.yml when it has none, and
+ * keeps the file only if the whole project then loads (otherwise restores
+ * what was there). kind/name ("model"/"sync") must not already be defined in
+ * another file. Returns 0 with new_version set, or -1 with resp set. */
+int bf_studio_write_checked(struct bf_http_req *req, struct bf_http_resp *resp, const char *rel,
+                            const char *text, const char *version, const char *kind,
+                            const char *name, char new_version[33]);
+
 #endif

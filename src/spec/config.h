@@ -183,6 +183,10 @@ struct bf_config {
   struct bf_destination_config *destinations;
   struct bf_sync_config *syncs;
   struct bf_node *root; /* owns every node and string above */
+  /* Files read through `include:` (config_include.c); their nodes' locations
+   * point at these names. */
+  char **include_files;
+  size_t n_include_files;
   /* First unset ${NAME} in `secret`, `write_back` or `alerts`, and in
    * `server` (whose settings are then defaults): needed by runs / serve only. */
   const struct bf_node *unset_globals, *unset_server;
