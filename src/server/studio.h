@@ -25,13 +25,19 @@ json_t *bf_studio_body(struct bf_http_req *req, struct bf_http_resp *resp);
 bool bf_studio_name_ok(const char *name);
 /* A file's version: BLAKE2b-128 of its bytes in hex, or "new" when absent. */
 void bf_studio_version(const char *path, char out[33]);
+/* A further check of the project as it would be after the edit (a sync's
+ * plan); returns nonzero with resp set to refuse the edit. */
+typedef int (*bf_studio_check_fn)(const struct bf_config *cfg, void *ctx,
+                                  struct bf_http_resp *resp);
 /* Writes text to rel (a path in the project) when its version on disk is
- * still version, adds `include:` to backflow.yml when it has none, and
- * keeps the file only if the whole project then loads (otherwise restores
- * what was there). kind/name ("model"/"sync") must not already be defined in
- * another file. Returns 0 with new_version set, or -1 with resp set. */
+ * still version and the whole project loads with it (checked first, from
+ * memory, then check(cfg, ctx) when not NULL); adds `include:` to
+ * backflow.yml when it has none. kind/name ("model"/"sync") must not be
+ * defined in another file. Returns 0 with new_version set, or -1 with resp
+ * set (409 conflict, 422 would not load) and nothing written. */
 int bf_studio_write_checked(struct bf_http_req *req, struct bf_http_resp *resp, const char *rel,
                             const char *text, const char *version, const char *kind,
-                            const char *name, char new_version[33]);
+                            const char *name, bf_studio_check_fn check, void *ctx,
+                            char new_version[33]);
 
 #endif

@@ -136,15 +136,15 @@ static bool included(const struct bf_config *cfg, const char *rel, bool *has_inc
 
 int bf_studio_write_checked(struct bf_http_req *req, struct bf_http_resp *resp, const char *rel,
                             const char *text, const char *version, const char *kind,
-                            const char *name, char new_version[33]) {
+                            const char *name, bf_studio_check_fn check, void *ctx,
+                            char new_version[33]) {
   const struct bf_config *old = req->srv->p->cfg;
   char *path = bf_xasprintf("%s/%s", old->dir, rel);
   char *dir = bf_xstrndup(path, (size_t)(strrchr(path, '/') - path));
   struct bf_config *cfg = NULL;
   struct bf_error err = {0};
-  unsigned char *prev = NULL, *main_prev = NULL;
-  size_t prev_len = 0, main_len = 0;
-  bool had_prev = false, main_changed = false;
+  unsigned char *main_text = NULL;
+  size_t main_len = 0;
   int rc = -1;
   char cur[33];
   pthread_mutex_lock(&save_lock);
@@ -171,60 +171,50 @@ int bf_studio_write_checked(struct bf_http_req *req, struct bf_http_resp *resp, 
     goto out;
   }
   bool has_include;
-  if (!included(cfg, rel, &has_include)) {
-    if (has_include) {
-      bf_http_error(resp, 409,
-                    "%s does not match the 'include' list of %s; add e.g. models/*.yml and "
-                    "syncs/*.yml to it",
-                    rel, old->path);
-      goto out;
-    }
+  if (!included(cfg, rel, &has_include) && has_include) {
+    bf_http_error(resp, 409,
+                  "%s does not match the 'include' list of %s; add e.g. models/*.yml and "
+                  "syncs/*.yml to it",
+                  rel, old->path);
+    goto out;
+  }
+  /* The project as it would be, checked before anything is written. */
+  bf_config_free(cfg);
+  cfg = NULL;
+  struct bf_config_overlay ov = {rel, text};
+  if (bf_config_load_overlay(old->path, &ov, &cfg, &err)) {
+    bf_http_error(resp, 422, "the project would not load with this %s, nothing was saved: %s", kind,
+                  err.msg);
+    goto out;
+  }
+  if (check && check(cfg, ctx, resp)) goto out;
+  if (!has_include) {
     /* No include yet: add the studio's folders to backflow.yml. */
-    if (bf_read_file(old->path, &main_prev, &main_len)) {
-      bf_http_error(resp, 500, "cannot read %s: %s", old->path, strerror(errno));
-      goto out;
-    }
     const char *line = "\ninclude: [models/*.yml, syncs/*.yml]\n";
     char *failed = NULL;
-    if (bf_write_file_atomic(old->path, main_prev, main_len, line, strlen(line), &failed)) {
-      bf_http_error(resp, 500, "cannot write %s: %s", failed, strerror(errno));
+    if (bf_read_file(old->path, &main_text, &main_len) ||
+        bf_write_file_atomic(old->path, main_text, main_len, line, strlen(line), &failed)) {
+      bf_http_error(resp, 500, "cannot add 'include' to %s: %s", old->path, strerror(errno));
       free(failed);
       goto out;
     }
     chmod(old->path, 0644);
-    main_changed = true;
   }
-  had_prev = bf_read_file(path, &prev, &prev_len) == 0;
   mkdir(dir, 0755);
   char *failed = NULL;
   if (bf_write_file_atomic(path, text, strlen(text), NULL, 0, &failed)) {
     bf_http_error(resp, 500, "cannot write %s: %s", failed, strerror(errno));
     free(failed);
-    goto restore;
+    if (!has_include) bf_write_file_atomic(old->path, main_text, main_len, NULL, 0, NULL);
+    goto out;
   }
   chmod(path, 0644);
-  bf_config_free(cfg);
-  cfg = NULL;
-  bf_error_clear(&err);
-  if (bf_config_load(old->path, &cfg, &err)) {
-    bf_http_error(resp, 422, "the project would not load with this %s, nothing was saved: %s", kind,
-                  err.msg);
-    goto restore;
-  }
   bf_studio_version(path, new_version);
   rc = 0;
-  goto out;
-restore:
-  if (had_prev)
-    bf_write_file_atomic(path, prev, prev_len, NULL, 0, NULL);
-  else
-    unlink(path);
-  if (main_changed) bf_write_file_atomic(old->path, main_prev, main_len, NULL, 0, NULL);
 out:
   pthread_mutex_unlock(&save_lock);
   bf_config_free(cfg);
-  free(prev);
-  free(main_prev);
+  free(main_text);
   free(path);
   free(dir);
   return rc;
@@ -325,7 +315,9 @@ void bf_studio_model_put(struct bf_http_req *req, struct bf_http_resp *resp) {
   yaml = model_yaml(name, &base, &seg, pk, seg_json);
   rel = bf_xasprintf("models/%s.yml", name);
   char new_version[33];
-  if (bf_studio_write_checked(req, resp, rel, yaml, version, "model", name, new_version)) goto out;
+  if (bf_studio_write_checked(req, resp, rel, yaml, version, "model", name, NULL, NULL,
+                              new_version))
+    goto out;
   bf_http_json(resp, 200);
   bf_buf_puts(&resp->body, "{\"name\":");
   bf_json_cstr(&resp->body, name);

@@ -203,6 +203,17 @@ int bf_config_parse(const char *name, const char *text, size_t len, const char *
                     struct bf_config **out, struct bf_error *err);
 void bf_config_free(struct bf_config *cfg);
 
+/* bf_config_load with one project file read from text instead of the disk
+ * (config_include.c): how the studio checks an edit before writing it. rel
+ * is relative to the project folder and is included as if `include:` named
+ * it (it must match an `include:` entry when the file has that key). */
+struct bf_config_overlay {
+  const char *rel;
+  const char *text;
+};
+int bf_config_load_overlay(const char *path, const struct bf_config_overlay *ov,
+                           struct bf_config **out, struct bf_error *err);
+
 const struct bf_warehouse_config *bf_config_warehouse(const struct bf_config *c, const char *name);
 const struct bf_model_config *bf_config_model(const struct bf_config *c, const char *name);
 const struct bf_destination_config *bf_config_destination(const struct bf_config *c,

@@ -4,6 +4,7 @@
  * `syncs:` and/or `destinations:` maps; their entries join the main file's
  * as if written there, keeping their own file:line:col for messages. */
 #include <errno.h>
+#include <fnmatch.h>
 #include <glob.h>
 #include <string.h>
 
@@ -11,6 +12,9 @@
 #include "util/fsutil.h"
 
 #define MAX_INCLUDED_FILES 2000
+
+/* Set for the duration of one bf_config_load_overlay() call on this thread. */
+static _Thread_local const struct bf_config_overlay *overlay;
 
 static const char *const mergeable[] = {"models", "syncs", "destinations", NULL};
 
@@ -100,7 +104,13 @@ static int include_file(struct bf_config *cfg, const char *path, struct bf_loc f
     if (!strcmp(cfg->include_files[i], path)) return 0; /* listed twice: read once */
   unsigned char *text = NULL;
   size_t len = 0;
-  if (bf_read_file(path, &text, &len))
+  char *ov_path = overlay ? bf_xasprintf("%s/%s", cfg->dir, overlay->rel) : NULL;
+  bool from_overlay = ov_path && !strcmp(ov_path, path);
+  free(ov_path);
+  if (from_overlay) {
+    len = strlen(overlay->text);
+    text = (unsigned char *)bf_xstrdup(overlay->text);
+  } else if (bf_read_file(path, &text, &len))
     return bf_config_loc_error(err, from, "cannot read included file %s: %s", path,
                                strerror(errno));
   if (len > CONFIG_MAX_BYTES) {
@@ -120,12 +130,19 @@ static int include_file(struct bf_config *cfg, const char *path, struct bf_loc f
 
 int bf_config_expand_includes(struct bf_config *cfg, struct bf_error *err) {
   const struct bf_node *list = bf_node_get(cfg->root, "include");
-  if (!list || is_empty(list)) return 0;
+  int rc = 0;
+  bool overlay_done = false;
+  if (!list || is_empty(list)) {
+    if (!overlay) return 0;
+    char *path = bf_xasprintf("%s/%s", cfg->dir, overlay->rel);
+    rc = include_file(cfg, path, cfg->root->loc, err);
+    free(path);
+    return rc;
+  }
   if (list->kind != BF_NODE_SEQ)
     return bf_config_loc_error(err, list->loc,
                                "'include' must be a list of files or patterns, e.g. "
                                "[models/*.yml, syncs/*.yml]");
-  int rc = 0;
   for (size_t i = 0; i < list->n && !rc; i++) {
     const struct bf_node *it = list->items[i];
     if (it->kind != BF_NODE_SCALAR || !it->scalar[0])
@@ -149,7 +166,26 @@ int bf_config_expand_includes(struct bf_config *cfg, struct bf_error *err) {
         rc = include_file(cfg, g.gl_pathv[j], it->loc, err);
       globfree(&g);
     }
+    /* The overlay's file may not exist yet: it joins the first entry that
+     * would list it. */
+    if (!rc && overlay && !overlay_done && fnmatch(it->scalar, overlay->rel, FNM_PATHNAME) == 0) {
+      overlay_done = true;
+      char *path = bf_xasprintf("%s/%s", cfg->dir, overlay->rel);
+      rc = include_file(cfg, path, it->loc, err);
+      free(path);
+    }
     free(pattern);
   }
+  if (!rc && overlay && !overlay_done)
+    rc = bf_config_loc_error(err, list->loc, "%s does not match any entry of 'include'",
+                             overlay->rel);
+  return rc;
+}
+
+int bf_config_load_overlay(const char *path, const struct bf_config_overlay *ov,
+                           struct bf_config **out, struct bf_error *err) {
+  overlay = ov;
+  int rc = bf_config_load(path, out, err);
+  overlay = NULL;
   return rc;
 }
