@@ -89,4 +89,10 @@ int bf_segment_run(const struct bf_config *cfg, const json_t *req, bool preview,
                    bool show_pii, struct bf_buf *out, struct bf_segment *seg,
                    struct bf_segment_base *base, struct bf_error *err);
 
+/* Appends [{"name", "type", "pii"}] for model m: the columns its SQL returns
+ * (asked of the warehouse), the type of each in the first row ("unknown"
+ * when there is no row or the value is NULL) and its pii kind or null. */
+int bf_segment_model_columns(const struct bf_config *cfg, const struct bf_model_config *m,
+                             struct bf_buf *out, struct bf_error *err);
+
 #endif

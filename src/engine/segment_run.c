@@ -176,3 +176,46 @@ out:
     bf_segment_base_release(&base);
   return rc;
 }
+
+int bf_segment_model_columns(const struct bf_config *cfg, const struct bf_model_config *m,
+                             struct bf_buf *out, struct bf_error *err) {
+  const struct bf_warehouse_config *wh = bf_config_warehouse(cfg, m->warehouse);
+  if (!wh || m->unset)
+    return bf_error_set(err, BF_E_USAGE, "model '%s' cannot be read (warehouse or ${NAME} unset)",
+                        m->name);
+  struct bf_source *src = NULL;
+  struct bf_cursor *cur = NULL;
+  struct bf_rowbuf rb = {0};
+  char *q = bf_xasprintf("SELECT * FROM (%s) AS bf_probe LIMIT 1", m->sql);
+  int rc = bf_source_open(wh, cfg, &src, err);
+  if (!rc) rc = bf_source_query(src, q, &cur, err);
+  if (!rc) {
+    bf_rowbuf_init(&rb, cur->ncols, 1);
+    int got = cur->ops->next_chunk(cur, &rb, err);
+    if (got < 0) rc = got;
+  }
+  if (!rc) {
+    bf_buf_putc(out, '[');
+    for (size_t c = 0; c < cur->ncols; c++) {
+      const char *pii = bf_pairs_get(&m->pii, cur->column_names[c]);
+      bf_buf_puts(out, c ? ",{\"name\":" : "{\"name\":");
+      bf_json_cstr(out, cur->column_names[c]);
+      bf_buf_puts(out, ",\"type\":");
+      bf_json_cstr(out, rb.nrows && bf_rowbuf_row(&rb, 0)[c].type != BF_NULL
+                            ? bf_type_name(bf_rowbuf_row(&rb, 0)[c].type)
+                            : "unknown");
+      bf_buf_puts(out, ",\"pii\":");
+      if (pii)
+        bf_json_cstr(out, pii);
+      else
+        bf_buf_puts(out, "null");
+      bf_buf_putc(out, '}');
+    }
+    bf_buf_putc(out, ']');
+  }
+  bf_rowbuf_release(&rb);
+  bf_cursor_free(cur);
+  bf_source_close(src);
+  free(q);
+  return rc;
+}

@@ -49,6 +49,15 @@ static const struct route routes[] = {
     {"GET", "/api/studio/models/{name}", AUTH_TOKEN, bf_studio_model_get, "models/NAME.yml"},
     {"PUT", "/api/studio/models/{name}", AUTH_EDITOR, bf_studio_model_put,
      "save a segment as models/NAME.yml"},
+    {"GET", "/api/studio/models/{name}/columns", AUTH_TOKEN, bf_studio_model_columns,
+     "a model's columns, types and pii kinds"},
+    {"GET", "/api/studio/destinations/{name}/fields", AUTH_TOKEN, bf_studio_destination_fields,
+     "fields the destination lists (?object=X)"},
+    {"GET", "/api/studio/syncs/{name}", AUTH_TOKEN, bf_studio_sync_get, "syncs/NAME.yml"},
+    {"POST", "/api/studio/syncs/{name}/preview", AUTH_TOKEN, bf_studio_sync_preview,
+     "a sync's YAML and plan, nothing saved"},
+    {"PUT", "/api/studio/syncs/{name}", AUTH_EDITOR, bf_studio_sync_put,
+     "save a sync as syncs/NAME.yml"},
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 

@@ -17,10 +17,24 @@ void bf_studio_model_get(struct bf_http_req *req, struct bf_http_resp *resp);
  * "version"} saved as models/NAME.yml. */
 void bf_studio_model_put(struct bf_http_req *req, struct bf_http_resp *resp);
 
+/* GET /api/studio/models/{name}/columns: [{"name", "type", "pii"}]. */
+void bf_studio_model_columns(struct bf_http_req *req, struct bf_http_resp *resp);
+/* GET /api/studio/destinations/{name}/fields?object=X: the destination's
+ * fields where its API lists them ("listed": true), else free text. */
+void bf_studio_destination_fields(struct bf_http_req *req, struct bf_http_resp *resp);
+/* GET /api/studio/syncs/{name}: syncs/NAME.yml with its version. */
+void bf_studio_sync_get(struct bf_http_req *req, struct bf_http_resp *resp);
+/* POST /api/studio/syncs/{name}/preview: the YAML and the plan, nothing saved. */
+void bf_studio_sync_preview(struct bf_http_req *req, struct bf_http_resp *resp);
+/* PUT /api/studio/syncs/{name} (editor): saves syncs/NAME.yml once it plans. */
+void bf_studio_sync_put(struct bf_http_req *req, struct bf_http_resp *resp);
+
 /* ---- Shared by the studio's files (studio_segment.c). */
 #include <jansson.h>
 /* The request body as a JSON object (caller decrefs), or NULL with a 400 set. */
 json_t *bf_studio_body(struct bf_http_req *req, struct bf_http_resp *resp);
+/* GET of <folder>/NAME.yml: {"name", "path", "exists", "version", "yaml"}. */
+void bf_studio_file_get(struct bf_http_req *req, struct bf_http_resp *resp, const char *folder);
 /* Letters, digits and '_', not a digit first, at most 128 bytes. */
 bool bf_studio_name_ok(const char *name);
 /* A file's version: BLAKE2b-128 of its bytes in hex, or "new" when absent. */

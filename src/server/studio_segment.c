@@ -221,12 +221,20 @@ out:
 }
 
 void bf_studio_model_get(struct bf_http_req *req, struct bf_http_resp *resp) {
+  bf_studio_file_get(req, resp, "models");
+}
+
+void bf_studio_sync_get(struct bf_http_req *req, struct bf_http_resp *resp) {
+  bf_studio_file_get(req, resp, "syncs");
+}
+
+void bf_studio_file_get(struct bf_http_req *req, struct bf_http_resp *resp, const char *folder) {
   const char *name = req->params[0];
   if (!bf_studio_name_ok(name)) {
-    bf_http_error(resp, 400, "'%.60s' is not a model name (letters, digits, '_')", name);
+    bf_http_error(resp, 400, "'%.60s' is not a name (letters, digits, '_')", name);
     return;
   }
-  char *rel = bf_xasprintf("models/%s.yml", name);
+  char *rel = bf_xasprintf("%s/%s.yml", folder, name);
   char *path = bf_xasprintf("%s/%s", req->srv->p->cfg->dir, rel);
   char version[33];
   bf_studio_version(path, version);
