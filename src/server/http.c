@@ -58,6 +58,10 @@ static const struct route routes[] = {
      "a sync's YAML and plan, nothing saved"},
     {"PUT", "/api/studio/syncs/{name}", AUTH_EDITOR, bf_studio_sync_put,
      "save a sync as syncs/NAME.yml"},
+    {"POST", "/api/studio/syncs/{name}/run", AUTH_EDITOR, bf_studio_sync_run,
+     "run a sync as saved on disk"},
+    {"GET", "/api/studio/syncs/{name}/runs", AUTH_TOKEN, bf_studio_sync_runs,
+     "runs of any sync in the run log"},
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 

@@ -29,6 +29,12 @@ void bf_studio_sync_preview(struct bf_http_req *req, struct bf_http_resp *resp);
 /* PUT /api/studio/syncs/{name} (editor): saves syncs/NAME.yml once it plans. */
 void bf_studio_sync_put(struct bf_http_req *req, struct bf_http_resp *resp);
 
+/* POST /api/studio/syncs/{name}/run (editor): one run of the sync as the
+ * project on disk defines it (a sync saved since the server started). */
+void bf_studio_sync_run(struct bf_http_req *req, struct bf_http_resp *resp);
+/* GET /api/studio/syncs/{name}/runs: the run log's last 50 runs of it. */
+void bf_studio_sync_runs(struct bf_http_req *req, struct bf_http_resp *resp);
+
 /* ---- Shared by the studio's files (studio_segment.c). */
 #include <jansson.h>
 /* The request body as a JSON object (caller decrefs), or NULL with a 400 set. */

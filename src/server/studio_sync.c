@@ -327,3 +327,80 @@ void bf_studio_sync_put(struct bf_http_req *req, struct bf_http_resp *resp) {
   free(yaml);
   json_decref(body);
 }
+
+/* ---- running a saved sync before the server knows it */
+
+void bf_studio_sync_run(struct bf_http_req *req, struct bf_http_resp *resp) {
+  const char *name = req->params[0];
+  if (!bf_studio_name_ok(name)) {
+    bf_http_error(resp, 400, "'%.60s' is not a sync name (letters, digits, '_')", name);
+    return;
+  }
+  /* The project as it is on disk now: a sync saved since the server started
+   * runs without a restart (the run lock keeps it from running twice). */
+  struct bf_project *p = NULL;
+  struct bf_error err = {0};
+  if (bf_project_load(req->srv->p->cfg->path, &p, &err)) {
+    bf_http_error(resp, 409, "the project does not load as it is on disk: %s", err.msg);
+    return;
+  }
+  if (!bf_config_sync(p->cfg, name)) {
+    bf_http_error(resp, 404, "unknown sync '%s' (not in the project on disk)", name);
+    bf_project_free(p);
+    return;
+  }
+  struct bf_run_options opts = {.log_skipped = true};
+  struct bf_run_result res;
+  int rc = bf_sync_run(p, name, &opts, &res, &err);
+  const struct bf_run_counts *c = &res.counts;
+  bf_http_json(resp, rc && !res.run_id ? 422 : 200);
+  bf_buf_printf(&resp->body, "{\"sync\":");
+  bf_json_cstr(&resp->body, name);
+  bf_buf_printf(&resp->body,
+                ",\"run_id\":%lld,\"status\":\"%s\",\"counts\":{\"rows_read\":%lld,\"added\":%lld,"
+                "\"changed\":%lld,\"removed\":%lld,\"unchanged\":%lld,\"rejected\":%lld,"
+                "\"failed\":%lld},\"error\":",
+                res.run_id, res.status ? res.status : "failed", c->rows_read, c->added, c->changed,
+                c->removed, c->unchanged, c->rejected, c->failed);
+  if (rc)
+    bf_json_cstr(&resp->body, err.msg);
+  else
+    bf_buf_puts(&resp->body, "null");
+  bf_buf_puts(&resp->body, "}\n");
+  bf_run_result_release(&res);
+  bf_project_free(p);
+}
+
+void bf_studio_sync_runs(struct bf_http_req *req, struct bf_http_resp *resp) {
+  const char *name = req->params[0];
+  if (!bf_studio_name_ok(name)) {
+    bf_http_error(resp, 400, "'%.60s' is not a sync name (letters, digits, '_')", name);
+    return;
+  }
+  struct bf_runlog *log = NULL;
+  struct bf_run_info *runs = NULL;
+  size_t n = 0;
+  struct bf_error err = {0};
+  if (bf_runlog_open(req->srv->p->state_dir, &log, &err) ||
+      bf_runlog_list(log, name, 50, &runs, &n, &err)) {
+    bf_http_error(resp, 500, "cannot read the run log: %s", err.msg);
+  } else {
+    bf_http_json(resp, 200);
+    bf_buf_puts(&resp->body, "{\"sync\":");
+    bf_json_cstr(&resp->body, name);
+    bf_buf_puts(&resp->body, ",\"runs\":[");
+    for (size_t i = 0; i < n; i++) {
+      const struct bf_run_info *r = &runs[i];
+      bf_buf_printf(&resp->body, "%s{\"id\":%lld,\"status\":", i ? "," : "", r->id);
+      bf_json_cstr(&resp->body, r->status ? r->status : "");
+      bf_buf_printf(&resp->body,
+                    ",\"started_ms\":%lld,\"finished_ms\":%lld,\"added\":%lld,\"changed\":%lld,"
+                    "\"removed\":%lld,\"rejected\":%lld}",
+                    r->started_ms, r->finished_ms, r->counts.added, r->counts.changed,
+                    r->counts.removed, r->counts.rejected);
+    }
+    bf_buf_puts(&resp->body, "]}\n");
+  }
+  bf_run_infos_free(runs, n);
+  bf_runlog_close(log);
+}

@@ -112,17 +112,27 @@ class StudioSync(unittest.TestCase):
         status, doc = self.call("PUT", "/api/studio/syncs/vip_out", dict(SYNC, version="new"))
         self.assertEqual(status, 200, doc)
         files = self.files()
+        saved_version = doc["version"]
         self.assertEqual(files["syncs/vip_out.yml"], doc["yaml"])
         self.assertIn("include: [models/*.yml, syncs/*.yml]", files["backflow.yml"])
         r = self.p.run("validate")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        r = self.p.run("run", "vip_out")
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        # Run it from the studio (the server started without it), then see the run.
+        status, doc = self.call("POST", "/api/studio/syncs/vip_out/run", token=VIEWER)
+        self.assertEqual(status, 403, doc)
+        status, doc = self.call("POST", "/api/studio/syncs/vip_out/run")
+        self.assertEqual(status, 200, doc)
+        self.assertEqual((doc["status"], doc["counts"]["added"]), ("succeeded", 20))
+        status, runs = self.call("GET", "/api/studio/syncs/vip_out/runs", token=VIEWER)
+        self.assertEqual([(r["id"], r["status"]) for r in runs["runs"]],
+                         [(doc["run_id"], "succeeded")])
+        status, doc = self.call("POST", "/api/studio/syncs/nope/run")
+        self.assertEqual(status, 404, doc)
         with open(os.path.join(self.p.dir, "out", "users.jsonl")) as f:
             self.assertEqual(len(f.read().splitlines()), 20)
         # After the run, the plan of a changed mapping shows changes.
         status, got = self.call("GET", "/api/studio/syncs/vip_out")
-        self.assertEqual(got["version"], doc["version"])
+        self.assertEqual(got["version"], saved_version)
         status, doc = self.call("POST", "/api/studio/syncs/vip_out/preview",
                                 dict(SYNC, fields={"email": "email", "name": "plan"}))
         self.assertEqual(status, 200, doc)
@@ -138,7 +148,8 @@ class StudioSync(unittest.TestCase):
         status, _, data = self.s.request("GET", "/api/edits", token=TOKEN)
         edits = json.loads(data)["edits"]
         self.assertEqual([(e["who"], e["target"]) for e in edits],
-                         [("bob", "/api/studio/syncs/vip_out")])
+                         [("bob", "/api/studio/syncs/vip_out"),
+                          ("bob", "/api/studio/syncs/vip_out/run")])
 
     def test_bad_input_is_refused_and_nothing_written(self):
         before = self.files()
