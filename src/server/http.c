@@ -44,6 +44,8 @@ static const struct route routes[] = {
     {"GET", "/metrics", AUTH_TOKEN, bf_api_metrics, "Prometheus text format"},
     {"POST", "/hooks/{destination}", AUTH_HMAC, bf_hooks_receive, "destination events, signed"},
     {"GET", "/api/edits", AUTH_ADMIN, bf_studio_edits, "the edit log (?limit=N); admin"},
+    {"GET", "/studio", AUTH_NONE, bf_studio_page, "the studio page; its data needs a token"},
+    {"GET", "/api/studio/catalog", AUTH_TOKEN, bf_studio_catalog, "models, destinations, syncs"},
     {"POST", "/api/studio/segments/preview", AUTH_TOKEN, bf_studio_preview,
      "segment SQL, row count and a sample"},
     {"GET", "/api/studio/models/{name}", AUTH_TOKEN, bf_studio_model_get, "models/NAME.yml"},

@@ -37,3 +37,45 @@ void bf_studio_edits(struct bf_http_req *req, struct bf_http_resp *resp) {
   bf_buf_puts(&resp->body, "}\n");
   free(events);
 }
+
+void bf_studio_catalog(struct bf_http_req *req, struct bf_http_resp *resp) {
+  /* The project on disk: models and syncs saved since the server started
+   * are listed too. */
+  struct bf_config *cfg = NULL;
+  struct bf_error err = {0};
+  if (bf_config_load(req->srv->p->cfg->path, &cfg, &err)) {
+    bf_http_error(resp, 409, "the project does not load as it is on disk: %s", err.msg);
+    return;
+  }
+  struct bf_buf *b = &resp->body;
+  bf_http_json(resp, 200);
+  bf_buf_puts(b, "{\"token\":");
+  bf_json_cstr(b, req->who);
+  bf_buf_puts(b, ",\"role\":");
+  bf_json_cstr(b, bf_role_name(req->role));
+  bf_buf_puts(b, ",\"models\":[");
+  for (size_t i = 0; i < cfg->n_models; i++) {
+    bf_buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
+    bf_json_cstr(b, cfg->models[i].name);
+    bf_buf_puts(b, ",\"warehouse\":");
+    bf_json_cstr(b, cfg->models[i].warehouse);
+    bf_buf_puts(b, ",\"file\":");
+    bf_json_cstr(b, cfg->models[i].loc.file);
+    bf_buf_putc(b, '}');
+  }
+  bf_buf_puts(b, "],\"destinations\":[");
+  for (size_t i = 0; i < cfg->n_destinations; i++) {
+    bf_buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
+    bf_json_cstr(b, cfg->destinations[i].name);
+    bf_buf_puts(b, ",\"type\":");
+    bf_json_cstr(b, cfg->destinations[i].type);
+    bf_buf_putc(b, '}');
+  }
+  bf_buf_puts(b, "],\"syncs\":[");
+  for (size_t i = 0; i < cfg->n_syncs; i++) {
+    if (i) bf_buf_putc(b, ',');
+    bf_json_cstr(b, cfg->syncs[i].name);
+  }
+  bf_buf_puts(b, "]}\n");
+  bf_config_free(cfg);
+}

@@ -8,6 +8,12 @@
 /* GET /api/edits?limit=N (admin): the edit log, oldest first. */
 void bf_studio_edits(struct bf_http_req *req, struct bf_http_resp *resp);
 
+/* GET /studio: the page (no token; it asks for one). */
+void bf_studio_page(struct bf_http_req *req, struct bf_http_resp *resp);
+/* GET /api/studio/catalog: the caller's token name and role, and the
+ * models, destinations and syncs of the project as it is on disk. */
+void bf_studio_catalog(struct bf_http_req *req, struct bf_http_resp *resp);
+
 /* POST /api/studio/segments/preview: {"base", "where", "sample"} -> the
  * SQL, its parameters, the row count and a sample (pii masked below admin). */
 void bf_studio_preview(struct bf_http_req *req, struct bf_http_resp *resp);

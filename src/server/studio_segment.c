@@ -294,7 +294,9 @@ void bf_studio_model_put(struct bf_http_req *req, struct bf_http_resp *resp) {
   struct bf_segment_base base = {0};
   struct bf_error err = {0};
   char *yaml = NULL, *rel = NULL, *seg_json = NULL;
-  int rc = bf_segment_run(req->srv->p->cfg, body, false, 0, false, &out, &seg, &base, &err);
+  struct bf_config *cfg = NULL;
+  int rc = bf_config_load(req->srv->p->cfg->path, &cfg, &err);
+  if (!rc) rc = bf_segment_run(cfg, body, false, 0, false, &out, &seg, &base, &err);
   if (rc) {
     bf_http_error(resp, status_of(rc), "%s", err.msg);
     goto out;
@@ -354,6 +356,7 @@ out:
   bf_buf_release(&out);
   bf_segment_release(&seg);
   bf_segment_base_release(&base);
+  bf_config_free(cfg); /* after base, which points into it */
   free(yaml);
   free(rel);
   free(seg_json);

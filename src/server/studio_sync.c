@@ -20,14 +20,21 @@
 #define PLAN_SAMPLE 5
 
 void bf_studio_model_columns(struct bf_http_req *req, struct bf_http_resp *resp) {
-  const struct bf_model_config *m = bf_config_model(req->srv->p->cfg, req->params[0]);
+  /* The project on disk, so a model saved since the server started is known. */
+  struct bf_config *cfg = NULL;
+  struct bf_error err = {0};
+  if (bf_config_load(req->srv->p->cfg->path, &cfg, &err)) {
+    bf_http_error(resp, 409, "the project does not load as it is on disk: %s", err.msg);
+    return;
+  }
+  const struct bf_model_config *m = bf_config_model(cfg, req->params[0]);
   if (!m) {
     bf_http_error(resp, 404, "unknown model '%.60s'", req->params[0]);
+    bf_config_free(cfg);
     return;
   }
   struct bf_buf cols = {0};
-  struct bf_error err = {0};
-  if (bf_segment_model_columns(req->srv->p->cfg, m, &cols, &err)) {
+  if (bf_segment_model_columns(cfg, m, &cols, &err)) {
     bf_http_error(resp, err.code == BF_E_WAREHOUSE ? 422 : 400, "%s", err.msg);
   } else {
     bf_http_json(resp, 200);
@@ -40,6 +47,7 @@ void bf_studio_model_columns(struct bf_http_req *req, struct bf_http_resp *resp)
     bf_buf_puts(&resp->body, "}\n");
   }
   bf_buf_release(&cols);
+  bf_config_free(cfg);
 }
 
 void bf_studio_destination_fields(struct bf_http_req *req, struct bf_http_resp *resp) {
