@@ -80,7 +80,8 @@ void bf_segment_base_release(struct bf_segment_base *b);
 /* Builds req's segment ({"base":..., "where":...}) and, when preview,
  * runs it: appends {"sql", "params", "columns", "row_count", "sample",
  * "masked"} to out. sample rows (at most 100) have the base model's pii
- * columns replaced by "***" unless show_pii. Without preview only the SQL
+ * columns replaced by "***" unless show_pii; a table (no pii declaration)
+ * has its text values and the columns any model declares pii masked. Without preview only the SQL
  * is built (out gets "sql", "params", "columns"). On success, when seg is
  * not NULL, it receives the segment (caller releases it) and *base the
  * resolved base (caller releases it). BF_E_USAGE for bad input,

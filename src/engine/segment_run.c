@@ -55,6 +55,12 @@ static bool is_pii(const struct bf_model_config *m, const char *col) {
   return m && bf_pairs_get(&m->pii, col) != NULL;
 }
 
+static bool any_pii(const struct bf_config *cfg, const char *col) {
+  for (size_t i = 0; i < cfg->n_models; i++)
+    if (is_pii(&cfg->models[i], col)) return true;
+  return false;
+}
+
 /* Runs sql with params and hands back the rows of its first chunk. */
 static int run_params(struct bf_source *src, const char *sql, const struct bf_segment *s,
                       struct bf_cursor **cur, struct bf_rowbuf *rb, size_t max,
@@ -134,6 +140,9 @@ int bf_segment_run(const struct bf_config *cfg, const json_t *req, bool preview,
     free(q);
     q = bf_xasprintf("%s LIMIT %zu", s.sql, sample ? sample : 1);
     if ((rc = run_params(src, q, &s, &cur, &rb, sample ? sample : 1, err))) goto out;
+    /* A table has no pii declaration: below admin its text values are
+     * masked, as are columns any model of the project declares pii. */
+    bool *masked = bf_xcalloc(cur->ncols + 1, sizeof *masked);
     for (size_t r = 0; sample && r < rb.nrows; r++) {
       bf_buf_puts(out, r ? ",{" : "{");
       const struct bf_value *row = bf_rowbuf_row(&rb, r);
@@ -141,21 +150,29 @@ int bf_segment_run(const struct bf_config *cfg, const json_t *req, bool preview,
         if (c) bf_buf_putc(out, ',');
         bf_json_cstr(out, cur->column_names[c]);
         bf_buf_putc(out, ':');
-        if (!show_pii && is_pii(base.model, cur->column_names[c]) && row[c].type != BF_NULL)
+        enum bf_type t = row[c].type;
+        bool mask = !show_pii && t != BF_NULL &&
+                    (base.model ? is_pii(base.model, cur->column_names[c])
+                                : t == BF_TEXT || t == BF_BLOB || t == BF_JSON ||
+                                      any_pii(cfg, cur->column_names[c]));
+        if (mask) {
           bf_buf_puts(out, "\"***\"");
-        else
+          masked[c] = true;
+        } else {
           bf_json_value(out, &row[c]);
+        }
       }
       bf_buf_putc(out, '}');
     }
     bf_buf_puts(out, "],\"masked\":[");
     bool first = true;
-    for (size_t c = 0; !show_pii && c < ncols; c++)
-      if (is_pii(base.model, cols[c])) {
+    for (size_t c = 0; c < cur->ncols; c++)
+      if (masked[c] || (!show_pii && base.model && is_pii(base.model, cur->column_names[c]))) {
         if (!first) bf_buf_putc(out, ',');
-        bf_json_cstr(out, cols[c]);
+        bf_json_cstr(out, cur->column_names[c]);
         first = false;
       }
+    free(masked);
     bf_buf_puts(out, "]");
   }
   bf_buf_puts(out, "}");

@@ -79,6 +79,9 @@ class Studio(unittest.TestCase):
         self.assertEqual(status, 200, doc)
         self.assertEqual(doc["row_count"], 2)
         self.assertEqual(sorted(r["cid"] for r in doc["sample"]), [1, 3])
+        # A table has no pii declaration: its text values are masked below admin.
+        self.assertEqual({r["email"] for r in doc["sample"]}, {"***"})
+        self.assertEqual(doc["masked"], ["email", "signed_up"])
 
     def test_injection_attempts_are_refused_or_inert(self):
         status, doc = self.post("/api/studio/segments/preview", {
