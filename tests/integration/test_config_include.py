@@ -65,6 +65,7 @@ class Include(unittest.TestCase):
                 r = p.run("validate")
                 self.assertNotEqual(r.returncode, 0, r.stdout)
                 self.assertRegex(r.stdout + r.stderr, want)
+                self.assertEqual(r.returncode, 2, r.stderr)  # a config error, not a crash or leak
 
 
 if __name__ == "__main__":

@@ -90,6 +90,7 @@ class Roles(unittest.TestCase):
                 self.assertNotEqual(r.returncode, 0, r.stdout)
                 self.assertIn(want, r.stderr + r.stdout)
                 self.assertRegex(r.stderr + r.stdout, r"backflow\.yml:\d+:\d+: ")
+                self.assertEqual(r.returncode, 2, r.stderr)  # a config error, not a crash or leak
 
 
 if __name__ == "__main__":

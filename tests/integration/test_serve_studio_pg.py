@@ -40,6 +40,11 @@ class StudioPg(unittest.TestCase):
         self.env = {"PG_DSN": self.pg.dsn(self.wh)}
         self.s = start_server(self, self.p, env=self.env)
 
+
+    def tearDown(self):
+        # A graceful stop exits 0: under ASan, a leak or memory error makes it fail.
+        code = self.s.stop()
+        self.assertEqual(code, 0, self.s.log())
     def post(self, path, body, method="POST"):
         status, _, data = self.s.request(method, path, token=EDITOR, body=body)
         return status, json.loads(data)

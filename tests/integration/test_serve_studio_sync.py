@@ -46,6 +46,11 @@ class StudioSync(unittest.TestCase):
         self.p = new_project(self, config(self.hs.base), rows=20)
         self.s = start_server(self, self.p)
 
+
+    def tearDown(self):
+        # A graceful stop exits 0: under ASan, a leak or memory error makes it fail.
+        code = self.s.stop()
+        self.assertEqual(code, 0, self.s.log())
     def call(self, method, path, body=None, token=EDITOR):
         status, _, data = self.s.request(method, path, token=token, body=body)
         return status, json.loads(data)
