@@ -46,9 +46,13 @@ static void value(struct walk *w, const char *text, bool numeric) {
     bf_segment_quote_string(w->d, &w->l, text);
 }
 
+/* "path: message"; fmt has at most one %s, for a. */
 static int fail(struct walk *w, const char *path, const char *fmt, const char *a) {
   char msg[400];
-  snprintf(msg, sizeof msg, fmt, a);
+  if (a)
+    snprintf(msg, sizeof msg, fmt, a);
+  else
+    snprintf(msg, sizeof msg, "%s", fmt);
   return bf_error_set(w->err, BF_E_USAGE, "%s: %s", path, msg);
 }
 
@@ -59,7 +63,7 @@ static int scalar_text(struct walk *w, const char *path, const json_t *v, char *
   if (json_is_string(v)) {
     const char *s = json_string_value(v);
     if (strlen(s) != json_string_length(v))
-      return fail(w, path, "%sa value must not contain a NUL character", "");
+      return fail(w, path, "a value must not contain a NUL character", NULL);
     *out = s;
     return 0;
   }
@@ -70,7 +74,7 @@ static int scalar_text(struct walk *w, const char *path, const json_t *v, char *
   } else if (json_is_boolean(v)) {
     snprintf(buf, n, "%d", json_is_true(v) ? 1 : 0);
   } else {
-    return fail(w, path, "%sexpected a string, number or boolean value", "");
+    return fail(w, path, "expected a string, number or boolean value", NULL);
   }
   *numeric = true;
   *out = buf;
@@ -79,7 +83,7 @@ static int scalar_text(struct walk *w, const char *path, const json_t *v, char *
 
 static int column(struct walk *w, const char *path, const json_t *c, struct bf_buf *col_sql) {
   const char *name = json_string_value(c);
-  if (!name || !*name) return fail(w, path, "%sexpected a column name (a string)", "");
+  if (!name || !*name) return fail(w, path, "expected a column name (a string)", NULL);
   for (size_t i = 0; i < w->ncols; i++)
     if (!strcmp(w->columns[i], name)) {
       bf_segment_quote_ident(w->d, col_sql, name);
@@ -160,7 +164,7 @@ static int condition(struct walk *w, const char *path, const json_t *c) {
   } else if (!strcmp(op, "in_last_days")) {
     json_int_t days = json_is_integer(v) ? json_integer_value(v) : -1;
     if (days < 1 || days > MAX_DAYS) {
-      rc = fail(w, sub, "in_last_days needs a whole number of days from 1 to 36500%s", "");
+      rc = fail(w, sub, "in_last_days needs a whole number of days from 1 to 36500", NULL);
       goto out;
     }
     snprintf(num, sizeof num, "%lld", (long long)days);
@@ -212,22 +216,22 @@ out:
 
 static int group(struct walk *w, const char *path, const json_t *g, int depth) {
   if (!json_is_object(g))
-    return fail(w, path, "%sexpected {\"all\": [...]} or {\"any\": [...]}", "");
+    return fail(w, path, "expected {\"all\": [...]} or {\"any\": [...]}", NULL);
   const json_t *all = json_object_get(g, "all"), *any = json_object_get(g, "any");
   if (!all && !any) return condition(w, path, g);
   if ((all && any) || json_object_size(g) != 1)
-    return fail(w, path, "%sa group has exactly one key, \"all\" (AND) or \"any\" (OR)", "");
-  if (depth >= MAX_DEPTH) return fail(w, path, "%sgroups nest at most 8 deep", "");
+    return fail(w, path, "a group has exactly one key, \"all\" (AND) or \"any\" (OR)", NULL);
+  if (depth >= MAX_DEPTH) return fail(w, path, "groups nest at most 8 deep", NULL);
   const json_t *items = all ? all : any;
   size_t n = json_array_size(items);
   char sub[256];
   snprintf(sub, sizeof sub, "%s.%s", path, all ? "all" : "any");
   if (!json_is_array(items) || n == 0)
-    return fail(w, sub, "%sexpected a non-empty list of conditions or groups", "");
+    return fail(w, sub, "expected a non-empty list of conditions or groups", NULL);
   both(w, "(");
   for (size_t i = 0; i < n; i++) {
     if (++w->nconds > MAX_CONDITIONS)
-      return fail(w, sub, "%sat most 200 conditions in a segment", "");
+      return fail(w, sub, "at most 200 conditions in a segment", NULL);
     if (i) both(w, all ? " AND " : " OR ");
     char item[300];
     snprintf(item, sizeof item, "%s[%zu]", sub, i);
