@@ -139,6 +139,7 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, struct bf_http_resp *
   if (r->status == MHD_HTTP_UNAUTHORIZED)
     MHD_add_response_header(mr, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"backflow\"");
   if (r->allow[0]) MHD_add_response_header(mr, MHD_HTTP_HEADER_ALLOW, r->allow);
+  if (r->etag[0]) MHD_add_response_header(mr, MHD_HTTP_HEADER_ETAG, r->etag);
   if (r->html) {
     MHD_add_response_header(
         mr, "Content-Security-Policy",

@@ -104,6 +104,7 @@ struct bf_http_resp {
   char allow[64];    /* Allow header (405); "" when none */
   bool html;         /* adds the dashboard's security headers */
   char *edit_detail; /* write routes: JSON for the edit log's "detail" (malloc'd), or NULL */
+  char etag[40];     /* ETag header ("\"<version>\""); "" when none */
 };
 
 #define BF_HTTP_MAX_BODY (1024 * 1024)

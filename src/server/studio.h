@@ -47,6 +47,10 @@ void bf_studio_sync_runs(struct bf_http_req *req, struct bf_http_resp *resp);
 json_t *bf_studio_body(struct bf_http_req *req, struct bf_http_resp *resp);
 /* GET of <folder>/NAME.yml: {"name", "path", "exists", "version", "yaml"}. */
 void bf_studio_file_get(struct bf_http_req *req, struct bf_http_resp *resp, const char *folder);
+/* The version a PUT was based on: body "version" or the If-Match header
+ * ("\"<version>\""). A new string the caller frees, or NULL with a 400 set. */
+char *bf_studio_request_version(struct bf_http_req *req, const json_t *body,
+                                struct bf_http_resp *resp);
 /* Letters, digits and '_', not a digit first, at most 128 bytes. */
 bool bf_studio_name_ok(const char *name);
 /* A file's version: BLAKE2b-128 of its bytes in hex, or "new" when absent. */

@@ -67,6 +67,32 @@ void bf_studio_version(const char *path, char out[33]) {
   free(text);
 }
 
+char *bf_studio_request_version(struct bf_http_req *req, const json_t *body,
+                                struct bf_http_resp *resp) {
+  const char *in_body = json_string_value(json_object_get(body, "version"));
+  const char *h = bf_http_header(req, "If-Match");
+  char *from_header = NULL;
+  if (h) {
+    size_t n = strlen(h);
+    if (n < 3 || h[0] != '"' || h[n - 1] != '"' || n > 40) {
+      bf_http_error(resp, 400, "If-Match: expected the ETag of the GET, e.g. \"new\"");
+      return NULL;
+    }
+    from_header = bf_xstrndup(h + 1, n - 2);
+  }
+  if (in_body && from_header && strcmp(in_body, from_header)) {
+    bf_http_error(resp, 400, "version and If-Match disagree; send one of them");
+    free(from_header);
+    return NULL;
+  }
+  if (from_header) return from_header;
+  if (in_body) return bf_xstrdup(in_body);
+  bf_http_error(resp, 400,
+                "version: expected the version (or ETag, as If-Match) from the GET of this file "
+                "(\"new\" for a new one)");
+  return NULL;
+}
+
 void bf_studio_preview(struct bf_http_req *req, struct bf_http_resp *resp) {
   json_t *body = bf_studio_body(req, resp);
   if (!body) return;
@@ -242,6 +268,7 @@ void bf_studio_file_get(struct bf_http_req *req, struct bf_http_resp *resp, cons
   size_t len = 0;
   bool exists = bf_read_file(path, &text, &len) == 0;
   bf_http_json(resp, 200);
+  snprintf(resp->etag, sizeof resp->etag, "\"%s\"", version);
   bf_buf_puts(&resp->body, "{\"name\":");
   bf_json_cstr(&resp->body, name);
   bf_buf_puts(&resp->body, ",\"path\":");
@@ -280,12 +307,8 @@ void bf_studio_model_put(struct bf_http_req *req, struct bf_http_resp *resp) {
       return;
     }
   }
-  const char *version = json_string_value(json_object_get(body, "version"));
+  char *version = bf_studio_request_version(req, body, resp);
   if (!version) {
-    bf_http_error(resp, 400,
-                  "version: expected the version from GET /api/studio/models/%s (\"new\" for a "
-                  "new model)",
-                  name);
     json_decref(body);
     return;
   }
@@ -329,6 +352,7 @@ void bf_studio_model_put(struct bf_http_req *req, struct bf_http_resp *resp) {
                               new_version))
     goto out;
   bf_http_json(resp, 200);
+  snprintf(resp->etag, sizeof resp->etag, "\"%s\"", new_version);
   bf_buf_puts(&resp->body, "{\"name\":");
   bf_json_cstr(&resp->body, name);
   bf_buf_puts(&resp->body, ",\"path\":");
@@ -357,6 +381,7 @@ out:
   bf_segment_release(&seg);
   bf_segment_base_release(&base);
   bf_config_free(cfg); /* after base, which points into it */
+  free(version);
   free(yaml);
   free(rel);
   free(seg_json);

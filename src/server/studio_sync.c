@@ -307,18 +307,16 @@ void bf_studio_sync_put(struct bf_http_req *req, struct bf_http_resp *resp) {
   char *yaml = sync_request(req, resp, &body);
   if (!yaml) return;
   const char *name = req->params[0];
-  const char *version = json_string_value(json_object_get(body, "version"));
+  char *version = bf_studio_request_version(req, body, resp);
   char *rel = bf_xasprintf("syncs/%s.yml", name);
   struct plan_ctx ctx = {req->srv, name, PLAN_SAMPLE, req->role >= BF_ROLE_ADMIN, {0}};
   char new_version[33];
   if (!version) {
-    bf_http_error(resp, 400,
-                  "version: expected the version from GET /api/studio/syncs/%s (\"new\" for a "
-                  "new sync)",
-                  name);
+    /* resp is set */
   } else if (bf_studio_write_checked(req, resp, rel, yaml, version, "sync", name, plan_check, &ctx,
                                      new_version) == 0) {
     plan_answer(resp, name, yaml, &ctx, new_version);
+    snprintf(resp->etag, sizeof resp->etag, "\"%s\"", new_version);
     struct bf_buf d = {0};
     bf_buf_puts(&d, "{\"path\":");
     bf_json_cstr(&d, rel);
@@ -331,6 +329,7 @@ void bf_studio_sync_put(struct bf_http_req *req, struct bf_http_resp *resp) {
     bf_buf_release(&d);
   }
   bf_buf_release(&ctx.out);
+  free(version);
   free(rel);
   free(yaml);
   json_decref(body);

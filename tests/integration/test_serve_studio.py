@@ -178,9 +178,25 @@ class Studio(unittest.TestCase):
                                 dict(body, version=got["version"], where=TWO["all"][0]),
                                 method="PUT")
         self.assertEqual(status, 200, doc)
+        # The same with HTTP's ETag / If-Match instead of "version".
+        status, hdrs, data = self.s.request("GET", "/api/studio/models/vip", token=EDITOR)
+        etag = hdrs["etag"]
+        self.assertEqual(etag, '"%s"' % json.loads(data)["version"])
+        no_version = {k: v for k, v in body.items() if k != "version"}
+        status, hdrs, data = self.s.request("PUT", "/api/studio/models/vip", token=EDITOR,
+                                            body=no_version, headers={"If-Match": '"0123"'})
+        self.assertEqual(status, 409, data)
+        status, hdrs, data = self.s.request("PUT", "/api/studio/models/vip", token=EDITOR,
+                                            body=dict(body, version="new"),
+                                            headers={"If-Match": etag})
+        self.assertEqual(status, 400, data)  # version and If-Match disagree
+        status, hdrs, data = self.s.request("PUT", "/api/studio/models/vip", token=EDITOR,
+                                            body=no_version, headers={"If-Match": etag})
+        self.assertEqual(status, 200, data)
+        self.assertEqual(hdrs["etag"], '"%s"' % json.loads(data)["version"])
         status, _, data = self.s.request("GET", "/api/edits", token=TOKEN)
         edits = [e for e in json.loads(data)["edits"] if e["action"] == "/api/studio/models/{name}"]
-        self.assertEqual([e["who"] for e in edits], ["bob", "bob"])
+        self.assertEqual([e["who"] for e in edits], ["bob", "bob", "bob"])
         self.assertEqual(edits[0]["detail"]["path"], "models/vip.yml")
         self.assertEqual(edits[1]["detail"]["previous_version"], got["version"])
 
