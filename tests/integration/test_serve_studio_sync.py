@@ -16,9 +16,10 @@ from test_serve_support import TOKEN, new_project, start_server  # noqa: E402
 VIEWER = "viewer-token-0123456789ab"
 EDITOR = "editor-token-0123456789ab"
 HS_TOKEN = "pat-na1-11111111-2222-3333-4444-555555555555"
+SF_TOKEN = "00D5g000004XyZa!AQ8AQLongSecretAccessToken.abc"
 
 
-def config(hs_base):
+def config(hs_base, sf_base):
     return ("version: 1\n"
             f"server:\n  token: \"{TOKEN}\"\n  tokens:\n"
             f"    - {{name: ann, token: \"{VIEWER}\", role: viewer}}\n"
@@ -30,6 +31,8 @@ def config(hs_base):
             "destinations:\n  out: {type: file, path: out/users.jsonl}\n"
             f"  crm: {{type: hubspot, token: \"{HS_TOKEN}\", base_url: \"{hs_base}\","
             " rate_limit: {requests_per_second: 0}, max_retries: 0, timeout: 5s}\n"
+            f"  sf: {{type: salesforce, access_token: \"{SF_TOKEN}\", base_url: \"{sf_base}\","
+            " max_retries: 0, timeout: 5s}\n"
             "syncs:\n  existing:\n    model: users\n    destination: out\n"
             "    match: {user_id: id}\n    fields: {email: email}\n")
 
@@ -43,7 +46,9 @@ class StudioSync(unittest.TestCase):
     def setUp(self):
         self.hs = ContractServer.start("hubspot_server.py", config={"token": HS_TOKEN})
         self.addCleanup(self.hs.stop)
-        self.p = new_project(self, config(self.hs.base), rows=20)
+        self.sf = ContractServer.start("salesforce_server.py", config={"token": SF_TOKEN})
+        self.addCleanup(self.sf.stop)
+        self.p = new_project(self, config(self.hs.base, self.sf.base), rows=20)
         self.s = start_server(self, self.p)
 
 
@@ -85,6 +90,18 @@ class StudioSync(unittest.TestCase):
         self.assertEqual(status, 502, doc)  # HubSpot's 404 for an unknown object type
         status, doc = self.call("GET", "/api/studio/destinations/crm/fields?object=a/b")
         self.assertEqual(status, 400, doc)
+        # Salesforce: the object's createable/updateable fields from sObject Describe.
+        status, doc = self.call("GET", "/api/studio/destinations/sf/fields?object=Contact")
+        self.assertEqual(status, 200, doc)
+        sf = {f["name"]: f for f in doc["fields"]}
+        self.assertNotIn("Id", sf)
+        self.assertEqual(sf["Email"]["type"], "email")
+        self.assertEqual(sf["Ltv__c"]["type"], "double")
+        self.assertTrue(sf["Warehouse_Id__c"]["external_id"])
+        self.assertFalse(sf["Email"]["external_id"])
+        status, doc = self.call("GET", "/api/studio/destinations/sf/fields?object=Nope__c")
+        self.assertEqual(status, 502, doc)
+        self.assertIn("NOT_FOUND", doc["error"])
         status, doc = self.call("GET", "/api/studio/destinations/out/fields")
         self.assertEqual(status, 200, doc)
         self.assertEqual((doc["listed"], doc["fields"]), (False, []))
