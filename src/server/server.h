@@ -59,8 +59,7 @@ struct bf_server {
   struct bf_scheduler *sched;
   struct bf_metrics *metrics;
   struct bf_alerts *alerts;
-  unsigned char token_hash[32]; /* BLAKE2b of the bearer token */
-  struct bf_roles *roles;       /* roles.h: that token (admin) and server.tokens */
+  struct bf_roles *roles; /* roles.h: that token (admin) and server.tokens */
   long long started_ms;
   volatile sig_atomic_t stopping;
   struct MHD_Daemon *daemon;
