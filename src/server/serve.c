@@ -109,8 +109,7 @@ static int load_token(struct bf_server *srv, struct bf_error *err) {
     free(path);
     tok = buf;
   }
-  crypto_generichash(srv->token_hash, sizeof srv->token_hash, (const unsigned char *)tok,
-                     strlen(tok), NULL, 0);
+  srv->roles = bf_roles_new(srv->p->cfg, tok);
   sodium_memzero(buf, sizeof buf);
   return 0;
 }
@@ -200,7 +199,7 @@ out:
   bf_scheduler_free(srv.sched);
   bf_alerts_free(srv.alerts);
   bf_metrics_free(srv.metrics);
-  sodium_memzero(srv.token_hash, sizeof srv.token_hash);
+  bf_roles_free(srv.roles);
   if (masked) pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
   if (rc == 0) bf_log_info("stopped");
   return rc;

@@ -13,6 +13,7 @@
 #include "util/jsonw.h"
 #include "engine/project.h"
 #include "engine/runlog.h"
+#include "server/roles.h"
 #include "server/scheduler.h"
 
 /* Runs the server until SIGTERM or SIGINT, then stops gracefully: no new
@@ -58,7 +59,7 @@ struct bf_server {
   struct bf_scheduler *sched;
   struct bf_metrics *metrics;
   struct bf_alerts *alerts;
-  unsigned char token_hash[32]; /* BLAKE2b of the bearer token */
+  struct bf_roles *roles; /* roles.h: that token (admin) and server.tokens */
   long long started_ms;
   volatile sig_atomic_t stopping;
   struct MHD_Daemon *daemon;
@@ -95,15 +96,19 @@ struct bf_http_req {
   char *params[2];  /* values of {placeholders} in the route, in order */
   const char *body; /* NUL-terminated; body_len bytes */
   size_t body_len;
-  void *conn; /* struct MHD_Connection */
+  void *conn;        /* struct MHD_Connection */
+  enum bf_role role; /* of the caller's token (BF_ROLE_NONE on public routes) */
+  const char *who;   /* the token's name, for the edit log; NULL on public routes */
 };
 
 struct bf_http_resp {
   int status;
   const char *content_type; /* static */
   struct bf_buf body;
-  char allow[64]; /* Allow header (405); "" when none */
-  bool html;      /* adds the dashboard's security headers */
+  char allow[64];    /* Allow header (405); "" when none */
+  bool html;         /* adds the dashboard's security headers */
+  char *edit_detail; /* write routes: JSON for the edit log's "detail" (malloc'd), or NULL */
+  char etag[40];     /* ETag header ("\"<version>\""); "" when none */
 };
 
 #define BF_HTTP_MAX_BODY (1024 * 1024)

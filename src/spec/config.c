@@ -950,7 +950,7 @@ static int check_after_cycles(const struct bf_config *cfg, struct bf_error *err)
 }
 
 static int load_server(struct bf_config *cfg, struct bf_error *err) {
-  static const char *const keys[] = {"listen", "token", NULL};
+  static const char *const keys[] = {"listen", "token", "tokens", NULL};
   struct bf_loc loc = {cfg->path, 1, 1};
   const struct bf_node *srv = map_get(cfg->root, "server", &loc);
   int rc = want_map(srv, "server", NULL, err);
@@ -964,7 +964,8 @@ static int load_server(struct bf_config *cfg, struct bf_error *err) {
                        &cfg->server_listen, &listen_loc, err)) ||
       (rc = get_string(srv, "token", "'server'", loc, false,
                        "the token clients must send (or no 'token' key)", &cfg->server_token, NULL,
-                       err)))
+                       err)) ||
+      (rc = bf_config_load_tokens(cfg, srv, err)))
     return rc;
   if (!cfg->server_listen) {
     cfg->server_listen = bf_xstrdup("127.0.0.1:8420");
@@ -986,8 +987,8 @@ static int load_server(struct bf_config *cfg, struct bf_error *err) {
 
 static int check_config(struct bf_config *cfg, struct bf_error *err) {
   static const char *const top_keys[] = {
-      "version", "state_dir",  "secret", "server",     "warehouses", "models", "destinations",
-      "syncs",   "write_back", "alerts", "durability", "hooks",      NULL};
+      "version", "state_dir",  "secret", "server",     "warehouses", "models",  "destinations",
+      "syncs",   "write_back", "alerts", "durability", "hooks",      "include", NULL};
   const struct bf_node *root = cfg->root;
   struct bf_loc top = {cfg->path, 1, 1};
   int rc;
@@ -1101,7 +1102,7 @@ int bf_config_parse(const char *name, const char *text, size_t len, const char *
     goto fail;
   }
   if ((rc = bf_config_parse_tree(cfg->path, text ? text : "", text ? len : 0, &cfg->root, err)) ||
-      (rc = check_config(cfg, err)))
+      (rc = bf_config_expand_includes(cfg, err)) || (rc = check_config(cfg, err)))
     goto fail;
   *out = cfg;
   return 0;
@@ -1193,10 +1194,13 @@ void bf_config_free(struct bf_config *cfg) {
   free(cfg->destinations);
   free(cfg->syncs);
   bf_node_free(cfg->root);
+  for (size_t i = 0; i < cfg->n_include_files; i++) free(cfg->include_files[i]);
+  free(cfg->include_files);
   if (cfg->secret) explicit_bzero(cfg->secret, strlen(cfg->secret));
   if (cfg->server_token) explicit_bzero(cfg->server_token, strlen(cfg->server_token));
   free(cfg->secret);
   free(cfg->server_token);
+  free(cfg->server_tokens);
   free(cfg->server_listen);
   free(cfg->state_dir);
   free(cfg->path);

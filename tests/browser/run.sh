@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Browser test of the dashboard: Debian's chromium driven by playwright-core.
+# Browser tests of the dashboard and the studio: Debian's chromium driven by playwright-core.
 # Skips (exit 0, with a message) when chromium or node is missing.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -10,4 +10,5 @@ if ! command -v node >/dev/null || [ ! -x "$chrome" ]; then
 fi
 cd "$here"
 [ -d node_modules/playwright-core ] || npm install --no-audit --no-fund --silent
-exec node dashboard.test.mjs
+node dashboard.test.mjs
+exec node studio.test.mjs
