@@ -16,11 +16,14 @@
 #include "engine/runner_internal.h"
 #include "engine/writeback.h"
 
+/* At most every 250 ms: counts into the run log (live), a line on a terminal. */
 static void progress(struct run *r, bool final) {
-  if (!r->opts->progress || !r->sync) return;
+  if (!r->sync) return;
   long long now = bf_now_ms();
   if (!final && now - r->last_progress_ms < 250) return;
   r->last_progress_ms = now;
+  if (!final && r->logged) bf_runlog_progress(r->log, r->res->run_id, &r->res->counts);
+  if (!r->opts->progress) return;
   double secs = (double)(now - r->started_ms) / 1000.0;
   const struct bf_run_counts *c = &r->res->counts;
   fprintf(stderr, "\r[%s] %lld rows read, %lld sent, %lld rejected  (%.0f rows/s, %.1fs)%s",
@@ -235,7 +238,13 @@ int bf_run_flush_batch(struct run *r, struct bf_error *err) {
                : r->dest->type->push(r->dest, &batch, outcomes, err);
   if (rc) {
     r->res->counts.failed += (long long)b->n;
-    for (size_t i = 0; i < b->n; i++) free(outcomes[i].reason); /* any a partial push set */
+    for (size_t i = 0; i < b->n; i++) {
+      char hex[33];
+      bf_key_hex(b->records[i].key, hex);
+      bf_runlog_add_failure(r->log, r->res->run_id, hex,
+                            "not sent: the destination was unavailable and the run stopped");
+      free(outcomes[i].reason); /* any a partial push set */
+    }
     free(outcomes);
     batch_clear(b);
     return rc;
@@ -307,7 +316,7 @@ int bf_run_flush_batch(struct run *r, struct bf_error *err) {
         c->failed++;
         char hex[33];
         bf_key_hex(rec->key, hex);
-        bf_runlog_add_error(r->log, r->res->run_id, hex, NULL, msg);
+        bf_runlog_add_failure(r->log, r->res->run_id, hex, msg);
         bf_outcomes_add(r->outcomes, r->res->run_id, rec->key, "failed", msg);
         free(msg);
         free(reason);

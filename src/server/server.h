@@ -123,6 +123,9 @@ void bf_api_syncs(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_api_sync(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_api_sync_runs(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_api_sync_trigger(struct bf_http_req *req, struct bf_http_resp *resp);
+/* 409 for a live sync (engine/pause.h says why). */
+void bf_api_sync_pause(struct bf_http_req *req, struct bf_http_resp *resp);
+void bf_api_sync_resume(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_api_run_errors(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_api_metrics(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_hooks_receive(struct bf_http_req *req, struct bf_http_resp *resp);
