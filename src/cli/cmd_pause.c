@@ -9,8 +9,7 @@
 static int pause_or_resume(struct bf_cli *cli, bool paused, struct bf_error *err) {
   if (bf_cli_no_more_options(cli, NULL, err)) return 2;
   if (cli->argc != 1)
-    return bf_error_set(err, BF_E_USAGE, "usage: backflow %s SYNC", paused ? "pause" : "resume"),
-           2;
+    return bf_error_set(err, BF_E_USAGE, "usage: backflow %s SYNC", paused ? "pause" : "resume"), 2;
   struct bf_project *p = NULL;
   if (bf_cli_project_lazy(cli, &p, err)) return bf_code_exit_status(err->code);
   const char *name = cli->argv[0];

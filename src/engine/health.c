@@ -2,9 +2,7 @@
 
 #include <string.h>
 
-static bool is(const char *status, const char *what) {
-  return status && !strcmp(status, what);
-}
+static bool is(const char *status, const char *what) { return status && !strcmp(status, what); }
 
 void bf_health_compute(const struct bf_run_info *runs, size_t n, struct bf_sync_health *out) {
   memset(out, 0, sizeof *out);

@@ -9,9 +9,7 @@
 
 /* Sync names come from the config, but a name with a slash or a leading dot
  * must never reach the file system as a path. */
-static bool safe_name(const char *name) {
-  return *name && name[0] != '.' && !strchr(name, '/');
-}
+static bool safe_name(const char *name) { return *name && name[0] != '.' && !strchr(name, '/'); }
 
 long long bf_pause_since_ms(const char *state_dir, const char *sync) {
   if (!safe_name(sync)) return 0;

@@ -1,4 +1,4 @@
-/* JSON API handlers: /healthz, /api/..., /metrics and the dashboard page.
+/* JSON API handlers: /healthz, /api/... and /metrics (the page is dashboard.c).
  * Run history and row errors come from the run log (<state_dir>/runs.db),
  * opened per request: SQLite in WAL mode lets readers and the runs' writers
  * work side by side. */
@@ -196,14 +196,6 @@ void bf_api_healthz(struct bf_http_req *req, struct bf_http_resp *resp) {
   bf_buf_printf(&resp->body, "{\"status\":\"%s\",\"uptime_s\":%lld}\n",
                 req->srv->stopping ? "stopping" : "ok",
                 (bf_now_ms() - req->srv->started_ms) / 1000);
-}
-
-void bf_api_dashboard(struct bf_http_req *req, struct bf_http_resp *resp) {
-  (void)req;
-  resp->status = 200;
-  resp->content_type = "text/html; charset=utf-8";
-  resp->html = true;
-  bf_buf_puts(&resp->body, bf_dashboard_html);
 }
 
 void bf_api_syncs(struct bf_http_req *req, struct bf_http_resp *resp) {

@@ -172,6 +172,8 @@ int bf_serve(struct bf_project *p, const char *listen, struct bf_error *err) {
   masked = true;
   srv.hooks = bf_hook_store_new(p->cfg, bf_live_workers_nudge, &srv);
   if ((rc = bf_http_start(&srv, listen ? listen : p->cfg->server_listen, err))) goto out;
+  bf_alerts_set_base_url(srv.alerts,
+                         p->cfg->server_public_url ? p->cfg->server_public_url : srv.url);
   if ((rc = bf_alerts_start(srv.alerts, err))) goto out;
   if ((rc = bf_scheduler_start(srv.sched, true, err))) goto out;
   if ((rc = bf_live_workers_start(&srv, err))) goto out;

@@ -162,6 +162,8 @@ struct bf_config {
   struct bf_loc state_dir_loc, secret_loc; /* where written, else file:1:1 */
   char *server_listen;                     /* default "127.0.0.1:8420" */
   char *server_token;                      /* optional */
+  char *server_public_url; /* optional: where people reach the dashboard (alerts link to it),
+                            * http(s)://HOST[:PORT][/PATH] without a trailing slash */
   /* durability: process (default) survives a killed process; power also
    * fsyncs before every send, to survive a power cut, at ~10 ms a batch. */
   bool durability_power;
