@@ -19,5 +19,5 @@ void bf_health_compute(const struct bf_run_info *runs, size_t n, struct bf_sync_
     }
   }
   /* No success among the runs looked at: the streak may be longer. */
-  out->no_success_seen = true;
+  out->no_success_seen = n > 0;
 }
