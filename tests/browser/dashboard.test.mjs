@@ -27,6 +27,17 @@ const TOKEN = "browser-test-token-42";
 const SYNC = "customers_to_file";
 const N_SYNCS = 65;
 const VIEWPORTS = [[1280, 800], [1400, 900], [1920, 1080]];
+const HOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/* tests/integration/webhook_receiver.py, slowed down. */
+async function startReceiver(dir) {
+  const portFile = join(dir, "receiver.port");
+  const proc = spawn("python3", [join(root, "tests", "integration", "webhook_receiver.py"), "--port", "0",
+    "--secret", HOOK_SECRET, "--port-file", portFile, "--quiet", "--faults", JSON.stringify({ delay_ms: 150 })],
+    { stdio: "ignore" });
+  const port = await waitFor(() => existsSync(portFile) && readFileSync(portFile, "utf8").trim(), "the receiver's port");
+  return { proc, url: `http://127.0.0.1:${port}/in` };
+}
 
 const t0 = Date.now();
 function step(msg) { process.stderr.write(`  [${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}\n`); }
@@ -60,11 +71,15 @@ function startServer(dir) {
 
 /* 64 more syncs beside the example's: long names, several destinations and types, a few that
  * fail (a webhook on a closed port), one live sync (not pausable). */
-function manySyncs() {
-  let dests = "  hook_down: {type: webhook, url: \"http://127.0.0.1:9/backflow\", max_retries: 0, timeout: 2s}\n";
+function manySyncs(slowUrl) {
+  let dests = "  hook_down: {type: webhook, url: \"http://127.0.0.1:9/backflow\", max_retries: 0, timeout: 2s}\n" +
+    `  hook_slow: {type: webhook, url: "${slowUrl}", signing_secret: "${HOOK_SECRET}"}\n`;
   for (let d = 0; d < 6; d++) dests += `  files_${d}: {type: file, path: out/f${d}.jsonl}\n`;
   let syncs = "";
-  for (let i = 1; i < N_SYNCS; i++) {
+  // Run by hand only, into a receiver that takes 150 ms a batch: a run long enough to watch.
+  syncs += "  slow_hook:\n    model: customers\n    destination: hook_slow\n    match: {customer_id: id}\n" +
+    "    fields: {email: email}\n    batch_size: 100\n";
+  for (let i = 2; i < N_SYNCS; i++) {
     const failing = i % 16 === 0;
     const name = i % 7 === 0 ? `customers_segment_with_a_rather_long_descriptive_name_${i}` : `sync_${String(i).padStart(2, "0")}`;
     syncs += `  ${name}:\n    model: customers\n    destination: ${failing ? "hook_down" : "files_" + (i % 6)}\n` +
@@ -84,11 +99,12 @@ async function main() {
   if (!existsSync(chrome)) throw new Error(`${chrome} not found (apt-get install chromium): the browser test cannot run`);
   mkdirSync(artifacts, { recursive: true });
   const dir = mkdtempSync(join(tmpdir(), "bf-browser-"));
-  let server, browser;
+  let server, browser, receiver;
   try {
     step("project: backflow init, plus a row without a primary key and a duplicate, and 64 more syncs");
     execFileSync(bin, ["init", dir], { stdio: "ignore" });
-    const more = manySyncs();
+    receiver = await startReceiver(dir);
+    const more = manySyncs(receiver.url);
     const yml = join(dir, "backflow.yml");
     let conf = readFileSync(yml, "utf8").replace("FROM users", "FROM people");
     conf = conf.replace("syncs:\n", `${more.dests}syncs:\n`);
@@ -129,7 +145,7 @@ async function main() {
     step("every sync ran once, the failing ones at least twice");
     await waitFor(async () => {
       const d = await getJson("/api/syncs");
-      return d.syncs.length === N_SYNCS && d.syncs.every(s => s.last_run && s.last_run.status !== "running") &&
+      return d.syncs.length === N_SYNCS && d.syncs.every(s => s.name === "slow_hook" || (s.last_run && s.last_run.status !== "running")) &&
         d.syncs.filter(s => s.health.consecutive_failures >= 2).length >= 4;
     }, "a run of every sync", 90000);
 
@@ -198,12 +214,33 @@ async function main() {
     assert.equal(await page.inputValue("input#filter"), "rather_long");
     assert.equal(await visible(), 9);
     await page.fill("input#filter", "webhook");
-    assert.equal(await visible(), 4); // 16, 32, 48, 64
+    assert.equal(await visible(), 5); // 16, 32, 48, 64 and slow_hook
     await page.fill("input#filter", "");
     await page.selectOption("select#status-filter", "failing");
     assert.equal(await visible(), 4);
     await page.selectOption("select#status-filter", "all");
     assert.equal(await visible(), N_SYNCS);
+
+    step("a running run's progress is live on the page");
+    await fetch(`${base}/api/syncs/slow_hook/trigger`, { method: "POST", headers: auth });
+    const prog = page.locator(`table#syncs tr[data-sync="slow_hook"] .progress-text`);
+    await prog.waitFor({ timeout: 15000 });
+    const sentOf = t => Number((t.match(/([\d,]+) sent/) || ["", "-1"])[1].replace(/,/g, ""));
+    const first = sentOf(await prog.innerText());
+    await page.waitForFunction(([sel, n]) => {
+      const e = document.querySelector(sel);
+      const m = e && e.textContent.match(/([\d,]+) sent/);
+      return m && Number(m[1].replace(/,/g, "")) > n;
+    }, [`table#syncs tr[data-sync="slow_hook"] .progress-text`, first], { timeout: 15000 });
+    assert.match(await prog.innerText(), /read · [\d,]+ sent · .* rows\/s/);
+    await page.screenshot({ path: join(artifacts, "dashboard-progress.png"), fullPage: false, animations: "disabled", timeout: 60000 });
+    await page.goto(base + "/#/sync/slow_hook");
+    await page.waitForSelector("#progress .progress-text");
+    await waitFor(async () => (await getJson("/api/syncs/slow_hook")).current_run === null, "the slow run to finish", 60000);
+    await page.waitForSelector("#progress", { state: "detached", timeout: 10000 });
+    const slow = (await getJson("/api/syncs/slow_hook/runs")).runs[0].counts;
+    assert.equal(slow.added + slow.rejected, slow.rows_read);
+    assert.ok(slow.added > 4000, JSON.stringify(slow));
 
     step("the sync page: the chart's axis follows the incremental runs, labels stay small");
     await page.goto(base + `/#/sync/${SYNC}`);
@@ -251,7 +288,15 @@ async function main() {
     await page.locator("table#failed tbody tr").first().waitFor();
     assert.equal(await page.locator("table#errors").count(), 0);
     assert.match(await page.locator("table#failed tbody").innerText(), /not sent: the destination was unavailable/);
-    await page.screenshot({ path: join(artifacts, "dashboard-run-failed.png"), fullPage: true, animations: "disabled", timeout: 60000 });
+    const nFailed = (await getJson(`/api/runs/${failing.id}/errors`)).failed;
+    assert.ok(nFailed > 100, `a whole batch failed: ${nFailed}`);
+    const failedRows = page.locator("table#failed tbody tr");
+    assert.equal(await failedRows.count(), 100); // a page at a time
+    await page.click("button.more");
+    assert.equal(await failedRows.count(), 200);
+    await page.waitForTimeout(5600); // a finished run's page is not refreshed away
+    assert.equal(await failedRows.count(), 200);
+    await page.screenshot({ path: join(artifacts, "dashboard-run-failed.png"), fullPage: false, animations: "disabled", timeout: 60000 });
 
     step("the token is kept for the tab; Run now triggers a run; the page refreshes itself");
     await page.goto(base + "/");
@@ -280,6 +325,7 @@ async function main() {
         : await new Promise(r => server.proc.on("exit", r));
       if (code !== 0) { console.error(server.log()); process.exitCode = 1; }
     }
+    if (receiver) receiver.proc.kill("SIGTERM");
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -127,6 +127,9 @@ class FailedDelivery(unittest.TestCase):
             else:
                 self.assertNotIn("not accepted after", e["reason"])
         self.assertNotIn("nokey@example.com", json.dumps(doc))
+        # `backflow errors --json` tells them apart the same way.
+        code, cli, _ = p.run_json("errors", "s", "--run", str(run["id"]))
+        self.assertEqual(sorted(e["kind"] for e in cli["errors"]), kinds)
 
     def test_records_not_sent_when_the_destination_is_down_are_listed(self):
         dest = "  hook: {type: webhook, url: \"http://127.0.0.1:9/in\", max_retries: 0, timeout: 2s}\n"
