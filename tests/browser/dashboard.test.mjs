@@ -296,6 +296,7 @@ async function main() {
     assert.equal(await failedRows.count(), 200);
     await page.waitForTimeout(5600); // a finished run's page is not refreshed away
     assert.equal(await failedRows.count(), 200);
+    await page.evaluate(() => window.scrollTo(0, 0));
     await page.screenshot({ path: join(artifacts, "dashboard-run-failed.png"), fullPage: false, animations: "disabled", timeout: 60000 });
 
     step("the token is kept for the tab; Run now triggers a run; the page refreshes itself");
