@@ -29,6 +29,14 @@ static int db_error(struct bf_runlog *log, struct bf_error *err) {
   return bf_error_set(err, BF_E_STATE, "%s: %s", log->path, sqlite3_errmsg(log->db));
 }
 
+static bool has_failed_column(struct bf_runlog *log) {
+  sqlite3_stmt *probe = NULL;
+  bool has = sqlite3_prepare_v2(log->db, "SELECT failed FROM run_errors LIMIT 0", -1, &probe,
+                                NULL) == SQLITE_OK;
+  sqlite3_finalize(probe);
+  return has;
+}
+
 int bf_runlog_open(const char *state_dir, struct bf_runlog **out, struct bf_error *err) {
   struct bf_runlog *log = bf_xcalloc(1, sizeof *log);
   mkdir(state_dir, 0700);
@@ -51,16 +59,27 @@ int bf_runlog_open(const char *state_dir, struct bf_runlog **out, struct bf_erro
       " rejected INTEGER DEFAULT 0, failed INTEGER DEFAULT 0, error TEXT);"
       "CREATE INDEX IF NOT EXISTS runs_by_sync ON runs(sync, id);"
       "CREATE TABLE IF NOT EXISTS run_errors (run_id INTEGER NOT NULL, key_hash TEXT NOT NULL,"
-      " column_name TEXT, reason TEXT NOT NULL);"
+      " column_name TEXT, reason TEXT NOT NULL, failed INTEGER NOT NULL DEFAULT 0);"
       "CREATE INDEX IF NOT EXISTS run_errors_by_run ON run_errors(run_id);";
   if (sqlite3_exec(log->db, schema, NULL, NULL, NULL) != SQLITE_OK) {
     rc = db_error(log, err);
     goto fail;
   }
-  /* Added later: older run logs get the column (and "duplicate column"
-   * from the next opens, which is what IF NOT EXISTS would have said). */
-  sqlite3_exec(log->db, "ALTER TABLE run_errors ADD COLUMN failed INTEGER NOT NULL DEFAULT 0", NULL,
-               NULL, NULL);
+  /* `failed` came later: a run log from before gets the column; its older
+   * rows told failures apart only by the runner's words. */
+  if (!has_failed_column(log) &&
+      sqlite3_exec(log->db,
+                   "BEGIN IMMEDIATE;"
+                   "ALTER TABLE run_errors ADD COLUMN failed INTEGER NOT NULL DEFAULT 0;"
+                   "UPDATE run_errors SET failed = 1 WHERE reason LIKE 'not accepted after %';"
+                   "COMMIT;",
+                   NULL, NULL, NULL) != SQLITE_OK) {
+    rc = db_error(log, err);
+    sqlite3_exec(log->db, "ROLLBACK", NULL, NULL, NULL);
+    if (!has_failed_column(log)) goto fail; /* else another process migrated it first */
+    rc = 0;
+    memset(err, 0, sizeof *err);
+  }
   *out = log;
   return 0;
 fail:

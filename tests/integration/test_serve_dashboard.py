@@ -131,6 +131,35 @@ class FailedDelivery(unittest.TestCase):
         code, cli, _ = p.run_json("errors", "s", "--run", str(run["id"]))
         self.assertEqual(sorted(e["kind"] for e in cli["errors"]), kinds)
 
+    def test_run_log_from_before_the_kind_column(self):
+        import sqlite3
+        p = new_project(self, serve_config(sync("s")), rows=3)
+        os.makedirs(os.path.join(p.dir, ".backflow"), exist_ok=True)
+        db = sqlite3.connect(os.path.join(p.dir, ".backflow", "runs.db"))
+        db.executescript(
+            "CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, sync TEXT NOT NULL,"
+            " status TEXT NOT NULL, started_ms INTEGER NOT NULL, finished_ms INTEGER,"
+            " rows_read INTEGER DEFAULT 0, added INTEGER DEFAULT 0, changed INTEGER DEFAULT 0,"
+            " removed INTEGER DEFAULT 0, unchanged INTEGER DEFAULT 0, skipped INTEGER DEFAULT 0,"
+            " rejected INTEGER DEFAULT 0, failed INTEGER DEFAULT 0, error TEXT);"
+            "CREATE TABLE run_errors (run_id INTEGER NOT NULL, key_hash TEXT NOT NULL,"
+            " column_name TEXT, reason TEXT NOT NULL);"
+            "INSERT INTO runs(sync, status, started_ms, finished_ms, failed, rejected)"
+            " VALUES ('s', 'partial', 1, 2, 1, 1);"
+            "INSERT INTO run_errors VALUES (1, 'aa', NULL, 'not accepted after 3 attempts: 503');"
+            "INSERT INTO run_errors VALUES (1, '', 'id', 'primary key is NULL');")
+        db.commit()
+        db.close()
+        # Read-only (errors): the kind from the runner's words.
+        code, doc, err = p.run_json("errors", "s", "--run", "1")
+        self.assertEqual(code, 0, err)
+        self.assertEqual([e["kind"] for e in doc["errors"]], ["failed", "rejected"])
+        # A run (read-write) adds the column and keeps the old rows.
+        r = p.run("run", "s")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        code, doc, err = p.run_json("errors", "s", "--run", "1")
+        self.assertEqual([e["kind"] for e in doc["errors"]], ["failed", "rejected"])
+
     def test_records_not_sent_when_the_destination_is_down_are_listed(self):
         dest = "  hook: {type: webhook, url: \"http://127.0.0.1:9/in\", max_retries: 0, timeout: 2s}\n"
         p = new_project(self, serve_config(sync("down", "hook"), dest), rows=5)
