@@ -244,7 +244,10 @@ async function main() {
 
     step("the sync page: the chart's axis follows the incremental runs, labels stay small");
     await page.goto(base + `/#/sync/${SYNC}`);
-    await page.waitForSelector("svg.runchart g.bar");
+    await page.waitForFunction(sync => { // the new view, not the one before the hash changed
+      const h2 = document.querySelector("main h2");
+      return h2 && h2.textContent.includes(sync) && document.querySelector("svg.runchart g.bar");
+    }, SYNC);
     const ch = await page.evaluate(() => {
       const s = document.querySelector("svg.runchart");
       const labels = [...s.querySelectorAll("text.ylabel")].map(t => t.textContent);
