@@ -16,22 +16,6 @@
 #include "engine/runner_internal.h"
 #include "engine/writeback.h"
 
-/* At most every 250 ms: counts into the run log (live), a line on a terminal. */
-static void progress(struct run *r, bool final) {
-  if (!r->sync) return;
-  long long now = bf_now_ms();
-  if (!final && now - r->last_progress_ms < 250) return;
-  r->last_progress_ms = now;
-  if (!final && r->logged) bf_runlog_progress(r->log, r->res->run_id, &r->res->counts);
-  if (!r->opts->progress) return;
-  double secs = (double)(now - r->started_ms) / 1000.0;
-  const struct bf_run_counts *c = &r->res->counts;
-  fprintf(stderr, "\r[%s] %lld rows read, %lld sent, %lld rejected  (%.0f rows/s, %.1fs)%s",
-          r->sync->name, c->rows_read, r->sent, c->rejected,
-          secs > 0 ? (double)c->rows_read / secs : 0.0, secs, final ? "\n" : "  ");
-  fflush(stderr);
-}
-
 /* Part of a word: a value quoted in a reason stands between non-word
  * characters. Bytes of multi-byte UTF-8 count as word characters so that a
  * match never splits a letter. */
@@ -340,7 +324,7 @@ int bf_run_flush_batch(struct run *r, struct bf_error *err) {
   for (size_t i = 0; i < b->n; i++) free(outcomes[i].reason);
   free(outcomes);
   bf_outcomes_flush(r->outcomes, BF_OUTCOMES_FLUSH_ROWS);
-  progress(r, false);
+  bf_run_progress(r, false);
 
   if (rc == 0 && n_retry > 0) {
     /* Move the retried records into a fresh batch and send it after a pause. */
@@ -591,7 +575,7 @@ static int scan(struct run *r, struct bf_prefetch *pf, struct bf_error *err) {
       rc = bf_run_process_row(r, bf_rowbuf_row(rb, i),
                               cp->status[i] & PREP_HAS_KEY ? cp->key[i] : NULL,
                               cp->status[i] & PREP_ROW_OK, cp->fp[i], err);
-    progress(r, false);
+    bf_run_progress(r, false);
     if (rc == 0 && bf_stop_requested)
       rc = bf_error_set(err, BF_E_INTERRUPTED,
                         "interrupted; the run stopped after the batch in flight");
@@ -747,7 +731,7 @@ int bf_run_end(struct run *r, int rc, struct bf_error *err) {
       rc = fold_err.code;
     }
   }
-  progress(r, true);
+  bf_run_progress(r, true);
   res->duration_ms = bf_now_ms() - r->started_ms;
   res->code = rc;
   res->status = bf_run_status(r, rc);

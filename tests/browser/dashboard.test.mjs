@@ -276,7 +276,7 @@ async function main() {
     assert.ok(!existsSync(join(dir, ".backflow", "paused", SYNC)));
 
     step("a run's page lists rejected rows apart from failed deliveries");
-    await page.goto(base + "/#/run/1");
+    await page.goto(base + "/#/run/" + run.id); // ids are shared by all 65 syncs
     const err = page.locator("table#errors tbody tr");
     await err.first().waitFor();
     assert.equal(await err.count(), 2);
