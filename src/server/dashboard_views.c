@@ -184,7 +184,7 @@ const char bf_dashboard_views_js[] =
     "    h(\"h2\", {}, badge(\"failed delivery\", \"failed-delivery\"), ` Records that failed delivery (${fmtNum(doc.failed)})`, more),\n"
     "    failed.length ? errorTable(\"failed\", failed)\n"
     "      : h(\"p\", {class: \"muted\", id: \"no-failed\"}, \"Every record sent was acknowledged by the destination.\"),\n"
-    "    h(\"p\", {class: \"muted\"}, \"The destination did not acknowledge these (retries exhausted, or the run stopped first); state kept them as unsent, so the next run sends them again.\"),\n"
+    "    failed.length ? h(\"p\", {class: \"muted\"}, \"The destination did not acknowledge these (retries exhausted, or the run stopped first); state kept them as unsent, so the next run sends them again.\") : null,\n"
     "    h(\"h2\", {}, badge(\"rejected\"), ` Rejected rows (${fmtNum(doc.rejected)})`),\n"
     "    rejected.length ? errorTable(\"errors\", rejected) : h(\"p\", {class: \"muted\", id: \"no-rejected\"}, \"This run rejected no rows.\"),\n"
     "    h(\"p\", {class: \"muted\"}, \"Rejected by Backflow (a NULL or duplicate key) or refused for good by the destination; fix the row or the mapping. Rows are named by the keyed hash of their primary key; values are never stored.\"),\n"
