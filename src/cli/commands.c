@@ -155,6 +155,15 @@ const struct bf_cli_command bf_cli_commands[] = {
      "to replaced-<time>/ in the state directory, and people erased so far can no longer be\n"
      "suppressed (the warning says how many).\n",
      "sync", reset_opts},
+    {"pause", bf_cmd_pause, "SYNC", "stop scheduled runs of a sync until resumed",
+     "Leaves a marker in the state folder (paused/SYNC) that `backflow serve` reads before\n"
+     "each run: while it exists no scheduled, triggered or `after` run of SYNC starts (a run\n"
+     "in flight finishes). An explicit `backflow run SYNC` still runs. Live syncs cannot be\n"
+     "paused (exit 2): their replication slot would hold the warehouse's WAL.\n",
+     "sync", no_opts},
+    {"resume", bf_cmd_resume, "SYNC", "let a paused sync run on its schedule again",
+     "Removes the marker `backflow pause` left; the sync's next scheduled instant runs.\n", "sync",
+     no_opts},
     {"doctor", bf_cmd_doctor, "", "check every file of the state directory",
      "Checks the secret, every keyed file (key check, checksum, committed length) and\n"
      "runs.db without changing any, and says for each problem what to do: which sync to\n"

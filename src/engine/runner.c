@@ -16,19 +16,6 @@
 #include "engine/runner_internal.h"
 #include "engine/writeback.h"
 
-static void progress(struct run *r, bool final) {
-  if (!r->opts->progress || !r->sync) return;
-  long long now = bf_now_ms();
-  if (!final && now - r->last_progress_ms < 250) return;
-  r->last_progress_ms = now;
-  double secs = (double)(now - r->started_ms) / 1000.0;
-  const struct bf_run_counts *c = &r->res->counts;
-  fprintf(stderr, "\r[%s] %lld rows read, %lld sent, %lld rejected  (%.0f rows/s, %.1fs)%s",
-          r->sync->name, c->rows_read, r->sent, c->rejected,
-          secs > 0 ? (double)c->rows_read / secs : 0.0, secs, final ? "\n" : "  ");
-  fflush(stderr);
-}
-
 static void reject_row(struct run *r, const unsigned char *key, const char *column,
                        const char *reason) {
   r->res->counts.rejected++;
@@ -146,7 +133,13 @@ int bf_run_flush_batch(struct run *r, struct bf_error *err) {
                : r->dest->type->push(r->dest, &batch, outcomes, err);
   if (rc) {
     r->res->counts.failed += (long long)b->n;
-    for (size_t i = 0; i < b->n; i++) free(outcomes[i].reason); /* any a partial push set */
+    for (size_t i = 0; i < b->n; i++) {
+      char hex[33];
+      bf_key_hex(b->records[i].key, hex);
+      bf_runlog_add_failure(r->log, r->res->run_id, hex,
+                            "not sent: the destination was unavailable and the run stopped");
+      free(outcomes[i].reason); /* any a partial push set */
+    }
     free(outcomes);
     batch_clear(b);
     return rc;
@@ -218,7 +211,7 @@ int bf_run_flush_batch(struct run *r, struct bf_error *err) {
         c->failed++;
         char hex[33];
         bf_key_hex(rec->key, hex);
-        bf_runlog_add_error(r->log, r->res->run_id, hex, NULL, msg);
+        bf_runlog_add_failure(r->log, r->res->run_id, hex, msg);
         bf_outcomes_add(r->outcomes, r->res->run_id, rec->key, "failed", msg);
         free(msg);
         free(reason);
@@ -242,7 +235,7 @@ int bf_run_flush_batch(struct run *r, struct bf_error *err) {
   for (size_t i = 0; i < b->n; i++) free(outcomes[i].reason);
   free(outcomes);
   bf_outcomes_flush(r->outcomes, BF_OUTCOMES_FLUSH_ROWS);
-  progress(r, false);
+  bf_run_progress(r, false);
 
   if (rc == 0 && n_retry > 0) {
     /* Move the retried records into a fresh batch and send it after a pause. */
@@ -493,7 +486,7 @@ static int scan(struct run *r, struct bf_prefetch *pf, struct bf_error *err) {
       rc = bf_run_process_row(r, bf_rowbuf_row(rb, i),
                               cp->status[i] & PREP_HAS_KEY ? cp->key[i] : NULL,
                               cp->status[i] & PREP_ROW_OK, cp->fp[i], err);
-    progress(r, false);
+    bf_run_progress(r, false);
     if (rc == 0 && bf_stop_requested)
       rc = bf_error_set(err, BF_E_INTERRUPTED,
                         "interrupted; the run stopped after the batch in flight");
@@ -661,7 +654,7 @@ int bf_run_end(struct run *r, int rc, struct bf_error *err) {
       rc = fold_err.code;
     }
   }
-  progress(r, true);
+  bf_run_progress(r, true);
   res->duration_ms = bf_now_ms() - r->started_ms;
   res->code = rc;
   res->status = bf_run_status(r, rc);

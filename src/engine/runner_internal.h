@@ -93,6 +93,10 @@ void bf_run_prepare_chunk(struct bf_rowbuf *rb, void *ctx);
 /* Diffs one row and adds it to the batch (sent when full). */
 int bf_run_process_row(struct run *r, const struct bf_value *row, const unsigned char *key,
                        bool row_ok, uint64_t fp, struct bf_error *err);
+/* At most every 250 ms (always when final): the counts so far into the run
+ * log row, and a progress line on stderr with opts->progress
+ * (run_progress.c). */
+void bf_run_progress(struct run *r, bool final);
 /* Sends what the batch holds. */
 int bf_run_flush_batch(struct run *r, struct bf_error *err);
 /* Deletes keys (mirror) at the destination, by the identifiers the vault kept. */

@@ -12,6 +12,7 @@
 #include <sodium.h>
 
 #include "util/log.h"
+#include "engine/pause.h"
 #include "engine/runner.h"
 #include "server/hook_events.h"
 #include "server/server.h"
@@ -62,6 +63,11 @@ static void run_sync(void *ctx, const char *sync, struct bf_sched_result *res) {
                 "%lld unchanged, %lld rejected, %lld failed",
                 sync, sc->destination, res->run_id, res->status, (double)res->duration_ms / 1000.0,
                 c->added, c->changed, c->removed, c->unchanged, c->rejected, c->failed);
+}
+
+static bool sync_paused(void *ctx, const char *sync) {
+  struct bf_server *srv = ctx;
+  return bf_pause_is_paused(srv->p->state_dir, sync);
 }
 
 static void run_finished(void *ctx, const char *sync, const struct bf_sched_result *res) {
@@ -154,7 +160,8 @@ int bf_serve(struct bf_project *p, const char *listen, struct bf_error *err) {
   if ((rc = bf_alerts_new(p->cfg, &srv.alerts, err))) goto out;
   if ((rc = bf_hooks_check(p->cfg, err))) goto out;
   srv.metrics = bf_metrics_new(p->cfg);
-  struct bf_sched_ops ops = {.run = run_sync, .finished = run_finished, .ctx = &srv};
+  struct bf_sched_ops ops = {
+      .run = run_sync, .finished = run_finished, .paused = sync_paused, .ctx = &srv};
   if ((rc = bf_scheduler_new(p->cfg, &ops, 0, &srv.sched, err))) goto out;
   if ((rc = seed_from_runlog(&srv, err))) goto out;
 
@@ -165,6 +172,8 @@ int bf_serve(struct bf_project *p, const char *listen, struct bf_error *err) {
   srv.hooks = bf_hook_store_new(p->cfg, bf_live_workers_nudge, &srv);
   if ((rc = bf_erasure_worker_start(&srv, err))) goto out; /* before the API can reach it */
   if ((rc = bf_http_start(&srv, listen ? listen : p->cfg->server_listen, err))) goto out;
+  bf_alerts_set_base_url(srv.alerts,
+                         p->cfg->server_public_url ? p->cfg->server_public_url : srv.url);
   if ((rc = bf_alerts_start(srv.alerts, err))) goto out;
   if ((rc = bf_scheduler_start(srv.sched, true, err))) goto out;
   if ((rc = bf_live_workers_start(&srv, err))) goto out;

@@ -47,6 +47,9 @@ void bf_alerts_free(struct bf_alerts *a);
 void bf_alerts_seed(struct bf_alerts *a, const struct bf_run_info *last);
 /* Evaluates a finished run; queues the alerts its state change calls for. */
 void bf_alerts_observe(struct bf_alerts *a, const char *sync, const struct bf_sched_result *res);
+/* Alerts link to the run's page under base (server.public_url, else the
+ * address the server listens on); copied. Call before bf_alerts_start. */
+void bf_alerts_set_base_url(struct bf_alerts *a, const char *base);
 int bf_alerts_start(struct bf_alerts *a, struct bf_error *err);
 /* Sends what is queued (each attempt bounded by a short timeout) and joins. */
 void bf_alerts_stop(struct bf_alerts *a);
@@ -133,6 +136,9 @@ void bf_api_syncs(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_api_sync(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_api_sync_runs(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_api_sync_trigger(struct bf_http_req *req, struct bf_http_resp *resp);
+/* 409 for a live sync (engine/pause.h says why). */
+void bf_api_sync_pause(struct bf_http_req *req, struct bf_http_resp *resp);
+void bf_api_sync_resume(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_api_run_errors(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_api_metrics(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_api_erasure_create(struct bf_http_req *req, struct bf_http_resp *resp);
@@ -141,6 +147,9 @@ void bf_hooks_receive(struct bf_http_req *req, struct bf_http_resp *resp);
 /* Checks the top-level `hooks:` map (destinations, keys, schemes). */
 int bf_hooks_check(const struct bf_config *cfg, struct bf_error *err);
 
-extern const char bf_dashboard_html[];
+/* The dashboard's parts (dashboard_css.c, dashboard_js.c, dashboard_views.c). */
+extern const char bf_dashboard_css[];
+extern const char bf_dashboard_js[];
+extern const char bf_dashboard_views_js[];
 
 #endif

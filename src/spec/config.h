@@ -174,6 +174,8 @@ struct bf_config {
   char *server_token;                      /* optional */
   struct bf_server_token *server_tokens;   /* server.tokens (config_tokens.c) */
   size_t n_server_tokens;
+  char *server_public_url; /* optional: where people reach the dashboard (alerts link to it),
+                            * http(s)://HOST[:PORT][/PATH] without a trailing slash */
   /* durability: process (default) survives a killed process; power also
    * fsyncs before every send, to survive a power cut, at ~10 ms a batch. */
   bool durability_power;

@@ -40,7 +40,7 @@ static size_t lookup(unsigned ident_no, unsigned char first_key[16], bool *index
   size_t n = 0;
   struct bf_error err = {0};
   fill(ident_no, ident, 0x11);
-  cr_assert_eq(bf_idindex_lookup(dir, &prf, (const unsigned char(*)[16])&ident, 1, &keys, &n,
+  cr_assert_eq(bf_idindex_lookup(dir, &prf, (const unsigned char(*)[16]) & ident, 1, &keys, &n,
                                  indexed, &err),
                0, "%s", err.msg);
   if (n && first_key) memcpy(first_key, keys[0], 16);
