@@ -24,6 +24,7 @@ static const char body[] = "</style>\n"
                            "<body>\n"
                            "<header>\n"
                            "  <h1><a href=\"#/\">Backflow</a></h1>\n"
+                           "  <a href=\"#/pii\" id=\"nav-pii\">Personal data</a>\n"
                            "  <span class=\"grow\"></span>\n"
                            "  <span class=\"meta\" id=\"meta\"></span>\n"
                            "  <button id=\"signout\" hidden>Forget token</button>\n"
@@ -45,5 +46,6 @@ void bf_api_dashboard(struct bf_http_req *req, struct bf_http_resp *resp) {
   bf_buf_puts(&resp->body, body);
   bf_buf_puts(&resp->body, bf_dashboard_js);
   bf_buf_puts(&resp->body, bf_dashboard_views_js);
+  bf_buf_puts(&resp->body, bf_dashboard_pii_js);
   bf_buf_puts(&resp->body, tail);
 }

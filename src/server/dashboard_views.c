@@ -224,6 +224,7 @@ const char bf_dashboard_views_js[] =
     "    let out;\n"
     "    if (route[0] === \"sync\" && route[1]) out = await viewSync(route[1]);\n"
     "    else if (route[0] === \"run\" && route[1]) out = await viewRun(route[1]);\n"
+    "    else if (route[0] === \"pii\") out = await viewPii();\n"
     "    else out = await viewOverview();\n"
     "    fast = out.fast;\n"
     "    still = out.still;\n"

@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "engine/forget.h"
+#include "engine/pii_report.h"
 #include "server/server.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -199,4 +200,18 @@ void bf_api_erasure(struct bf_http_req *req, struct bf_http_resp *resp) {
   bf_forget_result_json(&res, &resp->body);
   bf_buf_putc(&resp->body, '\n');
   bf_forget_result_release(&res);
+}
+
+void bf_api_pii(struct bf_http_req *req, struct bf_http_resp *resp) {
+  struct bf_buf json = {0};
+  struct bf_error err = {0};
+  int rc = bf_pii_report(req->srv->p, &json, NULL, &err);
+  if (rc) {
+    bf_http_error(resp, 500, "%s", err.msg);
+  } else {
+    if (err.code) bf_log_warn("pii: %s", err.msg);
+    bf_http_json(resp, 200);
+    bf_buf_append(&resp->body, json.data, json.len);
+  }
+  bf_buf_release(&json);
 }

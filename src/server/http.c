@@ -48,6 +48,7 @@ static const struct route routes[] = {
     {"POST", "/api/erasures", AUTH_ADMIN, bf_api_erasure_create,
      "erase a person: {\"email\"|\"phone\"|\"key\": ...} -> 202 {\"id\": N}; admin"},
     {"GET", "/api/erasures/{id}", AUTH_TOKEN, bf_api_erasure, "an erasure request, per sync"},
+    {"GET", "/api/pii", AUTH_TOKEN, bf_api_pii, "the PII footprint, as `backflow pii --json`"},
     {"POST", "/hooks/{destination}", AUTH_HMAC, bf_hooks_receive, "destination events, signed"},
     {"GET", "/api/edits", AUTH_ADMIN, bf_studio_edits, "the edit log (?limit=N); admin"},
     {"GET", "/studio", AUTH_NONE, bf_studio_page, "the studio page; its data needs a token"},

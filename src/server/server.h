@@ -143,6 +143,7 @@ void bf_api_run_errors(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_api_metrics(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_api_erasure_create(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_api_erasure(struct bf_http_req *req, struct bf_http_resp *resp);
+void bf_api_pii(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_hooks_receive(struct bf_http_req *req, struct bf_http_resp *resp);
 /* Checks the top-level `hooks:` map (destinations, keys, schemes). */
 int bf_hooks_check(const struct bf_config *cfg, struct bf_error *err);
@@ -151,5 +152,6 @@ int bf_hooks_check(const struct bf_config *cfg, struct bf_error *err);
 extern const char bf_dashboard_css[];
 extern const char bf_dashboard_js[];
 extern const char bf_dashboard_views_js[];
+extern const char bf_dashboard_pii_js[]; /* dashboard_pii.c */
 
 #endif

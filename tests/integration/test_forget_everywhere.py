@@ -185,6 +185,12 @@ class ForgetEverywhere(CoreCase):
         done = wait_for(lambda: (lambda d: d if d["status"] == "complete" else None)(
             server.get_json(f"/api/erasures/{rid}")), timeout=30, what="erasure complete")
         self.assert_gone_everywhere(done, GONE)
+        pii = server.get_json("/api/pii")
+        self.assertEqual(pii["suppression"]["requests"], 1)
+        self.assertEqual(pii["pending_erasures"], {"requests": 0, "syncs": 0})
+        self.assertEqual({s["sync"]: s["identifier_index"]["pairs"] for s in pii["syncs"]},
+                         {s: N for s in SYNCS})  # pairs stay; the records they name are gone
+        self.assertNotIn(b"person7", json.dumps(pii).encode())
         # bad input: clear 4xx, nothing recorded
         for bad in ({}, {"email": ""}, {"email": "x", "phone": "y"}, {"name": "x"},
                     {"key": {"model": "nope", "value": 1}}, {"email": "not an email"}):
