@@ -38,6 +38,14 @@ static int worse(int status, int s) {
   return status;
 }
 
+static void show_progress(size_t done, size_t total) {
+  static long long last;
+  long long now = bf_now_ms();
+  if (now - last < 1000 && done < total) return;
+  last = now;
+  fprintf(stderr, "forget: %zu of %zu request(s) done\n", done, total);
+}
+
 static void trim(char *line) {
   size_t n = strlen(line);
   while (n &&
@@ -54,7 +62,6 @@ static int forget_from(struct bf_cli *cli, struct bf_project *p, const char *pat
   if (!f) return bf_error_set(err, BF_E_USAGE, "%s: cannot open: %s", path, strerror(errno)), 2;
   int status = 0;
   size_t lineno = 0, done = 0, bad = 0;
-  long long last_progress = 0;
   char *line = NULL;
   size_t cap = 0;
   bf_buf_puts(out, "{\"requests\":[");
@@ -75,34 +82,40 @@ static int forget_from(struct bf_cli *cli, struct bf_project *p, const char *pat
     lines[n_lines++] = bf_xstrdup(v);
     bf_forget_batch_add(batch, p, strchr(v, '@') ? BF_FORGET_EMAIL : BF_FORGET_PHONE, v);
   }
+  struct bf_forget_options *people = bf_xcalloc(n_lines + 1, sizeof *people);
+  struct bf_forget_result *res = bf_xcalloc(n_lines + 1, sizeof *res);
+  struct bf_error *errs = bf_xcalloc(n_lines + 1, sizeof *errs);
   for (size_t li = 0; li < n_lines; li++) {
-    const char *v = lines[li];
-    struct bf_forget_options o = {.lock_wait_ms = wait_ms, .value = v, .batch = batch};
-    o.kind = strchr(v, '@') ? BF_FORGET_EMAIL : BF_FORGET_PHONE;
-    struct bf_forget_result res;
-    struct bf_error e = {0};
-    int rc = bf_forget_person(p, &o, &res, &e);
-    if (rc) {
+    people[li] =
+        (struct bf_forget_options){.lock_wait_ms = wait_ms, .value = lines[li], .batch = batch};
+    people[li].kind = strchr(lines[li], '@') ? BF_FORGET_EMAIL : BF_FORGET_PHONE;
+  }
+  int rc =
+      n_lines ? bf_forget_batch_run(p, batch, people, n_lines, res, errs, show_progress, err) : 0;
+  for (size_t li = 0; li < n_lines; li++) {
+    if (errs[li].code) {
       /* The value is never echoed: it is personal data. */
-      fprintf(stderr, "backflow forget: %s:%zu: %s\n", path, linenos[li], e.msg);
+      fprintf(stderr, "backflow forget: %s:%zu: %s\n", path, linenos[li], errs[li].msg);
       bad++;
-      status = worse(status, rc == BF_E_USAGE || rc == BF_E_CONFIG ? 1 : bf_code_exit_status(rc));
-      if (rc != BF_E_USAGE && rc != BF_E_CONFIG) break; /* the state or the secret failed */
+      status = worse(status, 1);
       continue;
     }
+    if (!res[li].request) continue; /* not reached: the batch stopped */
     if (!first) bf_buf_putc(out, ',');
     first = false;
-    bf_forget_result_json(&res, out);
-    if (!cli->json) print_human(&res);
-    status = worse(status, res.exit_status);
-    bf_forget_result_release(&res);
+    bf_forget_result_json(&res[li], out);
+    if (!cli->json) print_human(&res[li]);
+    status = worse(status, res[li].exit_status);
+    bf_forget_result_release(&res[li]);
     done++;
-    long long now = bf_now_ms();
-    if (now - last_progress >= 1000) {
-      fprintf(stderr, "forget: %zu of %zu request(s) done\n", done, n_lines);
-      last_progress = now;
-    }
   }
+  if (rc) {
+    fprintf(stderr, "backflow forget: %s\n", err->msg);
+    status = worse(status, bf_code_exit_status(rc));
+  }
+  free(people);
+  free(res);
+  free(errs);
   for (size_t li = 0; li < n_lines; li++) {
     sodium_memzero(lines[li], strlen(lines[li]));
     free(lines[li]);

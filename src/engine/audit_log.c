@@ -225,7 +225,14 @@ static int upgrade(const char *path, const struct bf_prf *prf, const char *data,
 
 int bf_audit_append(const char *state_dir, const struct bf_prf *prf, const char *object, size_t len,
                     struct bf_error *err) {
-  BF_ASSERT(len >= 2 && object[len - 1] == '}');
+  return bf_audit_append_many(state_dir, prf, &object, &len, 1, err);
+}
+
+int bf_audit_append_many(const char *state_dir, const struct bf_prf *prf,
+                         const char *const *objects, const size_t *lens, size_t n,
+                         struct bf_error *err) {
+  if (n == 0) return 0;
+  for (size_t i = 0; i < n; i++) BF_ASSERT(lens[i] >= 2 && objects[i][lens[i] - 1] == '}');
   char *path = bf_xasprintf("%s/%s", state_dir, BF_AUDIT_FILE);
   int rc = 0;
   unsigned char *data = NULL;
@@ -259,12 +266,16 @@ int bf_audit_append(const char *state_dir, const struct bf_prf *prf, const char 
       goto out;
     if (ps.end != (size_t)sb.st_size && ftruncate(fd, (off_t)ps.end) < 0) goto io_error;
   }
-  unsigned char check[16];
-  char hex[33];
-  chain(ps.last, object, len - 1, check);
-  sodium_bin2hex(hex, sizeof hex, check, 16);
-  bf_buf_append(&line, object, len - 1);
-  bf_buf_printf(&line, CHECK_FIELD "%s\"}\n", hex);
+  for (size_t i = 0; i < n; i++) {
+    /* Each line's check chains on the one before it, as if appended alone. */
+    unsigned char check[16];
+    char hex[33];
+    chain(ps.last, objects[i], lens[i] - 1, check);
+    sodium_bin2hex(hex, sizeof hex, check, 16);
+    bf_buf_append(&line, objects[i], lens[i] - 1);
+    bf_buf_printf(&line, CHECK_FIELD "%s\"}\n", hex);
+    memcpy(ps.last, check, sizeof check);
+  }
   char digits[21];
   snprintf(digits, sizeof digits, "%020llu", (unsigned long long)(ps.end + line.len));
   if (pwrite(fd, line.data, line.len, (off_t)ps.end) != (ssize_t)line.len || fdatasync(fd) < 0 ||

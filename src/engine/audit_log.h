@@ -27,6 +27,11 @@
 int bf_audit_append(const char *state_dir, const struct bf_prf *prf, const char *object, size_t len,
                     struct bf_error *err);
 
+/* Appends n events with one write and one sync (a batch of erasures). */
+int bf_audit_append_many(const char *state_dir, const struct bf_prf *prf,
+                         const char *const *objects, const size_t *lens, size_t n,
+                         struct bf_error *err);
+
 /* Checks the whole log (a missing log is fine). prf NULL skips the key
  * check. Sets *events to the number of events when not NULL. */
 int bf_audit_verify(const char *state_dir, const struct bf_prf *prf, size_t *events,

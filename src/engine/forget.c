@@ -204,39 +204,45 @@ char *bf_forget_scrub(const struct request *rq, const struct item *it, const cha
 
 /* ---- the request ------------------------------------------------------- */
 
-static int suppress_identifiers(struct bf_project *p, const struct request *rq,
-                                struct bf_error *err) {
-  const struct person *ps = rq->person;
-  if (!ps) return 0;
-  size_t cap = 1 + ps->n_emails + ps->n_phones, n = 0;
-  struct bf_forgotten_entry *e = bf_xcalloc(cap, sizeof *e);
-  if (ps->key_model && ps->key_value) {
-    e[n].kind = BF_FORGOTTEN_KEY;
-    e[n].scope = bf_forgotten_model_scope(ps->key_model);
-    bf_prf_key(&p->prf, ps->key_value, strlen(ps->key_value), e[n].hash);
-    e[n++].request = rq->id;
+static void entries_push(struct bf_forget_entries *v, int kind, uint64_t scope,
+                         const unsigned char hash[16], uint64_t request) {
+  if (v->n == v->cap) {
+    v->cap = v->cap ? v->cap * 2 : 16;
+    v->e = bf_xrealloc(v->e, v->cap * sizeof *v->e);
   }
-  for (size_t i = 0; i < ps->n_emails; i++) {
-    e[n].kind = BF_FORGOTTEN_EMAIL;
-    bf_forgotten_identifier_hash(&p->prf, BF_FORGOTTEN_EMAIL, ps->emails[i], strlen(ps->emails[i]),
-                                 e[n].hash);
-    e[n++].request = rq->id;
-  }
-  for (size_t i = 0; i < ps->n_phones; i++) {
-    e[n].kind = BF_FORGOTTEN_PHONE;
-    bf_forgotten_identifier_hash(&p->prf, BF_FORGOTTEN_PHONE, ps->phones[i], strlen(ps->phones[i]),
-                                 e[n].hash);
-    e[n++].request = rq->id;
-  }
-  int rc = bf_forgotten_append(p->state_dir, &p->prf, e, n, err);
-  free(e);
-  return rc;
+  struct bf_forgotten_entry *e = &v->e[v->n++];
+  memset(e, 0, sizeof *e);
+  e->kind = (uint8_t)kind;
+  e->scope = scope;
+  memcpy(e->hash, hash, 16);
+  e->request = request;
 }
 
-/* The primary keys found join the list, scoped to their model. */
-static int suppress_keys(struct bf_project *p, const struct request *rq, struct bf_error *err) {
-  size_t n = 0, cap = 0;
-  struct bf_forgotten_entry *e = NULL;
+/* The person's own identifiers, as the suppression list holds them. */
+static void identifier_entries(struct bf_project *p, const struct request *rq,
+                               struct bf_forget_entries *v) {
+  const struct person *ps = rq->person;
+  if (!ps) return;
+  unsigned char h[16];
+  if (ps->key_model && ps->key_value) {
+    bf_prf_key(&p->prf, ps->key_value, strlen(ps->key_value), h);
+    entries_push(v, BF_FORGOTTEN_KEY, bf_forgotten_model_scope(ps->key_model), h, rq->id);
+  }
+  for (size_t i = 0; i < ps->n_emails; i++) {
+    bf_forgotten_identifier_hash(&p->prf, BF_FORGOTTEN_EMAIL, ps->emails[i], strlen(ps->emails[i]),
+                                 h);
+    entries_push(v, BF_FORGOTTEN_EMAIL, 0, h, rq->id);
+  }
+  for (size_t i = 0; i < ps->n_phones; i++) {
+    bf_forgotten_identifier_hash(&p->prf, BF_FORGOTTEN_PHONE, ps->phones[i], strlen(ps->phones[i]),
+                                 h);
+    entries_push(v, BF_FORGOTTEN_PHONE, 0, h, rq->id);
+  }
+}
+
+/* The primary keys found, scoped to their model. */
+static void key_entries(const struct request *rq, struct bf_forget_entries *v) {
+  size_t first = v->n;
   for (size_t i = 0; i < rq->n; i++) {
     const struct item *it = &rq->items[i];
     if (!it->fresh || it->phase != PH_DELETE || !it->sync) continue;
@@ -244,22 +250,34 @@ static int suppress_keys(struct bf_project *p, const struct request *rq, struct 
     for (size_t k = 0; k < it->nt; k++) {
       if (!it->t[k].has_key) continue;
       bool dup = false;
-      for (size_t j = 0; j < n && !dup; j++)
-        dup = e[j].scope == scope && !memcmp(e[j].hash, it->t[k].key, 16);
-      if (dup) continue;
-      if (n == cap) {
-        cap = cap ? cap * 2 : 16;
-        e = bf_xrealloc(e, cap * sizeof *e);
-      }
-      memset(&e[n], 0, sizeof e[n]);
-      e[n].kind = BF_FORGOTTEN_KEY;
-      e[n].scope = scope;
-      memcpy(e[n].hash, it->t[k].key, 16);
-      e[n++].request = rq->id;
+      for (size_t j = first; j < v->n && !dup; j++)
+        dup = v->e[j].scope == scope && !memcmp(v->e[j].hash, it->t[k].key, 16);
+      if (!dup) entries_push(v, BF_FORGOTTEN_KEY, scope, it->t[k].key, rq->id);
     }
   }
-  int rc = bf_forgotten_append(p->state_dir, &p->prf, e, n, err);
-  free(e);
+}
+
+static int append_entries(struct bf_project *p, struct bf_forget_entries *v, struct bf_error *err) {
+  int rc = bf_forgotten_append(p->state_dir, &p->prf, v->e, v->n, err);
+  if (rc == 0) v->n = 0;
+  return rc;
+}
+
+static int suppress_identifiers(struct bf_project *p, const struct request *rq,
+                                struct bf_error *err) {
+  struct bf_forget_entries v = {0};
+  identifier_entries(p, rq, &v);
+  int rc = append_entries(p, &v, err);
+  free(v.e);
+  return rc;
+}
+
+/* The primary keys found join the list, scoped to their model. */
+static int suppress_keys(struct bf_project *p, const struct request *rq, struct bf_error *err) {
+  struct bf_forget_entries v = {0};
+  key_entries(rq, &v);
+  int rc = append_entries(p, &v, err);
+  free(v.e);
   return rc;
 }
 
@@ -301,7 +319,13 @@ static int process_request(struct bf_project *p, struct store *st, struct reques
     else
       bf_forget_lookup_item(p, rq, it, batch);
   }
-  if ((rc = suppress_keys(p, rq, err)) || (rc = bf_forget_store_save(p, st, err))) return rc;
+  /* In a batch's group, the keys found, the audit lines and the pending
+   * file are written at the group's commit (bf_forget_batch_run). */
+  struct bf_forget_audit_queue *q = bf_forget_batch_queue(batch);
+  if (q)
+    key_entries(rq, bf_forget_batch_keys(batch));
+  else if ((rc = suppress_keys(p, rq, err)) || (rc = bf_forget_store_save(p, st, err)))
+    return rc;
   for (size_t i = 0; i < rq->n; i++) {
     struct item *it = &rq->items[i];
     if (it->phase != PH_DELETE) continue;
@@ -314,9 +338,9 @@ static int process_request(struct bf_project *p, struct store *st, struct reques
   /* Audited before the pending file forgets what was done: a crash in
    * between resends deletes (harmless) rather than losing their record. */
   for (size_t i = 0; i < rq->n; i++)
-    if (rq->items[i].fresh && (rc = bf_forget_audit_item(p, rq, &rq->items[i], retry, err)))
+    if (rq->items[i].fresh && (rc = bf_forget_audit_item(p, rq, &rq->items[i], retry, q, err)))
       return rc;
-  return bf_forget_store_save(p, st, err);
+  return q ? 0 : bf_forget_store_save(p, st, err);
 }
 
 static void fill_result(const struct bf_project *p, const struct request *rq,
@@ -356,11 +380,12 @@ static void fill_result(const struct bf_project *p, const struct request *rq,
 }
 
 static int audit_end(const struct bf_project *p, const struct request *rq,
-                     const struct bf_forget_result *res, struct bf_error *err) {
+                     const struct bf_forget_result *res, struct bf_forget_audit_queue *q,
+                     struct bf_error *err) {
   struct bf_buf b = {0};
   bf_forget_audit_head(&b, rq, res->status);
   bf_buf_putc(&b, '}');
-  int rc = bf_audit_append(p->state_dir, &p->prf, b.data, b.len, err);
+  int rc = bf_forget_audit_emit(p, q, &b, err);
   bf_buf_release(&b);
   return rc;
 }
@@ -466,28 +491,22 @@ int bf_forget_identifier_hash(struct bf_project *p, const struct bf_forget_optio
 /* Records a new request for the person named by o (sealed in the pending
  * store, the suppression list, the audit log) with every sync still to be
  * looked up; *rq then belongs to st. The caller holds the erasure lock. */
-static int new_request(struct bf_project *p, const struct bf_forget_options *o, struct store *st,
-                       struct request **out, struct bf_error *err) {
+/* A new request for the person named by o, with every sync still to be
+ * looked up, appended to st (nothing written yet). */
+static int make_request(struct bf_project *p, const struct bf_forget_options *o, struct store *st,
+                        uint64_t id, struct request **out, struct bf_error *err) {
   *out = NULL;
   struct person *ps = NULL;
   char norm[BF_PII_MAX];
   int rc = person_from_options(p, o, &ps, norm, err);
-  if (rc || (rc = bf_project_secret(p, true, err)) < 0) goto out;
-  if (bf_forget_batch_verify_audit(o->batch) &&
-      (rc = bf_audit_verify(p->state_dir, &p->prf, NULL, err)))
-    goto out;
-  if ((rc = bf_forget_store_load(p, st, err))) goto out;
+  if (rc) return rc;
   struct request *rq = bf_xcalloc(1, sizeof *rq);
-  rq->id = next_request_id(p, st, err, &rc);
-  if (rc) {
-    bf_forget_request_free(rq);
-    goto out;
-  }
+  rq->id = id;
   rq->kind = o->kind;
   rq->model = ps->key_model ? bf_xstrdup(ps->key_model) : NULL;
   request_hash(p, o, ps, norm, rq->hash);
+  sodium_memzero(norm, sizeof norm);
   rq->person = ps;
-  ps = NULL;
   rq->items = bf_xcalloc(p->cfg->n_syncs + 1, sizeof *rq->items);
   for (size_t i = 0; i < p->cfg->n_syncs; i++) {
     struct item *it = &rq->items[rq->n++];
@@ -498,15 +517,41 @@ static int new_request(struct bf_project *p, const struct bf_forget_options *o, 
   st->rq = bf_xrealloc(st->rq, (st->n + 1) * sizeof *st->rq);
   st->rq[st->n++] = rq;
   *out = rq;
+  return 0;
+}
+
+/* Secret, audit log and pending requests, before requests are made. */
+static int open_requests(struct bf_project *p, struct bf_forget_batch *batch, struct store *st,
+                         struct bf_error *err) {
+  int rc = bf_project_secret(p, true, err);
+  if (rc < 0) return rc;
+  if (bf_forget_batch_verify_audit(batch) &&
+      (rc = bf_audit_verify(p->state_dir, &p->prf, NULL, err)))
+    return rc;
+  return bf_forget_store_load(p, st, err);
+}
+
+/* Records a new request for the person named by o (sealed in the pending
+ * store, the suppression list, the audit log) with every sync still to be
+ * looked up; *rq then belongs to st. The caller holds the erasure lock. */
+static int new_request(struct bf_project *p, const struct bf_forget_options *o, struct store *st,
+                       struct request **out, struct bf_error *err) {
+  *out = NULL;
+  struct person *check = NULL;
+  char norm[BF_PII_MAX];
+  /* A bad identifier is a usage error before any file is touched. */
+  int rc = person_from_options(p, o, &check, norm, err);
+  sodium_memzero(norm, sizeof norm);
+  bf_forget_person_free(check);
+  if (rc || (rc = open_requests(p, o->batch, st, err))) return rc < 0 ? rc : 0;
+  uint64_t id = next_request_id(p, st, err, &rc);
+  if (rc || (rc = make_request(p, o, st, id, out, err))) return rc;
   /* Recorded (sealed) before anything else: a crash from here on leaves a
    * request that --retry completes. Then no run sends the person again. */
-  if ((rc = bf_forget_store_save(p, st, err)) || (rc = suppress_identifiers(p, rq, err)) ||
-      (rc = bf_forget_audit_request(p, rq, err)))
-    goto out;
-out:
-  sodium_memzero(norm, sizeof norm);
-  bf_forget_person_free(ps);
-  return rc < 0 ? rc : 0;
+  if ((rc = bf_forget_store_save(p, st, err)) || (rc = suppress_identifiers(p, *out, err)) ||
+      (rc = bf_forget_audit_request(p, *out, NULL, err)))
+    return rc;
+  return 0;
 }
 
 int bf_forget_person(struct bf_project *p, const struct bf_forget_options *o,
@@ -526,7 +571,7 @@ int bf_forget_person(struct bf_project *p, const struct bf_forget_options *o,
   long long wait = o->lock_wait_ms > 0 ? o->lock_wait_ms : DEFAULT_LOCK_WAIT_MS;
   if ((rc = process_request(p, &st, rq, false, wait, o->batch, err))) goto out;
   fill_result(p, rq, res);
-  rc = audit_end(p, rq, res, err);
+  rc = audit_end(p, rq, res, NULL, err);
 out:
   bf_forget_store_release(&st);
   if (lock_fd >= 0) close(lock_fd);
@@ -567,11 +612,80 @@ int bf_forget_retry(struct bf_project *p, long long lock_wait_ms, struct bf_forg
     if (rc == 0) rc = process_request(p, &st, rq, true, wait, NULL, err);
     if (rc == 0) {
       fill_result(p, rq, &(*res)[*n]);
-      rc = audit_end(p, rq, &(*res)[(*n)++], err);
+      rc = audit_end(p, rq, &(*res)[(*n)++], NULL, err);
     }
   }
 out:
   bf_forget_store_release(&st);
   if (lock_fd >= 0) close(lock_fd);
+  return rc < 0 ? rc : 0;
+}
+
+/* A batch's group commit: the audit lines first (what was done is on
+ * record before anything forgets it), then the keys found, the held syncs'
+ * journals made durable, and the pending file without the requests done.
+ * A crash before it leaves those requests pending: --retry does them again
+ * (deletes are idempotent). */
+static int group_commit(struct bf_project *p, struct bf_forget_batch *batch, struct store *st,
+                        struct bf_error *err) {
+  int rc = bf_forget_audit_flush(p, bf_forget_batch_queue(batch), err);
+  if (rc == 0) rc = append_entries(p, bf_forget_batch_keys(batch), err);
+  if (rc == 0) rc = bf_forget_batch_sync(batch, err);
+  if (rc == 0) rc = bf_forget_store_save(p, st, err);
+  return rc;
+}
+
+#define GROUP_REQUESTS 50
+
+int bf_forget_batch_run(struct bf_project *p, struct bf_forget_batch *batch,
+                        const struct bf_forget_options *people, size_t n,
+                        struct bf_forget_result *res, struct bf_error *errs,
+                        void (*progress)(size_t done, size_t total), struct bf_error *err) {
+  memset(res, 0, n * sizeof *res);
+  int *lock = bf_forget_batch_lock(batch);
+  struct store st = {0};
+  struct request **rqs = bf_xcalloc(n + 1, sizeof *rqs);
+  struct bf_forget_entries idents = {0};
+  int rc = *lock < 0 ? lock_erasures(p, lock, err) : 0;
+  if (rc || (rc = open_requests(p, batch, &st, err))) goto out;
+  uint64_t id = next_request_id(p, &st, err, &rc);
+  if (rc) goto out;
+  /* 1. Every request recorded at once (sealed, suppressed, audited). */
+  struct bf_forget_audit_queue q = {0};
+  for (size_t i = 0; i < n; i++) {
+    memset(&errs[i], 0, sizeof errs[i]);
+    if (make_request(p, &people[i], &st, id, &rqs[i], &errs[i])) continue;
+    id++;
+    identifier_entries(p, rqs[i], &idents);
+    if ((rc = bf_forget_audit_request(p, rqs[i], &q, err))) break;
+  }
+  if (rc == 0 && (rc = bf_forget_store_save(p, &st, err)) == 0 &&
+      (rc = append_entries(p, &idents, err)) == 0)
+    rc = bf_forget_audit_flush(p, &q, err);
+  bf_buf_release(&q.lines);
+  free(q.lens);
+  if (rc) goto out;
+  /* 2. Worked on in groups: durable writes once per group, not per person. */
+  bf_forget_batch_set_grouped(batch, true);
+  long long wait = people[0].lock_wait_ms > 0 ? people[0].lock_wait_ms : DEFAULT_LOCK_WAIT_MS;
+  size_t done = 0, in_group = 0;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    if (!rqs[i]) continue;
+    if ((rc = process_request(p, &st, rqs[i], false, wait, batch, err))) break;
+    fill_result(p, rqs[i], &res[i]);
+    if ((rc = audit_end(p, rqs[i], &res[i], bf_forget_batch_queue(batch), err))) break;
+    done++;
+    if (++in_group == GROUP_REQUESTS) {
+      rc = group_commit(p, batch, &st, err);
+      in_group = 0;
+    }
+    if (progress) progress(done, n);
+  }
+  if (rc == 0 && in_group) rc = group_commit(p, batch, &st, err);
+  bf_forget_batch_set_grouped(batch, false);
+out:
+  free(idents.e);
+  free(rqs);
+  bf_forget_store_release(&st);
   return rc < 0 ? rc : 0;
 }

@@ -44,6 +44,7 @@ struct bf_forget_options {
  * until the batch is freed, which folds the states it changed (its error
  * is the fold's). Caller frees with bf_forget_batch_free(). */
 struct bf_forget_batch;
+struct bf_forget_result;
 struct bf_forget_batch *bf_forget_batch_new(void);
 /* Names one of the batch's people before its first request, so that each
  * model is read once for all of them (the requests themselves are still
@@ -51,6 +52,18 @@ struct bf_forget_batch *bf_forget_batch_new(void);
 bool bf_forget_batch_add(struct bf_forget_batch *b, struct bf_project *p, int kind,
                          const char *value);
 int bf_forget_batch_free(struct bf_forget_batch *b, struct bf_error *err);
+/* Erases n people as one batch (`forget --from`): every request is
+ * recorded first (one sealed pending file, suppression list and audit
+ * append for all), then worked on with the pending file, audit lines and
+ * journals made durable once per group of requests rather than once per
+ * person. res[i] / errs[i]: person i's result, or why it was refused (a bad
+ * identifier: errs[i].code set, res[i] empty). progress (may be NULL) is
+ * called after each request. Returns 0 or the code of a failure that
+ * stopped the batch (what was done stays done or pending). */
+int bf_forget_batch_run(struct bf_project *p, struct bf_forget_batch *b,
+                        const struct bf_forget_options *people, size_t n,
+                        struct bf_forget_result *res, struct bf_error *errs,
+                        void (*progress)(size_t done, size_t total), struct bf_error *err);
 
 struct bf_forget_sync_result {
   char *sync, *destination, *destination_type;

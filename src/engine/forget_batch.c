@@ -25,7 +25,20 @@ struct bf_forget_batch {
   size_t n_models;
   bool audit_verified; /* the audit log was verified by the batch's first request */
   int lock_fd;         /* the erasure lock, held from the first request on; -1 before */
+  bool grouped;        /* bf_forget_batch_run: durable writes are made per group */
+  struct bf_forget_audit_queue queue;
+  struct bf_forget_entries keys;
 };
+
+struct bf_forget_entries *bf_forget_batch_keys(struct bf_forget_batch *b) {
+  return &b->keys;
+}
+
+struct bf_forget_audit_queue *bf_forget_batch_queue(struct bf_forget_batch *b) {
+  return b && b->grouped ? &b->queue : NULL;
+}
+
+void bf_forget_batch_set_grouped(struct bf_forget_batch *b, bool on) { b->grouped = on; }
 
 int *bf_forget_batch_lock(struct bf_forget_batch *b) { return b ? &b->lock_fd : NULL; }
 
@@ -202,6 +215,15 @@ int bf_forget_batch_rows(struct bf_forget_batch *b, struct bf_project *p,
   return 0;
 }
 
+int bf_forget_batch_sync(struct bf_forget_batch *b, struct bf_error *err) {
+  for (size_t i = 0; i < b->n_held; i++) {
+    struct bf_forget_held *h = &b->held[i];
+    int rc = h->st ? bf_state_flush(h->st, true, err) : 0;
+    if (rc) return rc;
+  }
+  return 0;
+}
+
 int bf_forget_batch_free(struct bf_forget_batch *b, struct bf_error *err) {
   if (!b) return 0;
   int rc = 0;
@@ -230,6 +252,9 @@ int bf_forget_batch_free(struct bf_forget_batch *b, struct bf_error *err) {
   free(b->idents);
   free(b->held);
   if (b->lock_fd >= 0) close(b->lock_fd); /* releases the erasure lock */
+  bf_buf_release(&b->queue.lines);
+  free(b->keys.e);
+  free(b->queue.lens);
   free(b);
   return rc;
 }

@@ -211,7 +211,10 @@ opened:
     if (e && (e->flags & BF_ST_PERSISTED)) bf_state_mark_deleted(st, it->t[i].key);
   }
   struct bf_error serr = {0};
-  int src = n_acked ? bf_state_flush(st, true, &serr) : 0;
+  /* In a batch's group the journal is made durable at the group's commit
+   * (with durability: power, at once, as the vault is). */
+  bool sync_now = !bf_forget_batch_queue(batch) || p->cfg->durability_power;
+  int src = n_acked ? bf_state_flush(st, sync_now, &serr) : 0;
   if (src == 0 && n_acked && vault) {
     src = bf_vault_begin(vault, &serr);
     for (size_t i = 0; i < it->nt && src == 0; i++)

@@ -11,6 +11,7 @@
 
 #include "destinations/destination.h"
 #include "engine/forget.h"
+#include "engine/forgotten.h"
 #include "engine/idindex.h"
 #include "engine/state.h"
 #include "engine/vault.h"
@@ -88,10 +89,22 @@ char *bf_forget_scrub(const struct request *rq, const struct item *it, const cha
 
 /* ---- forget_store.c ---- */
 void bf_forget_audit_head(struct bf_buf *b, const struct request *rq, const char *event);
+/* Audit lines of a batch, appended together at its group commits. */
+struct bf_forget_audit_queue {
+  struct bf_buf lines; /* the lines, back to back */
+  size_t *lens, n;
+};
+/* Appends line to the audit log now, or queues it when q is not NULL. */
+int bf_forget_audit_emit(const struct bf_project *p, struct bf_forget_audit_queue *q,
+                         const struct bf_buf *line, struct bf_error *err);
+/* Appends what q holds with one sync. */
+int bf_forget_audit_flush(const struct bf_project *p, struct bf_forget_audit_queue *q,
+                          struct bf_error *err);
 int bf_forget_audit_request(const struct bf_project *p, const struct request *rq,
-                            struct bf_error *err);
+                            struct bf_forget_audit_queue *q, struct bf_error *err);
 int bf_forget_audit_item(const struct bf_project *p, const struct request *rq,
-                         const struct item *it, bool retry, struct bf_error *err);
+                         const struct item *it, bool retry, struct bf_forget_audit_queue *q,
+                         struct bf_error *err);
 int bf_forget_store_save(const struct bf_project *p, struct store *st, struct bf_error *err);
 int bf_forget_store_load(struct bf_project *p, struct store *st, struct bf_error *err);
 bool bf_forget_request_has_lookups(const struct request *rq);
@@ -137,6 +150,18 @@ struct bf_forget_rows {
   bool loaded;
 };
 
+/* Suppression entries to append at a batch's group commit. */
+struct bf_forget_entries {
+  struct bf_forgotten_entry *e;
+  size_t n, cap;
+};
+struct bf_forget_entries *bf_forget_batch_keys(struct bf_forget_batch *b);
+/* The batch's audit queue while it works in groups (bf_forget_batch_run),
+ * else NULL. */
+struct bf_forget_audit_queue *bf_forget_batch_queue(struct bf_forget_batch *b);
+void bf_forget_batch_set_grouped(struct bf_forget_batch *b, bool on);
+/* Makes the held syncs' journals durable (a group commit). */
+int bf_forget_batch_sync(struct bf_forget_batch *b, struct bf_error *err);
 /* The batch's erasure lock (a descriptor, -1 until taken), held from its
  * first request to bf_forget_batch_free; NULL without a batch. */
 int *bf_forget_batch_lock(struct bf_forget_batch *b);

@@ -57,12 +57,39 @@ void bf_forget_audit_head(struct bf_buf *b, const struct request *rq, const char
   }
 }
 
+int bf_forget_audit_emit(const struct bf_project *p, struct bf_forget_audit_queue *q,
+                         const struct bf_buf *line, struct bf_error *err) {
+  if (!q) return bf_audit_append(p->state_dir, &p->prf, line->data, line->len, err);
+  q->lens = bf_xrealloc(q->lens, (q->n + 1) * sizeof *q->lens);
+  q->lens[q->n++] = line->len;
+  bf_buf_append(&q->lines, line->data, line->len);
+  return 0;
+}
+
+int bf_forget_audit_flush(const struct bf_project *p, struct bf_forget_audit_queue *q,
+                          struct bf_error *err) {
+  if (!q || q->n == 0) return 0;
+  const char **objects = bf_xcalloc(q->n, sizeof *objects);
+  size_t off = 0;
+  for (size_t i = 0; i < q->n; i++) {
+    objects[i] = q->lines.data + off;
+    off += q->lens[i];
+  }
+  int rc = bf_audit_append_many(p->state_dir, &p->prf, objects, q->lens, q->n, err);
+  free(objects);
+  if (rc == 0) {
+    bf_buf_reset(&q->lines);
+    q->n = 0;
+  }
+  return rc;
+}
+
 int bf_forget_audit_request(const struct bf_project *p, const struct request *rq,
-                            struct bf_error *err) {
+                            struct bf_forget_audit_queue *q, struct bf_error *err) {
   struct bf_buf b = {0};
   bf_forget_audit_head(&b, rq, "request");
   bf_buf_putc(&b, '}');
-  int rc = bf_audit_append(p->state_dir, &p->prf, b.data, b.len, err);
+  int rc = bf_forget_audit_emit(p, q, &b, err);
   bf_buf_release(&b);
   return rc;
 }
@@ -92,13 +119,14 @@ static void item_fields_json(struct bf_buf *b, const struct bf_project *p, const
 }
 
 int bf_forget_audit_item(const struct bf_project *p, const struct request *rq,
-                         const struct item *it, bool retry, struct bf_error *err) {
+                         const struct item *it, bool retry, struct bf_forget_audit_queue *q,
+                         struct bf_error *err) {
   struct bf_buf b = {0};
   bf_forget_audit_head(&b, rq, "sync");
   bf_buf_printf(&b, ",\"retry\":%s,", retry ? "true" : "false");
   item_fields_json(&b, p, it);
   bf_buf_putc(&b, '}');
-  int rc = bf_audit_append(p->state_dir, &p->prf, b.data, b.len, err);
+  int rc = bf_forget_audit_emit(p, q, &b, err);
   bf_buf_release(&b);
   return rc;
 }

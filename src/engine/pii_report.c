@@ -121,8 +121,8 @@ int bf_pii_report(struct bf_project *p, struct bf_buf *json, struct bf_buf *text
     else
       bf_buf_puts(&out, "null");
     {
-      bf_buf_printf(text, "%s: model %s -> %s (%s), mode %s, ", s->name, m->name, dc->name, dc->type,
-             bf_sync_mode_name(s->mode));
+      bf_buf_printf(text, "%s: model %s -> %s (%s), mode %s, ", s->name, m->name, dc->name,
+                    dc->type, bf_sync_mode_name(s->mode));
       if (records >= 0)
         bf_buf_printf(text, "%lld record(s) at the destination\n", records);
       else
@@ -166,7 +166,8 @@ int bf_pii_report(struct bf_project *p, struct bf_buf *json, struct bf_buf *text
                                 : "dropped (never sent)";
           bf_buf_printf(text, "%s%s %s %s", k ? "; " : "", uses[k].role, uses[k].field, how);
           if (uses[k].configured)
-            bf_buf_printf(text, " (pii_policy '%s' does not apply to a match column)", uses[k].configured);
+            bf_buf_printf(text, " (pii_policy '%s' does not apply to a match column)",
+                          uses[k].configured);
         }
         bf_buf_printf(text, "\n");
       }
@@ -175,10 +176,12 @@ int bf_pii_report(struct bf_project *p, struct bf_buf *json, struct bf_buf *text
     bf_buf_puts(&out, "]}");
     {
       if (m->pii.n == 0) bf_buf_printf(text, "  (model %s declares no pii columns)\n", m->name);
-      if (vault >= 0) bf_buf_printf(text, "  sealed identifiers kept for deletes (vault): %lld\n", vault);
+      if (vault >= 0)
+        bf_buf_printf(text, "  sealed identifiers kept for deletes (vault): %lld\n", vault);
       if (indexed >= 0)
-        bf_buf_printf(text, "  identifier index (email/phone keyed hash -> record): %lld pair(s)%s\n", indexed,
-               index_complete ? "" : ", being completed by the next run");
+        bf_buf_printf(text,
+                      "  identifier index (email/phone keyed hash -> record): %lld pair(s)%s\n",
+                      indexed, index_complete ? "" : ", being completed by the next run");
     }
   }
   bf_buf_puts(&out, "]");
@@ -207,12 +210,15 @@ int bf_pii_report(struct bf_project *p, struct bf_buf *json, struct bf_buf *text
                 "\"pending_erasures\":{\"requests\":%zu,\"syncs\":%zu}}\n",
                 n_fe, n_requests, pend_requests, pend_items);
   {
-    bf_buf_printf(text, "erased people (suppression list, keyed hashes only): %zu request(s), %zu hash(es)\n",
-           n_requests, n_fe);
+    bf_buf_printf(
+        text, "erased people (suppression list, keyed hashes only): %zu request(s), %zu hash(es)\n",
+        n_requests, n_fe);
     if (pend_requests)
-      bf_buf_printf(text, "pending erasures: %zu request(s) over %zu sync(s), identifiers sealed until done: "
-             "`backflow forget --retry`\n",
-             pend_requests, pend_items);
+      bf_buf_printf(
+          text,
+          "pending erasures: %zu request(s) over %zu sync(s), identifiers sealed until done: "
+          "`backflow forget --retry`\n",
+          pend_requests, pend_items);
   }
   bf_buf_append(json, out.data, out.len);
   bf_buf_release(&out);

@@ -305,3 +305,34 @@ class ForgetEverywhere(CoreCase):
         self.assertEqual(runs["runs"][0]["skipped"], 1)
         self.assertFalse(self.holds("to_file", 4))
         self.assertEqual(first + 1, second)
+
+    def test_a_batch_killed_midway_is_finished_by_retry(self):
+        """--from writes once per group: a SIGKILL after some deletes were
+        acknowledged leaves every request of the file recorded, the people held
+        back from runs, and `forget --retry` finishes them all."""
+        people = list(range(2, 14))
+        for i in people:
+            self.leave_warehouse(i)
+        listing = os.path.join(self.p.dir, "erase.txt")
+        with open(listing, "w") as f:
+            f.writelines(f"person{i}@example.com\n" for i in people)
+        # the 20th acknowledged delete batch: 4 people into the file's 12
+        r = self.p.run("forget", "--from", listing, env={"BACKFLOW_CRASH_AT": "forget-after-push:20"})
+        self.assertEqual(r.returncode, -9, r.stderr)
+        rc, audit, err = self.p.run_json("audit")
+        self.assertEqual(rc, 0, err)  # the audit log is whole
+        self.assertEqual(audit["pending"]["requests"], len(people))
+        for i in people:
+            self.p.sql("INSERT INTO users VALUES (?,?,?,?)",
+                       (i, f"person{i}@example.com", f"First{i}", "pro"))
+        rc, runs, err = self.p.run_json("run", "to_file")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(runs["runs"][0]["skipped"], len(people))  # held back already
+        rc, again, err = self.p.run_json("forget", "--retry")
+        self.assertEqual(rc, 0, (err, again))
+        self.assertEqual(sorted(r["status"] for r in again["requests"]), ["complete"] * len(people))
+        for i in people:
+            for sync in SYNCS:
+                self.assertFalse(self.holds(sync, i), (sync, i))
+        rc, audit, err = self.p.run_json("audit")
+        self.assertEqual(audit["pending"]["requests"], 0)
