@@ -15,6 +15,7 @@
 #include "spec/params.h"
 #include "destinations/destination.h"
 #include "server/cron.h"
+#include "server/server.h"
 #include "sources/source.h"
 
 struct report {
@@ -207,6 +208,13 @@ int bf_cmd_validate(struct bf_cli *cli, struct bf_error *err) {
   check_syncs(p, &r);
   check_models(p, &r);
   check_destinations(p, connect, &r);
+  /* What `serve` checks before it starts: the hooks and the alert rules. */
+  rc = bf_hooks_check(p->cfg, &e);
+  report(&r, "hooks", "hooks", rc, &e, NULL);
+  struct bf_alerts *alerts = NULL;
+  rc = bf_alerts_new(p->cfg, &alerts, &e);
+  bf_alerts_free(alerts);
+  report(&r, "alerts", "alerts", rc, &e, NULL);
   if (r.n_failed) {
     *err = r.first;
     if (r.n_failed > 1)

@@ -87,3 +87,23 @@ class Validate(CoreCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ValidateServeConfig(CoreCase):
+    """validate checks what `serve` checks at start (issue 15): hooks and alerts."""
+
+    def test_hooks_and_alerts_are_checked(self):
+        text = config([file_dest()], [sync_block("s", "out")])
+        for extra, where in (
+                ("hooks:\n  nowhere: {scheme: standard, secret: whsec_x}\n", "no destination named 'nowhere'"),
+                ("hooks:\n  out: {scheme: carrier-pigeon}\n", "hooks.out.scheme 'carrier-pigeon'"),
+                ("hooks:\n  out: {scheme: hubspot, secret: abc}\n", "HubSpot signs the URL"),
+                ("alerts:\n  - {url: 'ftp://example.invalid/'}\n", "alerts")):
+            p = self.new_project(rows=1, config_text=text + extra)
+            r = p.run("validate")
+            self.assertEqual(r.returncode, 2, (extra, r.stdout, r.stderr))
+            self.assertIn(where, r.stdout + r.stderr)
+            self.assertIn("backflow.yml:", r.stdout + r.stderr)
+        p = self.new_project(rows=1, config_text=text + "hooks:\n  out: {scheme: standard, secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}\n")
+        r = p.run("validate")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
