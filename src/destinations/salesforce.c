@@ -26,6 +26,7 @@
 #include "util/log.h"
 #include "util/stop.h"
 #include "destinations/destination.h"
+#include "destinations/sf_csv.h"
 #include "clients/http_transport.h"
 
 #define SOQL_CHUNK 200 /* ids per query: keeps the URL well under 16 KB */
@@ -91,80 +92,6 @@ static void csv_value(struct sf_destination *d, struct bf_buf *b, const struct b
   bf_buf_reset(&d->text);
   bf_http_value_text(&d->text, v);
   csv_field(b, d->text.data ? d->text.data : "", d->text.len);
-}
-
-/* A parsed CSV document: fields unescaped into one buffer. */
-struct csv {
-  char *data;
-  size_t n_rows, n_cols_max;
-  size_t *row_start; /* index into fields of each row's first field; [n_rows] = total */
-  char **fields;     /* NUL-terminated, point into data */
-  size_t n_fields;
-};
-
-static void csv_free(struct csv *c) {
-  free(c->data);
-  free(c->row_start);
-  free(c->fields);
-  memset(c, 0, sizeof *c);
-}
-
-static void csv_parse(struct csv *c, const char *s, size_t n) {
-  memset(c, 0, sizeof *c);
-  c->data = bf_xmalloc(n + 1);
-  size_t cap_f = 64, cap_r = 16;
-  c->fields = bf_xmalloc(cap_f * sizeof *c->fields);
-  c->row_start = bf_xmalloc(cap_r * sizeof *c->row_start);
-  size_t out = 0, i = 0;
-  while (i < n) {
-    if (c->n_rows + 2 > cap_r)
-      c->row_start = bf_xrealloc(c->row_start, (cap_r *= 2) * sizeof *c->row_start);
-    c->row_start[c->n_rows] = c->n_fields;
-    for (;;) { /* one field */
-      if (c->n_fields + 1 > cap_f)
-        c->fields = bf_xrealloc(c->fields, (cap_f *= 2) * sizeof *c->fields);
-      c->fields[c->n_fields++] = c->data + out;
-      if (i < n && s[i] == '"') {
-        i++;
-        while (i < n) {
-          if (s[i] == '"') {
-            if (i + 1 < n && s[i + 1] == '"') {
-              c->data[out++] = '"';
-              i += 2;
-              continue;
-            }
-            i++;
-            break;
-          }
-          c->data[out++] = s[i++];
-        }
-      }
-      while (i < n && s[i] != ',' && s[i] != '\n' && s[i] != '\r') c->data[out++] = s[i++];
-      c->data[out++] = '\0';
-      if (i < n && s[i] == ',') {
-        i++;
-        continue;
-      }
-      if (i < n && s[i] == '\r') i++;
-      if (i < n && s[i] == '\n') i++;
-      break;
-    }
-    c->n_rows++;
-  }
-  c->row_start[c->n_rows] = c->n_fields;
-  c->data[out] = '\0';
-}
-
-static size_t csv_cols(const struct csv *c, size_t row) {
-  return c->row_start[row + 1] - c->row_start[row];
-}
-static const char *csv_get(const struct csv *c, size_t row, size_t col) {
-  return col < csv_cols(c, row) ? c->fields[c->row_start[row] + col] : NULL;
-}
-static size_t csv_col(const struct csv *c, const char *name) {
-  for (size_t k = 0; c->n_rows && k < csv_cols(c, 0); k++)
-    if (!strcmp(csv_get(c, 0, k), name)) return k;
-  return SIZE_MAX;
 }
 
 /* ---- open / check / close -------------------------------------------------- */
@@ -363,11 +290,11 @@ struct job_records {
 static void apply_results(struct sf_destination *d, const struct job_records *jr,
                           const char *csv_text, size_t csv_len, const char *key_col, int kind,
                           struct bf_outcome *outcomes) {
-  struct csv c;
-  csv_parse(&c, csv_text, csv_len);
-  size_t kc = csv_col(&c, key_col), ec = csv_col(&c, "sf__Error");
+  struct bf_sf_csv c;
+  bf_sf_csv_parse(&c, csv_text, csv_len);
+  size_t kc = bf_sf_csv_col(&c, key_col), ec = bf_sf_csv_col(&c, "sf__Error");
   for (size_t row = 1; kc != SIZE_MAX && row < c.n_rows; row++) {
-    const char *key = csv_get(&c, row, kc);
+    const char *key = bf_sf_csv_get(&c, row, kc);
     if (!key) continue;
     /* jr->recs is sorted by key (assign_rounds) and keys are unique in a job. */
     size_t lo = 0, hi = jr->n;
@@ -383,7 +310,7 @@ static void apply_results(struct sf_destination *d, const struct job_records *jr
     if (kind == 0) {
       set_outcome(&outcomes[i], BF_OUT_OK, NULL);
     } else if (kind == 1) {
-      const char *e = ec != SIZE_MAX ? csv_get(&c, row, ec) : NULL;
+      const char *e = ec != SIZE_MAX ? bf_sf_csv_get(&c, row, ec) : NULL;
       char *why = bf_xasprintf("Salesforce: %s", e && *e ? e : "failed");
       set_outcome(&outcomes[i], BF_OUT_REJECT, why);
       free(why);
@@ -393,7 +320,7 @@ static void apply_results(struct sf_destination *d, const struct job_records *jr
     }
   }
   (void)d;
-  csv_free(&c);
+  bf_sf_csv_free(&c);
 }
 
 static int get_results(struct sf_destination *d, const char *job, const struct job_records *jr,

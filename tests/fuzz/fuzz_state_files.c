@@ -2,7 +2,7 @@
  * arbitrary bytes (issue 19). Input: one byte choosing the file, then its
  * content:
  *   0 state.bin, 1 journal.bin (after a valid empty base), 2 vault.bin,
- *   3 forgotten.bin, 4 audit.jsonl
+ *   3 forgotten.bin, 4 audit.jsonl, 5 idindex.bin
  * Each is written into a private temporary folder and loaded the way a run
  * (writable: repairs a torn tail) and a reader (read-only) load it.
  *
@@ -15,6 +15,7 @@
 
 #include "engine/audit_log.h"
 #include "engine/forgotten.h"
+#include "engine/idindex.h"
 #include "util/fsutil.h"
 #include "util/prf.h"
 #include "engine/state.h"
@@ -33,8 +34,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   return 0;
 }
 
-static const char *const names[] = {"state.bin", "journal.bin", "vault.bin", "forgotten.bin",
-                                    "audit.jsonl"};
+static const char *const names[] = {"state.bin",     "journal.bin", "vault.bin",
+                                    "forgotten.bin", "audit.jsonl", "idindex.bin"};
 
 static void put(const char *name, const uint8_t *data, size_t len) {
   char path[128];
@@ -95,6 +96,32 @@ static int load(int kind, bool writable, struct bf_error *err) {
     }
     return rc;
   }
+  case 5: {
+    if (!writable) {
+      struct bf_idindex_snapshot *snap = NULL;
+      int rc = bf_idindex_snapshot(dir, &prf, &snap, err);
+      if (rc == 0) {
+        unsigned char ident[16] = {7}, (*keys)[16] = NULL;
+        size_t n = 0;
+        bool indexed;
+        bf_idindex_snapshot_lookup(snap, (const unsigned char(*)[16]) & ident, 1, &keys, &n,
+                                   &indexed);
+        free(keys);
+      }
+      bf_idindex_snapshot_free(snap);
+      return rc;
+    }
+    struct bf_idindex *ix = NULL;
+    bool complete;
+    int rc = bf_idindex_open(dir, &prf, false, 42, &complete, &ix, err);
+    if (rc == 0) {
+      unsigned char ident[16] = {7}, key[16] = {8};
+      bf_idindex_add(ix, ident, key);
+      rc = bf_idindex_commit(ix, true, err);
+    }
+    bf_idindex_close(ix);
+    return rc;
+  }
   default: {
     int rc = bf_audit_verify(dir, &prf, NULL, err);
     if (rc == 0 && writable) rc = bf_audit_append(dir, &prf, "{\"event\":\"x\"}", 13, err);
@@ -105,7 +132,7 @@ static int load(int kind, bool writable, struct bf_error *err) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return -1;
-  int kind = data[0] % 5;
+  int kind = data[0] % 6;
   clear();
   if (kind == 1) {
     /* A valid empty base of generation 0, so the journal is replayed. */
