@@ -194,8 +194,8 @@ static int dbx_execute(struct dbx_source *src, const char *sql, json_t **out,
   }
   char *sid = bf_xstrdup(id);
   struct cancel_arg ca = {src, sid};
-  struct bf_wh_poll poll;
-  bf_wh_poll_start(&poll, src->what, src->statement_timeout_ms);
+  struct bf_wh_poll waiter;
+  bf_wh_poll_start(&waiter, src->what, src->statement_timeout_ms);
   for (;;) {
     json_t *status = json_object_get(j, "status");
     const char *state = json_string_value(json_object_get(status, "state"));
@@ -211,7 +211,7 @@ static int dbx_execute(struct dbx_source *src, const char *sql, json_t **out,
     }
     json_decref(j);
     j = NULL;
-    if ((rc = bf_wh_poll_wait(&poll, dbx_cancel, &ca, "the query", err))) break;
+    if ((rc = bf_wh_poll_wait(&waiter, dbx_cancel, &ca, "the query", err))) break;
     char *path = bf_xasprintf(DBX_PATH "/%s", sid);
     rc = dbx_send(src, "GET", path, NULL, &resp, err);
     free(path);
