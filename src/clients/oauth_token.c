@@ -12,7 +12,9 @@ struct bf_oauth {
   char *token_url, *grant_type, *client_id, *client_secret, *refresh_token, *scope;
   enum bf_oauth_client_auth client_auth;
   long long default_lifetime_s;
+  int error_code;
   bool fixed;
+  struct bf_http *api;  /* the transport of the bf_oauth_perform under way */
   struct bf_http *http; /* the token endpoint's own transport */
   char *token;          /* current access token, never printed */
   double expires_ms;    /* monotonic time it ends */
@@ -59,6 +61,7 @@ int bf_oauth_new(const struct bf_oauth_grant *g, const struct bf_http_options *l
   a->scope = dup_or_null(g->scope);
   a->client_auth = g->client_auth;
   a->default_lifetime_s = g->default_lifetime_s > 0 ? g->default_lifetime_s : 3600;
+  a->error_code = g->error_code ? g->error_code : BF_E_WAREHOUSE;
   struct bf_http_options o;
   char *name = bf_xasprintf("oauth:%s", what);
   bf_http_options_defaults(&o, name, NULL, 0, 1, 1);
@@ -168,7 +171,7 @@ static int grant(struct bf_oauth *a, struct bf_http *api, struct bf_error *err) 
     const char *d = json_string_value(json_object_get(j, "error_description"));
     if (!e) e = json_string_value(json_object_get(j, "status")); /* HubSpot: status + message */
     if (!d) d = json_string_value(json_object_get(j, "message"));
-    rc = bf_error_set(err, BF_E_WAREHOUSE,
+    rc = bf_error_set(err, a->error_code,
                       "%s: the token endpoint %s refused the %s grant: %s%s%s (HTTP %ld)", a->what,
                       shown, a->grant_type,
                       e               ? e
@@ -246,6 +249,113 @@ int bf_oauth_send(struct bf_oauth *a, struct bf_http *api, const struct bf_http_
   }
   free(headers);
   return rc;
+}
+
+/* Runs before every attempt inside bf_http_perform: the token is renewed
+ * through the provider's own transport, so the API's requests in flight are
+ * not disturbed. A failed renewal keeps the old token; the 401 it then gets
+ * leads to a grant whose error is reported. */
+static void attempt_auth(const struct bf_http_request *req, unsigned attempt, struct bf_buf *out) {
+  struct bf_oauth *a = req->user;
+  const char *token = a->token;
+  struct bf_error ignored = {0};
+  if (bf_oauth_token(a, a->api, false, &token, &ignored) != 0) token = a->token;
+  if (token) bf_buf_printf(out, "Authorization: Bearer %s\n", token);
+}
+
+int bf_oauth_perform(struct bf_oauth *a, struct bf_http *api, const struct bf_http_request *reqs,
+                     struct bf_http_response *resps, size_t n, struct bf_error *err) {
+  const char *token = NULL;
+  int rc = bf_oauth_token(a, api, false, &token, err);
+  if (rc) {
+    memset(resps, 0, n * sizeof *resps);
+    return rc;
+  }
+  a->api = api;
+  struct bf_http_request *mine = bf_xcalloc(n ? n : 1, sizeof *mine);
+  for (size_t i = 0; i < n; i++) {
+    mine[i] = reqs[i];
+    mine[i].user = a;
+    mine[i].attempt_headers = attempt_auth;
+  }
+  rc = bf_http_perform(api, mine, resps, n, NULL, NULL, err);
+  size_t n401 = 0;
+  for (size_t i = 0; rc == 0 && !a->fixed && i < n; i++) n401 += resps[i].status == 401;
+  if (n401 && (rc = bf_oauth_token(a, api, true, &token, err)) != 0) {
+    /* The grant's error says more than the 401s: they go. */
+    bf_http_responses_release(resps, n);
+    memset(resps, 0, n * sizeof *resps);
+  } else if (n401) {
+    /* One new token for all of them: they were sent with the same one. */
+    struct bf_http_request *again = bf_xcalloc(n401, sizeof *again);
+    struct bf_http_response *fresh = bf_xcalloc(n401, sizeof *fresh);
+    size_t *at = bf_xcalloc(n401, sizeof *at), k = 0;
+    for (size_t i = 0; i < n; i++)
+      if (resps[i].status == 401) {
+        at[k] = i;
+        again[k++] = mine[i];
+      }
+    rc = bf_http_perform(api, again, fresh, n401, NULL, NULL, err);
+    for (k = 0; k < n401; k++) {
+      bf_http_response_release(&resps[at[k]]);
+      resps[at[k]] = fresh[k];
+    }
+    free(again);
+    free(fresh);
+    free(at);
+  }
+  a->api = NULL;
+  free(mine);
+  return rc;
+}
+
+int bf_oauth_from_config(const struct bf_node *params, const char *token_key,
+                         const char *default_token_url, long long default_lifetime_s,
+                         const struct bf_http_options *like, const char *what,
+                         struct bf_oauth **out, struct bf_error *err) {
+  static const char *const keys[] = {"refresh_token", "client_id", "client_secret", "token_url",
+                                     NULL};
+  *out = NULL;
+  const struct bf_node *auth = bf_node_get(params, "auth");
+  const struct bf_node *fixed = bf_node_get(params, token_key);
+  const struct bf_loc *loc = auth ? &auth->loc : fixed ? &fixed->loc : &params->loc;
+  if (!auth == !fixed)
+    return bf_error_set(err, BF_E_CONFIG,
+                        "%s:%d:%d: %s needs either %s (an access token) or auth: "
+                        "{refresh_token, client_id, client_secret}, not both",
+                        loc->file, loc->line, loc->col, what, token_key);
+  if (fixed) {
+    if (fixed->kind != BF_NODE_SCALAR || !fixed->scalar || !*fixed->scalar)
+      return bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: %s: %s is empty", loc->file, loc->line,
+                          loc->col, what, token_key);
+    *out = bf_oauth_new_fixed(fixed->scalar, what);
+    return 0;
+  }
+  char *place = bf_xasprintf("auth of %s", what);
+  int rc = auth->kind == BF_NODE_MAP
+               ? bf_node_check_keys(auth, place, keys, err)
+               : bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: %s must be a mapping", loc->file,
+                              loc->line, loc->col, place);
+  const char *v[3] = {NULL, NULL, NULL};
+  for (int i = 0; rc == 0 && i < 3; i++) {
+    const struct bf_node *n = bf_node_get(auth, keys[i]);
+    v[i] = n && n->kind == BF_NODE_SCALAR ? n->scalar : NULL;
+    if (!v[i] || !*v[i])
+      rc = bf_error_set(err, BF_E_CONFIG, "%s:%d:%d: %s needs %s", loc->file, loc->line, loc->col,
+                        place, keys[i]);
+  }
+  free(place);
+  if (rc) return rc;
+  const char *url = bf_node_get_str(auth, "token_url");
+  struct bf_oauth_grant g = {.token_url = url ? url : default_token_url,
+                             .grant_type = "refresh_token",
+                             .client_id = v[1],
+                             .client_secret = v[2],
+                             .refresh_token = v[0],
+                             .client_auth = BF_OAUTH_FORM,
+                             .default_lifetime_s = default_lifetime_s,
+                             .error_code = BF_E_DESTINATION};
+  return bf_oauth_new(&g, like, what, out, err);
 }
 
 const char *bf_oauth_field(const struct bf_oauth *a, const char *name) {

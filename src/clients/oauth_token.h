@@ -18,6 +18,7 @@
 #include <stdbool.h>
 
 #include "util/error.h"
+#include "spec/config.h"
 #include "clients/http_transport.h"
 
 enum bf_oauth_client_auth {
@@ -36,6 +37,9 @@ struct bf_oauth_grant {
   /* Life assumed when the answer has no expires_in (Salesforce sends none:
    * its session timeout is an org setting); 0 means 1 hour. */
   long long default_lifetime_s;
+  /* Exit code of a refused grant: 0 means BF_E_WAREHOUSE (sources);
+   * destinations pass BF_E_DESTINATION. */
+  int error_code;
 };
 
 struct bf_oauth;
@@ -66,6 +70,27 @@ int bf_oauth_token(struct bf_oauth *a, struct bf_http *api, bool force, const ch
  * or a negative code when no token could be had or the transport broke. */
 int bf_oauth_send(struct bf_oauth *a, struct bf_http *api, const struct bf_http_request *req,
                   struct bf_http_response *resp, struct bf_error *err);
+
+/* Like bf_http_perform without on_done: every attempt of every request
+ * carries the current token (renewed when near its end, also between
+ * retries), and the requests answered 401 are sent once more after one new
+ * grant (not for a fixed token). The requests' user and attempt_headers are
+ * the provider's (they must be unset). Returns 0 with resps[n] filled
+ * (caller releases them), or a negative code: no token could be had (resps
+ * then hold nothing, releasing them is harmless), or the transport broke. */
+int bf_oauth_perform(struct bf_oauth *a, struct bf_http *api, const struct bf_http_request *reqs,
+                     struct bf_http_response *resps, size_t n, struct bf_error *err);
+
+/* A destination's credentials from its config: auth (a map {refresh_token,
+ * client_id, client_secret[, token_url]}, may be NULL) for the refresh-token
+ * grant, else the fixed access_token. Exactly one of the two must be given.
+ * default_token_url is used when auth names none; default_lifetime_s as in
+ * struct bf_oauth_grant. Errors name the config place (BF_E_CONFIG); what
+ * is "destination 'crm' (hubspot)". Caller frees *out with bf_oauth_free. */
+int bf_oauth_from_config(const struct bf_node *params, const char *token_key,
+                         const char *default_token_url, long long default_lifetime_s,
+                         const struct bf_http_options *like, const char *what,
+                         struct bf_oauth **out, struct bf_error *err);
 
 /* A string field of the last token answer ("instance_url"), or NULL.
  * Owned by a, valid until the next grant. */
