@@ -248,6 +248,22 @@ class DatabricksTest(unittest.TestCase):
         self.assertEqual(st["downloads"], [0, 1, 2])
         self.assertEqual(st["auth_on_links"], 0)
 
+    def test_429_is_retried_and_statement_timeout_cancels(self):
+        p = self.start(200, {"chunk_rows": 100, "post_429": 1})
+        r = p.run("run", "s")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.server.state()["sent_429"], 1)
+        self.assertEqual(self.server.state()["statements"], 1)
+        self.assertEqual(self.store(), expected(200))
+        self.server.control(job_delay=60)
+        p.write_config(config(self.server.url, M2M_AUTH, wh_extra="    statement_timeout: 1s\n"))
+        p.run("reset", "s")
+        r = p.run("run", "s")
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("the query ran longer than statement_timeout (1000 ms) and was cancelled",
+                      r.stderr)
+        self.assertEqual(self.server.state()["cancels"], 1)
+
     def test_stop_cancels_the_running_statement(self):
         p = self.start(10, {"job_delay": 60})
         proc = subprocess.Popen([BIN, "-p", p.dir, "run", "s"], stdout=subprocess.PIPE,
