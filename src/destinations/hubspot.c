@@ -27,6 +27,7 @@
 #include "util/log.h"
 #include "destinations/destination.h"
 #include "clients/http_transport.h"
+#include "clients/oauth_token.h"
 
 #define HS_MAX_INPUTS 100
 
@@ -46,6 +47,7 @@ struct hs_schema {
 struct hubspot_destination {
   struct bf_destination base;
   struct bf_http *http;
+  struct bf_oauth *auth; /* the access token, fixed or refreshed */
   char *name;
   struct bf_buf tmp, text;
   struct hs_schema *schemas;
@@ -56,7 +58,10 @@ struct hubspot_destination {
 
 static const struct bf_param_spec hubspot_params[] = {
     BF_HTTP_PARAMS("https://api.hubapi.com"),
-    {"token", BF_PARAM_STRING, NULL, true, true, "private app (or OAuth) access token"},
+    {"token", BF_PARAM_STRING, NULL, false, true, "private app (or OAuth) access token"},
+    {"auth", BF_PARAM_MAP, NULL, false, true,
+     "public app OAuth: {refresh_token, client_id, client_secret[, token_url]}; tokens are "
+     "refreshed by Backflow (instead of token)"},
     {NULL, 0, NULL, false, false, NULL},
 };
 
@@ -138,6 +143,14 @@ static int hubspot_open(const struct bf_destination_config *dc, const struct bf_
    * 1, less the transport's 1% headroom, admits at most 1 + 99 in any 10 s. */
   bf_http_options_defaults(&o, name, "https://api.hubapi.com", 10, 1, 4);
   rc = bf_http_options_from_params(&o, p, hubspot_params, what, err);
+  struct bf_oauth *oauth = NULL;
+  if (rc == 0) {
+    /* The token endpoint is on the API host (https://developers.hubspot.com/
+     * docs/api-reference/legacy/authentication/oauth-tokens/v1/guide). */
+    char *token_url = bf_xasprintf("%s/oauth/v1/token", o.base_url);
+    rc = bf_oauth_from_config(p, "token", token_url, 1800, &o, what, &oauth, err);
+    free(token_url);
+  }
   free(what);
   if (rc) {
     free(name);
@@ -145,13 +158,12 @@ static int hubspot_open(const struct bf_destination_config *dc, const struct bf_
   }
   struct bf_http *http = bf_http_new(&o, err);
   if (!http) {
+    bf_oauth_free(oauth);
     free(name);
     return err ? err->code : BF_E_DESTINATION;
   }
-  char *auth = bf_xasprintf("Authorization: Bearer %s", bf_params_str(p, hubspot_params, "token"));
-  bf_http_add_header(http, auth, true);
-  free(auth);
   struct hubspot_destination *d = bf_xcalloc(1, sizeof *d);
+  d->auth = oauth;
   d->http = http;
   d->name = name;
   *out = &d->base;
@@ -162,6 +174,7 @@ static void hubspot_close(struct bf_destination *d_) {
   struct hubspot_destination *d = (struct hubspot_destination *)d_;
   if (!d) return;
   bf_http_free(d->http);
+  bf_oauth_free(d->auth);
   bf_buf_release(&d->tmp);
   bf_buf_release(&d->text);
   for (size_t i = 0; i < d->n_schemas; i++) {
@@ -217,7 +230,7 @@ static int hubspot_check(struct bf_destination *d_, struct bf_error *err) {
   struct bf_http_request req = {.method = "GET",
                                 .path = "/crm/v3/objects/contacts?limit=1&archived=false"};
   struct bf_http_response resp;
-  int rc = bf_http_perform_one(d->http, &req, &resp, err);
+  int rc = bf_oauth_perform(d->auth, d->http, &req, &resp, 1, err);
   if (rc == 0 && !bf_http_ok(&resp)) rc = unavailable(d, "contacts", &resp, err);
   bf_http_response_release(&resp);
   return rc;
@@ -244,7 +257,7 @@ static int load_schema(struct hubspot_destination *d, const char *object, struct
   char *path = bf_xasprintf("/crm/v3/properties/%s?archived=false", object);
   struct bf_http_request req = {.method = "GET", .path = path};
   struct bf_http_response r;
-  int rc = bf_http_perform_one(d->http, &req, &r, err);
+  int rc = bf_oauth_perform(d->auth, d->http, &req, &r, 1, err);
   free(path);
   if (rc) return rc;
   d->schemas = bf_xrealloc(d->schemas, (d->n_schemas + 1) * sizeof *d->schemas);
@@ -615,7 +628,7 @@ static int send_pieces(struct hubspot_destination *d, const struct bf_batch *bat
                                          .body = todo->items[i].body.data,
                                          .body_len = todo->items[i].body.len};
     }
-    rc = bf_http_perform(d->http, reqs, resps, todo->n, NULL, NULL, err);
+    rc = bf_oauth_perform(d->auth, d->http, reqs, resps, todo->n, err);
     for (size_t i = 0; i < todo->n && rc == 0; i++) {
       struct piece *pc = &todo->items[i];
       struct bf_http_response *r = &resps[i];

@@ -28,13 +28,15 @@
 #include "destinations/destination.h"
 #include "destinations/sf_csv.h"
 #include "clients/http_transport.h"
+#include "clients/oauth_token.h"
 
 #define SOQL_CHUNK 200 /* ids per query: keeps the URL well under 16 KB */
 
 struct sf_destination {
   struct bf_destination base;
   struct bf_http *http;
-  char *api; /* "/services/data/v59.0" */
+  struct bf_oauth *auth; /* the access token, fixed or refreshed */
+  char *api;             /* "/services/data/v59.0" */
   long long poll_ms, poll_max_ms, job_timeout_ms;
   struct bf_buf tmp, text;
   bool warned_usage;
@@ -44,7 +46,10 @@ static const struct bf_param_spec sf_params[] = {
     BF_HTTP_PARAMS(NULL),
     {"instance_url", BF_PARAM_STRING, NULL, false, false,
      "https://<your-domain>.my.salesforce.com (base_url overrides it)"},
-    {"access_token", BF_PARAM_STRING, NULL, true, true, "OAuth 2.0 access token"},
+    {"access_token", BF_PARAM_STRING, NULL, false, true, "OAuth 2.0 access token"},
+    {"auth", BF_PARAM_MAP, NULL, false, true,
+     "connected app OAuth: {refresh_token, client_id, client_secret[, token_url]}; "
+     "token_url defaults to https://login.salesforce.com/services/oauth2/token"},
     {"api_version", BF_PARAM_STRING, "59.0", false, false, "REST API version, e.g. 59.0"},
     {"poll_interval", BF_PARAM_DURATION, "1s", false, false, "first wait between job status polls"},
     {"poll_max_interval", BF_PARAM_DURATION, "10s", false, false, "longest wait between polls"},
@@ -138,14 +143,16 @@ static int sf_open(const struct bf_destination_config *dc, const struct bf_confi
     }
   if ((rc = bf_http_options_from_params(&o, p, sf_params, what, err))) goto out;
   d = bf_xcalloc(1, sizeof *d);
+  /* No expires_in comes back: a session lasts the org's session timeout
+   * (2 h by default), and a 401 INVALID_SESSION_ID gets a new one. */
+  if ((rc = bf_oauth_from_config(p, "access_token",
+                                 "https://login.salesforce.com/services/oauth2/token", 7200, &o,
+                                 what, &d->auth, err)))
+    goto out;
   if (!(d->http = bf_http_new(&o, err))) {
     rc = err ? err->code : BF_E_DESTINATION;
     goto out;
   }
-  char *auth =
-      bf_xasprintf("Authorization: Bearer %s", bf_params_str(p, sf_params, "access_token"));
-  bf_http_add_header(d->http, auth, true);
-  free(auth);
   d->api = bf_xasprintf("/services/data/v%s", version);
   d->poll_ms = bf_params_duration_ms(p, sf_params, "poll_interval");
   d->poll_max_ms = bf_params_duration_ms(p, sf_params, "poll_max_interval");
@@ -156,6 +163,7 @@ static int sf_open(const struct bf_destination_config *dc, const struct bf_confi
 out:
   if (d) {
     bf_http_free(d->http);
+    bf_oauth_free(d->auth);
     free(d);
   }
   free(what);
@@ -167,6 +175,7 @@ static void sf_close(struct bf_destination *d_) {
   struct sf_destination *d = (struct sf_destination *)d_;
   if (!d) return;
   bf_http_free(d->http);
+  bf_oauth_free(d->auth);
   bf_buf_release(&d->tmp);
   bf_buf_release(&d->text);
   free(d->api);
@@ -221,7 +230,7 @@ static int call(struct sf_destination *d, const char *method, const char *path, 
                 const char *body, size_t len, struct bf_http_response *resp, struct bf_error *err) {
   struct bf_http_request req = {
       .method = method, .path = path, .content_type = ctype, .body = body, .body_len = len};
-  int rc = bf_http_perform_one(d->http, &req, resp, err);
+  int rc = bf_oauth_perform(d->auth, d->http, &req, resp, 1, err);
   if (rc) return rc;
   watch_usage(d, resp);
   if (fatal_status(resp->status) || (!bf_http_ok(resp) && bf_http_retryable(d->http, resp)))
@@ -234,7 +243,7 @@ static int sf_check(struct bf_destination *d_, struct bf_error *err) {
   char *path = bf_xasprintf("%s/limits", d->api);
   struct bf_http_response resp;
   struct bf_http_request req = {.method = "GET", .path = path, .no_retry = true};
-  int rc = bf_http_perform_one(d->http, &req, &resp, err);
+  int rc = bf_oauth_perform(d->auth, d->http, &req, &resp, 1, err);
   if (rc == 0 && !bf_http_ok(&resp)) rc = unavailable(d, &resp, err);
   bf_http_response_release(&resp);
   free(path);
@@ -334,7 +343,7 @@ static int get_results(struct sf_destination *d, const char *job, const struct j
     paths[k] = bf_xasprintf("%s/jobs/ingest/%s/%s/", d->api, job, kinds[k]);
     reqs[k] = (struct bf_http_request){.method = "GET", .path = paths[k]};
   }
-  int rc = bf_http_perform(d->http, reqs, resps, 3, NULL, NULL, err);
+  int rc = bf_oauth_perform(d->auth, d->http, reqs, resps, 3, err);
   for (int k = 0; k < 3 && rc == 0; k++) {
     struct bf_http_response *r = &resps[k];
     if (!bf_http_ok(r)) {

@@ -23,17 +23,15 @@
 #include <jansson.h>
 #include <sodium.h>
 
-#include "util/stop.h"
 #include "clients/http_transport.h"
 #include "sources/bigquery.h"
 #include "sources/cells.h"
+#include "sources/wh_poll.h"
 #include "clients/google_auth.h"
 
-#define BQ_SCOPE      "https://www.googleapis.com/auth/bigquery"
-#define BQ_MAX_BODY   (512u << 20)
-#define BQ_POLL_FIRST 20 /* ms between polls; doubles up to BQ_POLL_MAX */
-#define BQ_POLL_MAX   1000
-#define BQ_WAIT_MS    10000 /* timeoutMs: how long one poll may wait server-side */
+#define BQ_SCOPE    "https://www.googleapis.com/auth/bigquery"
+#define BQ_MAX_BODY (512u << 20)
+#define BQ_WAIT_MS  10000 /* timeoutMs: how long one poll may wait server-side */
 
 static const struct bf_param_spec bq_params[] = {
     {"project", BF_PARAM_STRING, NULL, false, false,
@@ -220,20 +218,19 @@ static void bq_cancel(struct bq_source *src, const char *job_id, const char *loc
   bf_buf_release(&p);
 }
 
-/* A random (v4) UUID for requestId. Caller frees. */
-static char *new_request_id(void) {
-  unsigned char b[16];
-  randombytes_buf(b, sizeof b);
-  b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-  b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-  return bf_xasprintf("%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-                      b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-                      b[13], b[14], b[15]);
+struct bq_job {
+  struct bq_source *src;
+  const char *id, *location;
+};
+
+static void bq_cancel_cb(void *arg) {
+  struct bq_job *job = arg;
+  bq_cancel(job->src, job->id, job->location);
 }
 
 /* The jobs.query request for sql. Caller owns the reference. */
 static json_t *query_body(struct bq_source *src, const char *sql) {
-  char *rid = new_request_id();
+  char *rid = bf_wh_request_id();
   json_t *body =
       json_pack("{s:s,s:b,s:I,s:I,s:s,s:{s:b}}", "query", sql, "useLegacySql", 0, "maxResults",
                 (json_int_t)src->page_size, "timeoutMs", (json_int_t)BQ_WAIT_MS, "requestId", rid,
@@ -284,27 +281,15 @@ static int bq_execute(struct bq_source *src, const char *sql, json_t **out, char
   *job_id = bf_xstrdup(id);
   const char *loc = json_string_value(json_object_get(ref, "location"));
   *location = loc ? bf_xstrdup(loc) : src->location ? bf_xstrdup(src->location) : NULL;
-  double started = bf_http_now_ms();
-  long long wait_ms = BQ_POLL_FIRST;
+  struct bq_job job = {src, *job_id, *location};
+  char subject[1100];
+  snprintf(subject, sizeof subject, "job %s", *job_id);
+  struct bf_wh_poll waiter;
+  bf_wh_poll_start(&waiter, src->what, src->statement_timeout_ms);
   while (!json_is_true(json_object_get(j, "jobComplete"))) {
     json_decref(j);
     j = NULL;
-    if (bf_stop_requested) {
-      bq_cancel(src, *job_id, *location);
-      rc = bf_error_set(err, BF_E_INTERRUPTED, "%s: stopped; job %s was cancelled", src->what,
-                        *job_id);
-      break;
-    }
-    if (src->statement_timeout_ms > 0 &&
-        bf_http_now_ms() - started > (double)src->statement_timeout_ms) {
-      bq_cancel(src, *job_id, *location);
-      rc = bf_error_set(err, BF_E_WAREHOUSE,
-                        "%s: job %s ran longer than statement_timeout (%lld ms) and was cancelled",
-                        src->what, *job_id, src->statement_timeout_ms);
-      break;
-    }
-    bf_http_sleep_ms(wait_ms);
-    wait_ms = wait_ms * 2 > BQ_POLL_MAX ? BQ_POLL_MAX : wait_ms * 2;
+    if ((rc = bf_wh_poll_wait(&waiter, bq_cancel_cb, &job, subject, err))) break;
     char *poll = results_path(src, *job_id, *location, NULL, BQ_WAIT_MS);
     rc = bq_send(src, "GET", poll, NULL, &resp, err);
     free(poll);

@@ -25,16 +25,14 @@
 #include <sodium.h>
 
 #include "util/jwt.h"
-#include "util/stop.h"
 #include "clients/http_transport.h"
 #include "sources/cells.h"
 #include "sources/snowflake.h"
+#include "sources/wh_poll.h"
 
-#define SF_PATH       "/api/v2/statements"
-#define SF_MAX_JWT_S  3600 /* Snowflake refuses a longer-lived JWT */
-#define SF_MAX_BODY   (512u << 20)
-#define SF_POLL_FIRST 20 /* ms; doubles up to SF_POLL_MAX */
-#define SF_POLL_MAX   1000
+#define SF_PATH      "/api/v2/statements"
+#define SF_MAX_JWT_S 3600 /* Snowflake refuses a longer-lived JWT */
+#define SF_MAX_BODY  (512u << 20)
 
 static const struct bf_param_spec sf_params[] = {
     {"account", BF_PARAM_STRING, NULL, true, false,
@@ -222,15 +220,14 @@ static void sf_cancel(struct sf_source *src, const char *handle) {
   free(path);
 }
 
-/* A random (v4) UUID for requestId. Caller frees. */
-static char *new_request_id(void) {
-  unsigned char b[16];
-  randombytes_buf(b, sizeof b);
-  b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-  b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-  return bf_xasprintf("%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-                      b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-                      b[13], b[14], b[15]);
+struct sf_statement {
+  struct sf_source *src;
+  const char *handle;
+};
+
+static void sf_cancel_cb(void *arg) {
+  struct sf_statement *st = arg;
+  sf_cancel(st->src, st->handle);
 }
 
 /* A handle goes into a URL path: only the characters Snowflake uses. */
@@ -257,7 +254,7 @@ static int sf_execute(struct sf_source *src, const char *sql, json_t **out, stru
   json_decref(body);
   /* requestId + retry=true: a POST the transport sends again after a lost
    * answer returns the statement already submitted instead of a second run. */
-  char *rid = new_request_id();
+  char *rid = bf_wh_request_id();
   char *path = bf_xasprintf(SF_PATH "?async=true&requestId=%s&retry=true", rid);
   free(rid);
   struct bf_http_response resp;
@@ -267,8 +264,8 @@ static int sf_execute(struct sf_source *src, const char *sql, json_t **out, stru
   if (rc) return rc;
   char *handle = NULL;
   json_t *j = NULL;
-  double started = bf_http_now_ms();
-  long long wait_ms = SF_POLL_FIRST;
+  struct bf_wh_poll waiter;
+  bf_wh_poll_start(&waiter, src->what, src->statement_timeout_ms);
   for (;;) {
     if (resp.status != 200 && resp.status != 202) {
       rc = sf_fail(src, &resp, handle ? "the query failed" : "submitting the query", err);
@@ -292,22 +289,8 @@ static int sf_execute(struct sf_source *src, const char *sql, json_t **out, stru
     json_decref(j);
     j = NULL;
     bf_http_response_release(&resp);
-    if (bf_stop_requested) {
-      sf_cancel(src, handle);
-      rc = bf_error_set(err, BF_E_INTERRUPTED, "%s: stopped; the query was cancelled", src->what);
-      goto out_released;
-    }
-    if (src->statement_timeout_ms > 0 &&
-        bf_http_now_ms() - started > (double)src->statement_timeout_ms) {
-      sf_cancel(src, handle);
-      rc = bf_error_set(err, BF_E_WAREHOUSE,
-                        "%s: the query ran longer than statement_timeout "
-                        "(%lld ms) and was cancelled",
-                        src->what, src->statement_timeout_ms);
-      goto out_released;
-    }
-    bf_http_sleep_ms(wait_ms);
-    wait_ms = wait_ms * 2 > SF_POLL_MAX ? SF_POLL_MAX : wait_ms * 2;
+    struct sf_statement st = {src, handle};
+    if ((rc = bf_wh_poll_wait(&waiter, sf_cancel_cb, &st, "the query", err))) goto out_released;
     char *poll = bf_xasprintf(SF_PATH "/%s", handle);
     rc = sf_send(src, "GET", poll, NULL, &resp, err);
     free(poll);

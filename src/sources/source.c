@@ -5,7 +5,8 @@
 #include <string.h>
 
 const struct bf_source_type *const bf_source_types[] = {
-    &bf_source_sqlite, &bf_source_postgres, &bf_source_snowflake, &bf_source_bigquery, NULL,
+    &bf_source_sqlite,   &bf_source_postgres,   &bf_source_snowflake,
+    &bf_source_bigquery, &bf_source_databricks, NULL,
 };
 
 #define ROWBUF_BLOCK_BYTES (64u * 1024)

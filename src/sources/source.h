@@ -224,5 +224,6 @@ extern const struct bf_source_type bf_source_sqlite;
 extern const struct bf_source_type bf_source_postgres;
 extern const struct bf_source_type bf_source_snowflake;
 extern const struct bf_source_type bf_source_bigquery;
+extern const struct bf_source_type bf_source_databricks;
 
 #endif

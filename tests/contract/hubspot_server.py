@@ -3,7 +3,9 @@
 
 Enforced contract (developers.hubspot.com, CRM v3 objects; ../../shared/reference/destinations.md §1):
   Auth: "Authorization: Bearer <token>" (config "token"), else 401
-        {"status":"error","message":...,"category":"INVALID_AUTHENTICATION","correlationId":...}
+        {"status":"error","message":...,"category":"INVALID_AUTHENTICATION","correlationId":...};
+        or a token from POST /oauth/v1/token (refresh-token grant, config "oauth", see
+        oauth_refresh.py), 401 category EXPIRED_AUTHENTICATION once it has expired.
   POST /crm/v3/objects/{object}/batch/upsert
         {"inputs":[{"idProperty":"email","id":"a@b.c","objectWriteTraceId":"0","properties":{...}}]}
         <= 100 inputs; idProperty must be a unique property of the object; id non-empty;
@@ -39,6 +41,7 @@ import os
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from contract_base import ApiError, ContractState, serve  # noqa: E402
+from oauth_refresh import RefreshTokens  # noqa: E402
 
 MAX_INPUTS = 100
 _TEXT = ("firstname", "lastname", "phone", "company", "website", "lifecyclestage", "city",
@@ -77,6 +80,10 @@ def err(status, category, message, **extra):
 class HubSpot(ContractState):
     name = "hubspot"
 
+    def __init__(self, config):
+        self.oauth = RefreshTokens(config, "hubspot")
+        super().__init__(config)
+
     def reset_data(self):
         self.schema = dict(DEFAULT_SCHEMA)
         self.schema.update(self.config.get("schema") or {})
@@ -85,8 +92,17 @@ class HubSpot(ContractState):
         self.next_id = 1001
 
     def check_auth(self, handler):
+        if handler.path.partition("?")[0] == self.oauth.path:
+            return None  # the token endpoint authenticates the client itself
+        header = handler.headers.get("Authorization") or ""
+        if self.oauth.valid(header):
+            return None
+        if header[7:] in self.oauth.tokens:
+            return (401, {"status": "error", "message": "The OAuth token used to make this call "
+                          "expired.", "correlationId": str(uuid.uuid4()),
+                          "category": "EXPIRED_AUTHENTICATION"}, [])
         want = "Bearer " + self.config.get("token", "")
-        if handler.headers.get("Authorization") != want:
+        if not self.config.get("token") or header != want:
             return (401, {"status": "error", "message": "Authentication credentials not found.",
                           "correlationId": str(uuid.uuid4()), "category": "INVALID_AUTHENTICATION"}, [])
         return None
@@ -168,7 +184,14 @@ class HubSpot(ContractState):
         return out
 
     # ---- routes
+    def extra_control(self, key, value):
+        return self.oauth.control(key, value)
+
     def route(self, handler, method, path, query, body):
+        if path == self.oauth.path and method == "POST":
+            res = self.oauth.grant(handler, "", body)
+            self.counters["oauth_grants" if res[0] == 200 else "oauth_refused"] += 1
+            return res
         pm = PROPS_PATH.match(path)
         if pm and method == "GET":
             obj = pm.group(1)

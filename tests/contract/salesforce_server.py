@@ -3,7 +3,10 @@
 
 Enforced contract (developer.salesforce.com Bulk API 2.0; ../../shared/reference/destinations.md §2):
   Auth: "Authorization: Bearer <token>" (config "token"), else 401
-        [{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]
+        [{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}];
+        or a session from POST /services/oauth2/token (refresh-token grant, config "oauth",
+        see oauth_refresh.py), which ends after oauth.expires_in seconds (the org's session
+        timeout: the answer does not say it).
   Every answer carries Sforce-Limit-Info: api-usage=<n>/<max>.
   GET   /services/data/vNN.N/limits
   POST  /services/data/vNN.N/jobs/ingest  {"object","operation":insert|upsert|update|delete|hardDelete,
@@ -50,6 +53,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from contract_base import ApiError, ContractState, serve  # noqa: E402
+from oauth_refresh import RefreshTokens  # noqa: E402
 
 DEFAULT_SCHEMA = {
     "Contact": {
@@ -115,6 +119,10 @@ def to_csv(header, rows):
 class Salesforce(ContractState):
     name = "salesforce"
 
+    def __init__(self, config):
+        self.oauth = RefreshTokens(config, "salesforce")
+        super().__init__(config)
+
     def reset_data(self):
         self.schema = dict(DEFAULT_SCHEMA)
         self.schema.update(self.config.get("schema") or {})
@@ -128,6 +136,8 @@ class Salesforce(ContractState):
         self.queries = {}
 
     def extra_control(self, key, value):
+        if self.oauth.control(key, value):
+            return True
         if key == "processing_ms":
             self.processing_ms = value
             return True
@@ -137,8 +147,13 @@ class Salesforce(ContractState):
         return False
 
     def check_auth(self, handler):
+        if handler.path.partition("?")[0] == self.oauth.path:
+            return None  # the token endpoint authenticates the client itself
         self.api_used += 1
-        if handler.headers.get("Authorization") != "Bearer " + self.config.get("token", ""):
+        header = handler.headers.get("Authorization") or ""
+        if self.oauth.valid(header):
+            return None
+        if not self.config.get("token") or header != "Bearer " + self.config.get("token", ""):
             return (401, [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}], [])
         return None
 
@@ -177,6 +192,11 @@ class Salesforce(ContractState):
 
     # ---- routing
     def route(self, handler, method, path, query, body):
+        if path == self.oauth.path and method == "POST":
+            base = f"http://127.0.0.1:{handler.server.server_address[1]}"
+            res = self.oauth.grant(handler, base, body)
+            self.counters["oauth_grants" if res[0] == 200 else "oauth_refused"] += 1
+            return res
         m = API.match(path)
         if not m:
             raise sf_error(404, "NOT_FOUND", "The requested resource does not exist")
