@@ -73,4 +73,3 @@ size_t bf_sf_csv_col(const struct bf_sf_csv *c, const char *name) {
     if (!strcmp(bf_sf_csv_get(c, 0, k), name)) return k;
   return SIZE_MAX;
 }
-
