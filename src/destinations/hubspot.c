@@ -26,10 +26,9 @@
 
 #include "util/log.h"
 #include "destinations/destination.h"
+#include "destinations/hubspot_internal.h"
 #include "clients/http_transport.h"
 #include "clients/oauth_token.h"
-
-#define HS_MAX_INPUTS 100
 
 enum hs_type { HS_STRING = 0, HS_NUMBER, HS_BOOL, HS_DATE, HS_DATETIME };
 
@@ -64,47 +63,6 @@ static const struct bf_param_spec hubspot_params[] = {
      "refreshed by Backflow (instead of token)"},
     {NULL, 0, NULL, false, false, NULL},
 };
-
-/* One HTTP request: positions (into the batch) of the records it carries. */
-struct piece {
-  size_t *recs;
-  size_t n;
-  struct bf_buf body;
-};
-
-struct pieces {
-  struct piece *items;
-  size_t n, cap;
-};
-
-static void pieces_add(struct pieces *p, size_t *recs, size_t n) {
-  if (p->n == p->cap) {
-    p->cap = p->cap ? p->cap * 2 : 16;
-    p->items = bf_xrealloc(p->items, p->cap * sizeof *p->items);
-  }
-  p->items[p->n++] = (struct piece){recs, n, {0}};
-}
-
-static void pieces_clear(struct pieces *p) {
-  for (size_t i = 0; i < p->n; i++) {
-    free(p->items[i].recs);
-    bf_buf_release(&p->items[i].body);
-  }
-  p->n = 0;
-}
-
-static void pieces_release(struct pieces *p) {
-  pieces_clear(p);
-  free(p->items);
-  p->items = NULL;
-  p->cap = 0;
-}
-
-static void set_outcome(struct bf_outcome *o, enum bf_outcome_status st, const char *reason) {
-  free(o->reason);
-  o->status = st;
-  o->reason = reason ? bf_xstrdup(reason) : NULL;
-}
 
 static bool valid_object_name(const char *s) {
   if (!s || !*s || strlen(s) > 100) return false;
@@ -424,33 +382,6 @@ static void free_ids(char **ids, size_t n) {
   free(ids);
 }
 
-static bool same_id(const char *a, const char *b, bool ci) {
-  return ci ? !strcasecmp(a, b) : !strcmp(a, b);
-}
-
-/* Splits recs[0..n) into pieces of at most HS_MAX_INPUTS with no id twice in
- * a piece (HubSpot refuses duplicate ids in one batch): duplicates go to
- * later pieces. Takes nothing; copies indices. */
-static void make_pieces(struct pieces *out, const size_t *recs, size_t n, char **ids, bool ci) {
-  bool *placed = bf_xcalloc(n ? n : 1, sizeof *placed);
-  size_t left = n;
-  while (left > 0) {
-    size_t *cur = bf_xmalloc(HS_MAX_INPUTS * sizeof *cur);
-    size_t k = 0;
-    for (size_t i = 0; i < n && k < HS_MAX_INPUTS; i++) {
-      if (placed[i]) continue;
-      bool dup = false;
-      for (size_t j = 0; j < k && !dup; j++) dup = same_id(ids[cur[j]], ids[recs[i]], ci);
-      if (dup) continue;
-      cur[k++] = recs[i];
-      placed[i] = true;
-      left--;
-    }
-    pieces_add(out, cur, k);
-  }
-  free(placed);
-}
-
 static void append_property(struct hubspot_destination *d, struct bf_buf *b, bool *first,
                             const char *name, const struct bf_value *v, enum hs_type type) {
   if (!*first) bf_buf_putc(b, ',');
@@ -463,7 +394,7 @@ static void append_property(struct hubspot_destination *d, struct bf_buf *b, boo
 }
 
 static void build_upsert_body(struct hubspot_destination *d, const struct bf_batch *batch,
-                              struct piece *pc, char **ids) {
+                              struct bf_hs_piece *pc, char **ids) {
   const struct bf_mapping *m = batch->mapping;
   const char *idprop = m->match_names[0];
   struct bf_buf *b = &pc->body;
@@ -492,131 +423,20 @@ static void build_upsert_body(struct hubspot_destination *d, const struct bf_bat
 }
 
 /* Position in the piece named by a trace id string, or SIZE_MAX. */
-static size_t trace_pos(const char *s, size_t n) {
-  if (!s || !*s) return SIZE_MAX;
-  char *end;
-  unsigned long v = strtoul(s, &end, 10);
-  return *end == '\0' && v < n ? (size_t)v : SIZE_MAX;
-}
-
-/* Which inputs of the piece an error names: context.objectWriteTraceId, or
- * context.ids / context.<idProperty> holding input ids. Marks hit[k]. */
-static size_t error_targets(json_t *e, const struct piece *pc, char **ids, bool ci, bool *hit) {
-  size_t found = 0;
-  memset(hit, 0, pc->n * sizeof *hit);
-  json_t *ctx = json_object_get(e, "context");
-  json_t *traces = json_object_get(ctx, "objectWriteTraceId");
-  const char *t1 = json_string_value(json_object_get(e, "objectWriteTraceId"));
-  size_t pos = trace_pos(t1, pc->n);
-  if (pos != SIZE_MAX && !hit[pos]) hit[pos] = true, found++;
-  size_t i;
-  json_t *v;
-  json_array_foreach(traces, i, v) {
-    pos = trace_pos(json_string_value(v), pc->n);
-    if (pos != SIZE_MAX && !hit[pos]) hit[pos] = true, found++;
-  }
-  if (found) return found;
-  const char *key;
-  json_t *arr;
-  json_object_foreach(ctx, key, arr) {
-    json_array_foreach(arr, i, v) {
-      const char *s = json_string_value(v);
-      if (!s) continue;
-      for (size_t k = 0; k < pc->n; k++)
-        if (!hit[k] && same_id(ids[pc->recs[k]], s, ci)) hit[k] = true, found++;
-    }
-  }
-  return found;
-}
-
-static bool error_is_transient(json_t *e) {
-  const char *cat = json_string_value(json_object_get(e, "category"));
-  const char *st = json_string_value(json_object_get(e, "status"));
-  return (cat && (!strcmp(cat, "RATE_LIMITS") || !strcmp(cat, "INTERNAL_ERROR") ||
-                  !strcmp(cat, "TIMEOUT"))) ||
-         (st && (!strcmp(st, "429") || st[0] == '5'));
-}
-
-static char *item_reason(json_t *e) {
-  const char *cat = json_string_value(json_object_get(e, "category"));
-  const char *msg = json_string_value(json_object_get(e, "message"));
-  return bf_xasprintf("HubSpot %s: %s", cat ? cat : "error", msg ? msg : "rejected");
-}
-
-/* A 200/207 upsert answer -> outcomes of the piece's records. */
-static void parse_upsert(const struct bf_batch *batch, const struct piece *pc, char **ids, bool ci,
-                         struct bf_http_response *r, struct bf_outcome *outcomes) {
-  const char *idprop = batch->mapping->match_names[0];
-  for (size_t k = 0; k < pc->n; k++)
-    set_outcome(&outcomes[pc->recs[k]], BF_OUT_RETRY, "HubSpot did not report this record");
-  json_error_t jerr;
-  json_t *root = json_loadb(r->body.data ? r->body.data : "", r->body.len, 0, &jerr);
-  if (!json_is_object(root)) {
-    char *why =
-        bf_xasprintf("HubSpot answered HTTP %ld without a JSON body; will resend", r->status);
-    for (size_t k = 0; k < pc->n; k++) set_outcome(&outcomes[pc->recs[k]], BF_OUT_RETRY, why);
-    free(why);
-    json_decref(root);
-    return;
-  }
-  json_t *results = json_object_get(root, "results");
-  json_t *errors = json_object_get(root, "errors");
-  bool *done = bf_xcalloc(pc->n, sizeof *done);
-  bool *hit = bf_xcalloc(pc->n, sizeof *hit);
-  size_t i, n_ok = 0;
-  json_t *res;
-  json_array_foreach(results, i, res) {
-    size_t pos = trace_pos(json_string_value(json_object_get(res, "objectWriteTraceId")), pc->n);
-    if (pos == SIZE_MAX) {
-      /* No trace id: find the input by its idProperty value. */
-      const char *v =
-          json_string_value(json_object_get(json_object_get(res, "properties"), idprop));
-      for (size_t k = 0; v && k < pc->n && pos == SIZE_MAX; k++)
-        if (!done[k] && same_id(ids[pc->recs[k]], v, ci)) pos = k;
-    }
-    if (pos == SIZE_MAX || done[pos]) continue;
-    done[pos] = true;
-    n_ok++;
-    set_outcome(&outcomes[pc->recs[pos]], BF_OUT_OK, NULL);
-  }
-  json_t *e;
-  json_array_foreach(errors, i, e) {
-    char *why = item_reason(e);
-    enum bf_outcome_status st = error_is_transient(e) ? BF_OUT_RETRY : BF_OUT_REJECT;
-    if (error_targets(e, pc, ids, ci, hit) == 0) {
-      /* Unattributed: it explains every record still unreported. */
-      for (size_t k = 0; k < pc->n; k++)
-        if (!done[k]) set_outcome(&outcomes[pc->recs[k]], BF_OUT_RETRY, why);
-    } else {
-      for (size_t k = 0; k < pc->n; k++)
-        if (hit[k] && !done[k]) {
-          done[k] = true;
-          set_outcome(&outcomes[pc->recs[k]], st, why);
-        }
-    }
-    free(why);
-  }
-  /* An answer without trace ids or id values, but complete and error-free. */
-  if (n_ok == 0 && json_array_size(errors) == 0 && json_array_size(results) == pc->n)
-    for (size_t k = 0; k < pc->n; k++) set_outcome(&outcomes[pc->recs[k]], BF_OUT_OK, NULL);
-  free(done);
-  free(hit);
-  json_decref(root);
-}
-
 /* ---- sending pieces -------------------------------------------------------- */
 
 /* Sends pieces built by build(); a refused multi-input request (400, 409,
  * 413, 422) is split in halves and sent again. on_ok parses a 2xx answer. */
-typedef void (*parse_fn)(const struct bf_batch *batch, const struct piece *pc, char **ids, bool ci,
-                         struct bf_http_response *r, struct bf_outcome *outcomes);
+typedef void (*parse_fn)(const struct bf_batch *batch, const struct bf_hs_piece *pc, char **ids,
+                         bool ci, struct bf_http_response *r, struct bf_outcome *outcomes);
 typedef void (*build_fn)(struct hubspot_destination *d, const struct bf_batch *batch,
-                         struct piece *pc, char **ids);
+                         struct bf_hs_piece *pc, char **ids);
 
 static int send_pieces(struct hubspot_destination *d, const struct bf_batch *batch,
-                       const char *path, struct pieces *todo, char **ids, bool ci, build_fn build,
-                       parse_fn parse, struct bf_outcome *outcomes, struct bf_error *err) {
-  struct pieces next = {0};
+                       const char *path, struct bf_hs_pieces *todo, char **ids, bool ci,
+                       build_fn build, parse_fn parse, struct bf_outcome *outcomes,
+                       struct bf_error *err) {
+  struct bf_hs_pieces next = {0};
   int rc = 0;
   while (todo->n > 0 && rc == 0) {
     struct bf_http_request *reqs = bf_xcalloc(todo->n, sizeof *reqs);
@@ -630,7 +450,7 @@ static int send_pieces(struct hubspot_destination *d, const struct bf_batch *bat
     }
     rc = bf_oauth_perform(d->auth, d->http, reqs, resps, todo->n, err);
     for (size_t i = 0; i < todo->n && rc == 0; i++) {
-      struct piece *pc = &todo->items[i];
+      struct bf_hs_piece *pc = &todo->items[i];
       struct bf_http_response *r = &resps[i];
       if (bf_http_ok(r)) {
         parse(batch, pc, ids, ci, r, outcomes);
@@ -642,31 +462,32 @@ static int send_pieces(struct hubspot_destination *d, const struct bf_batch *bat
         size_t *a = bf_xmalloc(half * sizeof *a), *b = bf_xmalloc((pc->n - half) * sizeof *b);
         memcpy(a, pc->recs, half * sizeof *a);
         memcpy(b, pc->recs + half, (pc->n - half) * sizeof *b);
-        pieces_add(&next, a, half);
-        pieces_add(&next, b, pc->n - half);
+        bf_hs_pieces_add(&next, a, half);
+        bf_hs_pieces_add(&next, b, pc->n - half);
       } else {
         char *why = error_reason("HubSpot ", r);
         bf_http_scrub(d->http, why);
-        for (size_t k = 0; k < pc->n; k++) set_outcome(&outcomes[pc->recs[k]], BF_OUT_REJECT, why);
+        for (size_t k = 0; k < pc->n; k++)
+          bf_hs_set_outcome(&outcomes[pc->recs[k]], BF_OUT_REJECT, why);
         free(why);
       }
     }
     bf_http_responses_release(resps, todo->n);
     free(resps);
     free(reqs);
-    pieces_clear(todo);
-    struct pieces tmp = *todo;
+    bf_hs_pieces_clear(todo);
+    struct bf_hs_pieces tmp = *todo;
     *todo = next;
     next = tmp;
   }
-  pieces_release(&next);
+  bf_hs_pieces_release(&next);
   return rc;
 }
 
 /* ---- resolving ids (batch/read) -------------------------------------------- */
 
 static void build_read_body(struct hubspot_destination *d, const struct bf_batch *batch,
-                            struct piece *pc, char **ids) {
+                            struct bf_hs_piece *pc, char **ids) {
   (void)d;
   const char *idprop = batch->mapping->match_names[0];
   struct bf_buf *b = &pc->body;
@@ -685,46 +506,6 @@ static void build_read_body(struct hubspot_destination *d, const struct bf_batch
   bf_buf_puts(b, "]}");
 }
 
-/* Resolution results travel through outcomes: OK + reason = HubSpot id
- * (found), OK + NULL reason = not found, RETRY/REJECT = could not tell. */
-static void parse_read(const struct bf_batch *batch, const struct piece *pc, char **ids, bool ci,
-                       struct bf_http_response *r, struct bf_outcome *outcomes) {
-  const char *idprop = batch->mapping->match_names[0];
-  for (size_t k = 0; k < pc->n; k++)
-    set_outcome(&outcomes[pc->recs[k]], BF_OUT_RETRY, "HubSpot did not report this record");
-  json_t *root = json_loadb(r->body.data ? r->body.data : "", r->body.len, 0, NULL);
-  json_t *results = json_object_get(root, "results");
-  json_t *errors = json_object_get(root, "errors");
-  bool *hit = bf_xcalloc(pc->n, sizeof *hit);
-  size_t i;
-  json_t *res;
-  json_array_foreach(results, i, res) {
-    const char *hs_id = json_string_value(json_object_get(res, "id"));
-    const char *v = json_string_value(json_object_get(json_object_get(res, "properties"), idprop));
-    if (!hs_id || !v) continue;
-    for (size_t k = 0; k < pc->n; k++)
-      if (same_id(ids[pc->recs[k]], v, ci)) set_outcome(&outcomes[pc->recs[k]], BF_OUT_OK, hs_id);
-  }
-  json_t *e;
-  json_array_foreach(errors, i, e) {
-    const char *cat = json_string_value(json_object_get(e, "category"));
-    bool not_found = cat && !strcmp(cat, "OBJECT_NOT_FOUND");
-    if (error_targets(e, pc, ids, ci, hit) == 0) continue;
-    char *why = item_reason(e);
-    for (size_t k = 0; k < pc->n; k++) {
-      if (!hit[k] || outcomes[pc->recs[k]].status == BF_OUT_OK) continue;
-      if (not_found)
-        set_outcome(&outcomes[pc->recs[k]], BF_OUT_OK, NULL);
-      else
-        set_outcome(&outcomes[pc->recs[k]], error_is_transient(e) ? BF_OUT_RETRY : BF_OUT_REJECT,
-                    why);
-    }
-    free(why);
-  }
-  free(hit);
-  json_decref(root);
-}
-
 static char *object_path(const struct bf_batch *batch, const char *verb) {
   return bf_xasprintf("/crm/v3/objects/%s/batch/%s", object_of(batch), verb);
 }
@@ -732,12 +513,12 @@ static char *object_path(const struct bf_batch *batch, const char *verb) {
 /* For the records at recs[0..n): res[] gets OK+id / OK+NULL / RETRY / REJECT. */
 static int resolve(struct hubspot_destination *d, const struct bf_batch *batch, const size_t *recs,
                    size_t n, char **ids, bool ci, struct bf_outcome *res, struct bf_error *err) {
-  struct pieces todo = {0};
-  make_pieces(&todo, recs, n, ids, ci);
+  struct bf_hs_pieces todo = {0};
+  bf_hs_make_pieces(&todo, recs, n, ids, ci);
   char *path = object_path(batch, "read");
-  int rc = send_pieces(d, batch, path, &todo, ids, ci, build_read_body, parse_read, res, err);
+  int rc = send_pieces(d, batch, path, &todo, ids, ci, build_read_body, bf_hs_parse_read, res, err);
   free(path);
-  pieces_release(&todo);
+  bf_hs_pieces_release(&todo);
   return rc;
 }
 
@@ -764,7 +545,7 @@ static int hubspot_push_batch(struct bf_destination *d_, const struct bf_batch *
     if (!ids[i]) {
       char *why = bf_xasprintf("%s is empty: HubSpot cannot match the record",
                                batch->mapping->match_names[0]);
-      set_outcome(&outcomes[i], BF_OUT_REJECT, why);
+      bf_hs_set_outcome(&outcomes[i], BF_OUT_REJECT, why);
       free(why);
     } else if (batch->records[i].op == BF_OP_UPDATE || batch->records[i].op == BF_OP_INSERT) {
       check[n_check++] = i;
@@ -779,16 +560,16 @@ static int hubspot_push_batch(struct bf_destination *d_, const struct bf_batch *
       size_t i = check[k];
       bool update = batch->records[i].op == BF_OP_UPDATE;
       if (res[i].status != BF_OUT_OK) {
-        set_outcome(&outcomes[i], res[i].status, res[i].reason);
+        bf_hs_set_outcome(&outcomes[i], res[i].status, res[i].reason);
       } else if (update && !res[i].reason) {
         char *why = bf_xasprintf("mode update: HubSpot has no %s with this %s", object_of(batch),
                                  batch->mapping->match_names[0]);
-        set_outcome(&outcomes[i], BF_OUT_REJECT, why);
+        bf_hs_set_outcome(&outcomes[i], BF_OUT_REJECT, why);
         free(why);
       } else if (!update && res[i].reason) {
         char *why = bf_xasprintf("mode insert: HubSpot already has a %s with this %s",
                                  object_of(batch), batch->mapping->match_names[0]);
-        set_outcome(&outcomes[i], BF_OUT_REJECT, why);
+        bf_hs_set_outcome(&outcomes[i], BF_OUT_REJECT, why);
         free(why);
       } else {
         send[n_send++] = i;
@@ -798,13 +579,13 @@ static int hubspot_push_batch(struct bf_destination *d_, const struct bf_batch *
     free(res);
   }
   if (rc == 0 && n_send > 0) {
-    struct pieces todo = {0};
-    make_pieces(&todo, send, n_send, ids, ci);
+    struct bf_hs_pieces todo = {0};
+    bf_hs_make_pieces(&todo, send, n_send, ids, ci);
     char *path = object_path(batch, "upsert");
-    rc =
-        send_pieces(d, batch, path, &todo, ids, ci, build_upsert_body, parse_upsert, outcomes, err);
+    rc = send_pieces(d, batch, path, &todo, ids, ci, build_upsert_body, bf_hs_parse_upsert,
+                     outcomes, err);
     free(path);
-    pieces_release(&todo);
+    bf_hs_pieces_release(&todo);
   }
   free(send);
   free(check);
@@ -815,7 +596,7 @@ static int hubspot_push_batch(struct bf_destination *d_, const struct bf_batch *
 /* ---- remove ------------------------------------------------------------------ */
 
 static void build_archive_body(struct hubspot_destination *d, const struct bf_batch *batch,
-                               struct piece *pc, char **hs_ids) {
+                               struct bf_hs_piece *pc, char **hs_ids) {
   (void)d;
   (void)batch;
   struct bf_buf *b = &pc->body;
@@ -828,33 +609,6 @@ static void build_archive_body(struct hubspot_destination *d, const struct bf_ba
     bf_buf_putc(b, '}');
   }
   bf_buf_puts(b, "]}");
-}
-
-static void parse_archive(const struct bf_batch *batch, const struct piece *pc, char **ids, bool ci,
-                          struct bf_http_response *r, struct bf_outcome *outcomes) {
-  /* 204: all archived. A 207 with errors names the ids it could not archive. */
-  for (size_t k = 0; k < pc->n; k++) set_outcome(&outcomes[pc->recs[k]], BF_OUT_OK, NULL);
-  if (r->body.len == 0) return;
-  json_t *root = json_loadb(r->body.data, r->body.len, 0, NULL);
-  json_t *errors = json_object_get(root, "errors");
-  bool *hit = bf_xcalloc(pc->n, sizeof *hit);
-  size_t i;
-  json_t *e;
-  json_array_foreach(errors, i, e) {
-    const char *cat = json_string_value(json_object_get(e, "category"));
-    if (cat && !strcmp(cat, "OBJECT_NOT_FOUND")) continue; /* already gone */
-    char *why = item_reason(e);
-    if (error_targets(e, pc, ids, false, hit) == 0) memset(hit, 1, pc->n * sizeof *hit);
-    for (size_t k = 0; k < pc->n; k++)
-      if (hit[k])
-        set_outcome(&outcomes[pc->recs[k]], error_is_transient(e) ? BF_OUT_RETRY : BF_OUT_REJECT,
-                    why);
-    free(why);
-  }
-  free(hit);
-  json_decref(root);
-  (void)batch;
-  (void)ci;
 }
 
 static int hubspot_remove_batch(struct bf_destination *d_, const struct bf_batch *batch,
@@ -871,7 +625,7 @@ static int hubspot_remove_batch(struct bf_destination *d_, const struct bf_batch
     if (ids[i])
       look[n_look++] = i;
     else
-      set_outcome(&outcomes[i], BF_OUT_OK, NULL); /* no id: HubSpot cannot hold it */
+      bf_hs_set_outcome(&outcomes[i], BF_OUT_OK, NULL); /* no id: HubSpot cannot hold it */
   }
   struct bf_outcome *res = bf_xcalloc(batch->n ? batch->n : 1, sizeof *res);
   int rc = n_look ? resolve(d, batch, look, n_look, ids, ci, res, err) : 0;
@@ -881,9 +635,9 @@ static int hubspot_remove_batch(struct bf_destination *d_, const struct bf_batch
   for (size_t k = 0; k < n_look && rc == 0; k++) {
     size_t i = look[k];
     if (res[i].status != BF_OUT_OK) {
-      set_outcome(&outcomes[i], res[i].status, res[i].reason);
+      bf_hs_set_outcome(&outcomes[i], res[i].status, res[i].reason);
     } else if (!res[i].reason) {
-      set_outcome(&outcomes[i], BF_OUT_OK, NULL); /* not in HubSpot: nothing to delete */
+      bf_hs_set_outcome(&outcomes[i], BF_OUT_OK, NULL); /* not in HubSpot: nothing to delete */
     } else {
       hs_ids[i] = res[i].reason;
       res[i].reason = NULL;
@@ -893,13 +647,13 @@ static int hubspot_remove_batch(struct bf_destination *d_, const struct bf_batch
   if (rc == 0 && n_archive > 0) {
     /* Several records may resolve to one HubSpot id: make_pieces keeps
      * them in different requests, and archiving twice is harmless. */
-    struct pieces todo = {0};
-    make_pieces(&todo, archive, n_archive, hs_ids, false);
+    struct bf_hs_pieces todo = {0};
+    bf_hs_make_pieces(&todo, archive, n_archive, hs_ids, false);
     char *path = object_path(batch, "archive");
-    rc = send_pieces(d, batch, path, &todo, hs_ids, false, build_archive_body, parse_archive,
+    rc = send_pieces(d, batch, path, &todo, hs_ids, false, build_archive_body, bf_hs_parse_archive,
                      outcomes, err);
     free(path);
-    pieces_release(&todo);
+    bf_hs_pieces_release(&todo);
   }
   for (size_t i = 0; i < batch->n; i++) free(res[i].reason);
   free(res);
