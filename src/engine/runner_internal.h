@@ -11,6 +11,7 @@
 #include "engine/runner.h"
 #include "engine/state.h"
 #include "engine/vault.h"
+#include "engine/wstate.h"
 #include "destinations/destination.h"
 #include "sources/source.h"
 
@@ -65,7 +66,8 @@ struct run {
   struct bf_cursor *cur;
   struct bf_prefetch *pf;
   char *sync_dir;
-  bool logged; /* a run log row is open (res->run_id) */
+  bool logged;              /* a run log row is open (res->run_id) */
+  struct bf_wstate *wstate; /* `state: warehouse`: the state's store (r->state is scratch) */
 };
 
 /* Opens everything a run of r->opts needs (r->p, r->opts and r->res set by
@@ -88,6 +90,15 @@ int bf_run_flush_batch(struct run *r, struct bf_error *err);
 /* Deletes keys (mirror) at the destination, by the identifiers the vault kept. */
 int bf_run_remove_keys(struct run *r, const unsigned char (*keys)[16], size_t n,
                        struct bf_error *err);
+/* `state: warehouse` (wstate_run.c). begin: after the mapping is built,
+ * replaces r->cur by the plan statement and opens r->wstate; open_state:
+ * the scratch state in place of the sync's local one; scan and removals in
+ * place of the local ones. */
+int bf_wstate_run_begin(struct run *r, struct bf_error *err);
+int bf_wstate_run_open_state(struct run *r, struct bf_error *err);
+int bf_wstate_run_scan(struct run *r, struct bf_error *err);
+int bf_wstate_run_removals(struct run *r, struct bf_error *err);
+
 /* Run status from the counts and rc: succeeded | partial | failed | planned. */
 const char *bf_run_status(const struct run *r, int rc);
 

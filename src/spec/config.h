@@ -141,6 +141,8 @@ struct bf_sync_config {
   long long batch_size; /* 0 = destination default */
   struct bf_loc batch_size_loc;
   long long reconcile_ms; /* live: full reconciliation run every ...; default 1h, 0 = never */
+  bool state_warehouse;   /* state: warehouse (design.md §10) rather than local */
+  struct bf_loc state_loc;
   /* reject_threshold (sync_keys.h): a share of the rows read in percent, or
    * (pct < 0) a count of rejected rows a run tolerates. */
   bool reject_threshold_set;
