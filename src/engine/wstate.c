@@ -127,7 +127,8 @@ static int check_key(struct bf_wstate *ws, struct bf_error *err) {
 }
 
 int bf_wstate_open(const struct bf_warehouse_config *wh, const char *sync, const struct bf_prf *prf,
-                   bool writable, bool keep_ident, struct bf_wstate **out, struct bf_error *err) {
+                   unsigned flags, struct bf_wstate **out, struct bf_error *err) {
+  bool writable = flags & BF_WSTATE_WRITABLE;
   *out = NULL;
   if (strcmp(wh->type, "postgres") != 0)
     return bf_error_set(err, BF_E_CONFIG,
@@ -140,7 +141,7 @@ int bf_wstate_open(const struct bf_warehouse_config *wh, const char *sync, const
   ws->what = bf_xasprintf("warehouse '%s'", wh->name);
   ws->dsn = bf_node_get_str(wh->params, "dsn");
   ws->prf = prf;
-  ws->keep_ident = keep_ident;
+  ws->keep_ident = flags & BF_WSTATE_KEEP_IDENT;
   ws->writable = writable;
   derive_pads(prf->key_hash_key, sizeof prf->key_hash_key, "backflow warehouse key v1",
               ws->key_ipad, ws->key_opad);
@@ -188,7 +189,7 @@ int bf_wstate_open(const struct bf_warehouse_config *wh, const char *sync, const
   }
   ws->exists = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
   PQclear(res);
-  if (ws->exists && prf && (rc = check_key(ws, err))) goto fail;
+  if (ws->exists && !(flags & BF_WSTATE_NO_CHECK) && (rc = check_key(ws, err))) goto fail;
   *out = ws;
   return 0;
 fail:
@@ -456,8 +457,10 @@ char *bf_wstate_ident(struct bf_wstate *ws, const unsigned char key[16], size_t 
 int bf_wstate_clear(struct bf_wstate *ws, struct bf_error *err) {
   if (!ws->exists) return 0;
   const char *params[1] = {ws->sync};
-  PGresult *res = exec_params(ws, "DELETE FROM backflow.sync_state WHERE sync = $1", 1, params,
-                              "clearing the state", err);
+  PGresult *res = exec_params(ws,
+                              "WITH gone AS (DELETE FROM backflow.sync_state WHERE sync = $1) "
+                              "DELETE FROM backflow.sync_state_meta WHERE sync = $1",
+                              1, params, "clearing the state", err);
   if (!res) return err->code;
   PQclear(res);
   return 0;

@@ -29,16 +29,23 @@
 struct bf_wstate;
 
 /* Connects to warehouse wh (a postgres warehouse; any other type is a
- * configuration error naming loc) for sync. writable: creates the schema and
- * tables when absent, takes the sync's advisory lock (BF_E_LOCKED when
- * another process, on any machine, runs the sync) and records or checks the
- * key check (BF_E_SECRET on another secret). keep_ident: pending records
- * store their sealed identifier. prf is borrowed and must outlive ws.
- * Caller frees with bf_wstate_free(). */
+ * configuration error naming loc) for sync. Flags:
+ *   BF_WSTATE_WRITABLE   creates the schema and tables when absent, takes the
+ *                        sync's advisory lock (BF_E_LOCKED when another
+ *                        process, on any machine, runs the sync) and records
+ *                        the key check;
+ *   BF_WSTATE_KEEP_IDENT pending records store their sealed identifier;
+ *   BF_WSTATE_NO_CHECK   the key check is neither read nor written (a plan
+ *                        with no secret yet, or a reset to a new secret).
+ * Otherwise a state written under another secret is BF_E_SECRET. prf is
+ * borrowed and must outlive ws. Caller frees with bf_wstate_free(). */
+#define BF_WSTATE_WRITABLE   1u
+#define BF_WSTATE_KEEP_IDENT 2u
+#define BF_WSTATE_NO_CHECK   4u
 int bf_wstate_open(const struct bf_warehouse_config *wh, const char *sync, const struct bf_prf *prf,
-                   bool writable, bool keep_ident, struct bf_wstate **out, struct bf_error *err);
+                   unsigned flags, struct bf_wstate **out, struct bf_error *err);
 /* A plan before the first run has no secret yet (prf is a throw-away one):
- * it must read the table as empty rather than fail the key check. */
+ * it must read the table as empty. */
 void bf_wstate_ignore_table(struct bf_wstate *ws);
 /* Closes the connection (which releases the lock). Accepts NULL. */
 void bf_wstate_free(struct bf_wstate *ws);
@@ -73,7 +80,7 @@ const unsigned char *bf_wstate_removed_key(const struct bf_wstate *ws, size_t i)
  * identifiers are not kept, NULL when it should be but is not. */
 char *bf_wstate_ident(struct bf_wstate *ws, const unsigned char key[16], size_t *len);
 
-/* Forgets the sync's state (`backflow reset`). */
+/* Forgets the sync's state and key check (`backflow reset`). */
 int bf_wstate_clear(struct bf_wstate *ws, struct bf_error *err);
 /* Keys of the sync held (acknowledged or pending); -1 on error. */
 long long bf_wstate_count(struct bf_wstate *ws, struct bf_error *err);
@@ -86,5 +93,8 @@ bool bf_wstate_unhex(const char *hex, size_t hex_len, unsigned char *out, size_t
  * secret. */
 struct bf_project;
 int bf_wstate_validate(struct bf_project *p, const struct bf_sync_config *s, struct bf_error *err);
+/* `backflow reset` of a `state: warehouse` sync: empties its rows in
+ * backflow.sync_state (under its lock). */
+int bf_wstate_reset(struct bf_project *p, const struct bf_sync_config *s, struct bf_error *err);
 
 #endif

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -35,8 +36,9 @@ int bf_wstate_run_begin(struct run *r, struct bf_error *err) {
     r->prf = p->prf;
   }
   bool keep_ident = r->sync->mode == BF_MODE_MIRROR && dtype && dtype->needs_identifier_for_delete;
-  int rc = bf_wstate_open(wh, r->sync->name, no_secret ? NULL : &r->prf, !r->opts->plan_only,
-                          keep_ident, &r->wstate, err);
+  unsigned flags = (r->opts->plan_only ? 0 : BF_WSTATE_WRITABLE) |
+                   (keep_ident ? BF_WSTATE_KEEP_IDENT : 0) | (no_secret ? BF_WSTATE_NO_CHECK : 0);
+  int rc = bf_wstate_open(wh, r->sync->name, &r->prf, flags, &r->wstate, err);
   if (rc) return rc;
   if (no_secret) bf_wstate_ignore_table(r->wstate);
 
@@ -75,6 +77,18 @@ int bf_wstate_run_open_state(struct run *r, struct bf_error *err) {
   if (writable && mkdir(r->sync_dir, 0700) < 0 && errno != EEXIST)
     rc = bf_error_set(err, BF_E_STATE, "%s: cannot create: %s", r->sync_dir, strerror(errno));
   if (rc == 0) rc = bf_state_open(dir, writable, &r->prf, &r->state, err);
+  if ((rc == BF_E_SECRET || rc == BF_E_STATE) && writable) {
+    /* The scratch is disposable (the warehouse holds the state): one left by
+     * another secret (after a reset to a new one) or damaged starts empty. */
+    const char *files[] = {"state.bin", "journal.bin"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+      char *path = bf_xasprintf("%s/%s", dir, files[i]);
+      unlink(path);
+      free(path);
+    }
+    *err = (struct bf_error){0};
+    rc = bf_state_open(dir, writable, &r->prf, &r->state, err);
+  }
   if (rc == 0 && writable) rc = bf_state_clear(r->state, err);
   free(dir);
   return rc;
@@ -166,8 +180,26 @@ int bf_wstate_validate(struct bf_project *p, const struct bf_sync_config *s, str
    * was written under this project's secret. Creates nothing. */
   struct bf_error secret_err = {0};
   bool have_secret = bf_project_secret(p, false, &secret_err) == 0;
+  struct bf_prf throwaway;
+  if (!have_secret) {
+    unsigned char bytes[32];
+    randombytes_buf(bytes, sizeof bytes);
+    bf_prf_init(&throwaway, bytes, sizeof bytes, &secret_err);
+  }
   struct bf_wstate *ws = NULL;
-  int rc = bf_wstate_open(wh, s->name, have_secret ? &p->prf : NULL, false, false, &ws, err);
+  int rc = bf_wstate_open(wh, s->name, have_secret ? &p->prf : &throwaway,
+                          have_secret ? 0 : BF_WSTATE_NO_CHECK, &ws, err);
+  bf_wstate_free(ws);
+  return rc;
+}
+
+int bf_wstate_reset(struct bf_project *p, const struct bf_sync_config *s, struct bf_error *err) {
+  const struct bf_model_config *m = bf_config_model(p->cfg, s->model);
+  const struct bf_warehouse_config *wh = bf_config_warehouse(p->cfg, m->warehouse);
+  struct bf_wstate *ws = NULL;
+  /* No key check: a reset is how a sync starts over under a new secret. */
+  int rc = bf_wstate_open(wh, s->name, &p->prf, BF_WSTATE_WRITABLE | BF_WSTATE_NO_CHECK, &ws, err);
+  if (rc == 0) rc = bf_wstate_clear(ws, err);
   bf_wstate_free(ws);
   return rc;
 }

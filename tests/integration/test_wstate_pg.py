@@ -177,6 +177,20 @@ class AccountingTest(WarehouseStateBase):
         self.assertIn("backflow.sync_state", r.stderr)
         self.assertEqual(len(self.lines()), sent, "nothing sent under the wrong secret")
 
+    def test_reset_clears_the_warehouse_state(self):
+        self.assertEqual(self.run_sync()[0], 0)
+        r = self.p.run("reset", "s")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.state_rows(), [])
+        rc, run, err = self.run_sync()
+        self.assertEqual((rc, run["added"]), (0, N), err)
+        # A reset is also how a sync starts over under another secret.
+        self.p.write_config(config(self.pg.dsn(self.db), secret="another-secret-0123456789abcd"))
+        self.assertEqual(self.p.run("run", "s").returncode, 2)
+        self.assertEqual(self.p.run("reset", "s").returncode, 0)
+        rc, run, err = self.run_sync()
+        self.assertEqual((rc, run["added"]), (0, N), err)
+
     def test_plan_before_the_first_run_creates_nothing(self):
         r = self.p.run("plan", "s", "--json")
         self.assertEqual(r.returncode, 0, r.stderr)
