@@ -67,6 +67,7 @@ struct bf_server {
   size_t n_live;
   struct bf_hook_store *hooks; /* hook_store.c: the group commit of /hooks */
   int live_ready;              /* live workers all started (atomic) */
+  struct bf_coord *coord;      /* coordinator.c: the shared schedule, or NULL */
 };
 
 /* ---- live_workers.c: the `schedule: live` syncs, one thread each. */

@@ -1006,8 +1006,8 @@ static int load_server(struct bf_config *cfg, struct bf_error *err) {
 
 static int check_config(struct bf_config *cfg, struct bf_error *err) {
   static const char *const top_keys[] = {
-      "version", "state_dir",  "secret", "server",     "warehouses", "models", "destinations",
-      "syncs",   "write_back", "alerts", "durability", "hooks",      NULL};
+      "version", "state_dir",  "secret", "server",     "warehouses", "models",      "destinations",
+      "syncs",   "write_back", "alerts", "durability", "hooks",      "coordinator", NULL};
   const struct bf_node *root = cfg->root;
   struct bf_loc top = {cfg->path, 1, 1};
   int rc;
@@ -1101,7 +1101,8 @@ static int check_config(struct bf_config *cfg, struct bf_error *err) {
         return rc;
     }
   }
-  return check_after_cycles(cfg, err);
+  if ((rc = check_after_cycles(cfg, err))) return rc;
+  return bf_config_load_coordinator(cfg, err);
 }
 
 /* ---------------------------------------------------------------------- */

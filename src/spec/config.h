@@ -167,6 +167,12 @@ struct bf_config {
   /* durability: process (default) survives a killed process; power also
    * fsyncs before every send, to survive a power cut, at ~10 ms a batch. */
   bool durability_power;
+  /* coordinator: {warehouse: NAME} (config_coord.c): NULL without one; the
+   * name is borrowed from the warehouse's config. */
+  char *coord_warehouse;
+  long long coord_lease_ms; /* default 15s */
+  unsigned coord_runners;   /* runs at once per worker; default 4 */
+  struct bf_loc coord_loc;
   size_t n_warehouses, n_models, n_destinations, n_syncs;
   struct bf_warehouse_config *warehouses;
   struct bf_model_config *models;

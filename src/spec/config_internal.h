@@ -57,4 +57,7 @@ void bf_node_free(struct bf_node *n);
 int bf_config_parse_tree(const char *file, const char *text, size_t len, struct bf_node **root,
                          struct bf_error *err);
 
+/* Reads `coordinator:` once warehouses and syncs are loaded (config_coord.c). */
+int bf_config_load_coordinator(struct bf_config *cfg, struct bf_error *err);
+
 #endif
