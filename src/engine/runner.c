@@ -741,7 +741,9 @@ int bf_run_end(struct run *r, int rc, struct bf_error *err) {
   r->pf = NULL;
   if (r->state && !opts->plan_only) {
     struct bf_error fold_err = {0};
-    if (bf_state_fold(r->state, &fold_err) && rc == 0) {
+    /* A warehouse-state sync's scratch is emptied: the next run starts lean. */
+    if ((r->wstate ? bf_state_clear(r->state, &fold_err) : bf_state_fold(r->state, &fold_err)) &&
+        rc == 0) {
       *err = fold_err;
       rc = fold_err.code;
     }
