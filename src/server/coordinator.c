@@ -332,12 +332,15 @@ void bf_coord_record(struct bf_coord *c, const char *sync, const struct bf_sched
     return;
   }
   /* A trigger is no scheduled instant: its slot is negative and unique. */
-  const char *params[1] = {sync};
+  char started[32];
+  snprintf(started, sizeof started, "%lld", res->started_ms);
+  const char *params[2] = {sync, started};
   PGresult *r = NULL;
   if (exec(conn,
-           "INSERT INTO backflow.coord_runs (sync, slot, state, attempts) VALUES ($1, "
-           "-nextval('backflow.coord_runs_id_seq') - 1000000000000, 'leased', 1) RETURNING id",
-           1, params, "recording a triggered run", &r)) {
+           "INSERT INTO backflow.coord_runs (sync, slot, state, attempts, started_at) VALUES ($1, "
+           "-nextval('backflow.coord_runs_id_seq') - 1000000000000, 'leased', 1, "
+           "to_timestamp($2::double precision / 1000)) RETURNING id",
+           2, params, "recording a triggered run", &r)) {
     long long id = atoll(PQgetvalue(r, 0, 0));
     PQclear(r);
     const char *wp[2] = {c->worker, NULL};

@@ -78,6 +78,22 @@ class CoordinatorTest(unittest.TestCase):
         r = p.run("serve", "--listen", "127.0.0.1:0")
         self.assertEqual(r.returncode, 2, r.stderr)
 
+    def test_trigger_on_one_worker_shows_on_another(self):
+        text = config(self.pg.dsn(self.db), self.out_dir).replace(
+            f" schedule: {{every: {EVERY_S}s}},", "")  # manual syncs: only triggers run them
+        for p in self.projects[:2]:
+            p.write_config(text)
+        self.servers = [Server(p) for p in self.projects[:2]]
+        status, _, body = self.servers[0].request("POST", "/api/syncs/s7/trigger")
+        self.assertIn(status, (200, 202), body)
+        runs = wait_for(lambda: self.servers[1].finished_runs("s7"), 30, "the run on worker 2")
+        self.assertEqual([r["status"] for r in runs], ["succeeded"])
+        self.assertEqual(runs[0]["counts"]["added"], ROWS)
+        self.assertGreater(runs[0]["started_ms"], 0)
+        self.assertEqual(self.servers[1].finished_runs("s8"), [])
+        for s in self.servers:
+            self.assertEqual(s.stop(), 0, s.log())
+
     def test_three_workers_one_killed_every_run_exactly_once(self):
         self.servers = [Server(p) for p in self.projects]
         pids = [s.proc.pid for s in self.servers]
