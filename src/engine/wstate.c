@@ -246,7 +246,7 @@ static void put_hmac(struct bf_buf *b, const unsigned char ipad[64], const unsig
 
 char *bf_wstate_plan_sql(struct bf_wstate *ws, const char *model_sql, char *const *cols,
                          size_t ncols, size_t pk_col, const size_t *mapped, size_t n_mapped,
-                         uint64_t signature, bool full_resync) {
+                         uint64_t signature, bool full_resync, bool removals) {
   size_t n = strlen(model_sql);
   while (n && (model_sql[n - 1] == ';' || model_sql[n - 1] == ' ' || model_sql[n - 1] == '\n' ||
                model_sql[n - 1] == '\t' || model_sql[n - 1] == '\r'))
@@ -295,13 +295,17 @@ char *bf_wstate_plan_sql(struct bf_wstate *ws, const char *model_sql, char *cons
     bf_buf_puts(&q, "FULL OUTER JOIN (SELECT NULL::bytea AS key, NULL::bytea AS fp, "
                     "NULL::integer AS flags, NULL::bytea AS ident WHERE false) AS s "
                     "ON s.key = m.__bf_kb\n");
+  /* Keys that left the model matter only to a mirror sync: the others keep
+   * them in state without reading them back on every run. */
+  const char *gone = removals ? "(m.__bf_m IS NULL AND (s.flags & 3) <> 0)" : "false";
   if (full_resync)
-    bf_buf_puts(&q, "WHERE m.__bf_m IS NOT NULL OR (s.flags & 3) <> 0");
+    bf_buf_printf(&q, "WHERE m.__bf_m IS NOT NULL OR %s", gone);
   else
-    bf_buf_puts(&q, "WHERE (m.__bf_m IS NULL AND (s.flags & 3) <> 0) OR (m.__bf_m IS NOT NULL "
-                    "AND (m.__bf_kb IS NULL OR m.__bf_n > 1 OR s.key IS NULL OR "
-                    "(s.flags & 2) <> 0 OR (s.flags & 1) = 0 OR s.fp IS DISTINCT FROM "
-                    "m.__bf_fb))");
+    bf_buf_printf(&q,
+                  "WHERE %s OR (m.__bf_m IS NOT NULL AND (m.__bf_kb IS NULL OR m.__bf_n > 1 OR "
+                  "s.key IS NULL OR (s.flags & 2) <> 0 OR (s.flags & 1) = 0 OR "
+                  "s.fp IS DISTINCT FROM m.__bf_fb))",
+                  gone);
   bf_buf_release(&msg);
   bf_buf_release(&fp);
   bf_buf_cstr(&q);

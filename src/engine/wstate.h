@@ -54,10 +54,11 @@ void bf_wstate_free(struct bf_wstate *ws);
  * __bf_k, __bf_f, __bf_sf, __bf_st, __bf_m, __bf_n, __bf_id) that are new,
  * changed, pending, duplicated or keyless, and the state's keys the model no
  * longer has (__bf_m NULL).  mapped: the columns the fingerprint covers, with
- * the mapping's signature. full_resync: every model row. Caller frees. */
+ * the mapping's signature. full_resync: every model row. removals: whether state keys the model no
+ * longer has are returned (mirror). Caller frees. */
 char *bf_wstate_plan_sql(struct bf_wstate *ws, const char *model_sql, char *const *cols,
                          size_t ncols, size_t pk_col, const size_t *mapped, size_t n_mapped,
-                         uint64_t signature, bool full_resync);
+                         uint64_t signature, bool full_resync, bool removals);
 #define BF_WSTATE_EXTRA_COLS 7
 
 /* Records the batch's keys as pending (with their sealed identifiers when

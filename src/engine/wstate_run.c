@@ -48,9 +48,9 @@ int bf_wstate_run_begin(struct run *r, struct bf_error *err) {
   size_t *mapped = bf_xcalloc(n_mapped ? n_mapped : 1, sizeof *mapped);
   for (size_t i = 0; i < r->map.n_match; i++) mapped[i] = r->map.match_cols[i];
   for (size_t i = 0; i < r->map.n_fields; i++) mapped[r->map.n_match + i] = r->map.field_cols[i];
-  char *sql =
-      bf_wstate_plan_sql(r->wstate, r->model->sql, r->cur->column_names, ncols, r->map.pk_col,
-                         mapped, n_mapped, r->map.signature, r->opts->full_resync);
+  char *sql = bf_wstate_plan_sql(r->wstate, r->model->sql, r->cur->column_names, ncols,
+                                 r->map.pk_col, mapped, n_mapped, r->map.signature,
+                                 r->opts->full_resync, r->sync->mode == BF_MODE_MIRROR);
   free(mapped);
   bf_cursor_free(r->cur);
   r->cur = NULL;

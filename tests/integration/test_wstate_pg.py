@@ -137,6 +137,9 @@ class AccountingTest(WarehouseStateBase):
         self.assertEqual(rc, 0, err)
         self.assertEqual(run["removed"], 0)
         self.assertFalse([x for x in self.lines() if x["op"] == "delete"])
+        # Not mirror: the keys that left stay in state and are not read back.
+        self.assertEqual(run["rows_read"], 0)
+        self.assertEqual(len(self.state_rows()), N)
         # upsert keeps no identifiers: nothing sealed in the table
         self.assertTrue(all(r[3] == "" for r in self.state_rows()))
 
