@@ -60,6 +60,8 @@ int bf_cmd_pii(struct bf_cli *cli, struct bf_error *err);
 int bf_cmd_audit(struct bf_cli *cli, struct bf_error *err);
 int bf_cmd_live(struct bf_cli *cli, struct bf_error *err);
 int bf_cmd_doctor(struct bf_cli *cli, struct bf_error *err);
+int bf_cmd_pause(struct bf_cli *cli, struct bf_error *err);
+int bf_cmd_resume(struct bf_cli *cli, struct bf_error *err);
 int bf_cmd_help(struct bf_cli *cli, struct bf_error *err);
 
 /* Help generated from the table (help.c). FILE is stdout or stderr. */

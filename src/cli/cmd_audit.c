@@ -35,6 +35,11 @@ static void print_entry(json_t *e) {
            (long long)json_integer_value(json_object_get(e, "deleted")));
     if (json_is_string(json_object_get(e, "reason"))) printf(" (%s)", str(e, "reason"));
     printf("\n");
+  } else if (!strcmp(event, "lift")) {
+    printf("suppression lifted (forget --lift): %lld entr%s removed; runs may send the person "
+           "again\n",
+           (long long)json_integer_value(json_object_get(e, "removed")),
+           json_integer_value(json_object_get(e, "removed")) == 1 ? "y" : "ies");
   } else {
     printf("%s\n", event);
   }

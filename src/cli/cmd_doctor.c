@@ -16,6 +16,7 @@
 #include "engine/forgotten.h"
 #include "engine/integrity.h"
 #include "engine/state.h"
+#include "engine/idindex.h"
 #include "engine/vault.h"
 
 struct doctor {
@@ -70,6 +71,14 @@ static void check_sync(struct doctor *d, struct bf_project *p, const char *name)
   what = bf_xasprintf("%s/vault.bin", dir);
   memset(&err, 0, sizeof err);
   rc = bf_vault_check(dir, &p->prf, &err);
+  report(d, what, rc, &err, advice);
+  free(what);
+  what = bf_xasprintf("%s/%s", dir, BF_IDINDEX_FILE);
+  memset(&err, 0, sizeof err);
+  rc = bf_idindex_check(dir, &p->prf, NULL, NULL, &err);
+  free(advice);
+  advice = bf_xstrdup("move it aside: the sync's next run builds it again from the warehouse "
+                      "(people who already left it can then no longer be found by email)");
   report(d, what, rc, &err, advice);
   free(what);
   free(advice);

@@ -25,6 +25,15 @@ static int reset_sync(struct bf_project *p, const char *name, struct bf_error *e
   const struct bf_sync_config *sync = bf_config_sync(p->cfg, name);
   if (sync && sync->state_warehouse) {
     if ((rc = bf_wstate_reset(p, sync, err))) goto out;
+    /* What this machine keeps of it goes too (keyed by the secret a reset
+     * may be replacing): the identifier index and the scratch. */
+    const char *files[] = {"vault.bin", "idindex.bin", "wscratch/state.bin",
+                           "wscratch/journal.bin"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+      char *path = bf_xasprintf("%s/%s", dir, files[i]);
+      unlink(path);
+      free(path);
+    }
     printf("%s: state in the warehouse cleared; the next run sends every row\n", name);
     goto out;
   }
@@ -34,10 +43,14 @@ static int reset_sync(struct bf_project *p, const char *name, struct bf_error *e
   }
   if ((rc = bf_state_open(dir, true, &p->prf, &st, err)) || (rc = bf_state_clear(st, err)))
     goto out;
-  /* The sealed identifiers go too: nothing is kept for a sync that forgot. */
+  /* The sealed identifiers and their index go too: nothing is kept for a
+   * sync that forgot (the next run sends, and indexes, every row again). */
   char *vault = bf_xasprintf("%s/vault.bin", dir);
+  char *index = bf_xasprintf("%s/idindex.bin", dir);
   unlink(vault);
+  unlink(index);
   free(vault);
+  free(index);
   printf("%s: state cleared; the next run sends every row\n", name);
 out:
   bf_state_free(st);

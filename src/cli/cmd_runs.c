@@ -129,7 +129,7 @@ int bf_cmd_errors(struct bf_cli *cli, struct bf_error *err) {
         bf_buf_puts(&out, "null");
       bf_buf_puts(&out, ",\"reason\":");
       bf_json_cstr(&out, errs[i].reason);
-      bf_buf_putc(&out, '}');
+      bf_buf_printf(&out, ",\"kind\":\"%s\"}", errs[i].failed ? "failed" : "rejected");
     }
     bf_buf_puts(&out, "]}\n");
     fwrite(out.data, 1, out.len, stdout);

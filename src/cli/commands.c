@@ -87,7 +87,9 @@ static const struct bf_cli_opt forget_opts[] = {
     {"--email", NULL, "ADDR", "the person's email address"},
     {"--phone", NULL, "NUM", "the person's phone number"},
     {"--key", NULL, "MODEL=VALUE", "the person's primary key in a model"},
+    {"--from", NULL, "FILE", "erase everyone in FILE: one email or phone per line ('-': stdin)"},
     {"--retry", NULL, NULL, "finish every pending erasure request"},
+    {"--lift", NULL, "N", "lift request N's suppression: runs may send the person again"},
     {"--wait", NULL, "SECONDS", "how long to wait for a run holding a sync (default 60)"},
     END_OPTS,
 };
@@ -153,6 +155,15 @@ const struct bf_cli_command bf_cli_commands[] = {
      "to replaced-<time>/ in the state directory, and people erased so far can no longer be\n"
      "suppressed (the warning says how many).\n",
      "sync", reset_opts},
+    {"pause", bf_cmd_pause, "SYNC", "stop scheduled runs of a sync until resumed",
+     "Leaves a marker in the state folder (paused/SYNC) that `backflow serve` reads before\n"
+     "each run: while it exists no scheduled, triggered or `after` run of SYNC starts (a run\n"
+     "in flight finishes). An explicit `backflow run SYNC` still runs. Live syncs cannot be\n"
+     "paused (exit 2): their replication slot would hold the warehouse's WAL.\n",
+     "sync", no_opts},
+    {"resume", bf_cmd_resume, "SYNC", "let a paused sync run on its schedule again",
+     "Removes the marker `backflow pause` left; the sync's next scheduled instant runs.\n", "sync",
+     no_opts},
     {"doctor", bf_cmd_doctor, "", "check every file of the state directory",
      "Checks the secret, every keyed file (key check, checksum, committed length) and\n"
      "runs.db without changing any, and says for each problem what to do: which sync to\n"
@@ -169,11 +180,14 @@ const struct bf_cli_command bf_cli_commands[] = {
      "Prints every warehouse and destination type (or only NAME) with its configuration\n"
      "keys, their types, defaults and meaning: the tables that check configs.\n",
      "type", types_opts},
-    {"forget", bf_cmd_forget, "--email ADDR | --phone NUM | --key MODEL=VALUE | --retry",
+    {"forget", bf_cmd_forget,
+     "--email ADDR | --phone NUM | --key MODEL=VALUE | --from FILE | --retry | --lift N",
      "erase a person from every destination (GDPR Art. 17 / CCPA)",
      "Finds the person in every model that holds them, deletes them from every destination,\n"
      "adds their keyed hash to the suppression list so no later run sends them, and writes\n"
-     "the audit log (no plaintext). --retry finishes requests left pending.\n",
+     "the audit log (no plaintext). People who left the warehouse are found through each\n"
+     "sync's identifier index. --retry finishes requests left pending; --lift N undoes a\n"
+     "finished request's suppression (audited).\n",
      NULL, forget_opts},
     {"pii", bf_cmd_pii, "", "PII footprint per destination",
      "Which personal-data columns reach which destination fields, and how (in clear,\n"

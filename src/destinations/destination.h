@@ -90,6 +90,11 @@ struct bf_destination_type {
   int (*remove)(struct bf_destination *d, const struct bf_batch *batch, struct bf_outcome *outcomes,
                 struct bf_error *err);
   void (*close)(struct bf_destination *d);
+  /* Optional (NULL: fields are free text): appends the fields a record of
+   * object (NULL: the type's default) can set, as a JSON array of
+   * {"name", "type"}, to out (the studio's mapping editor). */
+  int (*list_fields)(struct bf_destination *d, const char *object, struct bf_buf *out,
+                     struct bf_error *err);
 };
 
 struct bf_destination {

@@ -278,6 +278,30 @@ static int load_schema(struct hubspot_destination *d, const char *object, struct
   return rc;
 }
 
+static int hubspot_list_fields(struct bf_destination *d_, const char *object, struct bf_buf *out,
+                               struct bf_error *err) {
+  static const char *const names[] = {"string", "number", "bool", "date", "datetime"};
+  struct hubspot_destination *d = (struct hubspot_destination *)d_;
+  if (!object) object = "contacts";
+  if (!valid_object_name(object))
+    return bf_error_set(err, BF_E_USAGE, "'%.60s' is not a HubSpot object type", object);
+  struct hs_schema *sc = NULL;
+  int rc = load_schema(d, object, &sc, err);
+  if (rc) return rc;
+  if (!sc->known)
+    return bf_error_set(err, BF_E_DESTINATION,
+                        "destination '%s': the token cannot read %s properties", d->base.name,
+                        object);
+  bf_buf_putc(out, '[');
+  for (size_t i = 0; i < sc->n; i++) {
+    bf_buf_puts(out, i ? ",{\"name\":" : "{\"name\":");
+    bf_json_cstr(out, sc->names[i]);
+    bf_buf_printf(out, ",\"type\":\"%s\"}", names[sc->types[i]]);
+  }
+  bf_buf_putc(out, ']');
+  return 0;
+}
+
 static int property_type(struct hubspot_destination *d, const struct hs_schema *sc,
                          const char *object, const char *name, enum hs_type *out,
                          struct bf_error *err) {
@@ -885,4 +909,5 @@ const struct bf_destination_type bf_destination_hubspot = {
     .push = hubspot_push_batch,
     .remove = hubspot_remove_batch,
     .close = hubspot_close,
+    .list_fields = hubspot_list_fields,
 };

@@ -314,6 +314,43 @@ static int sf_check(struct bf_destination *d_, struct bf_error *err) {
   return rc;
 }
 
+/* The object's writable fields (sObject Describe), for the studio. */
+static int sf_list_fields(struct bf_destination *d_, const char *object, struct bf_buf *out,
+                          struct bf_error *err) {
+  struct sf_destination *d = (struct sf_destination *)d_;
+  if (!object) object = "Contact";
+  if (!valid_api_name(object))
+    return bf_error_set(err, BF_E_USAGE, "'%.60s' is not a Salesforce object name", object);
+  char *path = bf_xasprintf("%s/sobjects/%s/describe/", d->api, object);
+  struct bf_http_response resp;
+  int rc = call(d, "GET", path, NULL, NULL, 0, &resp, err);
+  free(path);
+  if (rc == 0 && !bf_http_ok(&resp)) rc = unavailable(d, &resp, err);
+  if (rc == 0) {
+    json_t *root = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, NULL);
+    size_t i, n = 0;
+    json_t *f;
+    bf_buf_putc(out, '[');
+    json_array_foreach(json_object_get(root, "fields"), i, f) {
+      const char *name = json_string_value(json_object_get(f, "name"));
+      if (!name || !(json_is_true(json_object_get(f, "createable")) ||
+                     json_is_true(json_object_get(f, "updateable"))))
+        continue;
+      const char *type = json_string_value(json_object_get(f, "type"));
+      bf_buf_puts(out, n++ ? ",{\"name\":" : "{\"name\":");
+      bf_json_cstr(out, name);
+      bf_buf_puts(out, ",\"type\":");
+      bf_json_cstr(out, type ? type : "unknown");
+      bf_buf_printf(out, ",\"external_id\":%s}",
+                    json_is_true(json_object_get(f, "externalId")) ? "true" : "false");
+    }
+    bf_buf_putc(out, ']');
+    json_decref(root);
+  }
+  bf_http_response_release(&resp);
+  return rc;
+}
+
 /* ---- one ingest job --------------------------------------------------------- */
 
 struct job_records {
@@ -802,4 +839,5 @@ const struct bf_destination_type bf_destination_salesforce = {
     .push = sf_push_batch,
     .remove = sf_remove_batch,
     .close = sf_close,
+    .list_fields = sf_list_fields,
 };

@@ -32,11 +32,25 @@ enum bf_forget_kind { BF_FORGET_KEY = 1, BF_FORGET_EMAIL = 2, BF_FORGET_PHONE = 
 const char *bf_forget_kind_name(int kind);
 
 struct bf_forget_options {
-  int kind;               /* enum bf_forget_kind */
-  const char *value;      /* the email or phone as typed, or the key's value */
-  const char *model;      /* BF_FORGET_KEY: the model the key belongs to */
-  long long lock_wait_ms; /* how long to wait for a running sync; <= 0: 60 s */
+  int kind;                      /* enum bf_forget_kind */
+  const char *value;             /* the email or phone as typed, or the key's value */
+  const char *model;             /* BF_FORGET_KEY: the model the key belongs to */
+  long long lock_wait_ms;        /* how long to wait for a running sync; <= 0: 60 s */
+  struct bf_forget_batch *batch; /* NULL, or requests made one after another (below) */
 };
+
+/* Several requests in a row (`forget --from`): each sync's state, vault and
+ * destination stay open (and the sync locked) from one request to the next
+ * until the batch is freed, which folds the states it changed (its error
+ * is the fold's). Caller frees with bf_forget_batch_free(). */
+struct bf_forget_batch;
+struct bf_forget_batch *bf_forget_batch_new(void);
+/* Names one of the batch's people before its first request, so that each
+ * model is read once for all of them (the requests themselves are still
+ * made one by one). False when value is not an email or phone. */
+bool bf_forget_batch_add(struct bf_forget_batch *b, struct bf_project *p, int kind,
+                         const char *value);
+int bf_forget_batch_free(struct bf_forget_batch *b, struct bf_error *err);
 
 struct bf_forget_sync_result {
   char *sync, *destination, *destination_type;
@@ -62,6 +76,20 @@ struct bf_forget_result {
  * could start (bad identifier, unknown model, state folder unusable). */
 int bf_forget_person(struct bf_project *p, const struct bf_forget_options *o,
                      struct bf_forget_result *res, struct bf_error *err);
+/* Records a new request (sealed, suppressed, audited) without working on
+ * it: the next bf_forget_retry does (the server's erasure worker). *id is
+ * its number. */
+int bf_forget_submit(struct bf_project *p, const struct bf_forget_options *o, uint64_t *id,
+                     struct bf_error *err);
+/* The state of request id as the audit log tells it, in the shape of a
+ * bf_forget_person result (status "queued" while no sync was worked on).
+ * 1 when there is no such request. */
+int bf_forget_status(struct bf_project *p, uint64_t id, struct bf_forget_result *res,
+                     struct bf_error *err);
+/* Lifts a finished request's suppression (`forget --lift N`): its entries
+ * leave the suppression list, so runs may send the person again; audited.
+ * A pending request cannot be lifted. *removed: entries removed. */
+int bf_forget_lift(struct bf_project *p, uint64_t id, size_t *removed, struct bf_error *err);
 /* Resends every pending request. *res is an array of *n results (none when
  * nothing is pending). */
 int bf_forget_retry(struct bf_project *p, long long lock_wait_ms, struct bf_forget_result **res,

@@ -196,6 +196,50 @@ out:
   return rc;
 }
 
+int bf_forgotten_lift(const char *state_dir, const struct bf_prf *prf, uint64_t request,
+                      size_t *removed, struct bf_error *err) {
+  *removed = 0;
+  char *path = list_path(state_dir);
+  int fd = open(path, O_RDWR | O_CLOEXEC);
+  unsigned char *data = NULL;
+  size_t len = 0;
+  struct bf_buf recs = {0};
+  struct parsed ps = {0};
+  int rc = 0;
+  if (fd < 0 && errno == ENOENT) goto out; /* nobody was ever erased */
+  if (fd < 0 || flock(fd, LOCK_EX) < 0 || bf_read_file(path, &data, &len) < 0) goto io_error;
+  if ((rc = parse(path, data, len, &ps, err))) goto out;
+  if (ps.v2 && (rc = bf_keyfile_check_key(path, ps.kh.key_check, prf, err))) goto out;
+  struct bf_forgotten_entry e;
+  for (size_t off = ps.header; off + RECORD <= ps.end; off += RECORD) {
+    if (!decode(data + off, &e)) continue; /* a damaged record goes with the rewrite */
+    if ((e.request ? e.request : 1) == request)
+      (*removed)++;
+    else
+      bf_buf_append(&recs, data + off, RECORD);
+  }
+  if (*removed == 0) goto out;
+  struct bf_keyfile_header kh = {.committed = recs.len / RECORD};
+  memcpy(kh.magic, MAGIC, 8);
+  memcpy(kh.key_check, prf->key_check, BF_KEY_CHECK_BYTES);
+  unsigned char header[BF_KEYFILE_HEADER];
+  bf_keyfile_header_encode(header, &kh);
+  char *failed_at = NULL;
+  if (bf_write_file_atomic(path, header, sizeof header, recs.data, recs.len, &failed_at) < 0) {
+    rc = bf_error_set(err, BF_E_STATE, "%s: cannot write: %s", failed_at, strerror(errno));
+    free(failed_at);
+  }
+  goto out;
+io_error:
+  rc = bf_error_set(err, BF_E_STATE, "%s: cannot rewrite: %s", path, strerror(errno));
+out:
+  if (fd >= 0) close(fd);
+  bf_buf_release(&recs);
+  free(data);
+  free(path);
+  return rc;
+}
+
 int bf_forgotten_read(const char *state_dir, const struct bf_prf *prf,
                       struct bf_forgotten_entry **out, size_t *n, struct bf_error *err) {
   *out = NULL;
@@ -335,33 +379,45 @@ static bool is_space(unsigned char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
-/* Hot path (every email of every row, once someone was erased by email):
- * bf_pii_meta_email is trim + ASCII lower case, plus checks that only say
- * whether the value is an email at all. An erased email passed them, so a
- * value that trims and lowers to it is one too: the checks are skipped. */
-static int email_fast(const char *s, size_t n, char out[BF_PII_MAX]) {
+/* Hot path (every email of every row, once someone was erased by email).
+ * For pure ASCII, bf_pii_meta_email is trim + lower case plus checks that
+ * only say whether the value is an email at all; an erased email passed
+ * them, so a value that trims and lowers to it is one too. Anything else
+ * (Unicode spaces, non-ASCII letters) takes the full normaliser, so a value
+ * erased as "José@x" still matches "JOSÉ@x\u00a0". */
+static int email_norm(const char *s, size_t n, char out[BF_PII_MAX]) {
   while (n && is_space((unsigned char)*s)) s++, n--;
   while (n && is_space((unsigned char)s[n - 1])) n--;
   if (n == 0 || n > 254) return -1;
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
+    if (c >= 0x80) {
+      const char *why;
+      return bf_pii_meta_email(s, n, out, &why);
+    }
     out[i] = (char)(c >= 'A' && c <= 'Z' ? c | 0x20 : c);
   }
   return (int)n;
 }
 
+bool bf_forgotten_value_hash(const struct bf_prf *prf, int kind, const struct bf_value *v,
+                             unsigned char out[16]) {
+  char num[48], norm[BF_PII_MAX];
+  const char *s, *why;
+  size_t n;
+  if (!bf_pii_value_text(v, num, sizeof num, &s, &n)) return false;
+  int len =
+      kind == BF_FORGOTTEN_EMAIL ? email_norm(s, n, norm) : bf_pii_meta_phone(s, n, norm, &why);
+  if (len < 0) return false;
+  bf_forgotten_identifier_hash(prf, kind, norm, (size_t)len, out);
+  return true;
+}
+
 static uint64_t match_identifier(struct bf_forgotten_filter *f, int kind, const size_t *cols,
                                  size_t ncols, const struct bf_value *row) {
   for (size_t i = 0; i < ncols; i++) {
-    char num[48], out[BF_PII_MAX];
-    const char *s, *why;
-    size_t n;
-    if (!bf_pii_value_text(&row[cols[i]], num, sizeof num, &s, &n)) continue;
-    int len =
-        kind == BF_FORGOTTEN_EMAIL ? email_fast(s, n, out) : bf_pii_meta_phone(s, n, out, &why);
-    if (len < 0) continue;
     unsigned char h[16];
-    bf_forgotten_identifier_hash(f->prf, kind, out, (size_t)len, h);
+    if (!bf_forgotten_value_hash(f->prf, kind, &row[cols[i]], h)) continue;
     struct slot *sl = slot_for(f, (uint8_t)kind, h);
     if (sl->request) return sl->request;
   }

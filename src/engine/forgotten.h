@@ -11,7 +11,8 @@
  * Appends are one write() of whole records then fdatasync, under an exclusive
  * flock; mode 0600. A torn tail (crash mid-write) fails its check word: readers
  * ignore it and the next append cuts it off. A damaged record elsewhere is
- * skipped without hiding the records after it. Entries are never removed.
+ * skipped without hiding the records after it. Entries are removed only by
+ * bf_forgotten_lift (an audited `forget --lift`).
  *
  * The runner asks a filter, built once per run, whether a row belongs to an
  * erased person. With an empty (or absent) list there is no filter at all
@@ -19,6 +20,7 @@
 #ifndef BF_FORGOTTEN_H
 #define BF_FORGOTTEN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,6 +44,10 @@ struct bf_forgotten_entry {
  * value is shown in the audit log as the identifier's hash. */
 void bf_forgotten_identifier_hash(const struct bf_prf *prf, int kind, const char *norm, size_t n,
                                   unsigned char out[16]);
+/* Keyed hash (as above) of a row's email or phone value, normalised as the
+ * suppression list stores it; false when the value is not one. */
+bool bf_forgotten_value_hash(const struct bf_prf *prf, int kind, const struct bf_value *v,
+                             unsigned char out[16]);
 /* Scope of a model's primary keys: key hashes of two models never mix. It
  * is a hash of the model's name (configuration, not personal data). */
 uint64_t bf_forgotten_model_scope(const char *model);
@@ -51,6 +57,12 @@ uint64_t bf_forgotten_model_scope(const char *model);
  * under another secret than prf's, and a damaged one. */
 int bf_forgotten_append(const char *state_dir, const struct bf_prf *prf,
                         const struct bf_forgotten_entry *entries, size_t n, struct bf_error *err);
+/* Removes every entry of erasure request `request` (`forget --lift`: the
+ * person asked to be contacted again, or the request was a mistake): the
+ * list is rewritten atomically under its lock. *removed: entries removed
+ * (0 when the request has none). Appends elsewhere wait for the lock. */
+int bf_forgotten_lift(const char *state_dir, const struct bf_prf *prf, uint64_t request,
+                      size_t *removed, struct bf_error *err);
 /* Every valid entry, in file order; a missing file is an empty list;
  * damage is an error (BF_E_STATE). prf NULL skips the key check. Caller
  * frees *out. */

@@ -30,6 +30,7 @@ static const struct keyed_kind sync_files[] = {
     {"state.bin", "BFSTATE2", 24},
     {"journal.bin", "BFJRNL02", 8},
     {"vault.bin", "BFVAULT2", 8},
+    {"idindex.bin", "BFIDIX01", 8},
 };
 
 static bool non_empty(const char *path) {

@@ -14,6 +14,7 @@
 struct pending_error {
   long long run_id;
   char *key_hash, *column, *reason;
+  bool failed;
 };
 
 struct bf_runlog {
@@ -26,6 +27,14 @@ struct bf_runlog {
 
 static int db_error(struct bf_runlog *log, struct bf_error *err) {
   return bf_error_set(err, BF_E_STATE, "%s: %s", log->path, sqlite3_errmsg(log->db));
+}
+
+static bool has_failed_column(struct bf_runlog *log) {
+  sqlite3_stmt *probe = NULL;
+  bool has = sqlite3_prepare_v2(log->db, "SELECT failed FROM run_errors LIMIT 0", -1, &probe,
+                                NULL) == SQLITE_OK;
+  sqlite3_finalize(probe);
+  return has;
 }
 
 int bf_runlog_open(const char *state_dir, struct bf_runlog **out, struct bf_error *err) {
@@ -50,11 +59,26 @@ int bf_runlog_open(const char *state_dir, struct bf_runlog **out, struct bf_erro
       " rejected INTEGER DEFAULT 0, failed INTEGER DEFAULT 0, error TEXT);"
       "CREATE INDEX IF NOT EXISTS runs_by_sync ON runs(sync, id);"
       "CREATE TABLE IF NOT EXISTS run_errors (run_id INTEGER NOT NULL, key_hash TEXT NOT NULL,"
-      " column_name TEXT, reason TEXT NOT NULL);"
+      " column_name TEXT, reason TEXT NOT NULL, failed INTEGER NOT NULL DEFAULT 0);"
       "CREATE INDEX IF NOT EXISTS run_errors_by_run ON run_errors(run_id);";
   if (sqlite3_exec(log->db, schema, NULL, NULL, NULL) != SQLITE_OK) {
     rc = db_error(log, err);
     goto fail;
+  }
+  /* `failed` came later: a run log from before gets the column; its older
+   * rows told failures apart only by the runner's words. */
+  if (!has_failed_column(log) &&
+      sqlite3_exec(log->db,
+                   "BEGIN IMMEDIATE;"
+                   "ALTER TABLE run_errors ADD COLUMN failed INTEGER NOT NULL DEFAULT 0;"
+                   "UPDATE run_errors SET failed = 1 WHERE reason LIKE 'not accepted after %';"
+                   "COMMIT;",
+                   NULL, NULL, NULL) != SQLITE_OK) {
+    rc = db_error(log, err);
+    sqlite3_exec(log->db, "ROLLBACK", NULL, NULL, NULL);
+    if (!has_failed_column(log)) goto fail; /* else another process migrated it first */
+    rc = 0;
+    memset(err, 0, sizeof *err);
   }
   *out = log;
   return 0;
@@ -148,8 +172,8 @@ int bf_runlog_begin(struct bf_runlog *log, const char *sync, long long *run_id,
   return rc;
 }
 
-void bf_runlog_add_error(struct bf_runlog *log, long long run_id, const char *key_hash,
-                         const char *column, const char *reason) {
+static void add(struct bf_runlog *log, long long run_id, const char *key_hash, const char *column,
+                const char *reason, bool failed) {
   if (log->stored_run_id != run_id) {
     log->stored_run_id = run_id;
     log->stored_for_run = 0;
@@ -161,7 +185,37 @@ void bf_runlog_add_error(struct bf_runlog *log, long long run_id, const char *ke
     log->pending = bf_xrealloc(log->pending, log->cap_pending * sizeof *log->pending);
   }
   log->pending[log->n_pending++] = (struct pending_error){
-      run_id, bf_xstrdup(key_hash), column ? bf_xstrdup(column) : NULL, bf_xstrdup(reason)};
+      run_id, bf_xstrdup(key_hash), column ? bf_xstrdup(column) : NULL, bf_xstrdup(reason), failed};
+}
+
+void bf_runlog_add_error(struct bf_runlog *log, long long run_id, const char *key_hash,
+                         const char *column, const char *reason) {
+  add(log, run_id, key_hash, column, reason, false);
+}
+
+void bf_runlog_add_failure(struct bf_runlog *log, long long run_id, const char *key_hash,
+                           const char *reason) {
+  add(log, run_id, key_hash, NULL, reason, true);
+}
+
+void bf_runlog_progress(struct bf_runlog *log, long long run_id, const struct bf_run_counts *c) {
+  sqlite3_stmt *st;
+  if (!log || sqlite3_prepare_v2(log->db,
+                                 "UPDATE runs SET rows_read=?, added=?, changed=?, removed=?,"
+                                 " unchanged=?, skipped=?, rejected=?, failed=?"
+                                 " WHERE id=? AND status='running'",
+                                 -1, &st, NULL) != SQLITE_OK)
+    return;
+  long long vals[] = {c->rows_read, c->added,   c->changed,  c->removed,
+                      c->unchanged, c->skipped, c->rejected, c->failed};
+  for (int i = 0; i < 8; i++) sqlite3_bind_int64(st, 1 + i, vals[i]);
+  sqlite3_bind_int64(st, 9, run_id);
+  /* A reader holding the database must not stall the run for the busy
+   * timeout: the next update, 250 ms later, carries newer counts anyway. */
+  sqlite3_busy_timeout(log->db, 0);
+  sqlite3_step(st);
+  sqlite3_busy_timeout(log->db, 10000);
+  sqlite3_finalize(st);
 }
 
 int bf_runlog_flush(struct bf_runlog *log, struct bf_error *err) {
@@ -169,8 +223,10 @@ int bf_runlog_flush(struct bf_runlog *log, struct bf_error *err) {
   sqlite3_stmt *st = NULL;
   int rc = 0;
   sqlite3_exec(log->db, "BEGIN", NULL, NULL, NULL);
-  if (sqlite3_prepare_v2(log->db, "INSERT INTO run_errors VALUES (?, ?, ?, ?)", -1, &st, NULL) !=
-      SQLITE_OK) {
+  if (sqlite3_prepare_v2(log->db,
+                         "INSERT INTO run_errors(run_id, key_hash, column_name, reason, failed)"
+                         " VALUES (?, ?, ?, ?, ?)",
+                         -1, &st, NULL) != SQLITE_OK) {
     rc = db_error(log, err);
     goto out;
   }
@@ -180,6 +236,7 @@ int bf_runlog_flush(struct bf_runlog *log, struct bf_error *err) {
     sqlite3_bind_text(st, 2, e->key_hash, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, e->column, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, e->reason, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 5, e->failed);
     if (sqlite3_step(st) != SQLITE_DONE) {
       rc = db_error(log, err);
       goto out;
@@ -307,10 +364,17 @@ int bf_runlog_errors(struct bf_runlog *log, const char *sync, long long run_id, 
     if (!found) return bf_error_set(err, BF_E_USAGE, "sync '%s' has no run %lld", sync, run_id);
   }
   *resolved = run_id;
-  if (sqlite3_prepare_v2(
-          log->db,
-          "SELECT key_hash, column_name, reason FROM run_errors WHERE run_id = ? ORDER BY rowid",
-          -1, &st, NULL) != SQLITE_OK)
+  /* A run log opened read-only may predate the failed column: such a log
+   * told failures apart only by the runner's words. */
+  if (sqlite3_prepare_v2(log->db,
+                         "SELECT key_hash, column_name, reason, failed FROM run_errors"
+                         " WHERE run_id = ? ORDER BY rowid",
+                         -1, &st, NULL) != SQLITE_OK &&
+      sqlite3_prepare_v2(log->db,
+                         "SELECT key_hash, column_name, reason,"
+                         " reason LIKE 'not accepted after %' FROM run_errors"
+                         " WHERE run_id = ? ORDER BY rowid",
+                         -1, &st, NULL) != SQLITE_OK)
     return db_error(log, err);
   sqlite3_bind_int64(st, 1, run_id);
   size_t cap = 16, count = 0;
@@ -323,6 +387,7 @@ int bf_runlog_errors(struct bf_runlog *log, const char *sync, long long run_id, 
     errs[count].key_hash = col_text(st, 0);
     errs[count].column = col_text(st, 1);
     errs[count].reason = col_text(st, 2);
+    errs[count].failed = sqlite3_column_int(st, 3) != 0;
     count++;
   }
   sqlite3_finalize(st);

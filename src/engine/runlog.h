@@ -32,6 +32,9 @@ struct bf_run_error {
   char *key_hash; /* hex keyed hash, or "" for a row without a key */
   char *column;
   char *reason;
+  bool failed; /* the destination never acknowledged it (retries exhausted, or the run
+                * stopped before it was sent): retried next run. false: rejected, as a
+                * row Backflow refused or the destination refused for good */
 };
 
 struct bf_runlog;
@@ -50,7 +53,13 @@ int bf_runlog_begin(struct bf_runlog *log, const char *sync, long long *run_id,
 /* Buffered; written by bf_runlog_flush/finish. At most 100000 per run are kept. */
 void bf_runlog_add_error(struct bf_runlog *log, long long run_id, const char *key_hash,
                          const char *column, const char *reason);
+/* The same for a record whose delivery failed (bf_run_error.failed). */
+void bf_runlog_add_failure(struct bf_runlog *log, long long run_id, const char *key_hash,
+                           const char *reason);
 int bf_runlog_flush(struct bf_runlog *log, struct bf_error *err);
+/* The counts of run_id so far, while it runs (the dashboard shows them
+ * live). Best effort: a busy database skips this update, never the run. */
+void bf_runlog_progress(struct bf_runlog *log, long long run_id, const struct bf_run_counts *c);
 int bf_runlog_finish(struct bf_runlog *log, long long run_id, const char *status,
                      const struct bf_run_counts *counts, const char *error, struct bf_error *err);
 /* Runs of sync still marked running (a crash): marked crashed. Call with the

@@ -16,110 +16,6 @@
 #include "engine/runner_internal.h"
 #include "engine/writeback.h"
 
-static void progress(struct run *r, bool final) {
-  if (!r->opts->progress || !r->sync) return;
-  long long now = bf_now_ms();
-  if (!final && now - r->last_progress_ms < 250) return;
-  r->last_progress_ms = now;
-  double secs = (double)(now - r->started_ms) / 1000.0;
-  const struct bf_run_counts *c = &r->res->counts;
-  fprintf(stderr, "\r[%s] %lld rows read, %lld sent, %lld rejected  (%.0f rows/s, %.1fs)%s",
-          r->sync->name, c->rows_read, r->sent, c->rejected,
-          secs > 0 ? (double)c->rows_read / secs : 0.0, secs, final ? "\n" : "  ");
-  fflush(stderr);
-}
-
-/* Part of a word: a value quoted in a reason stands between non-word
- * characters. Bytes of multi-byte UTF-8 count as word characters so that a
- * match never splits a letter. */
-static bool word_byte(unsigned char c) {
-  return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || c == '_' ||
-         c >= 0x80;
-}
-
-/* The next case-insensitive occurrence of needle in hay[from..] that is a
- * whole token (destinations often echo a value normalised, e.g. lower-cased):
- * it must not continue a word on either side, so the value "il" is found in
- * "state il invalid" but not inside "email". */
-static char *find_token_ci(char *hay, size_t from, const char *needle, size_t n) {
-  size_t hay_len = strlen(hay);
-  bool word_start = word_byte((unsigned char)needle[0]);
-  bool word_end = word_byte((unsigned char)needle[n - 1]);
-  for (size_t i = from; i + n <= hay_len; i++) {
-    if (strncasecmp(hay + i, needle, n) != 0) continue;
-    if (word_start && i > 0 && word_byte((unsigned char)hay[i - 1])) continue;
-    if (word_end && i + n < hay_len && word_byte((unsigned char)hay[i + n])) continue;
-    return hay + i;
-  }
-  return NULL;
-}
-
-static char *replace_token(char *out, const char *s, size_t len) {
-  if (len < 3) return out; /* too short to identify anyone */
-  size_t from = 0;
-  for (char *hit; (hit = find_token_ci(out, from, s, len));) {
-    size_t at = (size_t)(hit - out);
-    char *joined = bf_xasprintf("%.*s[value]%s", (int)at, out, hit + len);
-    free(out);
-    out = joined;
-    from = at + 7; /* past "[value]" */
-  }
-  return out;
-}
-
-/* A value and, when it has padding, its trimmed form (which is what an API
- * that trims before it validates quotes back). */
-static char *replace_all(char *out, const char *s, size_t len) {
-  out = replace_token(out, s, len);
-  size_t a = 0, b = len;
-  while (a < b && (s[a] == ' ' || s[a] == '\t' || s[a] == '\n' || s[a] == '\r')) a++;
-  while (b > a && (s[b - 1] == ' ' || s[b - 1] == '\t' || s[b - 1] == '\n' || s[b - 1] == '\r'))
-    b--;
-  if (a > 0 || b < len) out = replace_token(out, s + a, b - a);
-  return out;
-}
-
-/* A destination's reason may quote a value it refused: every value of the
- * given records is taken out before the reason is stored (design.md §2). */
-static char *scrub_reason(const struct run *r, const struct bf_record *recs, size_t n_recs,
-                          const char *reason) {
-  char *out = bf_xstrdup(reason ? reason : "rejected");
-  size_t nvals = r->map.n_match + r->map.n_fields;
-  for (size_t k = 0; k < n_recs; k++) {
-    const struct bf_record *rec = &recs[k];
-    for (size_t i = 0; rec->values && i < nvals; i++) {
-      const struct bf_value *v = &rec->values[i];
-      char num[48];
-      if (v->type == BF_TEXT || v->type == BF_JSON) {
-        out = replace_all(out, v->u.s, v->len);
-      } else if (v->type == BF_INT) {
-        out = replace_all(out, num, (size_t)snprintf(num, sizeof num, "%lld", (long long)v->u.i));
-      } else if (v->type == BF_FLOAT) {
-        out = replace_all(out, num, (size_t)snprintf(num, sizeof num, "%.17g", v->u.f));
-        if (isfinite(v->u.f)) out = replace_all(out, num, bf_double_text(num, v->u.f));
-        out = replace_all(out, num, (size_t)snprintf(num, sizeof num, "%.15g", v->u.f));
-        out = replace_all(out, num, (size_t)snprintf(num, sizeof num, "%g", v->u.f));
-      }
-    }
-    /* The match JSON holds the identifiers, also for deletes (no values). */
-    if (!rec->values && rec->match_json) {
-      const char *p = rec->match_json, *end = rec->match_json + rec->match_json_len;
-      while (p < end) {
-        const char *colon = memchr(p, ':', (size_t)(end - p));
-        if (!colon) break;
-        const char *v = colon + 1, *ve = v;
-        while (ve < end && *ve != ',' && *ve != '}') ve++;
-        if (*v == '"' && ve - v >= 2)
-          out = replace_all(out, v + 1, (size_t)(ve - v - 2));
-        else
-          out = replace_all(out, v, (size_t)(ve - v));
-        p = ve;
-      }
-    }
-  }
-  return out;
-}
-
 static void reject_row(struct run *r, const unsigned char *key, const char *column,
                        const char *reason) {
   r->res->counts.rejected++;
@@ -156,6 +52,7 @@ static void batch_add(struct run *r, enum bf_op op, enum bf_change change,
   bf_buf_append(&b->arena, match_json, match_len);
   if (row) {
     bf_outcomes_note_key(r->outcomes, key, &row[r->map.pk_col]);
+    bf_run_index_note(r, key, row);
     struct bf_value *vals = b->values + b->n * b->nvals;
     for (size_t i = 0; i < b->nvals; i++) {
       const struct bf_value *src = i < r->map.n_match ? &row[r->map.match_cols[i]]
@@ -212,8 +109,9 @@ int bf_run_flush_batch(struct run *r, struct bf_error *err) {
     r->resync_last = false; /* retried records that follow are not the last batch */
   }
   batch_fixup(b);
-  int rc = 0;
   /* 1. What the destination may hold from now on must be known first. */
+  int rc = bf_run_index_commit(r, err);
+  if (rc) return rc;
   if (r->vault) {
     if ((rc = bf_vault_begin(r->vault, err))) return rc;
     for (size_t i = 0; i < b->n && !rc; i++)
@@ -236,7 +134,13 @@ int bf_run_flush_batch(struct run *r, struct bf_error *err) {
                : r->dest->type->push(r->dest, &batch, outcomes, err);
   if (rc) {
     r->res->counts.failed += (long long)b->n;
-    for (size_t i = 0; i < b->n; i++) free(outcomes[i].reason); /* any a partial push set */
+    for (size_t i = 0; i < b->n; i++) {
+      char hex[33];
+      bf_key_hex(b->records[i].key, hex);
+      bf_runlog_add_failure(r->log, r->res->run_id, hex,
+                            "not sent: the destination was unavailable and the run stopped");
+      free(outcomes[i].reason); /* any a partial push set */
+    }
     free(outcomes);
     batch_clear(b);
     return rc;
@@ -287,8 +191,8 @@ int bf_run_flush_batch(struct run *r, struct bf_error *err) {
       if (shared && shared_raw && !strcmp(shared_raw, outcomes[i].reason)) {
         reason = bf_xstrdup(shared_scrubbed);
       } else {
-        reason = shared ? scrub_reason(r, b->records, b->n, outcomes[i].reason)
-                        : scrub_reason(r, rec, 1, outcomes[i].reason);
+        reason = shared ? bf_run_scrub_reason(r, b->records, b->n, outcomes[i].reason)
+                        : bf_run_scrub_reason(r, rec, 1, outcomes[i].reason);
         if (shared) {
           free(shared_scrubbed);
           shared_raw = outcomes[i].reason;
@@ -304,12 +208,12 @@ int bf_run_flush_batch(struct run *r, struct bf_error *err) {
       if (rec->attempts + 1 < r->record_retries) {
         retry_idx[n_retry++] = i;
       } else {
-        char *reason = scrub_reason(r, rec, 1, outcomes[i].reason);
+        char *reason = bf_run_scrub_reason(r, rec, 1, outcomes[i].reason);
         char *msg = bf_xasprintf("not accepted after %u attempts: %s", rec->attempts + 1, reason);
         c->failed++;
         char hex[33];
         bf_key_hex(rec->key, hex);
-        bf_runlog_add_error(r->log, r->res->run_id, hex, NULL, msg);
+        bf_runlog_add_failure(r->log, r->res->run_id, hex, msg);
         bf_outcomes_add(r->outcomes, r->res->run_id, rec->key, "failed", msg);
         free(msg);
         free(reason);
@@ -334,7 +238,7 @@ int bf_run_flush_batch(struct run *r, struct bf_error *err) {
   for (size_t i = 0; i < b->n; i++) free(outcomes[i].reason);
   free(outcomes);
   bf_outcomes_flush(r->outcomes, BF_OUTCOMES_FLUSH_ROWS);
-  progress(r, false);
+  bf_run_progress(r, false);
 
   if (rc == 0 && n_retry > 0) {
     /* Move the retried records into a fresh batch and send it after a pause. */
@@ -434,7 +338,7 @@ int bf_run_process_row(struct run *r, const struct bf_value *row, const unsigned
   bool present = e->flags & BF_ST_PRESENT, pending = e->flags & BF_ST_PENDING;
   if (present && !pending && e->fp == fp && !r->opts->full_resync) {
     c->unchanged++;
-    return 0;
+    return r->id_backfill ? bf_run_index_backfill(r, key, row, err) : 0;
   }
   enum bf_change change = present ? BF_CHANGE_CHANGE : BF_CHANGE_ADD;
   enum bf_op op = BF_OP_UPSERT;
@@ -586,7 +490,7 @@ static int scan(struct run *r, struct bf_prefetch *pf, struct bf_error *err) {
       rc = bf_run_process_row(r, bf_rowbuf_row(rb, i),
                               cp->status[i] & PREP_HAS_KEY ? cp->key[i] : NULL,
                               cp->status[i] & PREP_ROW_OK, cp->fp[i], err);
-    progress(r, false);
+    bf_run_progress(r, false);
     if (rc == 0 && bf_stop_requested)
       rc = bf_error_set(err, BF_E_INTERRUPTED,
                         "interrupted; the run stopped after the batch in flight");
@@ -665,6 +569,8 @@ int bf_run_begin(struct run *r, const char *sync_name, struct bf_error *err) {
   for (size_t i = 0; i < r->map.n_match; i++) r->wanted[r->map.match_cols[i]] = true;
   for (size_t i = 0; i < r->map.n_fields; i++) r->wanted[r->map.field_cols[i]] = true;
   if (r->forgotten) memset(r->wanted, 1, cur->ncols); /* erasure checks look at pii columns */
+  if (!opts->plan_only && dtype->needs_identifier_for_delete)
+    bf_run_index_columns(r, cur->column_names, cur->ncols);
   cur->wanted = r->wanted;
   if (r->sync->state_warehouse && (rc = bf_wstate_run_begin(r, err))) return rc;
   cur = r->cur; /* the plan statement's, with state: warehouse */
@@ -710,7 +616,10 @@ int bf_run_begin(struct run *r, const char *sync_name, struct bf_error *err) {
       if ((rc = bf_runlog_begin(r->log, r->sync->name, &res->run_id, err))) return rc;
       r->logged = true;
     }
-    if (r->sync->mode == BF_MODE_MIRROR && dtype->needs_identifier_for_delete && !r->wstate &&
+    if ((rc = bf_run_index_open(r, err))) return rc;
+    /* Identifiers are kept for deletes: a mirror's removals, an erasure. */
+    bool keep_identifiers = r->sync->mode == BF_MODE_MIRROR || r->idindex;
+    if (keep_identifiers && dtype->needs_identifier_for_delete && !r->wstate &&
         (rc = bf_vault_open(r->sync_dir, &r->prf, p->cfg->durability_power, &r->vault, err)))
       return rc;
     if ((rc = bf_destination_open(dc, p->cfg, &r->dest, err))) return rc;
@@ -739,6 +648,13 @@ int bf_run_end(struct run *r, int rc, struct bf_error *err) {
   struct bf_run_result *res = r->res;
   bf_prefetch_free(r->pf); /* stops the reader before the source closes */
   r->pf = NULL;
+  if (r->idindex && !opts->plan_only) {
+    struct bf_error ix_err = {0};
+    if (bf_run_index_end(r, rc == 0 && !r->keyed && r->scanned, &ix_err) && rc == 0) {
+      *err = ix_err;
+      rc = ix_err.code;
+    }
+  }
   if (r->state && !opts->plan_only) {
     struct bf_error fold_err = {0};
     /* A warehouse-state sync's scratch is emptied: the next run starts lean. */
@@ -748,7 +664,7 @@ int bf_run_end(struct run *r, int rc, struct bf_error *err) {
       rc = fold_err.code;
     }
   }
-  progress(r, true);
+  bf_run_progress(r, true);
   res->duration_ms = bf_now_ms() - r->started_ms;
   res->code = rc;
   res->status = bf_run_status(r, rc);
@@ -766,6 +682,7 @@ int bf_run_end(struct run *r, int rc, struct bf_error *err) {
   bf_outcomes_free(r->outcomes);
   r->outcomes = NULL;
   bf_destination_close(r->dest);
+  bf_run_index_free(r);
   bf_vault_close(r->vault);
   bf_forgotten_filter_free(r->forgotten);
   bf_runlog_close(r->log);
@@ -793,6 +710,7 @@ int bf_sync_run(struct bf_project *p, const char *sync_name, const struct bf_run
   struct run r = {.p = p, .opts = opts, .res = res};
   int rc = bf_run_begin(&r, sync_name, err);
   if (rc == 0) rc = r.wstate ? bf_wstate_run_scan(&r, err) : scan(&r, r.pf, err);
+  r.scanned = rc == 0;
   /* Removals only after a complete scan: a partial read says nothing about
    * which keys left the model. */
   if (rc == 0 && r.sync->mode == BF_MODE_MIRROR)

@@ -5,6 +5,7 @@
 #define BF_RUNNER_INTERNAL_H
 
 #include "engine/forgotten.h"
+#include "engine/idindex.h"
 #include "spec/mapping.h"
 #include "engine/outcomes.h"
 #include "util/prf.h"
@@ -46,6 +47,14 @@ struct run {
   struct bf_state *state;
   struct bf_vault *vault;
   struct bf_forgotten_filter *forgotten; /* NULL unless someone was erased (backflow forget) */
+  /* The identifier index (runner_idindex.c): NULL when the model declares
+   * no email or phone column, or for a plan. */
+  struct bf_idindex *idindex;
+  size_t *id_cols, n_id;  /* the indexed columns of the rows */
+  int *id_kinds;          /* BF_FORGOTTEN_EMAIL | BF_FORGOTTEN_PHONE */
+  char **id_names;        /* borrowed from the cursor's column names */
+  bool id_backfill;       /* the index is not complete: unchanged records join it */
+  size_t backfill_sealed; /* identifiers put in the vault, not yet committed */
   struct bf_runlog *log;
   struct bf_outcomes *outcomes; /* NULL without write-back */
   struct bf_destination *dest;
@@ -60,6 +69,7 @@ struct run {
   size_t sampled;
   bool *wanted;     /* columns the reader must fetch */
   bool resync_last; /* a full resync's last upsert batch is next */
+  bool scanned;     /* every row of the model was read */
   /* Resources of bf_run_begin, released by bf_run_end. */
   bool keyed; /* a live session: no prefetching reader, the model cursor is freed */
   struct bf_source *src;
@@ -85,11 +95,37 @@ void bf_run_prepare_chunk(struct bf_rowbuf *rb, void *ctx);
 /* Diffs one row and adds it to the batch (sent when full). */
 int bf_run_process_row(struct run *r, const struct bf_value *row, const unsigned char *key,
                        bool row_ok, uint64_t fp, struct bf_error *err);
+/* At most every 250 ms (always when final): the counts so far into the run
+ * log row, and a progress line on stderr with opts->progress
+ * (run_progress.c). */
+void bf_run_progress(struct run *r, bool final);
 /* Sends what the batch holds. */
 int bf_run_flush_batch(struct run *r, struct bf_error *err);
 /* Deletes keys (mirror) at the destination, by the identifiers the vault kept. */
 int bf_run_remove_keys(struct run *r, const unsigned char (*keys)[16], size_t n,
                        struct bf_error *err);
+/* ---- the identifier index (runner_idindex.c) ---- */
+/* Picks the model's email and phone columns among the cursor's and marks
+ * them wanted (before the reader starts). */
+void bf_run_index_columns(struct run *r, char *const *columns, size_t ncols);
+/* Opens the index when there are such columns (sync_dir and prf set). */
+int bf_run_index_open(struct run *r, struct bf_error *err);
+/* Queues the pairs of a record about to be sent. */
+void bf_run_index_note(struct run *r, const unsigned char key[16], const struct bf_value *row);
+/* An unchanged record: joins the index (and the vault) while the index
+ * is being completed. */
+int bf_run_index_backfill(struct run *r, const unsigned char key[16], const struct bf_value *row,
+                          struct bf_error *err);
+/* Makes what was queued durable (before a batch is sent). */
+int bf_run_index_commit(struct run *r, struct bf_error *err);
+/* Commits the rest; whole_model: every row was read, the index is complete. */
+int bf_run_index_end(struct run *r, bool whole_model, struct bf_error *err);
+void bf_run_index_free(struct run *r);
+/* runner_scrub.c: reason with every value of recs[0..n_recs) replaced by
+ * "[value]" (new string the caller frees). */
+char *bf_run_scrub_reason(const struct run *r, const struct bf_record *recs, size_t n_recs,
+                          const char *reason);
+
 /* `state: warehouse` (wstate_run.c). begin: after the mapping is built,
  * replaces r->cur by the plan statement and opens r->wstate; open_state:
  * the scratch state in place of the sync's local one; scan and removals in

@@ -45,7 +45,7 @@ struct bf_vault {
   struct bf_buf pending; /* records not yet written */
   /* Index, built on first get. */
   unsigned char *data;
-  size_t data_len;
+  size_t data_len, data_cap; /* data_cap 0: as read (data_len bytes) */
   struct slot *slots;
   size_t cap, live, dead;
 };
@@ -214,6 +214,7 @@ static struct slot *index_find(struct bf_vault *v, const unsigned char key[16], 
 }
 
 static void build_index(struct bf_vault *v) {
+  v->data_cap = 0;
   if (bf_read_file(v->path, &v->data, &v->data_len) < 0) {
     v->data = NULL;
     v->data_len = 0;
@@ -259,7 +260,13 @@ static void index_append(struct bf_vault *v) {
     return;
   }
   size_t base = v->data_len;
-  v->data = bf_xrealloc(v->data, v->data_len + v->pending.len + 1);
+  if (v->data_len + v->pending.len + 1 > v->data_cap) {
+    /* Grown geometrically: a batch of erasures commits once per person. */
+    size_t cap = v->data_cap ? v->data_cap : v->data_len + 1;
+    while (cap < v->data_len + v->pending.len + 1) cap *= 2;
+    v->data = bf_xrealloc(v->data, cap);
+    v->data_cap = cap;
+  }
   if (v->pending.len) memcpy(v->data + base, v->pending.data, v->pending.len);
   v->data_len += v->pending.len;
   for (size_t off = base; off < v->data_len;) {

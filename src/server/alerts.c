@@ -5,8 +5,10 @@
  *   rejecting  the last run completed but rejected more than the rule's
  *              share of the rows it read
  *   ok         otherwise
- * and posts one Slack-compatible message ({"text": ...}) when that state
- * changes into one of the rule's `on` events, never once per run. Messages
+ * and posts one Slack-compatible message ({"text": ..., "sync": ...,
+ * "run_id": ..., "run_url": ...}; Slack reads text and ignores the rest)
+ * when that state changes into one of the rule's `on` events, never once
+ * per run; run_url is the run's page on the dashboard. Messages
  * are sent by one thread with libcurl, so a slow receiver never delays runs. */
 #include <math.h>
 #include <pthread.h>
@@ -52,7 +54,13 @@ struct bf_alerts {
   size_t queued;
   bool stopping, started;
   pthread_t thread;
+  char *base_url; /* the dashboard, without a trailing slash; NULL: no links */
 };
+
+void bf_alerts_set_base_url(struct bf_alerts *a, const char *base) {
+  free(a->base_url);
+  a->base_url = base ? bf_xstrdup(base) : NULL;
+}
 
 static int loc_err(struct bf_error *err, const struct bf_node *n, const char *fmt,
                    const char *what) {
@@ -209,11 +217,19 @@ void bf_alerts_seed(struct bf_alerts *a, const struct bf_run_info *last) {
       a->watches[i].state = health_of(a->watches[i].rule, last->status, &last->counts);
 }
 
-static void enqueue(struct bf_alerts *a, const char *url, const char *text) {
+static void enqueue(struct bf_alerts *a, const char *url, const char *text, const char *sync,
+                    long long run_id, const char *run_url) {
   struct message *m = bf_xcalloc(1, sizeof *m);
   struct bf_buf body = {0};
   bf_buf_puts(&body, "{\"text\":");
   bf_json_cstr(&body, text);
+  bf_buf_puts(&body, ",\"sync\":");
+  bf_json_cstr(&body, sync);
+  bf_buf_printf(&body, ",\"run_id\":%lld,\"run_url\":", run_id);
+  if (run_url)
+    bf_json_cstr(&body, run_url);
+  else
+    bf_buf_puts(&body, "null");
   bf_buf_puts(&body, "}");
   m->url = bf_xstrdup(url);
   m->body = bf_xstrdup(bf_buf_cstr(&body));
@@ -242,6 +258,11 @@ void bf_alerts_observe(struct bf_alerts *a, const char *sync, const struct bf_sc
    * shutdown say nothing about the sync's health. */
   if (!strcmp(res->status, "skipped") || res->code == BF_E_INTERRUPTED) return;
   const struct bf_run_counts *c = &res->counts;
+  char run_url[1024] = "", see[1100] = "";
+  if (a->base_url && res->run_id > 0) {
+    snprintf(run_url, sizeof run_url, "%s/#/run/%lld", a->base_url, res->run_id);
+    snprintf(see, sizeof see, " %s", run_url);
+  }
   for (size_t i = 0; i < a->n_watches; i++) {
     struct watch *w = &a->watches[i];
     if (strcmp(w->sync, sync)) continue;
@@ -253,26 +274,26 @@ void bf_alerts_observe(struct bf_alerts *a, const char *sync, const struct bf_sc
     if (now == before) continue;
     char text[2048];
     if (now == HEALTH_FAILING && r->on_failure) {
-      snprintf(text, sizeof text, ":red_circle: backflow: sync %s failed (run %lld): %s", sync,
-               res->run_id, res->error[0] ? res->error : "no error message");
+      snprintf(text, sizeof text, ":red_circle: backflow: sync %s failed (run %lld): %s%s", sync,
+               res->run_id, res->error[0] ? res->error : "no error message", see);
     } else if (now == HEALTH_REJECTING && r->on_rejected) {
       snprintf(
           text, sizeof text,
           ":warning: backflow: sync %s rejected %.1f%% of the rows it read in run %lld (%lld of "
-          "%lld; alert threshold %g%%). See the row errors on the dashboard or with "
+          "%lld; alert threshold %g%%). See the row errors on the dashboard%s or with "
           "`backflow errors %s --run %lld`.",
           sync, 100.0 * (double)c->rejected / (double)c->rows_read, res->run_id, c->rejected,
-          c->rows_read, r->rejected_pct, sync, res->run_id);
+          c->rows_read, r->rejected_pct, see, sync, res->run_id);
     } else if (now == HEALTH_OK && r->on_recovered) {
       snprintf(text, sizeof text,
                ":large_green_circle: backflow: sync %s recovered: run %lld %s (%lld added, %lld "
                "changed, "
-               "%lld removed, %lld rejected)",
-               sync, res->run_id, res->status, c->added, c->changed, c->removed, c->rejected);
+               "%lld removed, %lld rejected)%s",
+               sync, res->run_id, res->status, c->added, c->changed, c->removed, c->rejected, see);
     } else {
       continue;
     }
-    enqueue(a, r->url, text);
+    enqueue(a, r->url, text, sync, res->run_id, run_url[0] ? run_url : NULL);
   }
 }
 
@@ -367,6 +388,7 @@ void bf_alerts_free(struct bf_alerts *a) {
   if (!a) return;
   bf_alerts_stop(a);
   for (size_t i = 0; i < a->n_rules; i++) free(a->rules[i].url);
+  free(a->base_url);
   free(a->rules);
   free(a->watches);
   while (a->head) {

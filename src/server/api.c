@@ -1,4 +1,4 @@
-/* JSON API handlers: /healthz, /api/..., /metrics and the dashboard page.
+/* JSON API handlers: /healthz, /api/... and /metrics (the page is dashboard.c).
  * Run history and row errors come from the run log (<state_dir>/runs.db),
  * opened per request: SQLite in WAL mode lets readers and the runs' writers
  * work side by side. */
@@ -6,12 +6,17 @@
 #include <string.h>
 
 #include "util/log.h"
+#include "engine/health.h"
+#include "engine/pause.h"
 #include "server/coordinator.h"
 #include "server/server.h"
 
 #define MAX_RUNS_LIMIT       1000
 #define DEFAULT_ERRORS_LIMIT 1000
 #define MAX_ERRORS_LIMIT     100000
+/* Runs looked at for a sync's health: a failure streak longer than this is
+ * shown as "at least" (health.no_success_seen). */
+#define HEALTH_RUNS 100
 
 static long long query_int(const struct bf_http_req *req, const char *name, long long dflt,
                            long long max) {
@@ -83,8 +88,18 @@ static void sync_json(struct bf_http_req *req, struct bf_runlog *log,
   bf_json_cstr(b, s->model);
   bf_buf_puts(b, ",\"destination\":");
   bf_json_cstr(b, s->destination);
+  const struct bf_destination_config *dc = bf_config_destination(req->srv->p->cfg, s->destination);
+  bf_buf_puts(b, ",\"destination_type\":");
+  bf_json_cstr(b, dc && dc->type ? dc->type : "");
   bf_buf_puts(b, ",\"mode\":");
   bf_json_cstr(b, bf_sync_mode_name(s->mode));
+  long long paused_ms = bf_pause_since_ms(req->srv->p->state_dir, s->name);
+  bf_buf_printf(b, ",\"paused\":%s,\"paused_since_ms\":", paused_ms ? "true" : "false");
+  if (paused_ms)
+    bf_buf_printf(b, "%lld", paused_ms);
+  else
+    bf_buf_puts(b, "null");
+  bf_buf_printf(b, ",\"pausable\":%s", s->schedule == BF_SCHEDULE_LIVE ? "false" : "true");
   bf_buf_puts(b, ",\"schedule\":");
   char text[160];
   switch (s->schedule) {
@@ -138,13 +153,45 @@ static void sync_json(struct bf_http_req *req, struct bf_runlog *log,
   struct bf_run_info *runs = NULL;
   size_t n = 0;
   struct bf_error err = {0};
-  if (log &&
-      (req->srv->coord ? bf_coord_list(req->srv->coord, s->name, 1, &runs, &n, &err)
-                       : bf_runlog_list(log, s->name, 1, &runs, &n, &err)) == 0 &&
-      n > 0)
+  /* Shared: every worker's runs, from the coordinator's table. */
+  if (!log ||
+      (req->srv->coord ? bf_coord_list(req->srv->coord, s->name, HEALTH_RUNS, &runs, &n, &err)
+                       : bf_runlog_list(log, s->name, HEALTH_RUNS, &runs, &n, &err)))
+    n = 0;
+  if (n > 0)
     run_json(b, &runs[0]);
   else
     bf_buf_puts(b, "null");
+  /* The run in flight with its counts so far (the runner updates them at
+   * most every 250 ms). */
+  bf_buf_puts(b, ",\"current_run\":");
+  if (n > 0 && !strcmp(runs[0].status, "running")) {
+    long long elapsed = bf_now_ms() - runs[0].started_ms;
+    bf_buf_printf(b,
+                  "{\"id\":%lld,\"started_ms\":%lld,\"elapsed_ms\":%lld,\"rows_per_s\":%.0f,"
+                  "\"counts\":",
+                  runs[0].id, runs[0].started_ms, elapsed,
+                  elapsed > 0 ? (double)runs[0].counts.rows_read * 1000.0 / (double)elapsed : 0.0);
+    counts_json(b, &runs[0].counts);
+    bf_buf_putc(b, '}');
+  } else {
+    bf_buf_puts(b, "null");
+  }
+  struct bf_sync_health hl;
+  bf_health_compute(runs, n, &hl);
+  bf_buf_puts(b, ",\"health\":{\"last_success_ms\":");
+  if (hl.last_success_ms)
+    bf_buf_printf(b, "%lld,\"last_success_run_id\":%lld", hl.last_success_ms,
+                  hl.last_success_run_id);
+  else
+    bf_buf_puts(b, "null,\"last_success_run_id\":null");
+  bf_buf_puts(b, ",\"failing_since_ms\":");
+  if (hl.failing_since_ms)
+    bf_buf_printf(b, "%lld", hl.failing_since_ms);
+  else
+    bf_buf_puts(b, "null");
+  bf_buf_printf(b, ",\"consecutive_failures\":%d,\"at_least\":%s}", hl.consecutive_failures,
+                hl.no_success_seen && n >= HEALTH_RUNS ? "true" : "false");
   bf_run_infos_free(runs, n);
   bf_buf_putc(b, '}');
 }
@@ -154,14 +201,6 @@ void bf_api_healthz(struct bf_http_req *req, struct bf_http_resp *resp) {
   bf_buf_printf(&resp->body, "{\"status\":\"%s\",\"uptime_s\":%lld}\n",
                 req->srv->stopping ? "stopping" : "ok",
                 (bf_now_ms() - req->srv->started_ms) / 1000);
-}
-
-void bf_api_dashboard(struct bf_http_req *req, struct bf_http_resp *resp) {
-  (void)req;
-  resp->status = 200;
-  resp->content_type = "text/html; charset=utf-8";
-  resp->html = true;
-  bf_buf_puts(&resp->body, bf_dashboard_html);
 }
 
 void bf_api_syncs(struct bf_http_req *req, struct bf_http_resp *resp) {
@@ -240,6 +279,11 @@ void bf_api_sync_trigger(struct bf_http_req *req, struct bf_http_resp *resp) {
     bf_buf_puts(&resp->body, ",\"accepted\":true,\"live\":true,\"queued\":true}\n");
     return;
   }
+  if (bf_pause_is_paused(req->srv->p->state_dir, s->name)) {
+    bf_http_error(resp, 409, "sync '%s' is paused; resume it to run it (POST /api/syncs/%s/resume)",
+                  s->name, s->name);
+    return;
+  }
   bf_scheduler_trigger(req->srv->sched, s->name, &st);
   bf_log_info("[sync %s → %s] run requested through the API%s", s->name, s->destination,
               st.running ? " (queued after the run in flight)" : "");
@@ -248,6 +292,33 @@ void bf_api_sync_trigger(struct bf_http_req *req, struct bf_http_resp *resp) {
   bf_json_cstr(&resp->body, s->name);
   bf_buf_printf(&resp->body, ",\"accepted\":true,\"running\":%s,\"queued\":true}\n",
                 st.running ? "true" : "false");
+}
+
+static void pause_or_resume(struct bf_http_req *req, struct bf_http_resp *resp, bool paused) {
+  const struct bf_sync_config *s = find_sync(req, resp);
+  if (!s) return;
+  struct bf_error err = {0};
+  bool changed = false;
+  if (bf_pause_set(req->srv->p->state_dir, s, paused, &changed, &err)) {
+    bf_http_error(resp, err.code == BF_E_USAGE ? 409 : 500, "%s", err.msg);
+    return;
+  }
+  if (changed)
+    bf_log_info("[sync %s → %s] %s through the API", s->name, s->destination,
+                paused ? "paused" : "resumed");
+  bf_http_json(resp, 200);
+  bf_buf_puts(&resp->body, "{\"sync\":");
+  bf_json_cstr(&resp->body, s->name);
+  bf_buf_printf(&resp->body, ",\"paused\":%s,\"changed\":%s}\n", paused ? "true" : "false",
+                changed ? "true" : "false");
+}
+
+void bf_api_sync_pause(struct bf_http_req *req, struct bf_http_resp *resp) {
+  pause_or_resume(req, resp, true);
+}
+
+void bf_api_sync_resume(struct bf_http_req *req, struct bf_http_resp *resp) {
+  pause_or_resume(req, resp, false);
 }
 
 void bf_api_run_errors(struct bf_http_req *req, struct bf_http_resp *resp) {
@@ -294,7 +365,10 @@ void bf_api_run_errors(struct bf_http_req *req, struct bf_http_resp *resp) {
   else
     bf_buf_puts(b, "null");
   bf_run_infos_free(runs, nruns);
-  bf_buf_printf(b, ",\"total\":%zu,\"truncated\":%s,\"errors\":[", n, n > limit ? "true" : "false");
+  size_t n_failed = 0;
+  for (size_t i = 0; i < n; i++) n_failed += errs[i].failed;
+  bf_buf_printf(b, ",\"total\":%zu,\"rejected\":%zu,\"failed\":%zu,\"truncated\":%s,\"errors\":[",
+                n, n - n_failed, n_failed, n > limit ? "true" : "false");
   for (size_t i = 0; i < n && i < limit; i++) {
     if (i) bf_buf_putc(b, ',');
     bf_buf_puts(b, "{\"key_hash\":");
@@ -306,7 +380,7 @@ void bf_api_run_errors(struct bf_http_req *req, struct bf_http_resp *resp) {
       bf_buf_puts(b, "null");
     bf_buf_puts(b, ",\"reason\":");
     bf_json_cstr(b, errs[i].reason ? errs[i].reason : "");
-    bf_buf_putc(b, '}');
+    bf_buf_printf(b, ",\"kind\":\"%s\"}", errs[i].failed ? "failed" : "rejected");
   }
   bf_buf_puts(b, "]}\n");
   bf_run_errors_free(errs, n);

@@ -9,15 +9,18 @@
 #include <strings.h>
 
 #include <microhttpd.h>
-#include <sodium.h>
 
+#include "engine/edit_log.h"
 #include "util/log.h"
 #include "server/server.h"
+#include "server/studio.h"
 
 enum auth {
-  AUTH_NONE,  /* public: /healthz and the dashboard page (which holds no data) */
-  AUTH_TOKEN, /* Authorization: Bearer <server.token> */
-  AUTH_HMAC,  /* the handler verifies the destination's signature */
+  AUTH_NONE,   /* public: /healthz and the dashboard page (which holds no data) */
+  AUTH_TOKEN,  /* Authorization: Bearer <a token of any role> */
+  AUTH_EDITOR, /* a write route: an editor or admin token */
+  AUTH_ADMIN,  /* an admin token */
+  AUTH_HMAC,   /* the handler verifies the destination's signature */
 };
 
 struct route {
@@ -35,11 +38,39 @@ static const struct route routes[] = {
     {"GET", "/api/syncs", AUTH_TOKEN, bf_api_syncs, "every sync with its last run and next run"},
     {"GET", "/api/syncs/{name}", AUTH_TOKEN, bf_api_sync, "one sync"},
     {"GET", "/api/syncs/{name}/runs", AUTH_TOKEN, bf_api_sync_runs, "run history (?limit=N)"},
-    {"POST", "/api/syncs/{name}/trigger", AUTH_TOKEN, bf_api_sync_trigger,
-     "run now (or once more)"},
+    {"POST", "/api/syncs/{name}/trigger", AUTH_EDITOR, bf_api_sync_trigger,
+     "run now (or once more); 409 when paused"},
+    {"POST", "/api/syncs/{name}/pause", AUTH_EDITOR, bf_api_sync_pause,
+     "pause scheduled runs; 409 for a live sync"},
+    {"POST", "/api/syncs/{name}/resume", AUTH_EDITOR, bf_api_sync_resume, "resume a paused sync"},
     {"GET", "/api/runs/{id}/errors", AUTH_TOKEN, bf_api_run_errors, "row-level errors of a run"},
     {"GET", "/metrics", AUTH_TOKEN, bf_api_metrics, "Prometheus text format"},
+    {"POST", "/api/erasures", AUTH_ADMIN, bf_api_erasure_create,
+     "erase a person: {\"email\"|\"phone\"|\"key\": ...} -> 202 {\"id\": N}; admin"},
+    {"GET", "/api/erasures/{id}", AUTH_TOKEN, bf_api_erasure, "an erasure request, per sync"},
+    {"GET", "/api/pii", AUTH_TOKEN, bf_api_pii, "the PII footprint, as `backflow pii --json`"},
     {"POST", "/hooks/{destination}", AUTH_HMAC, bf_hooks_receive, "destination events, signed"},
+    {"GET", "/api/edits", AUTH_ADMIN, bf_studio_edits, "the edit log (?limit=N); admin"},
+    {"GET", "/studio", AUTH_NONE, bf_studio_page, "the studio page; its data needs a token"},
+    {"GET", "/api/studio/catalog", AUTH_TOKEN, bf_studio_catalog, "models, destinations, syncs"},
+    {"POST", "/api/studio/segments/preview", AUTH_TOKEN, bf_studio_preview,
+     "segment SQL, row count and a sample"},
+    {"GET", "/api/studio/models/{name}", AUTH_TOKEN, bf_studio_model_get, "models/NAME.yml"},
+    {"PUT", "/api/studio/models/{name}", AUTH_EDITOR, bf_studio_model_put,
+     "save a segment as models/NAME.yml"},
+    {"GET", "/api/studio/models/{name}/columns", AUTH_TOKEN, bf_studio_model_columns,
+     "a model's columns, types and pii kinds"},
+    {"GET", "/api/studio/destinations/{name}/fields", AUTH_TOKEN, bf_studio_destination_fields,
+     "fields the destination lists (?object=X)"},
+    {"GET", "/api/studio/syncs/{name}", AUTH_TOKEN, bf_studio_sync_get, "syncs/NAME.yml"},
+    {"POST", "/api/studio/syncs/{name}/preview", AUTH_TOKEN, bf_studio_sync_preview,
+     "a sync's YAML and plan, nothing saved"},
+    {"PUT", "/api/studio/syncs/{name}", AUTH_EDITOR, bf_studio_sync_put,
+     "save a sync as syncs/NAME.yml"},
+    {"POST", "/api/studio/syncs/{name}/run", AUTH_EDITOR, bf_studio_sync_run,
+     "run a sync as saved on disk"},
+    {"GET", "/api/studio/syncs/{name}/runs", AUTH_TOKEN, bf_studio_sync_runs,
+     "runs of any sync in the run log"},
 };
 #define N_ROUTES (sizeof routes / sizeof routes[0])
 
@@ -104,18 +135,6 @@ no:
   return false;
 }
 
-/* Constant time in the token and in what was sent: both are hashed first,
- * so neither length nor content leaks through timing. */
-static bool token_ok(const struct bf_server *srv, struct MHD_Connection *c) {
-  const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-  if (!h || strncasecmp(h, "Bearer ", 7)) return false;
-  const char *tok = h + 7;
-  while (*tok == ' ') tok++;
-  unsigned char hash[32];
-  crypto_generichash(hash, sizeof hash, (const unsigned char *)tok, strlen(tok), NULL, 0);
-  return sodium_memcmp(hash, srv->token_hash, sizeof hash) == 0;
-}
-
 static enum MHD_Result send_resp(struct MHD_Connection *c, struct bf_http_resp *r) {
   struct MHD_Response *mr =
       MHD_create_response_from_buffer(r->body.len, r->body.data, MHD_RESPMEM_MUST_COPY);
@@ -127,6 +146,7 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, struct bf_http_resp *
   if (r->status == MHD_HTTP_UNAUTHORIZED)
     MHD_add_response_header(mr, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"backflow\"");
   if (r->allow[0]) MHD_add_response_header(mr, MHD_HTTP_HEADER_ALLOW, r->allow);
+  if (r->etag[0]) MHD_add_response_header(mr, MHD_HTTP_HEADER_ETAG, r->etag);
   if (r->html) {
     MHD_add_response_header(
         mr, "Content-Security-Policy",
@@ -171,9 +191,22 @@ static void dispatch(struct bf_server *srv, struct MHD_Connection *c, const char
     }
   }
   /* Without the token, nothing but the public routes says whether a path exists. */
-  bool public_route = found && found->auth != AUTH_TOKEN;
-  if (!public_route && !token_ok(srv, c)) {
+  bool public_route = found && (found->auth == AUTH_NONE || found->auth == AUTH_HMAC);
+  const char *who = NULL;
+  const char *authz =
+      MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+  enum bf_role role = public_route ? BF_ROLE_NONE : bf_roles_check(srv->roles, authz, &who);
+  if (!public_route && role == BF_ROLE_NONE) {
     bf_http_error(resp, 401, "missing or wrong token: send 'Authorization: Bearer <server.token>'");
+    goto out;
+  }
+  enum bf_role needed = !found                       ? BF_ROLE_VIEWER
+                        : found->auth == AUTH_EDITOR ? BF_ROLE_EDITOR
+                        : found->auth == AUTH_ADMIN  ? BF_ROLE_ADMIN
+                                                     : BF_ROLE_NONE;
+  if (role < needed) {
+    bf_http_error(resp, 403, "token '%s' has role %s; %s %s needs %s", who, bf_role_name(role),
+                  method, url, bf_role_name(needed));
     goto out;
   }
   if (!found) {
@@ -194,11 +227,19 @@ static void dispatch(struct bf_server *srv, struct MHD_Connection *c, const char
                             .path = url,
                             .conn = c,
                             .body = bf_buf_cstr(&ctx->body),
-                            .body_len = ctx->body.len};
+                            .body_len = ctx->body.len,
+                            .role = role,
+                            .who = who};
   req.params[0] = params[0];
   req.params[1] = params[1];
   resp->status = 500;
   found->handler(&req, resp);
+  /* Every successful write is in the edit log (who, what, when). */
+  if (needed >= BF_ROLE_EDITOR && resp->status >= 200 && resp->status < 300) {
+    struct bf_error err = {0};
+    if (bf_edit_log_append(srv->p->state_dir, who, found->pattern, url, resp->edit_detail, &err))
+      bf_log_error("http: %s", err.msg);
+  }
 out:
   free(params[0]);
   free(params[1]);
@@ -237,6 +278,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     bf_http_error(&resp, 500, "internal error: empty response");
   enum MHD_Result ret = send_resp(c, &resp);
   bf_buf_release(&resp.body);
+  free(resp.edit_detail);
   return ret;
 }
 

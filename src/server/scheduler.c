@@ -19,6 +19,7 @@ struct job {
   long long due_seq; /* order in which runs were asked for: oldest first */
   long long running_since_ms;
   long long runs;
+  long long paused_skips;
 };
 
 struct bf_scheduler {
@@ -100,6 +101,12 @@ static void *worker_main(void *arg) {
       continue;
     }
     j->due = false;
+    if (s->ops.paused && s->ops.paused(s->ops.ctx, j->sync->name)) {
+      j->paused_skips++;
+      bf_log_debug("[sync %s] paused: the run that came due is dropped", j->sync->name);
+      pthread_cond_broadcast(&s->idle_cv);
+      continue;
+    }
     j->running = true;
     j->runs++;
     j->running_since_ms = now_ms(s);
@@ -247,6 +254,7 @@ static void status_locked(const struct job *j, struct bf_sched_status *st) {
   st->next_ms = j->next_ms;
   st->running_since_ms = j->running ? j->running_since_ms : 0;
   st->runs = j->runs;
+  st->paused_skips = j->paused_skips;
 }
 
 int bf_scheduler_trigger(struct bf_scheduler *s, const char *sync, struct bf_sched_status *st) {

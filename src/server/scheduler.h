@@ -10,6 +10,7 @@
  * - `schedule: {after: other}` runs when `other` completes (status
  *   succeeded or partial; not after a failed run).
  * - bf_scheduler_trigger() asks for a run now (POST .../trigger).
+ * - a paused sync (ops->paused) does not run; its instants pass by.
  *
  * A sync never runs twice at once: a request while it runs (timer, trigger
  * or `after`) queues exactly one follow-up, however many arrive. Syncs on
@@ -44,6 +45,10 @@ struct bf_sched_ops {
   void (*run)(void *ctx, const char *sync, struct bf_sched_result *res);
   /* Optional: called on the worker thread after each run (metrics, alerts). */
   void (*finished)(void *ctx, const char *sync, const struct bf_sched_result *res);
+  /* Optional: true while sync is paused (engine/pause.h). A run of a
+   * paused sync that comes due (timer, trigger, `after`) is dropped, not
+   * kept for later, so resuming does not start a burst of runs. */
+  bool (*paused)(void *ctx, const char *sync);
   void *ctx;
 };
 
@@ -54,6 +59,7 @@ struct bf_sched_status {
   long long next_ms;          /* next scheduled instant; -1 when none (manual, after) */
   long long running_since_ms; /* when running */
   long long runs;             /* runs started by this scheduler */
+  long long paused_skips;     /* runs that came due while the sync was paused */
 };
 
 struct bf_scheduler;

@@ -12,6 +12,7 @@
 #include <sodium.h>
 
 #include "util/log.h"
+#include "engine/pause.h"
 #include "engine/runner.h"
 #include "server/coordinator.h"
 #include "server/hook_events.h"
@@ -63,6 +64,11 @@ static void run_sync(void *ctx, const char *sync, struct bf_sched_result *res) {
                 "%lld unchanged, %lld rejected, %lld failed",
                 sync, sc->destination, res->run_id, res->status, (double)res->duration_ms / 1000.0,
                 c->added, c->changed, c->removed, c->unchanged, c->rejected, c->failed);
+}
+
+static bool sync_paused(void *ctx, const char *sync) {
+  struct bf_server *srv = ctx;
+  return bf_pause_is_paused(srv->p->state_dir, sync);
 }
 
 static void run_finished(void *ctx, const char *sync, const struct bf_sched_result *res) {
@@ -118,8 +124,7 @@ static int load_token(struct bf_server *srv, struct bf_error *err) {
     free(path);
     tok = buf;
   }
-  crypto_generichash(srv->token_hash, sizeof srv->token_hash, (const unsigned char *)tok,
-                     strlen(tok), NULL, 0);
+  srv->roles = bf_roles_new(srv->p->cfg, tok);
   sodium_memzero(buf, sizeof buf);
   return 0;
 }
@@ -164,7 +169,8 @@ int bf_serve(struct bf_project *p, const char *listen, struct bf_error *err) {
   if ((rc = bf_alerts_new(p->cfg, &srv.alerts, err))) goto out;
   if ((rc = bf_hooks_check(p->cfg, err))) goto out;
   srv.metrics = bf_metrics_new(p->cfg);
-  struct bf_sched_ops ops = {.run = run_sync, .finished = run_finished, .ctx = &srv};
+  struct bf_sched_ops ops = {
+      .run = run_sync, .finished = run_finished, .paused = sync_paused, .ctx = &srv};
   struct bf_sched_ops local_ops = ops;
   if (p->cfg->coord_warehouse) {
     if ((rc = bf_coord_new(p->cfg, &ops, &srv.coord, err))) goto out;
@@ -178,7 +184,10 @@ int bf_serve(struct bf_project *p, const char *listen, struct bf_error *err) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
   masked = true;
   srv.hooks = bf_hook_store_new(p->cfg, bf_live_workers_nudge, &srv);
+  if ((rc = bf_erasure_worker_start(&srv, err))) goto out; /* before the API can reach it */
   if ((rc = bf_http_start(&srv, listen ? listen : p->cfg->server_listen, err))) goto out;
+  bf_alerts_set_base_url(srv.alerts,
+                         p->cfg->server_public_url ? p->cfg->server_public_url : srv.url);
   if ((rc = bf_alerts_start(srv.alerts, err))) goto out;
   /* Shared: the coordinator's table says when syncs run, the local
    * scheduler only takes triggers. */
@@ -211,13 +220,14 @@ out:
   bf_http_stop(&srv);
   bf_hook_store_free(srv.hooks);
   srv.hooks = NULL;
+  bf_erasure_worker_stop(&srv);
   bf_live_workers_stop(&srv);
   bf_alerts_stop(srv.alerts);
   bf_scheduler_free(srv.sched);
   bf_coord_free(srv.coord);
   bf_alerts_free(srv.alerts);
   bf_metrics_free(srv.metrics);
-  sodium_memzero(srv.token_hash, sizeof srv.token_hash);
+  bf_roles_free(srv.roles);
   if (masked) pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
   if (rc == 0) bf_log_info("stopped");
   return rc;

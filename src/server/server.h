@@ -13,6 +13,7 @@
 #include "util/jsonw.h"
 #include "engine/project.h"
 #include "engine/runlog.h"
+#include "server/roles.h"
 #include "server/scheduler.h"
 
 /* Runs the server until SIGTERM or SIGINT, then stops gracefully: no new
@@ -46,6 +47,9 @@ void bf_alerts_free(struct bf_alerts *a);
 void bf_alerts_seed(struct bf_alerts *a, const struct bf_run_info *last);
 /* Evaluates a finished run; queues the alerts its state change calls for. */
 void bf_alerts_observe(struct bf_alerts *a, const char *sync, const struct bf_sched_result *res);
+/* Alerts link to the run's page under base (server.public_url, else the
+ * address the server listens on); copied. Call before bf_alerts_start. */
+void bf_alerts_set_base_url(struct bf_alerts *a, const char *base);
 int bf_alerts_start(struct bf_alerts *a, struct bf_error *err);
 /* Sends what is queued (each attempt bounded by a short timeout) and joins. */
 void bf_alerts_stop(struct bf_alerts *a);
@@ -58,17 +62,22 @@ struct bf_server {
   struct bf_scheduler *sched;
   struct bf_metrics *metrics;
   struct bf_alerts *alerts;
-  unsigned char token_hash[32]; /* BLAKE2b of the bearer token */
+  struct bf_roles *roles; /* roles.h: that token (admin) and server.tokens */
   long long started_ms;
   volatile sig_atomic_t stopping;
   struct MHD_Daemon *daemon;
   char *url;                   /* http://HOST:PORT actually bound */
   struct bf_live_worker *live; /* live_workers.c: one per `schedule: live` sync */
   size_t n_live;
-  struct bf_hook_store *hooks; /* hook_store.c: the group commit of /hooks */
-  int live_ready;              /* live workers all started (atomic) */
-  struct bf_coord *coord;      /* coordinator.c: the shared schedule, or NULL */
+  struct bf_hook_store *hooks;        /* hook_store.c: the group commit of /hooks */
+  int live_ready;                     /* live workers all started (atomic) */
+  struct bf_erasure_worker *erasures; /* erasures.c */
+  struct bf_coord *coord;             /* coordinator.c: the shared schedule, or NULL */
 };
+
+/* ---- erasures.c: the erasure API's worker thread. */
+int bf_erasure_worker_start(struct bf_server *srv, struct bf_error *err);
+void bf_erasure_worker_stop(struct bf_server *srv);
 
 /* ---- live_workers.c: the `schedule: live` syncs, one thread each. */
 int bf_live_workers_start(struct bf_server *srv, struct bf_error *err);
@@ -91,15 +100,19 @@ struct bf_http_req {
   char *params[2];  /* values of {placeholders} in the route, in order */
   const char *body; /* NUL-terminated; body_len bytes */
   size_t body_len;
-  void *conn; /* struct MHD_Connection */
+  void *conn;        /* struct MHD_Connection */
+  enum bf_role role; /* of the caller's token (BF_ROLE_NONE on public routes) */
+  const char *who;   /* the token's name, for the edit log; NULL on public routes */
 };
 
 struct bf_http_resp {
   int status;
   const char *content_type; /* static */
   struct bf_buf body;
-  char allow[64]; /* Allow header (405); "" when none */
-  bool html;      /* adds the dashboard's security headers */
+  char allow[64];    /* Allow header (405); "" when none */
+  bool html;         /* adds the dashboard's security headers */
+  char *edit_detail; /* write routes: JSON for the edit log's "detail" (malloc'd), or NULL */
+  char etag[40];     /* ETag header ("\"<version>\""); "" when none */
 };
 
 #define BF_HTTP_MAX_BODY (1024 * 1024)
@@ -124,12 +137,22 @@ void bf_api_syncs(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_api_sync(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_api_sync_runs(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_api_sync_trigger(struct bf_http_req *req, struct bf_http_resp *resp);
+/* 409 for a live sync (engine/pause.h says why). */
+void bf_api_sync_pause(struct bf_http_req *req, struct bf_http_resp *resp);
+void bf_api_sync_resume(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_api_run_errors(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_api_metrics(struct bf_http_req *req, struct bf_http_resp *resp);
+void bf_api_erasure_create(struct bf_http_req *req, struct bf_http_resp *resp);
+void bf_api_erasure(struct bf_http_req *req, struct bf_http_resp *resp);
+void bf_api_pii(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_hooks_receive(struct bf_http_req *req, struct bf_http_resp *resp);
 /* Checks the top-level `hooks:` map (destinations, keys, schemes). */
 int bf_hooks_check(const struct bf_config *cfg, struct bf_error *err);
 
-extern const char bf_dashboard_html[];
+/* The dashboard's parts (dashboard_css.c, dashboard_js.c, dashboard_views.c). */
+extern const char bf_dashboard_css[];
+extern const char bf_dashboard_js[];
+extern const char bf_dashboard_views_js[];
+extern const char bf_dashboard_pii_js[]; /* dashboard_pii.c */
 
 #endif

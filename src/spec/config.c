@@ -969,8 +969,36 @@ static int check_after_cycles(const struct bf_config *cfg, struct bf_error *err)
   return rc;
 }
 
+/* server.public_url: the dashboard's address as people reach it (behind a
+ * proxy it is not server.listen); alerts link to run pages under it. */
+static int load_public_url(struct bf_config *cfg, const struct bf_node *srv, struct bf_loc owner,
+                           struct bf_error *err) {
+  struct bf_loc loc;
+  char *url = NULL;
+  int rc =
+      get_string(srv, "public_url", "'server'", owner, false,
+                 "the dashboard's address, e.g. \"https://backflow.example.com\"", &url, &loc, err);
+  if (rc || !url) return rc;
+  size_t scheme = !strncmp(url, "https://", 8) ? 8 : !strncmp(url, "http://", 7) ? 7 : 0;
+  size_t host = scheme ? strcspn(url + scheme, "/:") : 0;
+  bool bad = !scheme || host == 0 || strpbrk(url, " \t\r\n?#@\"<>\\") != NULL;
+  if (bad) {
+    rc = bf_config_loc_error(err, loc,
+                             "invalid 'public_url' \"%.200s\" in 'server'; expected "
+                             "http(s)://HOST[:PORT][/PATH] without query, fragment or user, e.g. "
+                             "\"https://backflow.example.com\"",
+                             url);
+    free(url);
+    return rc;
+  }
+  size_t len = strlen(url);
+  while (len > scheme + host && url[len - 1] == '/') url[--len] = '\0';
+  cfg->server_public_url = url;
+  return 0;
+}
+
 static int load_server(struct bf_config *cfg, struct bf_error *err) {
-  static const char *const keys[] = {"listen", "token", NULL};
+  static const char *const keys[] = {"listen", "token", "tokens", "public_url", NULL};
   struct bf_loc loc = {cfg->path, 1, 1};
   const struct bf_node *srv = map_get(cfg->root, "server", &loc);
   int rc = want_map(srv, "server", NULL, err);
@@ -984,7 +1012,8 @@ static int load_server(struct bf_config *cfg, struct bf_error *err) {
                        &cfg->server_listen, &listen_loc, err)) ||
       (rc = get_string(srv, "token", "'server'", loc, false,
                        "the token clients must send (or no 'token' key)", &cfg->server_token, NULL,
-                       err)))
+                       err)) ||
+      (rc = bf_config_load_tokens(cfg, srv, err)) || (rc = load_public_url(cfg, srv, loc, err)))
     return rc;
   if (!cfg->server_listen) {
     cfg->server_listen = bf_xstrdup("127.0.0.1:8420");
@@ -1006,8 +1035,9 @@ static int load_server(struct bf_config *cfg, struct bf_error *err) {
 
 static int check_config(struct bf_config *cfg, struct bf_error *err) {
   static const char *const top_keys[] = {
-      "version", "state_dir",  "secret", "server",     "warehouses", "models",      "destinations",
-      "syncs",   "write_back", "alerts", "durability", "hooks",      "coordinator", NULL};
+      "version",    "state_dir",    "secret",  "server",      "warehouses",
+      "models",     "destinations", "syncs",   "write_back",  "alerts",
+      "durability", "hooks",        "include", "coordinator", NULL};
   const struct bf_node *root = cfg->root;
   struct bf_loc top = {cfg->path, 1, 1};
   int rc;
@@ -1122,7 +1152,7 @@ int bf_config_parse(const char *name, const char *text, size_t len, const char *
     goto fail;
   }
   if ((rc = bf_config_parse_tree(cfg->path, text ? text : "", text ? len : 0, &cfg->root, err)) ||
-      (rc = check_config(cfg, err)))
+      (rc = bf_config_expand_includes(cfg, err)) || (rc = check_config(cfg, err)))
     goto fail;
   *out = cfg;
   return 0;
@@ -1214,10 +1244,14 @@ void bf_config_free(struct bf_config *cfg) {
   free(cfg->destinations);
   free(cfg->syncs);
   bf_node_free(cfg->root);
+  for (size_t i = 0; i < cfg->n_include_files; i++) free(cfg->include_files[i]);
+  free(cfg->include_files);
   if (cfg->secret) explicit_bzero(cfg->secret, strlen(cfg->secret));
   if (cfg->server_token) explicit_bzero(cfg->server_token, strlen(cfg->server_token));
   free(cfg->secret);
   free(cfg->server_token);
+  free(cfg->server_tokens);
+  free(cfg->server_public_url);
   free(cfg->server_listen);
   free(cfg->state_dir);
   free(cfg->path);

@@ -155,6 +155,16 @@ struct bf_sync_config {
   const struct bf_node *unset;
 };
 
+/* server.tokens (issue 18): who may read and who may edit through the API.
+ * Roles are ordered: each includes the ones below it. */
+enum bf_role { BF_ROLE_NONE = 0, BF_ROLE_VIEWER, BF_ROLE_EDITOR, BF_ROLE_ADMIN };
+struct bf_server_token {
+  const char *name;  /* borrowed from the config tree; shown in the edit log */
+  const char *token; /* borrowed; never logged */
+  enum bf_role role;
+  struct bf_loc loc;
+};
+
 struct bf_config {
   char *path; /* path of backflow.yml as given */
   char *dir;  /* project folder; relative paths in config resolve here */
@@ -164,6 +174,10 @@ struct bf_config {
   struct bf_loc state_dir_loc, secret_loc; /* where written, else file:1:1 */
   char *server_listen;                     /* default "127.0.0.1:8420" */
   char *server_token;                      /* optional */
+  struct bf_server_token *server_tokens;   /* server.tokens (config_tokens.c) */
+  size_t n_server_tokens;
+  char *server_public_url; /* optional: where people reach the dashboard (alerts link to it),
+                            * http(s)://HOST[:PORT][/PATH] without a trailing slash */
   /* durability: process (default) survives a killed process; power also
    * fsyncs before every send, to survive a power cut, at ~10 ms a batch. */
   bool durability_power;
@@ -179,6 +193,10 @@ struct bf_config {
   struct bf_destination_config *destinations;
   struct bf_sync_config *syncs;
   struct bf_node *root; /* owns every node and string above */
+  /* Files read through `include:` (config_include.c); their nodes' locations
+   * point at these names. */
+  char **include_files;
+  size_t n_include_files;
   /* First unset ${NAME} in `secret`, `write_back` or `alerts`, and in
    * `server` (whose settings are then defaults): needed by runs / serve only. */
   const struct bf_node *unset_globals, *unset_server;
@@ -194,6 +212,17 @@ int bf_config_load(const char *path, struct bf_config **out, struct bf_error *er
 int bf_config_parse(const char *name, const char *text, size_t len, const char *dir,
                     struct bf_config **out, struct bf_error *err);
 void bf_config_free(struct bf_config *cfg);
+
+/* bf_config_load with one project file read from text instead of the disk
+ * (config_include.c): how the studio checks an edit before writing it. rel
+ * is relative to the project folder and is included as if `include:` named
+ * it (it must match an `include:` entry when the file has that key). */
+struct bf_config_overlay {
+  const char *rel;
+  const char *text;
+};
+int bf_config_load_overlay(const char *path, const struct bf_config_overlay *ov,
+                           struct bf_config **out, struct bf_error *err);
 
 const struct bf_warehouse_config *bf_config_warehouse(const struct bf_config *c, const char *name);
 const struct bf_model_config *bf_config_model(const struct bf_config *c, const char *name);

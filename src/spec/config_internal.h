@@ -57,6 +57,15 @@ void bf_node_free(struct bf_node *n);
 int bf_config_parse_tree(const char *file, const char *text, size_t len, struct bf_node **root,
                          struct bf_error *err);
 
+/* Reads the files the top-level `include:` list names (paths or globs
+ * relative to the project folder) and merges their `models`, `syncs` and
+ * `destinations` into cfg->root (config_include.c). */
+int bf_config_expand_includes(struct bf_config *cfg, struct bf_error *err);
+
+/* Checks server.tokens (srv: the `server` map, may be NULL) into
+ * cfg->server_tokens, which bf_config_free() releases (config_tokens.c). */
+int bf_config_load_tokens(struct bf_config *cfg, const struct bf_node *srv, struct bf_error *err);
+
 /* Reads `coordinator:` once warehouses and syncs are loaded (config_coord.c). */
 int bf_config_load_coordinator(struct bf_config *cfg, struct bf_error *err);
 

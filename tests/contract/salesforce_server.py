@@ -17,6 +17,13 @@ Enforced contract (developer.salesforce.com Bulk API 2.0; ../../shared/reference
   GET   .../{id}/successfulResults/  "sf__Id","sf__Created",<uploaded columns>
   GET   .../{id}/failedResults/      "sf__Id","sf__Error",<uploaded columns>
   GET   .../{id}/unprocessedrecords/ <uploaded columns>
+  GET   /services/data/vNN.N/sobjects/{Object}/describe/  (REST API "sObject Describe",
+        developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_sobject_describe.htm)
+        -> {"name","label","createable","updateable","fields":[{"name","label","type",
+        "createable","updateable","nillable","externalId","unique"}]}: Id (type "id", not
+        createable) plus the configured fields, with Salesforce's type names (string, email,
+        double, boolean, date, datetime); unknown object -> 404 [{"errorCode":"NOT_FOUND",
+        "message":"The requested resource does not exist"}].
   GET   /services/data/vNN.N/query?q=SELECT Id, F FROM O WHERE F IN ('a','b')   (this shape only)
         -> {"totalSize","done","records":[{"attributes":{..},"Id":..,"F":..}],"nextRecordsUrl"?}
   CSV rules checked: header names are fields of the object (else the job fails: InvalidBatch),
@@ -149,6 +156,25 @@ class Salesforce(ContractState):
         return {"objects": {o: {i: dict(r) for i, r in objs.items()} for o, objs in self.objects.items()},
                 "jobs": {j: v["state"] for j, v in self.jobs.items()}}
 
+    SF_TYPES = {"string": "string", "email": "email", "number": "double", "boolean": "boolean",
+                "date": "date", "datetime": "datetime"}
+
+    def describe(self, obj):
+        sc = self.schema.get(obj)
+        if sc is None:
+            raise sf_error(404, "NOT_FOUND", "The requested resource does not exist")
+        ext = set(sc.get("external_ids", []))
+        required = set(sc.get("required", []))
+        fields = [{"name": "Id", "label": "Record ID", "type": "id", "createable": False,
+                   "updateable": False, "nillable": False, "externalId": False, "unique": False}]
+        for name, t in sc["fields"].items():
+            fields.append({"name": name, "label": name.replace("__c", "").replace("_", " "),
+                           "type": self.SF_TYPES[t], "createable": True, "updateable": True,
+                           "nillable": name not in required, "externalId": name in ext,
+                           "unique": name in ext})
+        return 200, {"name": obj, "label": obj, "createable": True, "updateable": True,
+                     "fields": fields}, []
+
     # ---- routing
     def route(self, handler, method, path, query, body):
         m = API.match(path)
@@ -171,6 +197,9 @@ class Salesforce(ContractState):
             return self.query_more(rest[len("/query/"):])
         if rest == "/jobs/ingest" and method == "POST":
             return self.create_job(body)
+        d = re.match(r"^/sobjects/(\w+)/describe/?$", rest)
+        if d and method == "GET":
+            return self.describe(d.group(1))
         m = re.match(r"^/jobs/ingest/(\w+)(/batches|/successfulResults/?|/failedResults/?|/unprocessedrecords/?)?$", rest)
         if not m:
             raise sf_error(404, "NOT_FOUND", "The requested resource does not exist")

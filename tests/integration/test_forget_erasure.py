@@ -341,7 +341,11 @@ class TestPii(ForgetCase):
         self.assertEqual(u["records"], N_USERS)
         self.assertEqual(o["records"], 2 * N_USERS)
         self.assertEqual(u["vault"], {"entries": N_USERS})  # mirror to a webhook keeps identifiers
-        self.assertIsNone(o["vault"])
+        # an upsert sync whose model declares an email keeps them too, for erasures,
+        # with its identifier index: one pair per record (one email each)
+        self.assertEqual(o["vault"], {"entries": 2 * N_USERS})
+        self.assertEqual(o["identifier_index"], {"pairs": 2 * N_USERS, "complete": True})
+        self.assertEqual(u["identifier_index"], {"pairs": N_USERS, "complete": True})
         cols = {c["column"]: c for c in u["pii"]}
         self.assertEqual(cols["email"]["kind"], "email")
         self.assertEqual(cols["email"]["sent"], "clear")
@@ -374,11 +378,10 @@ class TestPii(ForgetCase):
         self.assertEqual(doc["suppression"]["entries"], 4)
         self.assertEqual(doc["pending_erasures"], {"requests": 0, "syncs": 0})
 
-    def test_a_sync_matching_by_email_is_reached_after_the_row_left(self):
-        """docs/privacy.md, limits: without the row, a sync can be reached by
-        email only when it matches by that email. Under pii_policy: hash the
-        destination holds the hash of the normalised email, and the delete
-        names that hash."""
+    def test_every_sync_is_reached_by_email_after_the_row_left(self):
+        """Without the row, a sync that matches by the email is reached by the
+        email itself (under pii_policy: hash, the delete names the hash of the
+        normalised email); the others by their identifier index (issue 13)."""
         text = make_config(self.r.url) + """  emails_to_file:
     model: users
     destination: out2
@@ -401,9 +404,13 @@ class TestPii(ForgetCase):
         by_email = self.sync_result(doc, "emails_to_file")
         self.assertEqual((by_email["status"], by_email["deleted"]), ("deleted", 1), by_email)
         self.assertNotIn(canonical_key({"email": hashed}), fold_events(read_events(emails)))
-        # the others match by ids Backflow cannot derive from an email
-        self.assertEqual(self.sync_result(doc, "users_to_hook")["status"], "not_found")
-        self.assertEqual(self.sync_result(doc, "orders_to_file")["status"], "not_found")
+        # the others match by ids: their identifier index names the records
+        users = self.sync_result(doc, "users_to_hook")
+        self.assertEqual((users["status"], users["deleted"]), ("deleted", 1), users)
+        self.assertFalse(self.hook_has(3))
+        orders = self.sync_result(doc, "orders_to_file")
+        self.assertEqual((orders["status"], orders["deleted"]), ("deleted", 2), orders)
+        self.assertEqual(self.file_has_orders_of(3), [])
         rc, pii, err = self.p.run_json("pii")
         self.assertEqual(rc, 0, err)
         e = next(s for s in pii["syncs"] if s["sync"] == "emails_to_file")

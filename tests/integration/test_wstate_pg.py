@@ -7,6 +7,7 @@ PostgreSQL comes from pgredis (initdb + postgres on a free port). If it
 cannot be started the tests fail: they never skip."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -185,6 +186,12 @@ class AccountingTest(WarehouseStateBase):
         r = self.p.run("run", "s")
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("another secret", r.stderr)
+        # Another machine (a fresh state_dir) with the wrong secret: the
+        # warehouse's own key check refuses it.
+        shutil.rmtree(os.path.join(self.p.dir, ".backflow"))
+        r = self.p.run("run", "s")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("another secret", r.stderr)
         self.assertIn("backflow.sync_state", r.stderr)
         self.assertEqual(len(self.lines()), sent, "nothing sent under the wrong secret")
 
@@ -198,7 +205,12 @@ class AccountingTest(WarehouseStateBase):
         # A reset is also how a sync starts over under another secret.
         self.p.write_config(config(self.pg.dsn(self.db), secret="another-secret-0123456789abcd"))
         self.assertEqual(self.p.run("run", "s").returncode, 2)
-        self.assertEqual(self.p.run("reset", "s").returncode, 0)
+        # (Files keyed by the old secret on this machine are refused by every
+        # command, reset included; a fresh machine has none.)
+        shutil.rmtree(os.path.join(self.p.dir, ".backflow"))
+        self.assertEqual(self.p.run("run", "s").returncode, 2)
+        r = self.p.run("reset", "s")
+        self.assertEqual(r.returncode, 0, r.stderr)
         rc, run, err = self.run_sync()
         self.assertEqual((rc, run["added"]), (0, N), err)
 
