@@ -127,6 +127,9 @@ static void *clock_main(void *arg) {
       for (size_t i = 0; i < c->cfg->n_syncs; i++) {
         long long slot = due_slot(c, i, now);
         if (slot < 0 || slot == c->last_slot[i]) continue;
+        /* Paused here (a pause is per worker, engine/pause.h): this worker
+         * does not ask for the run; another that is not paused still does. */
+        if (c->ops.paused && c->ops.paused(c->ops.ctx, c->cfg->syncs[i].name)) continue;
         enqueue(conn, c->cfg->syncs[i].name, slot);
         c->last_slot[i] = slot;
       }
