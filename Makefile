@@ -191,6 +191,7 @@ bench: $(BUILD)/backflow $(TOOL_BIN)
 	python3 bench/hooks_bench.py --binary $(BUILD)/backflow
 	python3 bench/cloud_bench.py --binary $(BUILD)/backflow
 	python3 bench/forget_bench.py --binary $(BUILD)/backflow
+	python3 bench/warehouse_diff_bench.py --binary $(BUILD)/backflow
 
 docs: $(BUILD)/backflow
 	python3 scripts/gen_docs.py $(BUILD)/backflow

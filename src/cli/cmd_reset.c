@@ -14,6 +14,7 @@
 #include "engine/forget.h"
 #include "engine/forgotten.h"
 #include "engine/state.h"
+#include "engine/wstate.h"
 
 static const char *const usage = "reset SYNC | --all [--new-secret]";
 
@@ -21,6 +22,21 @@ static int reset_sync(struct bf_project *p, const char *name, struct bf_error *e
   char *dir = bf_project_sync_dir(p, name);
   struct bf_state *st = NULL;
   int rc = 0;
+  const struct bf_sync_config *sync = bf_config_sync(p->cfg, name);
+  if (sync && sync->state_warehouse) {
+    if ((rc = bf_wstate_reset(p, sync, err))) goto out;
+    /* What this machine keeps of it goes too (keyed by the secret a reset
+     * may be replacing): the identifier index and the scratch. */
+    const char *files[] = {"vault.bin", "idindex.bin", "wscratch/state.bin",
+                           "wscratch/journal.bin"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+      char *path = bf_xasprintf("%s/%s", dir, files[i]);
+      unlink(path);
+      free(path);
+    }
+    printf("%s: state in the warehouse cleared; the next run sends every row\n", name);
+    goto out;
+  }
   if (access(dir, F_OK) != 0) {
     printf("%s: nothing to reset (never run)\n", name);
     goto out;

@@ -14,6 +14,7 @@
 #include "spec/mapping.h"
 #include "spec/params.h"
 #include "destinations/destination.h"
+#include "engine/wstate.h"
 #include "server/cron.h"
 #include "server/server.h"
 #include "sources/source.h"
@@ -172,6 +173,7 @@ static void check_syncs(struct bf_project *p, struct report *r) {
     if (rc == 0 && s->schedule == BF_SCHEDULE_CRON && (rc = bf_cron_parse(s->cron, &cron, &err)))
       bf_error_prefix(&err, "%s:%d:%d: sync '%s': schedule", s->loc.file, s->loc.line, s->loc.col,
                       s->name);
+    if (rc == 0 && s->state_warehouse) rc = bf_wstate_validate(p, s, &err);
     report(r, "sync", s->name, rc, &err, NULL);
   }
 }

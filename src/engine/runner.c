@@ -123,6 +123,7 @@ int bf_run_flush_batch(struct run *r, struct bf_error *err) {
   }
   for (size_t i = 0; i < b->n; i++) bf_state_mark_pending(r->state, b->records[i].key);
   if ((rc = bf_state_flush(r->state, r->p->cfg->durability_power, err))) return rc;
+  if (r->wstate && (rc = bf_wstate_pending(r->wstate, b->records, b->n, err))) return rc;
 
   /* 2. Send. */
   struct bf_batch batch = {r->sync->name, r->sync->object, &r->map, b->n, b->records, stage};
@@ -161,6 +162,7 @@ int bf_run_flush_batch(struct run *r, struct bf_error *err) {
     struct bf_run_counts *c = &r->res->counts;
     switch (outcomes[i].status) {
     case BF_OUT_OK:
+      bf_wstate_note_ack(r->wstate, rec);
       if (rec->op == BF_OP_DELETE) {
         bf_state_mark_deleted(r->state, rec->key);
         c->removed++;
@@ -224,7 +226,8 @@ int bf_run_flush_batch(struct run *r, struct bf_error *err) {
    * before their identifiers leave the vault, or a power cut would leave
    * pending keys nobody can name any more. */
   bool sync_acks = deletes && r->vault && r->p->cfg->durability_power;
-  if ((rc = bf_state_flush(r->state, sync_acks, err)) == 0) rc = bf_runlog_flush(r->log, err);
+  if ((rc = bf_state_flush(r->state, sync_acks, err)) == 0) rc = bf_wstate_commit(r->wstate, err);
+  if (rc == 0) rc = bf_runlog_flush(r->log, err);
   if (rc == 0 && deletes && r->vault) {
     /* The identifier is no longer needed once the destination let go of it. */
     rc = bf_vault_begin(r->vault, err);
@@ -399,8 +402,9 @@ int bf_run_remove_keys(struct run *r, const unsigned char (*keys)[16], size_t n,
     }
     char *match = NULL;
     size_t len = 0;
-    if (r->vault) {
-      match = bf_vault_get(r->vault, keys[i], &len);
+    if (r->vault || r->wstate) {
+      match = r->vault ? bf_vault_get(r->vault, keys[i], &len)
+                       : bf_wstate_ident(r->wstate, keys[i], &len);
       if (!match) {
         reject_row(
             r, keys[i], NULL,
@@ -568,6 +572,8 @@ int bf_run_begin(struct run *r, const char *sync_name, struct bf_error *err) {
   if (!opts->plan_only && dtype->needs_identifier_for_delete)
     bf_run_index_columns(r, cur->column_names, cur->ncols);
   cur->wanted = r->wanted;
+  if (r->sync->state_warehouse && (rc = bf_wstate_run_begin(r, err))) return rc;
+  cur = r->cur; /* the plan statement's, with state: warehouse */
   if (r->keyed) {
     /* A session looks rows up by key later; this cursor only named the columns. */
     bf_cursor_free(r->cur);
@@ -591,7 +597,7 @@ int bf_run_begin(struct run *r, const char *sync_name, struct bf_error *err) {
   }
   /* Keys and mapping are fixed from here on: the reader may prepare chunks
    * (while the state loads, among other times). */
-  if (r->pf) bf_prefetch_set_prepare(r->pf, bf_run_prepare_chunk, r);
+  if (r->pf && !r->wstate) bf_prefetch_set_prepare(r->pf, bf_run_prepare_chunk, r);
   r->sync_dir = bf_project_sync_dir(p, r->sync->name);
   if (!opts->plan_only) {
     char *syncs = bf_xasprintf("%s/syncs", p->state_dir);
@@ -599,7 +605,9 @@ int bf_run_begin(struct run *r, const char *sync_name, struct bf_error *err) {
     mkdir(syncs, 0700);
     free(syncs);
   }
-  if ((rc = bf_state_open(r->sync_dir, !opts->plan_only, &r->prf, &r->state, err))) return rc;
+  rc = r->wstate ? bf_wstate_run_open_state(r, err)
+                 : bf_state_open(r->sync_dir, !opts->plan_only, &r->prf, &r->state, err);
+  if (rc) return rc;
 
   if (!opts->plan_only) {
     if ((rc = bf_runlog_open(p->state_dir, &r->log, err))) return rc;
@@ -611,7 +619,7 @@ int bf_run_begin(struct run *r, const char *sync_name, struct bf_error *err) {
     if ((rc = bf_run_index_open(r, err))) return rc;
     /* Identifiers are kept for deletes: a mirror's removals, an erasure. */
     bool keep_identifiers = r->sync->mode == BF_MODE_MIRROR || r->idindex;
-    if (keep_identifiers && dtype->needs_identifier_for_delete &&
+    if (keep_identifiers && dtype->needs_identifier_for_delete && !r->wstate &&
         (rc = bf_vault_open(r->sync_dir, &r->prf, p->cfg->durability_power, &r->vault, err)))
       return rc;
     if ((rc = bf_destination_open(dc, p->cfg, &r->dest, err))) return rc;
@@ -649,7 +657,9 @@ int bf_run_end(struct run *r, int rc, struct bf_error *err) {
   }
   if (r->state && !opts->plan_only) {
     struct bf_error fold_err = {0};
-    if (bf_state_fold(r->state, &fold_err) && rc == 0) {
+    /* A warehouse-state sync's scratch is emptied: the next run starts lean. */
+    if ((r->wstate ? bf_state_clear(r->state, &fold_err) : bf_state_fold(r->state, &fold_err)) &&
+        rc == 0) {
       *err = fold_err;
       rc = fold_err.code;
     }
@@ -677,6 +687,7 @@ int bf_run_end(struct run *r, int rc, struct bf_error *err) {
   bf_forgotten_filter_free(r->forgotten);
   bf_runlog_close(r->log);
   bf_state_free(r->state);
+  bf_wstate_free(r->wstate);
   bf_cursor_free(r->cur);
   bf_source_close(r->src);
   bf_mapping_release(&r->map);
@@ -698,11 +709,12 @@ int bf_sync_run(struct bf_project *p, const char *sync_name, const struct bf_run
   memset(res, 0, sizeof *res);
   struct run r = {.p = p, .opts = opts, .res = res};
   int rc = bf_run_begin(&r, sync_name, err);
-  if (rc == 0) rc = scan(&r, r.pf, err);
+  if (rc == 0) rc = r.wstate ? bf_wstate_run_scan(&r, err) : scan(&r, r.pf, err);
   r.scanned = rc == 0;
   /* Removals only after a complete scan: a partial read says nothing about
    * which keys left the model. */
-  if (rc == 0 && r.sync->mode == BF_MODE_MIRROR) rc = removals(&r, err);
+  if (rc == 0 && r.sync->mode == BF_MODE_MIRROR)
+    rc = r.wstate ? bf_wstate_run_removals(&r, err) : removals(&r, err);
   return bf_run_end(&r, rc, err);
 }
 

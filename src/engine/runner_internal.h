@@ -12,6 +12,7 @@
 #include "engine/runner.h"
 #include "engine/state.h"
 #include "engine/vault.h"
+#include "engine/wstate.h"
 #include "destinations/destination.h"
 #include "sources/source.h"
 
@@ -75,7 +76,8 @@ struct run {
   struct bf_cursor *cur;
   struct bf_prefetch *pf;
   char *sync_dir;
-  bool logged; /* a run log row is open (res->run_id) */
+  bool logged;              /* a run log row is open (res->run_id) */
+  struct bf_wstate *wstate; /* `state: warehouse`: the state's store (r->state is scratch) */
 };
 
 /* Opens everything a run of r->opts needs (r->p, r->opts and r->res set by
@@ -123,6 +125,16 @@ void bf_run_index_free(struct run *r);
  * "[value]" (new string the caller frees). */
 char *bf_run_scrub_reason(const struct run *r, const struct bf_record *recs, size_t n_recs,
                           const char *reason);
+
+/* `state: warehouse` (wstate_run.c). begin: after the mapping is built,
+ * replaces r->cur by the plan statement and opens r->wstate; open_state:
+ * the scratch state in place of the sync's local one; scan and removals in
+ * place of the local ones. */
+int bf_wstate_run_begin(struct run *r, struct bf_error *err);
+int bf_wstate_run_open_state(struct run *r, struct bf_error *err);
+int bf_wstate_run_scan(struct run *r, struct bf_error *err);
+int bf_wstate_run_removals(struct run *r, struct bf_error *err);
+
 /* Run status from the counts and rc: succeeded | partial | failed | planned. */
 const char *bf_run_status(const struct run *r, int rc);
 

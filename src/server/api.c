@@ -8,6 +8,7 @@
 #include "util/log.h"
 #include "engine/health.h"
 #include "engine/pause.h"
+#include "server/coordinator.h"
 #include "server/server.h"
 
 #define MAX_RUNS_LIMIT       1000
@@ -152,7 +153,11 @@ static void sync_json(struct bf_http_req *req, struct bf_runlog *log,
   struct bf_run_info *runs = NULL;
   size_t n = 0;
   struct bf_error err = {0};
-  if (!log || bf_runlog_list(log, s->name, HEALTH_RUNS, &runs, &n, &err)) n = 0;
+  /* Shared: every worker's runs, from the coordinator's table. */
+  if (!log ||
+      (req->srv->coord ? bf_coord_list(req->srv->coord, s->name, HEALTH_RUNS, &runs, &n, &err)
+                       : bf_runlog_list(log, s->name, HEALTH_RUNS, &runs, &n, &err)))
+    n = 0;
   if (n > 0)
     run_json(b, &runs[0]);
   else
@@ -238,7 +243,9 @@ void bf_api_sync_runs(struct bf_http_req *req, struct bf_http_resp *resp) {
   struct bf_run_info *runs = NULL;
   size_t n = 0;
   struct bf_error err = {0};
-  if (bf_runlog_list(log, s->name, limit, &runs, &n, &err)) {
+  /* Shared: every worker's runs, from the coordinator's table. */
+  if (req->srv->coord ? bf_coord_list(req->srv->coord, s->name, limit, &runs, &n, &err)
+                      : bf_runlog_list(log, s->name, limit, &runs, &n, &err)) {
     bf_http_error(resp, 500, "%s", err.msg);
   } else {
     bf_http_json(resp, 200);

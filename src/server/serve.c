@@ -14,6 +14,7 @@
 #include "util/log.h"
 #include "engine/pause.h"
 #include "engine/runner.h"
+#include "server/coordinator.h"
 #include "server/hook_events.h"
 #include "server/server.h"
 
@@ -74,6 +75,14 @@ static void run_finished(void *ctx, const char *sync, const struct bf_sched_resu
   struct bf_server *srv = ctx;
   bf_metrics_observe_run(srv->metrics, sync, res);
   bf_alerts_observe(srv->alerts, sync, res);
+}
+
+/* With a coordinator, the runs the local scheduler makes (triggers) go into
+ * the shared history too. */
+static void local_run_finished(void *ctx, const char *sync, const struct bf_sched_result *res) {
+  struct bf_server *srv = ctx;
+  run_finished(ctx, sync, res);
+  bf_coord_record(srv->coord, sync, res);
 }
 
 /* server.token, or a token generated once into <state_dir>/server_token
@@ -162,7 +171,12 @@ int bf_serve(struct bf_project *p, const char *listen, struct bf_error *err) {
   srv.metrics = bf_metrics_new(p->cfg);
   struct bf_sched_ops ops = {
       .run = run_sync, .finished = run_finished, .paused = sync_paused, .ctx = &srv};
-  if ((rc = bf_scheduler_new(p->cfg, &ops, 0, &srv.sched, err))) goto out;
+  struct bf_sched_ops local_ops = ops;
+  if (p->cfg->coord_warehouse) {
+    if ((rc = bf_coord_new(p->cfg, &ops, &srv.coord, err))) goto out;
+    local_ops.finished = local_run_finished;
+  }
+  if ((rc = bf_scheduler_new(p->cfg, &local_ops, 0, &srv.sched, err))) goto out;
   if ((rc = seed_from_runlog(&srv, err))) goto out;
 
   /* Signals are taken by sigwait below: every thread created from here on
@@ -175,7 +189,10 @@ int bf_serve(struct bf_project *p, const char *listen, struct bf_error *err) {
   bf_alerts_set_base_url(srv.alerts,
                          p->cfg->server_public_url ? p->cfg->server_public_url : srv.url);
   if ((rc = bf_alerts_start(srv.alerts, err))) goto out;
-  if ((rc = bf_scheduler_start(srv.sched, true, err))) goto out;
+  /* Shared: the coordinator's table says when syncs run, the local
+   * scheduler only takes triggers. */
+  if ((rc = bf_scheduler_start(srv.sched, !srv.coord, err))) goto out;
+  if (srv.coord && (rc = bf_coord_start(srv.coord, err))) goto out;
   if ((rc = bf_live_workers_start(&srv, err))) goto out;
   __atomic_store_n(&srv.live_ready, 1, __ATOMIC_RELEASE);
   printf("listening on %s\n", srv.url);
@@ -198,6 +215,7 @@ out:
    * then live syncs, then queued alerts go out. */
   srv.stopping = 1;
   bf_stop_requested = 1;
+  bf_coord_stop(srv.coord);
   bf_scheduler_stop(srv.sched);
   bf_http_stop(&srv);
   bf_hook_store_free(srv.hooks);
@@ -206,6 +224,7 @@ out:
   bf_live_workers_stop(&srv);
   bf_alerts_stop(srv.alerts);
   bf_scheduler_free(srv.sched);
+  bf_coord_free(srv.coord);
   bf_alerts_free(srv.alerts);
   bf_metrics_free(srv.metrics);
   bf_roles_free(srv.roles);

@@ -72,6 +72,7 @@ struct bf_server {
   struct bf_hook_store *hooks;        /* hook_store.c: the group commit of /hooks */
   int live_ready;                     /* live workers all started (atomic) */
   struct bf_erasure_worker *erasures; /* erasures.c */
+  struct bf_coord *coord;             /* coordinator.c: the shared schedule, or NULL */
 };
 
 /* ---- erasures.c: the erasure API's worker thread. */

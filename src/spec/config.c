@@ -805,6 +805,26 @@ static int load_pii_policy(const struct bf_node *v, struct bf_sync_config *s,
   return rc;
 }
 
+/* state: local | warehouse. A live sync keeps its state locally: its
+ * per-key passes are not one plan statement. */
+static int load_state_kind(const struct bf_node *v, struct bf_sync_config *s, const char *ctx,
+                           struct bf_error *err) {
+  const struct bf_node *st = bf_node_get(v, "state");
+  s->state_loc = st ? st->loc : s->loc;
+  if (!st || node_is_null(st)) return 0;
+  const char *kind = bf_node_get_str(v, "state");
+  if (kind && !strcmp(kind, "warehouse"))
+    s->state_warehouse = true;
+  else if (!kind || strcmp(kind, "local") != 0)
+    return bf_config_loc_error(err, st->loc, "'state' in %s must be local or warehouse", ctx);
+  if (s->state_warehouse && s->schedule == BF_SCHEDULE_LIVE)
+    return bf_config_loc_error(err, st->loc,
+                               "'state: warehouse' in %s is not available for 'schedule: live' "
+                               "syncs; use 'state: local'",
+                               ctx);
+  return 0;
+}
+
 static int load_sync(struct bf_config *cfg, const struct bf_node *syncs_node,
                      struct bf_sync_config *s, const char *name, struct bf_loc loc,
                      const struct bf_node *v, struct bf_error *err) {
@@ -911,7 +931,7 @@ static int load_sync(struct bf_config *cfg, const struct bf_node *syncs_node,
           ctx);
     if ((rc = bf_node_as_duration_ms(rec, &s->reconcile_ms, err))) return rc;
   }
-  return 0;
+  return load_state_kind(v, s, ctx, err);
 }
 
 /* `after` chains must end: a cycle would leave every sync in it waiting.
@@ -1015,8 +1035,9 @@ static int load_server(struct bf_config *cfg, struct bf_error *err) {
 
 static int check_config(struct bf_config *cfg, struct bf_error *err) {
   static const char *const top_keys[] = {
-      "version", "state_dir",  "secret", "server",     "warehouses", "models",  "destinations",
-      "syncs",   "write_back", "alerts", "durability", "hooks",      "include", NULL};
+      "version",    "state_dir",    "secret",  "server",      "warehouses",
+      "models",     "destinations", "syncs",   "write_back",  "alerts",
+      "durability", "hooks",        "include", "coordinator", NULL};
   const struct bf_node *root = cfg->root;
   struct bf_loc top = {cfg->path, 1, 1};
   int rc;
@@ -1110,7 +1131,8 @@ static int check_config(struct bf_config *cfg, struct bf_error *err) {
         return rc;
     }
   }
-  return check_after_cycles(cfg, err);
+  if ((rc = check_after_cycles(cfg, err))) return rc;
+  return bf_config_load_coordinator(cfg, err);
 }
 
 /* ---------------------------------------------------------------------- */

@@ -141,6 +141,8 @@ struct bf_sync_config {
   long long batch_size; /* 0 = destination default */
   struct bf_loc batch_size_loc;
   long long reconcile_ms; /* live: full reconciliation run every ...; default 1h, 0 = never */
+  bool state_warehouse;   /* state: warehouse (design.md §10) rather than local */
+  struct bf_loc state_loc;
   /* reject_threshold (sync_keys.h): a share of the rows read in percent, or
    * (pct < 0) a count of rejected rows a run tolerates. */
   bool reject_threshold_set;
@@ -179,6 +181,12 @@ struct bf_config {
   /* durability: process (default) survives a killed process; power also
    * fsyncs before every send, to survive a power cut, at ~10 ms a batch. */
   bool durability_power;
+  /* coordinator: {warehouse: NAME} (config_coord.c): NULL without one; the
+   * name is borrowed from the warehouse's config. */
+  char *coord_warehouse;
+  long long coord_lease_ms; /* default 15s */
+  unsigned coord_runners;   /* runs at once per worker; default 4 */
+  struct bf_loc coord_loc;
   size_t n_warehouses, n_models, n_destinations, n_syncs;
   struct bf_warehouse_config *warehouses;
   struct bf_model_config *models;

@@ -66,4 +66,7 @@ int bf_config_expand_includes(struct bf_config *cfg, struct bf_error *err);
  * cfg->server_tokens, which bf_config_free() releases (config_tokens.c). */
 int bf_config_load_tokens(struct bf_config *cfg, const struct bf_node *srv, struct bf_error *err);
 
+/* Reads `coordinator:` once warehouses and syncs are loaded (config_coord.c). */
+int bf_config_load_coordinator(struct bf_config *cfg, struct bf_error *err);
+
 #endif

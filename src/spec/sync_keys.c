@@ -32,6 +32,9 @@ const struct bf_param_spec bf_sync_keys[] = {
     {"alerts", BF_PARAM_MAP, NULL, false, false, "alerts of this sync (see docs/server.md)"},
     {"reconcile", BF_PARAM_DURATION, "1h", false, false,
      "schedule: live only: full reconciliation run every ... (0s: never)"},
+    {"state", BF_PARAM_STRING, "local", false, false,
+     "local (state_dir) | warehouse: the state in the model's PostgreSQL warehouse, schema "
+     "backflow, and the diff computed there (docs/scale.md)"},
     {NULL, 0, NULL, false, false, NULL},
 };
 

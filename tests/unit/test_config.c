@@ -448,11 +448,11 @@ Test(config, empty_secret_from_env_is_an_error) {
 /* Keys */
 
 Test(config, unknown_key_did_you_mean) {
-  assert_msg(
-      BASE "    fieds: {email: email}\n",
-      "t.yml:17:5: unknown key 'fieds' in sync 'vip_to_hook'; did you mean 'fields'? "
-      "(known: model, destination, mode, object, match, fields, constants, schedule, "
-      "pii_policy, batch_size, reject_threshold, description, write_back, alerts, reconcile)");
+  assert_msg(BASE "    fieds: {email: email}\n",
+             "t.yml:17:5: unknown key 'fieds' in sync 'vip_to_hook'; did you mean 'fields'? "
+             "(known: model, destination, mode, object, match, fields, constants, schedule, "
+             "pii_policy, batch_size, reject_threshold, description, write_back, alerts, "
+             "reconcile, state)");
   assert_msg_has("sycns: {}\n", "t.yml:1:1: ",
                  "unknown key 'sycns' in the top level; did you mean 'syncs'? (known: version,");
   assert_msg_has(BASE "    zzzzzzz: 1\n",
