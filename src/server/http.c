@@ -49,6 +49,8 @@ static const struct route routes[] = {
      "erase a person: {\"email\"|\"phone\"|\"key\": ...} -> 202 {\"id\": N}; admin"},
     {"GET", "/api/erasures/{id}", AUTH_TOKEN, bf_api_erasure, "an erasure request, per sync"},
     {"GET", "/api/pii", AUTH_TOKEN, bf_api_pii, "the PII footprint, as `backflow pii --json`"},
+    {"POST", "/api/reload", AUTH_EDITOR, bf_api_reload,
+     "restart with the project on disk once idle (as SIGHUP); 422 when it does not load"},
     {"POST", "/hooks/{destination}", AUTH_HMAC, bf_hooks_receive, "destination events, signed"},
     {"GET", "/api/edits", AUTH_ADMIN, bf_studio_edits, "the edit log (?limit=N); admin"},
     {"GET", "/studio", AUTH_NONE, bf_studio_page, "the studio page; its data needs a token"},
@@ -254,6 +256,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   if (!ctx) {
     ctx = bf_xcalloc(1, sizeof *ctx);
     *con_cls = ctx;
+    __atomic_add_fetch(&srv->active_requests, 1, __ATOMIC_ACQ_REL);
     const char *cl =
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl && strtoull(cl, NULL, 10) > BF_HTTP_MAX_BODY) {
@@ -284,11 +287,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
-  (void)cls;
   (void)c;
   (void)toe;
+  struct bf_server *srv = cls;
   struct conn_ctx *ctx = *con_cls;
   if (!ctx) return;
+  __atomic_sub_fetch(&srv->active_requests, 1, __ATOMIC_ACQ_REL);
   bf_buf_release(&ctx->body);
   free(ctx);
   *con_cls = NULL;
@@ -326,14 +330,23 @@ int bf_http_start(struct bf_server *srv, const char *listen, struct bf_error *er
   int gai = getaddrinfo(host, port, &hints, &ai);
   if (gai)
     return bf_error_set(err, BF_E_USAGE, "listen address '%s': %s", listen, gai_strerror(gai));
-  unsigned flags =
-      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
+  /* ITC: lets a reload quiesce the daemon and keep its socket. */
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                   MHD_USE_ERROR_LOG | MHD_USE_ITC;
   if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
-  srv->daemon = MHD_start_daemon(
-      flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-      MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-      MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536,
-      MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+  int inherited = bf_reload_inherited_fd(); /* a reloaded server keeps its socket */
+  if (inherited >= 0)
+    srv->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)inherited,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)65536, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+  else
+    srv->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)65536, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
   int family = ai->ai_family;
   freeaddrinfo(ai);
   if (!srv->daemon)
@@ -345,6 +358,10 @@ int bf_http_start(struct bf_server *srv, const char *listen, struct bf_error *er
   srv->url = family == AF_INET6 ? bf_xasprintf("http://[%s]:%u", host, bound)
                                 : bf_xasprintf("http://%s:%u", host, bound);
   return 0;
+}
+
+int bf_http_quiesce(struct bf_server *srv) {
+  return srv->daemon ? (int)MHD_quiesce_daemon(srv->daemon) : -1;
 }
 
 void bf_http_stop(struct bf_server *srv) {

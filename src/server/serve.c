@@ -160,6 +160,9 @@ int bf_serve(struct bf_project *p, const char *listen, struct bf_error *err) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGHUP); /* reload (reload.c) */
+  bool reload = false;
+  int listen_fd = -1;
   bool masked = false;
   int rc;
   /* Everything that can be wrong in the configuration, before any thread. */
@@ -208,6 +211,11 @@ int bf_serve(struct bf_project *p, const char *listen, struct bf_error *err) {
                   sig == SIGTERM ? "SIGTERM" : "SIGINT");
       break;
     }
+    if (sig == SIGHUP) bf_reload_request(&srv, "SIGHUP");
+    if (bf_reload_due(&srv)) {
+      reload = true;
+      break;
+    }
   }
 out:
   /* Order: no new runs, then runs in flight stop after their batch and are
@@ -217,6 +225,7 @@ out:
   bf_stop_requested = 1;
   bf_coord_stop(srv.coord);
   bf_scheduler_stop(srv.sched);
+  if (reload) listen_fd = bf_http_quiesce(&srv);
   bf_http_stop(&srv);
   bf_hook_store_free(srv.hooks);
   srv.hooks = NULL;
@@ -229,6 +238,7 @@ out:
   bf_metrics_free(srv.metrics);
   bf_roles_free(srv.roles);
   if (masked) pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+  if (reload && rc == 0) return bf_reload_exec(listen_fd, err); /* returns only on failure */
   if (rc == 0) bf_log_info("stopped");
   return rc;
 }

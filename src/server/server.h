@@ -72,8 +72,19 @@ struct bf_server {
   struct bf_hook_store *hooks;        /* hook_store.c: the group commit of /hooks */
   int live_ready;                     /* live workers all started (atomic) */
   struct bf_erasure_worker *erasures; /* erasures.c */
+  int reload_requested;               /* reload.c (atomic) */
+  int active_requests;                /* HTTP requests being served (atomic) */
   struct bf_coord *coord;             /* coordinator.c: the shared schedule, or NULL */
 };
+
+/* ---- reload.c: SIGHUP or a studio save restarts the server in place. */
+void bf_reload_request(struct bf_server *srv, const char *why);
+/* True once a reload was asked for, nothing runs, and the project loads. */
+bool bf_reload_due(struct bf_server *srv);
+/* The listening socket a reloaded server inherited, or -1. */
+int bf_reload_inherited_fd(void);
+/* Executes the server again (returns only on failure). */
+int bf_reload_exec(int listen_fd, struct bf_error *err);
 
 /* ---- erasures.c: the erasure API's worker thread. */
 int bf_erasure_worker_start(struct bf_server *srv, struct bf_error *err);
@@ -129,6 +140,9 @@ void bf_http_json(struct bf_http_resp *resp, int status);
 /* Starts the daemon on listen (HOST:PORT or [V6]:PORT); sets srv->url. */
 int bf_http_start(struct bf_server *srv, const char *listen, struct bf_error *err);
 void bf_http_stop(struct bf_server *srv);
+/* Stops accepting connections (those in flight go on) and hands back the
+ * listening socket, which bf_http_stop then leaves open; -1 on failure. */
+int bf_http_quiesce(struct bf_server *srv);
 
 /* ---- api.c / hooks.c / dashboard.c: route handlers. */
 void bf_api_healthz(struct bf_http_req *req, struct bf_http_resp *resp);
@@ -145,6 +159,7 @@ void bf_api_metrics(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_api_erasure_create(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_api_erasure(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_api_pii(struct bf_http_req *req, struct bf_http_resp *resp);
+void bf_api_reload(struct bf_http_req *req, struct bf_http_resp *resp);
 void bf_hooks_receive(struct bf_http_req *req, struct bf_http_resp *resp);
 /* Checks the top-level `hooks:` map (destinations, keys, schemes). */
 int bf_hooks_check(const struct bf_config *cfg, struct bf_error *err);
