@@ -102,11 +102,13 @@ class CoordinatorTest(unittest.TestCase):
         wait_for(lambda: self.psql(f"SELECT count(*) FROM backflow.coord_runs WHERE state ="
                                    f" 'leased' AND worker LIKE '%:{pids[0]}'")[0][0] != "0",
                  30, "the first worker to lease runs")
-        held = [r[0] for r in self.psql(f"SELECT id FROM backflow.coord_runs WHERE state ="
-                                        f" 'leased' AND worker LIKE '%:{pids[0]}'")]
         victim.proc.send_signal(signal.SIGKILL)
         victim.proc.wait(timeout=10)
         victim._log.close()
+        # What the dead worker still held (a run it finished between the check
+        # above and the kill is not held any more).
+        held = [r[0] for r in self.psql(f"SELECT id FROM backflow.coord_runs WHERE state ="
+                                        f" 'leased' AND worker LIKE '%:{pids[0]}'")]
         killed_at_slot = int(time.time()) // EVERY_S
         self.psql("UPDATE users SET v = v + 1")
         # Two more instants under the two survivors, with a change to send.
