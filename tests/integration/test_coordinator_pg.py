@@ -115,7 +115,12 @@ class CoordinatorTest(unittest.TestCase):
         end_slot = killed_at_slot + 2
         wait_for(lambda: int(time.time()) // EVERY_S > end_slot, 3 * EVERY_S + 5, "two instants")
         self.psql("UPDATE users SET v = v + 10 WHERE id <= 5")
-        end_slot = int(time.time()) // EVERY_S
+        # The first instant that starts after the change (a run of the current
+        # one may have read the model before it).
+        end_slot = int(time.time()) // EVERY_S + 1
+        wait_for(lambda: self.psql(f"SELECT count(*) FROM backflow.coord_runs WHERE slot ="
+                                   f" {end_slot} AND state = 'done'")[0][0] == str(SYNCS),
+                 90, "every sync's run of the instant after the change")
         wait_for(lambda: self.psql(f"SELECT count(*) FROM backflow.coord_runs WHERE slot <="
                                    f" {end_slot} AND slot >= 0 AND state <> 'done'")[0][0] == "0",
                  90, "every run up to the last instant to finish")
