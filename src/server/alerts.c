@@ -272,7 +272,8 @@ void bf_alerts_observe(struct bf_alerts *a, const char *sync, const struct bf_sc
     w->state = now;
     pthread_mutex_unlock(&a->mu);
     if (now == before) continue;
-    char text[2048];
+    /* Room for the error (BF_ERROR_MSG_MAX), the link and the words. */
+    char text[BF_ERROR_MSG_MAX + sizeof see + 1024];
     if (now == HEALTH_FAILING && r->on_failure) {
       snprintf(text, sizeof text, ":red_circle: backflow: sync %s failed (run %lld): %s%s", sync,
                res->run_id, res->error[0] ? res->error : "no error message", see);
