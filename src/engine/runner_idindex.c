@@ -21,27 +21,30 @@ void bf_run_index_columns(struct run *r, char *const *columns, size_t ncols) {
   const struct bf_model_config *m = r->model;
   r->id_cols = bf_xcalloc(m->pii.n ? m->pii.n : 1, sizeof *r->id_cols);
   r->id_kinds = bf_xcalloc(m->pii.n ? m->pii.n : 1, sizeof *r->id_kinds);
-  r->id_names = bf_xcalloc(m->pii.n ? m->pii.n : 1, sizeof *r->id_names);
+  /* The cursor's names do not outlive a live session's setup: the
+   * fingerprint of the indexed columns is taken now. */
+  char **names = bf_xcalloc(m->pii.n ? m->pii.n : 1, sizeof *names);
   for (size_t i = 0; i < m->pii.n; i++) {
     int kind = kind_of(m->pii.items[i].value);
     if (!kind) continue;
     for (size_t c = 0; c < ncols; c++) {
       if (strcmp(columns[c], m->pii.items[i].key)) continue;
-      r->id_names[r->n_id] = columns[c];
+      names[r->n_id] = columns[c];
       r->id_kinds[r->n_id] = kind;
       r->id_cols[r->n_id++] = c;
       r->wanted[c] = true;
       break;
     }
   }
+  r->id_columns_fp = bf_idindex_columns_fp(names, r->id_kinds, r->n_id);
+  free(names);
 }
 
 int bf_run_index_open(struct run *r, struct bf_error *err) {
   if (!r->n_id) return 0;
   bool complete;
-  uint64_t fp = bf_idindex_columns_fp(r->id_names, r->id_kinds, r->n_id);
-  int rc = bf_idindex_open(r->sync_dir, &r->prf, r->p->cfg->durability_power, fp, &complete,
-                           &r->idindex, err);
+  int rc = bf_idindex_open(r->sync_dir, &r->prf, r->p->cfg->durability_power, r->id_columns_fp,
+                           &complete, &r->idindex, err);
   r->id_backfill = rc == 0 && !complete;
   if (r->id_backfill)
     bf_log_info("[sync %s] indexing the identifiers of records sent before: this run reads "
@@ -102,9 +105,7 @@ void bf_run_index_free(struct run *r) {
   r->idindex = NULL;
   free(r->id_cols);
   free(r->id_kinds);
-  free(r->id_names);
   r->id_cols = NULL;
   r->id_kinds = NULL;
-  r->id_names = NULL;
   r->n_id = 0;
 }

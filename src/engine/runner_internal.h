@@ -52,7 +52,7 @@ struct run {
   struct bf_idindex *idindex;
   size_t *id_cols, n_id;  /* the indexed columns of the rows */
   int *id_kinds;          /* BF_FORGOTTEN_EMAIL | BF_FORGOTTEN_PHONE */
-  char **id_names;        /* borrowed from the cursor's column names */
+  uint64_t id_columns_fp; /* bf_idindex_columns_fp of the indexed columns */
   bool id_backfill;       /* the index is not complete: unchanged records join it */
   size_t backfill_sealed; /* identifiers put in the vault, not yet committed */
   struct bf_runlog *log;

@@ -64,9 +64,6 @@ int bf_wstate_run_begin(struct run *r, struct bf_error *err) {
     return bf_error_set(err, BF_E_WAREHOUSE,
                         "model '%s': the plan statement returned %zu columns, expected %zu",
                         r->model->name, r->cur->ncols, ncols + BF_WSTATE_EXTRA_COLS);
-  /* Names borrowed from the first cursor now come from the plan's, which
-   * has the model's columns first, in the same order. */
-  for (size_t i = 0; i < r->n_id; i++) r->id_names[i] = r->cur->column_names[r->id_cols[i]];
   r->wanted = bf_xrealloc(r->wanted, r->cur->ncols * sizeof *r->wanted);
   for (size_t i = ncols; i < r->cur->ncols; i++) r->wanted[i] = true;
   r->cur->wanted = r->wanted;

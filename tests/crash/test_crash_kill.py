@@ -558,7 +558,6 @@ class CrashKillTest(unittest.TestCase):
         self.assertLessEqual(row["redeliveries"], DET_BATCH)
         row["result"] = "ok"
 
-    @unittest.skipUnless(shutil.which("strace"), "strace is needed to know what was fsynced")
     def test_2d_power_cut(self):
         # journal-write: 2 per batch (PENDING fsynced before the send, ACK appended after
         # it without fsync); 57/58 = delete batch 1 (batch 29), 59 = PENDING of batch 30.

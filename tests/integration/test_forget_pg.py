@@ -11,7 +11,6 @@ from bfhelp import Project  # noqa: E402
 from test_core_support import canonical_key, fold_events, read_events  # noqa: E402
 
 
-@unittest.skipUnless(pgredis.available(), "postgresql / redis-server not installed")
 class PgForgetTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

@@ -16,7 +16,6 @@ from bfhelp import BIN, Project  # noqa: E402
 N = 3000
 
 
-@unittest.skipUnless(pgredis.available(), "postgresql / redis-server not installed")
 class PgKillTest(unittest.TestCase):
     def setUp(self):
         self.pg = pgredis.PgServer().start()
@@ -100,7 +99,6 @@ syncs:
                                                            " WHERE status = 'failed'")[0][0])
 
 
-@unittest.skipUnless(pgredis.available(), "postgresql / redis-server not installed")
 class PgDestinationKillTest(unittest.TestCase):
     """The PostgreSQL destination goes away mid-run: the run reconnects with
     backoff, then stops with exit 4 (destination unavailable); after the

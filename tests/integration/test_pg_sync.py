@@ -46,7 +46,6 @@ def make_users(pg, db, n=N):
             f" FROM generate_series(1, {n}) i", db=db)
 
 
-@unittest.skipUnless(pgredis.available(), "postgresql / redis-server not installed")
 class PgSyncTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

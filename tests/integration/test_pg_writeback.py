@@ -14,7 +14,6 @@ from bfhelp import Project, users_table  # noqa: E402
 COUNTS = ["rows_read", "added", "changed", "removed", "unchanged", "skipped", "rejected", "failed"]
 
 
-@unittest.skipUnless(pgredis.available(), "postgresql / redis-server not installed")
 class PgWriteBackTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

@@ -13,7 +13,6 @@ from bfhelp import Project  # noqa: E402
 N = 500
 
 
-@unittest.skipUnless(pgredis.available(), "postgresql / redis-server not installed")
 class RedisSyncTest(unittest.TestCase):
     db_counter = 0
 

@@ -36,7 +36,6 @@ def pg_ident(s):
     return '"' + s.replace('"', '""') + '"'
 
 
-@unittest.skipUnless(pgredis.available(), "postgresql not installed")
 class GeneratedSqlQuotesIdentifiers(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

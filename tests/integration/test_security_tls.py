@@ -80,7 +80,6 @@ def self_signed(folder):
     return cert, key
 
 
-@unittest.skipUnless(shutil.which("openssl"), "openssl not installed")
 class TlsVerification(CoreCase):
     def setUp(self):
         self.p = self.new_project(rows=N)

@@ -24,7 +24,6 @@ INSERT INTO items VALUES
 """
 
 
-@unittest.skipUnless(pgredis.available(), "postgresql / redis-server not installed")
 class Values(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
