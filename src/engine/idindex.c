@@ -25,8 +25,10 @@ struct bf_idindex {
   const struct bf_prf *prf;
   uint64_t columns_fp;
   bool complete;
-  uint64_t records;      /* written whole */
-  struct bf_buf pending; /* records not yet written */
+  uint64_t records;       /* written whole (known once loaded) */
+  bool loaded;            /* the pairs were read and checked (load) */
+  struct bf_error failed; /* a load that failed while adding, for the next commit */
+  struct bf_buf pending;  /* records not yet written */
   /* Check words of the pairs in the file and queued (0 = empty slot): a
    * pair's check word identifies it (64 bits of XXH3 of the pair). */
   uint64_t *set;
@@ -134,8 +136,6 @@ int bf_idindex_open(const char *sync_dir, const struct bf_prf *prf, bool durable
   ix->columns_fp = columns_fp & ~COMPLETE_BIT;
   ix->fd = open(ix->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   int rc = 0;
-  unsigned char *data = NULL;
-  size_t len = 0;
   if (ix->fd < 0) {
     rc = io_error(ix->path, "open", err);
     goto fail;
@@ -147,46 +147,72 @@ int bf_idindex_open(const char *sync_dir, const struct bf_prf *prf, bool durable
   }
   bool fresh = sb.st_size == 0;
   if (!fresh) {
-    if (bf_read_file(ix->path, &data, &len) < 0) {
+    /* Only the header now: a run that sends nothing never reads the pairs
+     * (they are read, and checked, before the first pair is added). */
+    unsigned char head[BF_KEYFILE_HEADER];
+    ssize_t got = pread(ix->fd, head, sizeof head, 0);
+    struct bf_keyfile_header kh;
+    if (got < 0) {
       rc = io_error(ix->path, "read", err);
       goto fail;
     }
-    struct bf_keyfile_header kh;
-    uint64_t valid;
-    if ((rc = parse(ix->path, data, len, prf, &kh, &valid, err))) goto fail;
-    if ((kh.aux & ~COMPLETE_BIT) != ix->columns_fp) {
-      fresh = true; /* other columns: what the old pairs say is not what is asked now */
-    } else {
-      ix->records = valid;
-      ix->complete = kh.aux & COMPLETE_BIT;
-      for (uint64_t i = 0; i < valid; i++) {
-        uint64_t check;
-        memcpy(&check, data + BF_KEYFILE_HEADER + i * RECORD + 32, 8);
-        set_insert(ix, check);
-      }
+    if (!bf_keyfile_header_decode(head, (size_t)got, &kh) || memcmp(kh.magic, MAGIC, 8) != 0) {
+      rc = bf_keyfile_damaged(err, ix->path, "not a Backflow identifier index");
+      goto fail;
     }
+    if ((rc = bf_keyfile_check_key(ix->path, kh.key_check, prf, err))) goto fail;
+    if ((kh.aux & ~COMPLETE_BIT) != ix->columns_fp)
+      fresh = true; /* other columns: what the old pairs say is not what is asked now */
+    else
+      ix->complete = kh.aux & COMPLETE_BIT;
   }
-  if (fresh) ix->records = 0, ix->complete = false;
-  /* Cut a torn tail (or the pairs of other columns) so appends follow
-   * valid records. */
-  off_t end = (off_t)(BF_KEYFILE_HEADER + ix->records * RECORD);
-  if ((fresh || (size_t)end != len) && ftruncate(ix->fd, end) < 0) {
-    rc = io_error(ix->path, "repair", err);
-    goto fail;
+  if (fresh) {
+    ix->records = 0;
+    ix->complete = false;
+    ix->loaded = true;
+    if (ftruncate(ix->fd, BF_KEYFILE_HEADER) < 0) {
+      rc = io_error(ix->path, "repair", err);
+      goto fail;
+    }
+    if ((rc = write_header(ix, err))) goto fail;
   }
-  if (fresh && (rc = write_header(ix, err))) goto fail;
-  free(data);
   *complete = ix->complete;
   *out = ix;
   return 0;
 fail:
-  free(data);
   bf_idindex_close(ix);
+  return rc;
+}
+
+/* Reads and checks the pairs (once): damage is an error, a torn tail is
+ * cut so appends follow valid records. */
+static int load(struct bf_idindex *ix, struct bf_error *err) {
+  if (ix->loaded) return 0;
+  unsigned char *data = NULL;
+  size_t len = 0;
+  if (bf_read_file(ix->path, &data, &len) < 0) return io_error(ix->path, "read", err);
+  struct bf_keyfile_header kh;
+  uint64_t valid;
+  int rc = parse(ix->path, data, len, ix->prf, &kh, &valid, err);
+  if (rc == 0) {
+    ix->records = valid;
+    for (uint64_t i = 0; i < valid; i++) {
+      uint64_t check;
+      memcpy(&check, data + BF_KEYFILE_HEADER + i * RECORD + 32, 8);
+      set_insert(ix, check);
+    }
+    size_t end = BF_KEYFILE_HEADER + (size_t)valid * RECORD;
+    if (end != len && ftruncate(ix->fd, (off_t)end) < 0) rc = io_error(ix->path, "repair", err);
+  }
+  free(data);
+  if (rc == 0) ix->loaded = true;
   return rc;
 }
 
 void bf_idindex_add(struct bf_idindex *ix, const unsigned char ident[16],
                     const unsigned char key[16]) {
+  if (ix->failed.code) return;
+  if (!ix->loaded && load(ix, &ix->failed)) return; /* reported by the next commit */
   unsigned char rec[RECORD];
   memcpy(rec, ident, 16);
   memcpy(rec + 16, key, 16);
@@ -199,8 +225,14 @@ void bf_idindex_add(struct bf_idindex *ix, const unsigned char ident[16],
 size_t bf_idindex_queued(const struct bf_idindex *ix) { return ix->pending.len / RECORD; }
 
 int bf_idindex_commit(struct bf_idindex *ix, bool complete, struct bf_error *err) {
+  if (ix->failed.code) {
+    *err = ix->failed;
+    return ix->failed.code;
+  }
   complete = complete || ix->complete;
   if (ix->pending.len == 0 && complete == ix->complete) return 0;
+  int lrc = load(ix, err); /* the header's count must be the file's */
+  if (lrc) return lrc;
   off_t at = (off_t)(BF_KEYFILE_HEADER + ix->records * RECORD);
   if (ix->pending.len &&
       pwrite(ix->fd, ix->pending.data, ix->pending.len, at) != (ssize_t)ix->pending.len)
@@ -219,7 +251,7 @@ void bf_idindex_close(struct bf_idindex *ix) {
   if (!ix) return;
   if (ix->fd >= 0) {
     struct bf_error ignored = {0};
-    if (!ix->durable && fdatasync(ix->fd) == 0) write_header(ix, &ignored);
+    if (!ix->durable && ix->loaded && fdatasync(ix->fd) == 0) write_header(ix, &ignored);
     close(ix->fd);
   }
   bf_buf_release(&ix->pending);

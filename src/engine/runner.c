@@ -111,7 +111,7 @@ int bf_run_flush_batch(struct run *r, struct bf_error *err) {
   batch_fixup(b);
   /* 1. What the destination may hold from now on must be known first. */
   int rc = bf_run_index_commit(r, err);
-  if (rc) return rc;
+  if (rc || (rc = bf_run_vault(r, err))) return rc;
   if (r->vault) {
     if ((rc = bf_vault_begin(r->vault, err))) return rc;
     for (size_t i = 0; i < b->n && !rc; i++)
@@ -619,8 +619,14 @@ int bf_run_begin(struct run *r, const char *sync_name, struct bf_error *err) {
     if ((rc = bf_run_index_open(r, err))) return rc;
     /* Identifiers are kept for deletes: a mirror's removals, an erasure. */
     bool keep_identifiers = r->sync->mode == BF_MODE_MIRROR || r->idindex;
-    if (keep_identifiers && dtype->needs_identifier_for_delete && !r->wstate &&
-        (rc = bf_vault_open(r->sync_dir, &r->prf, p->cfg->durability_power, &r->vault, err)))
+    bool vault = keep_identifiers && dtype->needs_identifier_for_delete && !r->wstate;
+    /* A mirror reads identifiers back for its removals: opened now. For an
+     * erasure only, the vault is opened when the run first has one to keep:
+     * a run that sends nothing never reads it. */
+    if (vault && r->sync->mode != BF_MODE_MIRROR)
+      r->vault_on_demand = true;
+    else if (vault &&
+             (rc = bf_vault_open(r->sync_dir, &r->prf, p->cfg->durability_power, &r->vault, err)))
       return rc;
     if ((rc = bf_destination_open(dc, p->cfg, &r->dest, err))) return rc;
   }

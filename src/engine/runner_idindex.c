@@ -72,16 +72,24 @@ int bf_run_index_commit(struct run *r, struct bf_error *err) {
   return rc;
 }
 
+int bf_run_vault(struct run *r, struct bf_error *err) {
+  if (r->vault || !r->vault_on_demand) return 0;
+  r->vault_on_demand = false;
+  return bf_vault_open(r->sync_dir, &r->prf, r->p->cfg->durability_power, &r->vault, err);
+}
+
 int bf_run_index_backfill(struct run *r, const unsigned char key[16], const struct bf_value *row,
                           struct bf_error *err) {
   if (!r->id_backfill) return 0;
+  int rc = bf_run_vault(r, err);
+  if (rc) return rc;
   bf_run_index_note(r, key, row);
   if (r->vault) {
     /* A record sent before the upgrade: its match values are sealed now,
      * so that an erasure can name it after the row is gone. */
     if (r->backfill_sealed == 0 && bf_vault_begin(r->vault, err)) return err->code;
     bf_mapping_match_json(&r->map, row, &r->tmp);
-    int rc = bf_vault_put(r->vault, key, r->tmp.data, r->tmp.len, err);
+    rc = bf_vault_put(r->vault, key, r->tmp.data, r->tmp.len, err);
     if (rc) return rc;
     r->backfill_sealed++;
   }

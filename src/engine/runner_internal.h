@@ -55,6 +55,7 @@ struct run {
   uint64_t id_columns_fp; /* bf_idindex_columns_fp of the indexed columns */
   bool id_backfill;       /* the index is not complete: unchanged records join it */
   size_t backfill_sealed; /* identifiers put in the vault, not yet committed */
+  bool vault_on_demand;   /* the vault is opened by bf_run_vault when first needed */
   struct bf_runlog *log;
   struct bf_outcomes *outcomes; /* NULL without write-back */
   struct bf_destination *dest;
@@ -116,6 +117,9 @@ void bf_run_index_note(struct run *r, const unsigned char key[16], const struct 
  * is being completed. */
 int bf_run_index_backfill(struct run *r, const unsigned char key[16], const struct bf_value *row,
                           struct bf_error *err);
+/* Opens the vault of a sync that keeps identifiers for erasures only, the
+ * first time the run has one to keep. */
+int bf_run_vault(struct run *r, struct bf_error *err);
 /* Makes what was queued durable (before a batch is sent). */
 int bf_run_index_commit(struct run *r, struct bf_error *err);
 /* Commits the rest; whole_model: every row was read, the index is complete. */

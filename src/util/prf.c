@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -104,11 +105,33 @@ void bf_key_hex(const unsigned char key[BF_KEY_HASH_BYTES], char out[33]) {
   sodium_bin2hex(out, 33, key, BF_KEY_HASH_BYTES);
 }
 
+/* Nonces: 16 random bytes drawn once per process, then a 64-bit counter.
+ * Unique under one key as random ones are (a 2^-128 chance that two
+ * processes draw the same prefix), without a getrandom() call per sealed
+ * identifier, which cost more than the sealing itself. */
+static pthread_once_t nonce_once = PTHREAD_ONCE_INIT;
+static unsigned char nonce_prefix[16];
+static uint64_t nonce_counter;
+
+static void nonce_redraw(void) { randombytes_buf(nonce_prefix, sizeof nonce_prefix); }
+
+static void nonce_init(void) {
+  nonce_redraw();
+  pthread_atfork(NULL, NULL, nonce_redraw); /* a forked child never repeats the parent's */
+}
+
+static void next_nonce(unsigned char out[crypto_secretbox_NONCEBYTES]) {
+  pthread_once(&nonce_once, nonce_init);
+  uint64_t n = __atomic_fetch_add(&nonce_counter, 1, __ATOMIC_RELAXED);
+  memcpy(out, nonce_prefix, sizeof nonce_prefix);
+  memcpy(out + sizeof nonce_prefix, &n, sizeof n);
+}
+
 unsigned char *bf_prf_seal(const struct bf_prf *prf, const void *plain, size_t len,
                            size_t *out_len) {
   size_t total = crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + len;
   unsigned char *out = bf_xmalloc(total);
-  randombytes_buf(out, crypto_secretbox_NONCEBYTES);
+  next_nonce(out);
   crypto_secretbox_easy(out + crypto_secretbox_NONCEBYTES, plain, len, out, prf->seal_key);
   *out_len = total;
   return out;

@@ -262,7 +262,9 @@ class ForgetEverywhere(CoreCase):
         self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
         self.assertIn("idindex.bin", r.stdout + r.stderr)
         self.assertIn("damaged", r.stdout + r.stderr)
-        # a run refuses to add to a damaged index rather than losing what it says
+        # a run with something to send refuses to add to a damaged index rather
+        # than losing what it says
+        self.p.sql("UPDATE users SET plan = 'pro' WHERE id = 2")
         rc, doc, err = self.p.run_json("run", "to_pg")
         self.assertNotEqual(rc, 0)
         self.assertIn("idindex.bin", err)
