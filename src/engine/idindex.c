@@ -27,6 +27,7 @@ struct bf_idindex {
   bool complete;
   uint64_t records;       /* written whole (known once loaded) */
   bool loaded;            /* the pairs were read and checked (load) */
+  bool no_dedupe;         /* a new index: pairs are not looked up before they are added */
   struct bf_error failed; /* a load that failed while adding, for the next commit */
   struct bf_buf pending;  /* records not yet written */
   /* Check words of the pairs in the file and queued (0 = empty slot): a
@@ -170,6 +171,9 @@ int bf_idindex_open(const char *sync_dir, const struct bf_prf *prf, bool durable
     ix->records = 0;
     ix->complete = false;
     ix->loaded = true;
+    /* Nothing to repeat: a run sends each record once, so a new index needs
+     * no set of the pairs it holds (a full load's memory and time). */
+    ix->no_dedupe = true;
     if (ftruncate(ix->fd, BF_KEYFILE_HEADER) < 0) {
       rc = io_error(ix->path, "repair", err);
       goto fail;
@@ -217,7 +221,18 @@ void bf_idindex_add(struct bf_idindex *ix, const unsigned char ident[16],
   memcpy(rec, ident, 16);
   memcpy(rec + 16, key, 16);
   uint64_t check = check_word(rec);
-  if (!set_insert(ix, check)) return;
+  if (ix->no_dedupe) {
+    /* The pairs of one record come together (its email and phone columns):
+     * the same pair twice is among the last ones queued. */
+    size_t n = ix->pending.len / RECORD;
+    for (size_t back = 0; back < 8 && back < n; back++) {
+      const unsigned char *prev = (const unsigned char *)ix->pending.data + (n - 1 - back) * RECORD;
+      if (memcmp(prev + 16, key, 16)) break;
+      if (!memcmp(prev, ident, 16)) return;
+    }
+  } else if (!set_insert(ix, check)) {
+    return;
+  }
   memcpy(rec + 32, &check, 8);
   bf_buf_append(&ix->pending, rec, RECORD);
 }

@@ -43,7 +43,8 @@ int bf_idindex_open(const char *sync_dir, const struct bf_prf *prf, bool durable
                     uint64_t columns_fp, bool *complete, struct bf_idindex **out,
                     struct bf_error *err);
 /* Queues a pair for the next commit; a pair already in the file or queued
- * is not added twice. */
+ * is not added twice (in a new index, whose run sends each record once,
+ * only a record's repeated pair is looked for, among its own). */
 void bf_idindex_add(struct bf_idindex *ix, const unsigned char ident[16],
                     const unsigned char key[16]);
 /* Pairs queued and not yet committed. */
