@@ -86,8 +86,7 @@ static int forget_from(struct bf_cli *cli, struct bf_project *p, const char *pat
   struct bf_forget_result *res = bf_xcalloc(n_lines + 1, sizeof *res);
   struct bf_error *errs = bf_xcalloc(n_lines + 1, sizeof *errs);
   for (size_t li = 0; li < n_lines; li++) {
-    people[li] =
-        (struct bf_forget_options){.lock_wait_ms = wait_ms, .value = lines[li], .batch = batch};
+    people[li] = (struct bf_forget_options){.lock_wait_ms = wait_ms, .value = lines[li]};
     people[li].kind = strchr(lines[li], '@') ? BF_FORGET_EMAIL : BF_FORGET_PHONE;
   }
   int rc =

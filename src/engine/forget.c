@@ -543,7 +543,7 @@ static int new_request(struct bf_project *p, const struct bf_forget_options *o, 
   int rc = person_from_options(p, o, &check, norm, err);
   sodium_memzero(norm, sizeof norm);
   bf_forget_person_free(check);
-  if (rc || (rc = open_requests(p, o->batch, st, err))) return rc < 0 ? rc : 0;
+  if (rc || (rc = open_requests(p, NULL, st, err))) return rc < 0 ? rc : 0;
   uint64_t id = next_request_id(p, st, err, &rc);
   if (rc || (rc = make_request(p, o, st, id, out, err))) return rc;
   /* Recorded (sealed) before anything else: a crash from here on leaves a
@@ -560,16 +560,10 @@ int bf_forget_person(struct bf_project *p, const struct bf_forget_options *o,
   int lock_fd = -1;
   struct store st = {0};
   struct request *rq = NULL;
-  /* A batch takes the erasure lock once and holds it to its end. */
-  int *batch_lock = bf_forget_batch_lock(o->batch);
-  int rc = 0;
-  if (batch_lock && *batch_lock < 0)
-    rc = lock_erasures(p, batch_lock, err);
-  else if (!batch_lock)
-    rc = lock_erasures(p, &lock_fd, err);
+  int rc = lock_erasures(p, &lock_fd, err);
   if (rc || (rc = new_request(p, o, &st, &rq, err))) goto out;
   long long wait = o->lock_wait_ms > 0 ? o->lock_wait_ms : DEFAULT_LOCK_WAIT_MS;
-  if ((rc = process_request(p, &st, rq, false, wait, o->batch, err))) goto out;
+  if ((rc = process_request(p, &st, rq, false, wait, NULL, err))) goto out;
   fill_result(p, rq, res);
   rc = audit_end(p, rq, res, NULL, err);
 out:

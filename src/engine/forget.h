@@ -32,11 +32,10 @@ enum bf_forget_kind { BF_FORGET_KEY = 1, BF_FORGET_EMAIL = 2, BF_FORGET_PHONE = 
 const char *bf_forget_kind_name(int kind);
 
 struct bf_forget_options {
-  int kind;                      /* enum bf_forget_kind */
-  const char *value;             /* the email or phone as typed, or the key's value */
-  const char *model;             /* BF_FORGET_KEY: the model the key belongs to */
-  long long lock_wait_ms;        /* how long to wait for a running sync; <= 0: 60 s */
-  struct bf_forget_batch *batch; /* NULL, or requests made one after another (below) */
+  int kind;               /* enum bf_forget_kind */
+  const char *value;      /* the email or phone as typed, or the key's value */
+  const char *model;      /* BF_FORGET_KEY: the model the key belongs to */
+  long long lock_wait_ms; /* how long to wait for a running sync; <= 0: 60 s */
 };
 
 /* Several requests in a row (`forget --from`): each sync's state, vault and

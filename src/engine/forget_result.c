@@ -10,6 +10,7 @@
 
 #include "engine/audit_log.h"
 #include "engine/forget.h"
+#include "engine/forget_internal.h"
 #include "engine/forgotten.h"
 #include "util/fsutil.h"
 
@@ -183,10 +184,7 @@ int bf_forget_lift(struct bf_project *p, uint64_t id, size_t *removed, struct bf
   if ((rc = bf_forgotten_lift(p->state_dir, &p->prf, id, removed, err))) return rc;
   /* The lift is audited like the request it undoes (keyed hashes only). */
   char now[32];
-  time_t t = time(NULL);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  bf_forget_iso_now(now);
   struct bf_buf b = {0};
   bf_buf_puts(&b, "{\"time\":");
   bf_json_cstr(&b, now);

@@ -27,6 +27,14 @@ void bf_reload_request(struct bf_server *srv, const char *why) {
                 why);
 }
 
+/* 0 when the project on disk loads, else its error (file:line:col). */
+static int project_loads(const struct bf_server *srv, struct bf_error *err) {
+  struct bf_project *next = NULL;
+  int rc = bf_project_load(srv->p->cfg->path, &next, err);
+  bf_project_free(next);
+  return rc;
+}
+
 bool bf_reload_due(struct bf_server *srv) {
   if (!__atomic_load_n(&srv->reload_requested, __ATOMIC_ACQUIRE)) return false;
   if (__atomic_load_n(&srv->active_requests, __ATOMIC_ACQUIRE) > 0) return false;
@@ -37,11 +45,8 @@ bool bf_reload_due(struct bf_server *srv) {
   }
   /* A project that no longer loads is not restarted into: the server goes
    * on with what it has, and says why. */
-  struct bf_project *next = NULL;
   struct bf_error err = {0};
-  int rc = bf_project_load(cfg->path, &next, &err);
-  bf_project_free(next);
-  if (rc) {
+  if (project_loads(srv, &err)) {
     bf_log_error("reload refused, the server goes on with the configuration it has: %s", err.msg);
     __atomic_store_n(&srv->reload_requested, 0, __ATOMIC_RELEASE);
     return false;
@@ -105,11 +110,8 @@ void bf_api_reload(struct bf_http_req *req, struct bf_http_resp *resp) {
     return;
   }
   /* Checked now, so the caller learns of a broken project at once. */
-  struct bf_project *next = NULL;
   struct bf_error err = {0};
-  int rc = bf_project_load(req->srv->p->cfg->path, &next, &err);
-  bf_project_free(next);
-  if (rc) {
+  if (project_loads(req->srv, &err)) {
     bf_http_error(resp, 422, "the project on disk does not load, nothing reloaded: %s", err.msg);
     return;
   }

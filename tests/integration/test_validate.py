@@ -98,7 +98,7 @@ class ValidateServeConfig(CoreCase):
                 ("hooks:\n  nowhere: {scheme: standard, secret: whsec_x}\n", "no destination named 'nowhere'"),
                 ("hooks:\n  out: {scheme: carrier-pigeon}\n", "hooks.out.scheme 'carrier-pigeon'"),
                 ("hooks:\n  out: {scheme: hubspot, secret: abc}\n", "HubSpot signs the URL"),
-                ("alerts:\n  - {url: 'ftp://example.invalid/'}\n", "alerts")):
+                ("alerts:\n  - {url: 'ftp://example.invalid/'}\n", "alert: expected 'type: webhook'")):
             p = self.new_project(rows=1, config_text=text + extra)
             r = p.run("validate")
             self.assertEqual(r.returncode, 2, (extra, r.stdout, r.stderr))
